@@ -53,8 +53,14 @@ class PassThroughModel:
 
 
 def shipped_model_path() -> Path:
-    """Path of the U-Net shipped in models/ (installed as the `realtime.models` package data)."""
-    return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
+    """Path of the U-Net shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
+    source_tree = Path(__file__).resolve().parent.parent / "models" / SHIPPED_MODEL_NAME
+    if source_tree.is_file():
+        return source_tree
+    try:
+        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
+    except ModuleNotFoundError:
+        return source_tree  # reported as missing when loaded
 
 
 class OnnxModel:

@@ -1,0 +1,112 @@
+"""Configuration validation, the allocation-free FFT and the STFT conventions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from realtime.config import load_config
+from realtime.errors import GapfillError
+from realtime.fft import FFTPlan
+from realtime.stft import (
+    StreamingAnalysis,
+    StreamingSynthesis,
+    analysis_window,
+    istft_offline,
+    stft_offline,
+    synthesis_window,
+)
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_load_and_validate():
+    config = load_config(None)
+    assert (config.fft_size, config.hop) == (1024, 256)
+    assert config.source is None
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("stft: {hop: 300}", "config 'stft.hop': must be a power of two between 64 and 1024, got 300"),
+        ("stft: {fft_size: 256, hop: 256}", "config 'stft.hop': must be at most half"),
+        ("phase: {method: magic}", "config 'phase.method': must be one of 'decoded', 'rtpghi', 'completion'"),
+        ("phase: {lookahead_frames: 2}", "config 'phase.lookahead_frames'"),
+        ("model: {threads: 0}", "config 'model.threads': must be an integer between 1 and 16, got 0"),
+        ("model: {threads: true}", "config 'model.threads'"),
+        ("gate: {enabled: 'yes'}", "config 'gate.enabled': must be one of True, False"),
+        ("stft: {window: hann}", "config 'stft.window': unknown key (allowed: fft_size, hop)"),
+        ("colour: red", "config 'colour': unknown section"),
+        ("- a\n- b", "must be a mapping of sections"),
+        ("stft: 5", "config 'stft': must be a mapping of keys"),
+        ("stft: {hop: [1, 2", "malformed YAML at line"),
+    ],
+)
+def test_bad_config_is_one_clear_error(tmp_path, text, message):
+    with pytest.raises(GapfillError) as caught:
+        load_config(write(tmp_path, text))
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_missing_config_and_directory_are_clear_errors(tmp_path):
+    with pytest.raises(GapfillError, match="cannot read config .*: No such file"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(GapfillError, match="it is a directory"):
+        load_config(tmp_path)
+
+
+def test_partial_user_file_keeps_other_defaults(tmp_path):
+    config = load_config(write(tmp_path, "phase: {method: rtpghi}\n"))
+    assert config.phase["method"] == "rtpghi"
+    assert config.hop == 256 and config.model["threads"] == 1
+
+
+@pytest.mark.parametrize("n", [4, 16, 512, 1024, 2048])
+def test_fft_plan_matches_numpy(n):
+    rng = np.random.default_rng(n)
+    plan = FFTPlan(n)
+    frame = rng.standard_normal(n)
+    spectrum = np.zeros(n // 2 + 1, np.complex128)
+    plan.rfft_into(frame, spectrum)
+    assert np.allclose(spectrum, np.fft.rfft(frame), atol=1e-10)
+    noisy = spectrum + 1j * rng.standard_normal(n // 2 + 1)  # DC/Nyquist imaginary parts are ignored
+    back = np.zeros(n)
+    plan.irfft_into(noisy, back)
+    assert np.allclose(back, np.fft.irfft(noisy, n), atol=1e-10)
+
+
+@pytest.mark.parametrize("fft_size, hop", [(1024, 256), (512, 128), (1024, 512), (2048, 256)])
+def test_windows_reconstruct_perfectly(fft_size, hop):
+    products = analysis_window(fft_size) * synthesis_window(fft_size, hop)
+    overlap = sum(products[start : start + hop] for start in range(0, fft_size, hop))
+    assert np.allclose(overlap, 1.0)
+
+
+def test_streaming_analysis_and_synthesis_equal_offline():
+    fft_size, hop = 1024, 256
+    signal = np.random.default_rng(3).standard_normal(40 * hop).astype(np.float32)
+    offline = stft_offline(signal, fft_size, hop)
+    analysis = StreamingAnalysis(fft_size, hop, 1)
+    synthesis = StreamingSynthesis(fft_size, hop, 1)
+    spectra = np.zeros((1, fft_size // 2 + 1), np.complex64)
+    magnitudes = np.zeros((1, fft_size // 2 + 1), np.float32)
+    hop_out = np.zeros((1, hop), np.float32)
+    hops = []
+    for k in range(40):
+        analysis.push_hop(signal[None, k * hop : (k + 1) * hop], spectra, magnitudes)
+        assert np.allclose(spectra[0], offline[k], atol=1e-3)
+        assert np.allclose(magnitudes[0], np.abs(offline[k]), atol=1e-3)
+        synthesis.push_frame(spectra, hop_out)
+        hops.append(hop_out[0].copy())
+    streamed = np.concatenate(hops)
+    resynthesised = istft_offline(offline, fft_size, hop)
+    # streaming emits hop k at the end of hop k; the offline version places it one sample later
+    assert np.allclose(streamed[: -(hop - 1)], resynthesised[hop - 1 :], atol=1e-5)
+    latency = fft_size - 1
+    assert np.allclose(resynthesised[latency + fft_size :], signal[fft_size : len(signal) - latency], atol=1e-5)
