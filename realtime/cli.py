@@ -1,0 +1,225 @@
+"""The `gapfill` command: one small function per subcommand, errors as one line `gapfill: <message>`.
+
+Exit status: 0 done, 2 a problem the user can fix (bad input, options, config, model), 130 interrupted,
+1 an internal error (one line asking for a report; a traceback with GAPFILL_DEBUG=1).
+
+To add a subcommand (`live`, `devices`, `spectrogram`, ...): write `_add_NAME(commands)` that adds its
+parser and sets `handler=` to a function `(args) -> int`, and list it in SUBCOMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, NoReturn
+
+from realtime import __version__
+from realtime.errors import GapfillError
+
+DEBUG_ENV = "GAPFILL_DEBUG"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line `gapfill: ...` and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gapfill: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
+
+
+# -- restore -------------------------------------------------------------------------------------
+def _add_restore(commands: Any) -> None:
+    parser = commands.add_parser(
+        "restore",
+        help="restore an audio file into a WAV or FLAC file",
+        description="Restore IN (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...) into OUT (.wav or "
+        ".flac) with the same rate, channels and length, aligned sample for sample. OUT keeps IN's sample "
+        "format where it can (PCM_16, PCM_24, FLOAT), else FLOAT (WAV) or PCM_24 (FLAC).",
+    )
+    parser.add_argument("input", metavar="IN", help="audio file to restore")
+    parser.add_argument("output", metavar="OUT", help="restored file, .wav or .flac")
+    _add_config_option(parser)
+    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.set_defaults(handler=_restore)
+
+
+def _restore(args: argparse.Namespace) -> int:
+    from realtime.audiofile import output_format, restore_file
+    from realtime.restorer import Restorer
+
+    output_format(args.output)  # fail on a bad name before loading the model
+    restorer = Restorer.from_config(args.config)
+    restore_file(restorer, args.input, args.output, force=args.force, show_progress=sys.stderr.isatty())
+    return 0
+
+
+# -- stream --------------------------------------------------------------------------------------
+def _add_stream(commands: Any) -> None:
+    from realtime.pipe import PCM_FORMATS
+
+    parser = commands.add_parser(
+        "stream",
+        help="restore raw PCM from stdin to stdout",
+        description="Restore raw interleaved little-endian PCM from stdin to stdout as it arrives, e.g. "
+        "ffmpeg -i in.mp3 -f f32le -ar 48000 -ac 2 - | gapfill stream --rate 48000 --channels 2 | ... "
+        "A partial frame at the end of the input is an error (exit status 2) after all whole frames "
+        "have been written.",
+    )
+    parser.add_argument("--rate", type=_positive_int, required=True, help="sample rate in Hz")
+    parser.add_argument("--channels", type=_positive_int, required=True, help="interleaved channels")
+    parser.add_argument("--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)")
+    _add_config_option(parser)
+    parser.add_argument(
+        "--no-compensate",
+        dest="compensate",
+        action="store_false",
+        help="output one sample per input sample, delayed by the latency, and no tail "
+        "(default: drop the latency and flush the tail, so output lines up with input)",
+    )
+    parser.set_defaults(handler=_stream)
+
+
+def _stream(args: argparse.Namespace) -> int:
+    from realtime.pipe import MAX_READ_FRAMES, run_stream
+    from realtime.restorer import Restorer
+
+    restorer = Restorer.from_config(args.config)
+    restorer.prepare(args.rate, args.channels, MAX_READ_FRAMES)
+    result = run_stream(restorer, args.format, args.channels, args.compensate)
+    if result.broken_pipe:
+        _silence_stdout()
+        return 0
+    if result.nonfinite_samples:
+        print(f"gapfill: replaced {result.nonfinite_samples} non-finite samples", file=sys.stderr)
+    if result.interrupted:
+        return 130
+    if result.trailing_bytes:
+        raise GapfillError(
+            f"input ended inside a frame: {result.trailing_bytes} trailing bytes dropped "
+            f"(a frame is {args.channels} x {args.format} sample)"
+        )
+    return 0
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that nothing fails writing to the closed pipe at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+# -- info ----------------------------------------------------------------------------------------
+def _add_info(commands: Any) -> None:
+    parser = commands.add_parser(
+        "info",
+        help="show the model, STFT settings and latency",
+        description="Show the model, STFT and phase settings, supported rates and the latency (in samples "
+        "and ms, by part) at the model rate and, with --rate, at that host rate.",
+    )
+    _add_config_option(parser)
+    parser.add_argument("--rate", type=_positive_int, help="also show the latency at this host rate (Hz)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(handler=_info)
+
+
+def _latency_at(restorer: Any, rate: int) -> dict[str, Any]:
+    """Latency at host `rate`: total and parts, in samples and ms."""
+    restorer.prepare(rate, 1, 1024)
+
+    def ms(samples: int) -> float:
+        return round(1000.0 * samples / rate, 3)
+
+    parts = restorer.latency_parts
+    return {
+        "rate_hz": rate,
+        "samples": restorer.latency_samples,
+        "ms": ms(restorer.latency_samples),
+        "parts": {name: {"samples": value, "ms": ms(value)} for name, value in parts.items()},
+    }
+
+
+def _info(args: argparse.Namespace) -> int:
+    from realtime.restorer import Restorer
+
+    restorer = Restorer.from_config(args.config)
+    facts = restorer.describe()
+    rates = [facts["model_rate_hz"]] + ([args.rate] if args.rate and args.rate != facts["model_rate_hz"] else [])
+    facts["latency"] = [_latency_at(restorer, rate) for rate in rates]
+    if args.json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    for key, value in facts.items():
+        if key != "latency":
+            _print_fact(key, value, 0)
+    for latency in facts["latency"]:
+        print(f"latency at {latency['rate_hz']} Hz: {latency['samples']} samples ({latency['ms']:.2f} ms)")
+        for name, part in latency["parts"].items():
+            print(f"  {name}: {part['samples']} samples ({part['ms']:.2f} ms)")
+    return 0
+
+
+def _print_fact(key: str, value: Any, depth: int) -> None:
+    indent = "  " * depth
+    if isinstance(value, dict):
+        print(f"{indent}{key}:")
+        for sub_key, sub_value in value.items():
+            _print_fact(sub_key, sub_value, depth + 1)
+    elif isinstance(value, (list, tuple)):
+        print(f"{indent}{key}: {', '.join(str(item) for item in value)}")
+    else:
+        print(f"{indent}{key}: {value}")
+
+
+# -- entry point ---------------------------------------------------------------------------------
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_restore, _add_stream, _add_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `gapfill` parser with every subcommand of SUBCOMMANDS."""
+    parser = _Parser(prog="gapfill", description="Real-time restorer for low-bitrate audio.")
+    parser.add_argument("--version", action="version", version=f"gapfill {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run `gapfill` with `argv` (default: sys.argv[1:]); returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return 0
+    try:
+        return args.handler(args)
+    except GapfillError as exc:
+        print(f"gapfill: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if os.environ.get(DEBUG_ENV) == "1":
+            traceback.print_exc()
+        print(
+            f"gapfill: internal error: {type(exc).__name__}: {exc} "
+            f"(please report it; set {DEBUG_ENV}=1 for a traceback)",
+            file=sys.stderr,
+        )
+        return 1
