@@ -1,0 +1,96 @@
+"""Shared fixtures: a pass-through engine config, test-signal files, and `gapfill` run as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"
+
+
+@pytest.fixture
+def passthrough_config(tmp_path: Path) -> str:
+    """Path of a config whose engine reproduces its input (after the latency): pass-through model, decoded phase."""
+    path = tmp_path / "passthrough.yaml"
+    path.write_text(PASSTHROUGH_YAML)
+    return str(path)
+
+
+def _signal(frames: int, channels: int, seed: int = 0, amplitude: float = 0.5) -> np.ndarray:
+    """(frames, channels) float32: a different tone per channel plus noise, peak about `amplitude`."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames) / 48_000.0
+    tones = np.stack([np.sin(2 * np.pi * (440.0 * (c + 1)) * t) for c in range(channels)], axis=1)
+    return (amplitude * (0.7 * tones + 0.3 * rng.uniform(-1, 1, (frames, channels)))).astype(np.float32)
+
+
+@pytest.fixture
+def make_signal() -> Callable[..., np.ndarray]:
+    """make_signal(frames, channels, seed=0, amplitude=0.5) -> (frames, channels) float32 tones plus noise."""
+    return _signal
+
+
+@pytest.fixture
+def write_audio() -> Callable[..., np.ndarray]:
+    """write_audio(path, frames, channels, rate=48000, subtype=None) -> the (frames, channels) float32 written.
+
+    The returned array is what reading the file back as float32 gives (quantised to the subtype).
+    """
+
+    def write(path: Path, frames: int, channels: int, rate: int = 48_000, subtype: str | None = None) -> np.ndarray:
+        sf.write(path, _signal(frames, channels), rate, subtype=subtype)
+        return sf.read(path, dtype="float32", always_2d=True)[0]
+
+    return write
+
+
+def _gapfill_env() -> dict[str, str]:
+    """Environment for running `python -m realtime` from this checkout."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    env.pop("GAPFILL_DEBUG", None)
+    return env
+
+
+def _gapfill_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "realtime", *args]
+
+
+@pytest.fixture
+def run_gapfill() -> Callable[..., subprocess.CompletedProcess]:
+    """run_gapfill(*args, stdin=b"", timeout=120) -> CompletedProcess with bytes stdout/stderr."""
+
+    def run(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            _gapfill_command(*args), input=stdin, capture_output=True, timeout=timeout, env=_gapfill_env(), cwd=REPO_ROOT
+        )
+
+    return run
+
+
+@pytest.fixture
+def popen_gapfill() -> Iterator[Callable[..., subprocess.Popen]]:
+    """popen_gapfill(*args) -> Popen with stdin, stdout and stderr as byte pipes (the caller waits for it)."""
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            _gapfill_command(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env=_gapfill_env(), cwd=REPO_ROOT,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
