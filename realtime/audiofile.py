@@ -104,11 +104,11 @@ def _length_problem(source: sf.SoundFile) -> str | None:
         return "it contains no audio"
     sizes = _WAV_DATA_SIZE.search(source.extra_info) if source.format in ("WAV", "WAVEX") else None
     if sizes and int(sizes[1]) not in _UNKNOWN_SIZES and int(sizes[2]) < int(sizes[1]):
-        return f"truncated: the header announces {sizes[1]} bytes of audio, the file holds {sizes[2]}"
+        return f"truncated (the header announces {sizes[1]} bytes of audio, the file holds {sizes[2]})"
     return None
 
 
-def _input_blocks(source: sf.SoundFile, path: str, progress: "_Progress | None") -> Iterator[np.ndarray]:
+def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -> Iterator[np.ndarray]:
     """(channels, n) float32 blocks of the whole file, n <= BLOCK_FRAMES, each valid until the next step."""
     frames = np.zeros((BLOCK_FRAMES, source.channels), np.float32)
     planar = np.zeros(BLOCK_FRAMES * source.channels, np.float32)
@@ -118,7 +118,8 @@ def _input_blocks(source: sf.SoundFile, path: str, progress: "_Progress | None")
             with _c_stderr_muted():
                 data = source.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=frames)
         except sf.LibsndfileError as exc:
-            raise GapfillError(f"cannot read '{path}': {_reason(exc)} after {total} frames") from None
+            where = _timestamp(total, source.samplerate)
+            raise GapfillError(f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})") from None
         n = data.shape[0]
         if n == 0:
             break
@@ -129,7 +130,14 @@ def _input_blocks(source: sf.SoundFile, path: str, progress: "_Progress | None")
         if progress:
             progress.update(total)
     if source.format != "MP3" and total < source.frames:
-        raise GapfillError(f"cannot read '{path}': truncated: the header announces {source.frames} frames, got {total}")
+        where = _timestamp(total, source.samplerate)
+        raise GapfillError(f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)")
+
+
+def _timestamp(frames: int, sample_rate: int) -> str:
+    """A position as HH:MM:SS.mmm."""
+    minutes, seconds = divmod(frames / sample_rate, 60.0)
+    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:06.3f}"
 
 
 @contextmanager
@@ -174,7 +182,9 @@ class _Progress:
         sys.stderr.flush()
 
 
-def restore_file(restorer: Restorer, in_path: str, out_path: str, force: bool = False, show_progress: bool = False) -> None:
+def restore_file(
+    restorer: Restorer, in_path: str, out_path: str, force: bool = False, show_progress: bool = False
+) -> None:
     """Restore `in_path` into `out_path` (.wav or .flac), same rate, channels and length, aligned.
 
     Raises GapfillError for anything the user can fix; leaves no output file unless it succeeds.
@@ -191,27 +201,41 @@ def restore_file(restorer: Restorer, in_path: str, out_path: str, force: bool = 
         progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate) if show_progress else None
         try:
             with _partial_file(out_path, force) as temp:
-                _write_restored(restorer, _input_blocks(source, in_path, progress), temp, out_path, source, fmt, subtype)
+                with _open_output(temp, out_path, source, fmt, subtype) as sink:
+                    for out in compensated(restorer, _input_blocks(source, in_path, progress)):
+                        sink.write(out)
         finally:
             if progress:
                 progress.close()
 
 
-def _write_restored(
-    restorer: Restorer, blocks: Iterator[np.ndarray], temp: str, out_path: str, source: sf.SoundFile, fmt: str, subtype: str
-) -> None:
-    """Write the compensated restoration of `blocks` to `temp` as fmt/subtype; clip for integer subtypes."""
-    interleaved = np.zeros((BLOCK_FRAMES, source.channels), np.float32)
-    clip = subtype != "FLOAT"
+class _Output:
+    """Writes (channels, n) float32 blocks to an open SoundFile, clipping to +-1 for integer subtypes."""
+
+    def __init__(self, sink: sf.SoundFile, out_path: str) -> None:
+        self._sink, self._out_path = sink, out_path
+        self._clip = sink.subtype != "FLOAT"
+        self._frames = np.zeros((BLOCK_FRAMES, sink.channels), np.float32)
+
+    def write(self, block: np.ndarray) -> None:
+        for start in range(0, block.shape[1], BLOCK_FRAMES):
+            chunk = block[:, start : start + BLOCK_FRAMES]
+            frames = self._frames[: chunk.shape[1]]
+            frames[...] = chunk.T
+            if self._clip:
+                np.clip(frames, -1.0, 1.0, out=frames)
+            try:
+                self._sink.write(frames)
+            except (OSError, sf.LibsndfileError) as exc:
+                raise GapfillError(f"cannot write '{self._out_path}': {_reason(exc)}") from None
+
+
+@contextmanager
+def _open_output(temp: str, out_path: str, source: sf.SoundFile, fmt: str, subtype: str) -> Iterator[_Output]:
+    """The temporary output file, with `source`'s rate and channels, as an `_Output`."""
     try:
-        with sf.SoundFile(temp, "w", source.samplerate, source.channels, subtype, format=fmt) as sink:
-            for out in compensated(restorer, blocks):
-                for start in range(0, out.shape[1], BLOCK_FRAMES):
-                    chunk = out[:, start : start + BLOCK_FRAMES]
-                    frames = interleaved[: chunk.shape[1]]
-                    frames[...] = chunk.T
-                    if clip:
-                        np.clip(frames, -1.0, 1.0, out=frames)
-                    sink.write(frames)
+        sink = sf.SoundFile(temp, "w", source.samplerate, source.channels, subtype, format=fmt)
     except (OSError, sf.LibsndfileError) as exc:
         raise GapfillError(f"cannot write '{out_path}': {_reason(exc)}") from None
+    with sink:
+        yield _Output(sink, out_path)

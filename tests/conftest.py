@@ -78,12 +78,12 @@ def run_gapfill() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def popen_gapfill() -> Iterator[Callable[..., subprocess.Popen]]:
-    """popen_gapfill(*args) -> Popen with stdin, stdout and stderr as byte pipes (the caller waits for it)."""
+    """popen_gapfill(*args, stderr=PIPE) -> Popen with stdin and stdout as byte pipes; killed at teardown."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str) -> subprocess.Popen:
+    def start(*args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen:
         process = subprocess.Popen(
-            _gapfill_command(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            _gapfill_command(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
             env=_gapfill_env(), cwd=REPO_ROOT,
         )
         started.append(process)

@@ -1,0 +1,147 @@
+"""`gapfill restore`: length, alignment and sample format of the output; atomic writing; progress."""
+
+from __future__ import annotations
+
+import os
+import pty
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from realtime.audiofile import output_subtype
+from realtime.cli import main
+
+ODD_FRAMES = int(48_000 * 1.3) + 17
+
+
+def leftovers(directory: Path) -> list[str]:
+    """Names of temporary output files left in `directory`."""
+    return [p.name for p in directory.iterdir() if ".partial-" in p.name]
+
+
+@pytest.mark.parametrize(
+    ("in_subtype", "channels", "out_name", "out_subtype", "tolerance"),
+    [
+        ("PCM_16", 2, "out.wav", "PCM_16", 2.0**-15),
+        ("FLOAT", 1, "out.wav", "FLOAT", 1e-6),
+        ("FLOAT", 2, "out.flac", "PCM_24", 2.0**-23 + 1e-6),
+        ("PCM_24", 1, "OUT.FLAC", "PCM_24", 2.0**-23 + 1e-6),
+    ],
+)
+def test_output_lines_up_with_input(
+    in_subtype, channels, out_name, out_subtype, tolerance, tmp_path, write_audio, passthrough_config, run_gapfill
+):
+    x = write_audio(tmp_path / "in.wav", ODD_FRAMES, channels, subtype=in_subtype)
+    done = run_gapfill("restore", str(tmp_path / "in.wav"), str(tmp_path / out_name), "--config", passthrough_config)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stderr == b""  # no progress bar when stderr is not a terminal
+    info = sf.info(tmp_path / out_name)
+    assert (info.samplerate, info.channels, info.subtype) == (48_000, channels, out_subtype)
+    y = sf.read(tmp_path / out_name, dtype="float32", always_2d=True)[0]
+    assert y.shape == x.shape
+    assert np.abs(y - x).max() <= tolerance
+    assert leftovers(tmp_path) == []
+
+
+def test_mp3_input(tmp_path, make_signal, passthrough_config):
+    sf.write(tmp_path / "in.mp3", make_signal(48_000 * 2, 1), 48_000, format="MP3")
+    decoded = sf.read(tmp_path / "in.mp3", dtype="float32", always_2d=True)[0]
+    assert main(["restore", str(tmp_path / "in.mp3"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 0
+    assert sf.info(tmp_path / "out.wav").subtype == "FLOAT"
+    y = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)[0]
+    assert y.shape == decoded.shape
+    assert np.abs(y - decoded).max() <= 1e-5
+
+
+def test_44100_hz_input_keeps_its_rate_length_and_alignment(tmp_path, write_audio, passthrough_config):
+    x = write_audio(tmp_path / "in.wav", 44_100 * 2 + 11, 2, rate=44_100, subtype="FLOAT")
+    assert main(["restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 0
+    y, rate = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
+    assert rate == 44_100 and y.shape == x.shape
+    # Resampling to 48 kHz and back is not exact (band limit); the best alignment must be lag 0.
+    inner = slice(2000, -2000)
+    errors = {lag: np.mean((np.roll(y, lag, axis=0)[inner] - x[inner]) ** 2) for lag in range(-3, 4)}
+    assert min(errors, key=errors.get) == 0
+    assert errors[0] < 0.01 * np.mean(x**2)
+
+
+def test_integer_output_clips_and_float_output_keeps_overs(tmp_path, passthrough_config):
+    x = np.zeros((48_000, 1), np.float32)
+    x[10_000:10_100] = 1.5
+    x[20_000:20_100] = -1.5
+    sf.write(tmp_path / "in.wav", x, 48_000, subtype="FLOAT")
+    for name in ("out.flac", "out.wav"):
+        assert main(["restore", str(tmp_path / "in.wav"), str(tmp_path / name), "--config", passthrough_config]) == 0
+    clipped = sf.read(tmp_path / "out.flac", dtype="float64")[0]
+    assert clipped[10_050] == pytest.approx(1.0, abs=1e-6) and clipped[20_050] == -1.0  # clipped, not wrapped
+    kept = sf.read(tmp_path / "out.wav", dtype="float64")[0]
+    assert kept[10_050] == pytest.approx(1.5, abs=1e-5) and kept[20_050] == pytest.approx(-1.5, abs=1e-5)
+
+
+def test_output_subtype_choice():
+    assert output_subtype("PCM_16", "WAV") == "PCM_16"
+    assert output_subtype("PCM_24", "FLAC") == "PCM_24"
+    assert output_subtype("FLOAT", "FLAC") == "PCM_24"
+    assert output_subtype("MPEG_LAYER_III", "WAV") == "FLOAT"
+    assert output_subtype("VORBIS", "FLAC") == "PCM_24"
+    assert output_subtype("PCM_U8", "WAV") == "FLOAT"
+
+
+def test_existing_output_needs_force(tmp_path, write_audio, passthrough_config, capfd):
+    write_audio(tmp_path / "in.wav", 10_000, 1)
+    (tmp_path / "out.wav").write_bytes(b"precious")
+    args = ["restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config]
+    assert main(args) == 2
+    assert "--force" in capfd.readouterr().err
+    assert (tmp_path / "out.wav").read_bytes() == b"precious"
+    assert main([*args, "--force"]) == 0
+    assert sf.info(tmp_path / "out.wav").frames == 10_000
+    assert leftovers(tmp_path) == []
+
+
+def test_read_error_midway_leaves_no_file(tmp_path, write_audio, passthrough_config, capfd):
+    write_audio(tmp_path / "whole.flac", 48_000 * 5, 2, subtype="PCM_16")
+    data = (tmp_path / "whole.flac").read_bytes()
+    (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
+    assert main(["restore", str(tmp_path / "cut.flac"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("gapfill: cannot read ") and "truncated at 00:00:0" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
+
+
+def test_ctrl_c_removes_the_partial_file(tmp_path, write_audio, passthrough_config, popen_gapfill):
+    write_audio(tmp_path / "long.wav", 48_000 * 60, 1, subtype="PCM_16")
+    process = popen_gapfill("restore", str(tmp_path / "long.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config)
+    deadline = time.monotonic() + 60
+    while not leftovers(tmp_path) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert leftovers(tmp_path), "no partial file seen while restoring"
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) == 130
+    assert b"Traceback" not in process.stderr.read()
+    assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
+
+
+def test_progress_on_a_terminal(tmp_path, write_audio, passthrough_config, popen_gapfill):
+    write_audio(tmp_path / "in.wav", 48_000 * 3, 1)
+    leader, follower = pty.openpty()
+    process = popen_gapfill(
+        "restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config, stderr=follower
+    )
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    assert b"\r" in shown and b"%" in shown and b"restoring" in shown
