@@ -8,7 +8,8 @@ temporary file is removed.
 
 Output sample format: the input's own when the output format has it (WAV: PCM_16, PCM_24, FLOAT;
 FLAC: PCM_16, PCM_24); otherwise FLOAT for WAV (lossless for whatever the model produces) and PCM_24
-for FLAC (its finest). Samples beyond +-1 are clipped for integer formats and kept in FLOAT.
+for FLAC (its finest). Samples beyond +-1 are clipped (never wrapped) for integer formats and kept
+in FLOAT.
 
 Truncation: a WAV whose data chunk is shorter than its header says, or a file that yields fewer frames
 than its header promises, is an error. MP3 is exempt from the second check: libsndfile estimates an
@@ -210,11 +211,13 @@ def restore_file(
 
 
 class _Output:
-    """Writes (channels, n) float32 blocks to an open SoundFile, clipping to +-1 for integer subtypes."""
+    """Writes (channels, n) float32 blocks to an open SoundFile through one preallocated interleaving buffer.
+
+    For integer subtypes libsndfile clips to +-1 (soundfile turns SFC_SET_CLIPPING on for every file).
+    """
 
     def __init__(self, sink: sf.SoundFile, out_path: str) -> None:
         self._sink, self._out_path = sink, out_path
-        self._clip = sink.subtype != "FLOAT"
         self._frames = np.zeros((BLOCK_FRAMES, sink.channels), np.float32)
 
     def write(self, block: np.ndarray) -> None:
@@ -222,8 +225,6 @@ class _Output:
             chunk = block[:, start : start + BLOCK_FRAMES]
             frames = self._frames[: chunk.shape[1]]
             frames[...] = chunk.T
-            if self._clip:
-                np.clip(frames, -1.0, 1.0, out=frames)
             try:
                 self._sink.write(frames)
             except (OSError, sf.LibsndfileError) as exc:

@@ -31,6 +31,25 @@ def _truncated_wav_data(tmp: Path, config: str) -> list[str]:
     return _restore(tmp / "cut.wav", config)
 
 
+def _mp3_head(tmp: Path, config: str) -> list[str]:
+    """The first 100 bytes of a real MP3 (libmpg123 prints a warning on fd 2 for it)."""
+    sf.write(tmp / "whole.mp3", np.zeros(48_000, np.float32), 48_000, format="MP3")
+    (tmp / "head.mp3").write_bytes((tmp / "whole.mp3").read_bytes()[:100])
+    (tmp / "whole.mp3").unlink()
+    return _restore(tmp / "head.mp3", config)
+
+
+def _mp3_corrupt_middle(tmp: Path, config: str) -> list[str]:
+    """A real MP3 with 3000 random bytes in the middle: libmpg123 gives up resyncing (and prints notes on fd 2)."""
+    noise = np.random.default_rng(0).standard_normal(48_000 * 3).astype(np.float32) * 0.1
+    sf.write(tmp / "bad.mp3", noise, 48_000, format="MP3")
+    data = bytearray((tmp / "bad.mp3").read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 3000] = np.random.default_rng(1).integers(0, 256, 3000, np.uint8).tobytes()
+    (tmp / "bad.mp3").write_bytes(data)
+    return _restore(tmp / "bad.mp3", config)
+
+
 def _config_file(tmp: Path, text: str) -> str:
     (tmp / "bad.yaml").write_text(text)
     return str(tmp / "bad.yaml")
@@ -51,6 +70,8 @@ CASES: dict[str, Case] = {
     ),
     "truncated wav data": (_truncated_wav_data, "truncated (the header announces 96000 bytes"),
     "garbage named .mp3": (lambda tmp, cfg: _restore(_garbage(tmp / "x.mp3"), cfg), "cannot read"),
+    "mp3 cut after 100 bytes": (_mp3_head, "cannot read"),
+    "mp3 corrupt in the middle": (_mp3_corrupt_middle, "corrupt or truncated at 00:00:01."),
     "no audio frames": (lambda tmp, cfg: _restore(_wav(tmp / "z.wav", 0), cfg), "no audio"),
     "unsupported rate": (lambda tmp, cfg: _restore(_wav(tmp / "r.wav", rate=8000), cfg), "8000 Hz"),
     "unsupported channels": (lambda tmp, cfg: _restore(_wav(tmp / "c.wav", channels=9), cfg), "9 channels"),
