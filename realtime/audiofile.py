@@ -120,7 +120,9 @@ def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -
                 data = source.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=frames)
         except sf.LibsndfileError as exc:
             where = _timestamp(total, source.samplerate)
-            raise GapfillError(f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})") from None
+            raise GapfillError(
+                f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})"
+            ) from None
         n = data.shape[0]
         if n == 0:
             break
@@ -132,7 +134,9 @@ def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -
             progress.update(total)
     if source.format != "MP3" and total < source.frames:
         where = _timestamp(total, source.samplerate)
-        raise GapfillError(f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)")
+        raise GapfillError(
+            f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)"
+        )
 
 
 def _timestamp(frames: int, sample_rate: int) -> str:
@@ -173,9 +177,8 @@ class _Progress:
             return
         self._next_draw = now + 0.1
         percent = min(100.0, 100.0 * done_frames / self.total)
-        sys.stderr.write(
-            f"\r{self.label}: {percent:3.0f}% ({done_frames / self.rate:.1f} of {self.total / self.rate:.1f} s)"
-        )
+        done_s, total_s = done_frames / self.rate, self.total / self.rate
+        sys.stderr.write(f"\r{self.label}: {percent:3.0f}% ({done_s:.1f} of {total_s:.1f} s)")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -199,7 +202,9 @@ def restore_file(
         except GapfillError as exc:
             raise GapfillError(f"cannot restore '{in_path}': {exc}") from None
         subtype = output_subtype(source.subtype, fmt)
-        progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate) if show_progress else None
+        progress = None
+        if show_progress:
+            progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate)
         try:
             with _partial_file(out_path, force) as temp:
                 with _open_output(temp, out_path, source, fmt, subtype) as sink:

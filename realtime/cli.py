@@ -83,7 +83,9 @@ def _add_stream(commands: Any) -> None:
     )
     parser.add_argument("--rate", type=_positive_int, required=True, help="sample rate in Hz")
     parser.add_argument("--channels", type=_positive_int, required=True, help="interleaved channels")
-    parser.add_argument("--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)")
+    parser.add_argument(
+        "--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)"
+    )
     _add_config_option(parser)
     parser.add_argument(
         "--no-compensate",
@@ -159,7 +161,8 @@ def _info(args: argparse.Namespace) -> int:
 
     restorer = Restorer.from_config(args.config)
     facts = restorer.describe()
-    rates = [facts["model_rate_hz"]] + ([args.rate] if args.rate and args.rate != facts["model_rate_hz"] else [])
+    model_rate = facts["model_rate_hz"]
+    rates = [model_rate] + ([args.rate] if args.rate and args.rate != model_rate else [])
     facts["latency"] = [_latency_at(restorer, rate) for rate in rates]
     if args.json:
         print(json.dumps(facts, indent=2))

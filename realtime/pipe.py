@@ -8,6 +8,10 @@ and output is written to the file descriptor as soon as it exists.
 Delay compensation (`compensated`, also used by the file front end): the first `latency_samples` of
 output are dropped and the tail from `Restorer.flush()` is appended, so output sample t lines up with
 input sample t and there are exactly as many output samples as input samples.
+
+End of stream: at EOF all output is written; bytes of a partial last frame are reported in
+`StreamResult.trailing_bytes` (the CLI then exits with status 2). SIGINT stops reading; what was read
+is processed and written, tail included. A closed stdout (EPIPE) ends the stream quietly.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ PCM_FORMATS = {"f32le": 4, "s16le": 2, "s24le": 3}  # name -> bytes per sample
 MAX_READ_FRAMES = 4096  # frames per read, and the Restorer's max_block
 
 
-def compensated(restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bool = True) -> Iterator[np.ndarray]:
+def compensated(
+    restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bool = True
+) -> Iterator[np.ndarray]:
     """Restore blocks (channels, n) float32; yield output blocks (channels, m) valid until the next step.
 
     compensate: drop the first `restorer.latency_samples` of output and end with the flushed tail, so
@@ -131,6 +137,7 @@ class _FrameReader:
         """SIGINT handler: interrupt a blocking read, or stop before the next one."""
         self.interrupted = True
         if self._reading:
+            self._reading = False  # a second SIGINT while unwinding must not raise again
             raise _Interrupted
 
     def blocks(self) -> Iterator[np.ndarray]:
@@ -161,7 +168,12 @@ def _write_all(fd: int, data: memoryview) -> None:
 
 
 def run_stream(
-    restorer: Restorer, pcm_format: str, channels: int, compensate: bool = True, fd_in: int = 0, fd_out: int = 1
+    restorer: Restorer,
+    pcm_format: str,
+    channels: int,
+    compensate: bool = True,
+    fd_in: int = 0,
+    fd_out: int = 1,
 ) -> StreamResult:
     """Restore raw PCM from `fd_in` to `fd_out` until EOF, SIGINT or a closed output.
 
