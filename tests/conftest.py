@@ -18,7 +18,7 @@ PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"
 
 @pytest.fixture
 def passthrough_config(tmp_path: Path) -> str:
-    """Path of a config whose engine reproduces its input (after the latency): pass-through model, decoded phase."""
+    """A config whose engine reproduces its input after the latency: pass-through model, decoded phase."""
     path = tmp_path / "passthrough.yaml"
     path.write_text(PASSTHROUGH_YAML)
     return str(path)
@@ -40,12 +40,14 @@ def make_signal() -> Callable[..., np.ndarray]:
 
 @pytest.fixture
 def write_audio() -> Callable[..., np.ndarray]:
-    """write_audio(path, frames, channels, rate=48000, subtype=None) -> the (frames, channels) float32 written.
+    """write_audio(path, frames, channels, rate=48000, subtype=None) -> (frames, channels) float32.
 
-    The returned array is what reading the file back as float32 gives (quantised to the subtype).
+    Writes a test signal; returns what reading the file back as float32 gives (quantised to the subtype).
     """
 
-    def write(path: Path, frames: int, channels: int, rate: int = 48_000, subtype: str | None = None) -> np.ndarray:
+    def write(
+        path: Path, frames: int, channels: int, rate: int = 48_000, subtype: str | None = None
+    ) -> np.ndarray:
         sf.write(path, _signal(frames, channels), rate, subtype=subtype)
         return sf.read(path, dtype="float32", always_2d=True)[0]
 
@@ -70,7 +72,8 @@ def run_gapfill() -> Callable[..., subprocess.CompletedProcess]:
 
     def run(*args: str, stdin: bytes = b"", timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run(
-            _gapfill_command(*args), input=stdin, capture_output=True, timeout=timeout, env=_gapfill_env(), cwd=REPO_ROOT
+            _gapfill_command(*args),
+            input=stdin, capture_output=True, timeout=timeout, env=_gapfill_env(), cwd=REPO_ROOT,
         )
 
     return run

@@ -1,19 +1,13 @@
-"""Bad input of every kind: one line `gapfill: ...` on stderr, exit status 2, no traceback, nothing written."""
+"""Bad input of every kind: one line `gapfill: ...` on stderr, status 2, no traceback, nothing written."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
-
 import numpy as np
 import pytest
 import soundfile as sf
 
 from realtime.cli import main
-
-# Each case: (setup(tmp_path, config) -> argv, a phrase the message must contain).
-Case = tuple[Callable[[Path, str], list[str]], str]
-
 
 def _wav(path: Path, frames: int = 4800, rate: int = 48_000, channels: int = 1) -> Path:
     sf.write(path, np.zeros((frames, channels), np.float32), rate, subtype="PCM_16")
@@ -40,7 +34,7 @@ def _mp3_head(tmp: Path, config: str) -> list[str]:
 
 
 def _mp3_corrupt_middle(tmp: Path, config: str) -> list[str]:
-    """A real MP3 with 3000 random bytes in the middle: libmpg123 gives up resyncing (and prints notes on fd 2)."""
+    """A real MP3 with 3000 random bytes in the middle: libmpg123 gives up resyncing (noisily, on fd 2)."""
     noise = np.random.default_rng(0).standard_normal(48_000 * 3).astype(np.float32) * 0.1
     sf.write(tmp / "bad.mp3", noise, 48_000, format="MP3")
     data = bytearray((tmp / "bad.mp3").read_bytes())
@@ -60,14 +54,29 @@ def _garbage(path: Path) -> Path:
     return path
 
 
-CASES: dict[str, Case] = {
+def _in_wav(tmp: Path) -> Path:
+    return _wav(tmp / "in.wav")
+
+
+def _with_config(tmp: Path, text: str) -> list[str]:
+    return _restore(_in_wav(tmp), _config_file(tmp, text))
+
+
+def _stream(*options: str) -> list[str]:
+    return ["stream", *options]
+
+
+def _header_only_wav(tmp: Path, config: str) -> list[str]:
+    (tmp / "h.wav").write_bytes(_wav(tmp / "h.wav").read_bytes()[:30])
+    return _restore(tmp / "h.wav", config)
+
+
+# name: (setup(tmp_path, passthrough config) -> argv, a phrase the message must contain)
+CASES = {
     "missing input": (lambda tmp, cfg: _restore(tmp / "nope.wav", cfg), "no such file"),
-    "directory input": (lambda tmp, cfg: (tmp / "dir").mkdir() or _restore(tmp / "dir", cfg), "is a directory"),
+    "directory input": (lambda tmp, cfg: (tmp / "d").mkdir() or _restore(tmp / "d", cfg), "is a directory"),
     "empty file": (lambda tmp, cfg: (tmp / "e.wav").touch() or _restore(tmp / "e.wav", cfg), "cannot read"),
-    "truncated wav header": (
-        lambda tmp, cfg: (tmp / "h.wav").write_bytes(_wav(tmp / "h.wav").read_bytes()[:30]) and _restore(tmp / "h.wav", cfg),
-        "cannot read",
-    ),
+    "truncated wav header": (_header_only_wav, "cannot read"),
     "truncated wav data": (_truncated_wav_data, "truncated (the header announces 96000 bytes"),
     "garbage named .mp3": (lambda tmp, cfg: _restore(_garbage(tmp / "x.mp3"), cfg), "cannot read"),
     "mp3 cut after 100 bytes": (_mp3_head, "cannot read"),
@@ -75,33 +84,37 @@ CASES: dict[str, Case] = {
     "no audio frames": (lambda tmp, cfg: _restore(_wav(tmp / "z.wav", 0), cfg), "no audio"),
     "unsupported rate": (lambda tmp, cfg: _restore(_wav(tmp / "r.wav", rate=8000), cfg), "8000 Hz"),
     "unsupported channels": (lambda tmp, cfg: _restore(_wav(tmp / "c.wav", channels=9), cfg), "9 channels"),
-    "unsupported output format": (lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), cfg, "out.mp3"), ".wav or .flac"),
-    "missing output folder": (lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), cfg, "no/out.wav"), "cannot write"),
-    "malformed config": (
-        lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), _config_file(tmp, "model: [unclosed\n")), "malformed YAML"
-    ),
-    "unknown config key": (
-        lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), _config_file(tmp, "stft: {hopp: 256}\n")), "unknown key"
-    ),
-    "missing config": (lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), str(tmp / "none.yaml")), "cannot read config"),
+    "unsupported output format": (lambda tmp, cfg: _restore(_in_wav(tmp), cfg, "out.mp3"), ".wav or .flac"),
+    "missing output folder": (lambda tmp, cfg: _restore(_in_wav(tmp), cfg, "no/out.wav"), "cannot write"),
+    "malformed config": (lambda tmp, cfg: _with_config(tmp, "model: [unclosed\n"), "malformed YAML"),
+    "unknown config key": (lambda tmp, cfg: _with_config(tmp, "stft: {hopp: 256}\n"), "unknown key"),
+    "missing config": (lambda tmp, cfg: _restore(_in_wav(tmp), str(tmp / "none.yaml")), "cannot read config"),
     "missing model": (
-        lambda tmp, cfg: _restore(_wav(tmp / "in.wav"), _config_file(tmp, f"model: {{path: {tmp / 'm.onnx'}}}\n")),
+        lambda tmp, cfg: _with_config(tmp, f"model: {{path: {tmp / 'm.onnx'}}}"),
         "cannot load model",
     ),
     "corrupt model": (
-        lambda tmp, cfg: _restore(
-            _wav(tmp / "in.wav"), _config_file(tmp, f"model: {{path: {_garbage(tmp / 'm.onnx')}}}\n")
-        ),
+        lambda tmp, cfg: _with_config(tmp, f"model: {{path: {_garbage(tmp / 'm.onnx')}}}"),
         "cannot load model",
     ),
-    "stream: unsupported rate": (lambda tmp, cfg: ["stream", "--rate", "12345", "--channels", "1"], "12345 Hz"),
-    "stream: unsupported channels": (lambda tmp, cfg: ["stream", "--rate", "48000", "--channels", "9"], "9 channels"),
-    "stream: unknown format": (
-        lambda tmp, cfg: ["stream", "--rate", "48000", "--channels", "1", "--format", "s32le"], "invalid choice"
+    "stream: unsupported rate": (lambda tmp, cfg: _stream("--rate", "12345", "--channels", "1"), "12345 Hz"),
+    "stream: unsupported channels": (
+        lambda tmp, cfg: _stream("--rate", "48000", "--channels", "9"),
+        "9 channels",
     ),
-    "stream: rate not a number": (lambda tmp, cfg: ["stream", "--rate", "fast", "--channels", "1"], "positive integer"),
-    "stream: missing rate": (lambda tmp, cfg: ["stream", "--channels", "1"], "--rate"),
-    "info: unknown config section": (lambda tmp, cfg: ["info", "--config", _config_file(tmp, "modle: {}\n")], "unknown section"),
+    "stream: unknown format": (
+        lambda tmp, cfg: _stream("--rate", "48000", "--channels", "1", "--format", "s32le"),
+        "invalid choice",
+    ),
+    "stream: rate not a number": (
+        lambda tmp, cfg: _stream("--rate", "fast", "--channels", "1"),
+        "positive integer",
+    ),
+    "stream: missing rate": (lambda tmp, cfg: _stream("--channels", "1"), "--rate"),
+    "info: unknown config section": (
+        lambda tmp, cfg: ["info", "--config", _config_file(tmp, "modle: {}\n")],
+        "unknown section",
+    ),
 }
 
 
@@ -142,7 +155,8 @@ def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capfd):
     monkeypatch.delenv("GAPFILL_DEBUG", raising=False)
     assert main(["info"]) == 1
     err = capfd.readouterr().err
-    assert err.count("\n") == 1 and "internal error: ZeroDivisionError: oops" in err and "GAPFILL_DEBUG=1" in err
+    assert err.count("\n") == 1 and "internal error: ZeroDivisionError: oops" in err
+    assert "GAPFILL_DEBUG=1" in err
     monkeypatch.setenv("GAPFILL_DEBUG", "1")
     assert main(["info"]) == 1
     assert "Traceback" in capfd.readouterr().err

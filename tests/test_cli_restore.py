@@ -18,6 +18,11 @@ from realtime.cli import main
 ODD_FRAMES = int(48_000 * 1.3) + 17
 
 
+def restore(source: Path, out: Path, config: str, *options: str) -> int:
+    """Run `gapfill restore` in this process; returns the exit status."""
+    return main(["restore", str(source), str(out), "--config", config, *options])
+
+
 def leftovers(directory: Path) -> list[str]:
     """Names of temporary output files left in `directory`."""
     return [p.name for p in directory.iterdir() if ".partial-" in p.name]
@@ -33,10 +38,13 @@ def leftovers(directory: Path) -> list[str]:
     ],
 )
 def test_output_lines_up_with_input(
-    in_subtype, channels, out_name, out_subtype, tolerance, tmp_path, write_audio, passthrough_config, run_gapfill
+    in_subtype, channels, out_name, out_subtype, tolerance,
+    tmp_path, write_audio, passthrough_config, run_gapfill,
 ):
     x = write_audio(tmp_path / "in.wav", ODD_FRAMES, channels, subtype=in_subtype)
-    done = run_gapfill("restore", str(tmp_path / "in.wav"), str(tmp_path / out_name), "--config", passthrough_config)
+    done = run_gapfill(
+        "restore", str(tmp_path / "in.wav"), str(tmp_path / out_name), "--config", passthrough_config
+    )
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""  # no progress bar when stderr is not a terminal
     info = sf.info(tmp_path / out_name)
@@ -50,7 +58,7 @@ def test_output_lines_up_with_input(
 def test_mp3_input(tmp_path, make_signal, passthrough_config):
     sf.write(tmp_path / "in.mp3", make_signal(48_000 * 2, 1), 48_000, format="MP3")
     decoded = sf.read(tmp_path / "in.mp3", dtype="float32", always_2d=True)[0]
-    assert main(["restore", str(tmp_path / "in.mp3"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 0
+    assert restore(tmp_path / "in.mp3", tmp_path / "out.wav", passthrough_config) == 0
     assert sf.info(tmp_path / "out.wav").subtype == "FLOAT"
     y = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)[0]
     assert y.shape == decoded.shape
@@ -65,14 +73,14 @@ def test_cut_mp3_restores_what_it_holds_quietly(tmp_path, make_signal, passthrou
     (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
     decoded = sf.read(tmp_path / "cut.mp3", dtype="float32", always_2d=True)[0]
     capfd.readouterr()
-    assert main(["restore", str(tmp_path / "cut.mp3"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 0
+    assert restore(tmp_path / "cut.mp3", tmp_path / "out.wav", passthrough_config) == 0
     assert capfd.readouterr().err == ""
     assert sf.info(tmp_path / "out.wav").frames == len(decoded)
 
 
 def test_44100_hz_input_keeps_its_rate_length_and_alignment(tmp_path, write_audio, passthrough_config):
     x = write_audio(tmp_path / "in.wav", 44_100 * 2 + 11, 2, rate=44_100, subtype="FLOAT")
-    assert main(["restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 0
+    assert restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config) == 0
     y, rate = sf.read(tmp_path / "out.wav", dtype="float32", always_2d=True)
     assert rate == 44_100 and y.shape == x.shape
     # Resampling to 48 kHz and back is not exact (band limit); the best alignment must be lag 0.
@@ -88,7 +96,7 @@ def test_integer_output_clips_and_float_output_keeps_overs(tmp_path, passthrough
     x[20_000:20_100] = -1.5
     sf.write(tmp_path / "in.wav", x, 48_000, subtype="FLOAT")
     for name in ("out.flac", "out.wav"):
-        assert main(["restore", str(tmp_path / "in.wav"), str(tmp_path / name), "--config", passthrough_config]) == 0
+        assert restore(tmp_path / "in.wav", tmp_path / name, passthrough_config) == 0
     clipped = sf.read(tmp_path / "out.flac", dtype="float64")[0]
     assert clipped[10_050] == pytest.approx(1.0, abs=1e-6) and clipped[20_050] == -1.0  # clipped, not wrapped
     kept = sf.read(tmp_path / "out.wav", dtype="float64")[0]
@@ -107,11 +115,10 @@ def test_output_subtype_choice():
 def test_existing_output_needs_force(tmp_path, write_audio, passthrough_config, capfd):
     write_audio(tmp_path / "in.wav", 10_000, 1)
     (tmp_path / "out.wav").write_bytes(b"precious")
-    args = ["restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config]
-    assert main(args) == 2
+    assert restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config) == 2
     assert "exists; use --force" in capfd.readouterr().err
     assert (tmp_path / "out.wav").read_bytes() == b"precious"
-    assert main([*args, "--force"]) == 0
+    assert restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config, "--force") == 0
     assert sf.info(tmp_path / "out.wav").frames == 10_000
     assert leftovers(tmp_path) == []
 
@@ -120,7 +127,7 @@ def test_read_error_midway_leaves_no_file(tmp_path, write_audio, passthrough_con
     write_audio(tmp_path / "whole.flac", 48_000 * 5, 2, subtype="PCM_16")
     data = (tmp_path / "whole.flac").read_bytes()
     (tmp_path / "cut.flac").write_bytes(data[: len(data) // 2])
-    assert main(["restore", str(tmp_path / "cut.flac"), str(tmp_path / "out.wav"), "--config", passthrough_config]) == 2
+    assert restore(tmp_path / "cut.flac", tmp_path / "out.wav", passthrough_config) == 2
     err = capfd.readouterr().err
     assert err.startswith("gapfill: cannot read ") and "truncated at 00:00:0" in err and err.count("\n") == 1
     assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
@@ -128,7 +135,9 @@ def test_read_error_midway_leaves_no_file(tmp_path, write_audio, passthrough_con
 
 def test_ctrl_c_removes_the_partial_file(tmp_path, write_audio, passthrough_config, popen_gapfill):
     write_audio(tmp_path / "long.wav", 48_000 * 60, 1, subtype="PCM_16")
-    process = popen_gapfill("restore", str(tmp_path / "long.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config)
+    process = popen_gapfill(
+        "restore", str(tmp_path / "long.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config
+    )
     deadline = time.monotonic() + 60
     while not leftovers(tmp_path) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -143,7 +152,8 @@ def test_progress_on_a_terminal(tmp_path, write_audio, passthrough_config, popen
     write_audio(tmp_path / "in.wav", 48_000 * 3, 1)
     leader, follower = pty.openpty()
     process = popen_gapfill(
-        "restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config, stderr=follower
+        "restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config,
+        stderr=follower,
     )
     os.close(follower)
     shown = b""

@@ -43,6 +43,10 @@ def from_raw(raw: bytes, fmt: str, channels: int) -> np.ndarray:
     return values.reshape(-1, channels)
 
 
+def stream_args(channels: int, fmt: str, config: str) -> list[str]:
+    return ["stream", "--rate", str(RATE), "--channels", str(channels), "--format", fmt, "--config", config]
+
+
 def latency(config: str, channels: int) -> int:
     restorer = Restorer.from_config(config)
     restorer.prepare(RATE, channels, 4096)
@@ -58,12 +62,11 @@ def assert_single_gapfill_line(stderr: bytes) -> str:
 
 @pytest.mark.parametrize("channels", [1, 2])
 @pytest.mark.parametrize("fmt", ["f32le", "s16le", "s24le"])
-def test_compensated_output_has_input_length_and_alignment(fmt, channels, make_signal, passthrough_config, run_gapfill):
+def test_compensated_output_has_input_length_and_alignment(
+    fmt, channels, make_signal, passthrough_config, run_gapfill
+):
     raw_in = to_raw(make_signal(ODD_FRAMES, channels), fmt)
-    done = run_gapfill(
-        "stream", "--rate", str(RATE), "--channels", str(channels), "--format", fmt, "--config", passthrough_config,
-        stdin=raw_in,
-    )
+    done = run_gapfill(*stream_args(channels, fmt, passthrough_config), stdin=raw_in)
     assert done.returncode == 0, done.stderr.decode()
     assert done.stderr == b""
     assert len(done.stdout) == len(raw_in)
@@ -74,10 +77,7 @@ def test_compensated_output_has_input_length_and_alignment(fmt, channels, make_s
 @pytest.mark.parametrize(("fmt", "channels"), [("f32le", 2), ("s16le", 1)])
 def test_no_compensate_delays_by_latency(fmt, channels, make_signal, passthrough_config, run_gapfill):
     raw_in = to_raw(make_signal(ODD_FRAMES, channels), fmt)
-    done = run_gapfill(
-        "stream", "--rate", str(RATE), "--channels", str(channels), "--format", fmt, "--config", passthrough_config,
-        "--no-compensate", stdin=raw_in,
-    )
+    done = run_gapfill(*stream_args(channels, fmt, passthrough_config), "--no-compensate", stdin=raw_in)
     assert done.returncode == 0, done.stderr.decode()
     assert len(done.stdout) == len(raw_in)
     delay = latency(passthrough_config, channels)
@@ -96,7 +96,7 @@ def test_output_flows_before_input_ends(make_signal, passthrough_config, popen_g
     """Irregular, frame-splitting writes with pauses; output must appear while stdin is still open."""
     channels = 2
     raw_in = to_raw(make_signal(ODD_FRAMES, channels), "f32le")
-    process = popen_gapfill("stream", "--rate", str(RATE), "--channels", "2", "--config", passthrough_config)
+    process = popen_gapfill(*stream_args(2, "f32le", passthrough_config))
     received, first_output = bytearray(), threading.Event()
     reader = threading.Thread(target=_collect, args=(process.stdout, received, first_output))
     reader.start()
@@ -123,10 +123,7 @@ def test_output_flows_before_input_ends(make_signal, passthrough_config, popen_g
 
 def test_partial_final_frame_is_an_error_after_all_whole_frames(make_signal, passthrough_config, run_gapfill):
     raw_in = to_raw(make_signal(10_001, 2), "s16le")
-    done = run_gapfill(
-        "stream", "--rate", str(RATE), "--channels", "2", "--format", "s16le", "--config", passthrough_config,
-        stdin=raw_in + b"\x01\x02\x03",
-    )
+    done = run_gapfill(*stream_args(2, "s16le", passthrough_config), stdin=raw_in + b"\x01\x02\x03")
     assert done.returncode == 2
     assert "3 trailing bytes" in assert_single_gapfill_line(done.stderr)
     assert done.stdout == raw_in  # s16 pass-through is exact
@@ -135,7 +132,7 @@ def test_partial_final_frame_is_an_error_after_all_whole_frames(make_signal, pas
 def test_non_finite_samples_are_replaced_and_counted(make_signal, passthrough_config, run_gapfill):
     x = make_signal(20_000, 1)
     x[[100, 5000, 19_999], 0] = [np.nan, np.inf, -np.inf]
-    done = run_gapfill("stream", "--rate", str(RATE), "--channels", "1", "--config", passthrough_config, stdin=to_raw(x, "f32le"))
+    done = run_gapfill(*stream_args(1, "f32le", passthrough_config), stdin=to_raw(x, "f32le"))
     assert done.returncode == 0
     assert done.stderr.decode() == "gapfill: replaced 3 non-finite samples\n"
     y = from_raw(done.stdout, "f32le", 1)
@@ -144,7 +141,7 @@ def test_non_finite_samples_are_replaced_and_counted(make_signal, passthrough_co
 
 def test_closed_stdout_exits_quietly(make_signal, passthrough_config, popen_gapfill):
     raw_in = to_raw(make_signal(RATE * 10, 2), "f32le")
-    process = popen_gapfill("stream", "--rate", str(RATE), "--channels", "2", "--config", passthrough_config)
+    process = popen_gapfill(*stream_args(2, "f32le", passthrough_config))
 
     def feed() -> None:
         try:
@@ -165,7 +162,7 @@ def test_closed_stdout_exits_quietly(make_signal, passthrough_config, popen_gapf
 def test_sigint_flushes_what_was_read_and_exits_130(make_signal, passthrough_config, popen_gapfill):
     frames, channels = 30_000, 1
     raw_in = to_raw(make_signal(frames, channels), "f32le")
-    process = popen_gapfill("stream", "--rate", str(RATE), "--channels", "1", "--config", passthrough_config)
+    process = popen_gapfill(*stream_args(1, "f32le", passthrough_config))
     process.stdin.write(raw_in)
     process.stdin.flush()
     before_tail = (frames - latency(passthrough_config, channels)) * 4
