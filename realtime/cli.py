@@ -98,7 +98,7 @@ def _add_stream(commands: Any) -> None:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    from realtime.pipe import MAX_READ_FRAMES, run_stream
+    from realtime.pipe import MAX_READ_FRAMES, PCM_FORMATS, run_stream
     from realtime.restorer import Restorer
 
     restorer = Restorer.from_config(args.config)
@@ -112,9 +112,10 @@ def _stream(args: argparse.Namespace) -> int:
     if result.interrupted:
         return 130
     if result.trailing_bytes:
+        frame_bytes = PCM_FORMATS[args.format] * args.channels
         raise GapfillError(
             f"input ended inside a frame: {result.trailing_bytes} trailing bytes dropped "
-            f"(a frame is {args.channels} x {args.format} sample)"
+            f"(a frame is {frame_bytes} bytes: {args.channels} x {args.format})"
         )
     return 0
 
