@@ -1,0 +1,103 @@
+"""`python -m realtime.train <step> ...`: rebuild the corpus, the MP3 pairs, train, export, evaluate.
+
+From scratch on a fresh machine (Debian packages and PyPI only, see realtime/train/corpus.py):
+
+    apt-get install -y tuxpaint-stamps-default hedgewars-data wesnoth-1.16-music fluidsynth \\
+        fluid-soundfont-gm musescore-general-soundfont-small hydrogen-drumkits
+    pip install -e '.[train]'
+    python -m realtime.train all            # corpus -> pairs -> train (50 min) -> export -> evaluate
+
+Every step shows progress and resumes after an interruption (finished files are skipped, training
+continues from <run>/last.pt). Steps can be run one by one: corpus, pairs, train, export, evaluate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_ONNX = "models/gapfill-unet-mp3.onnx"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m realtime.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="step", required=True)
+    c = sub.add_parser("corpus", help="clean 48 kHz segments -> data/clean")
+    c.add_argument("--out", default="data/clean")
+    c.add_argument("--workers", type=int, default=2)
+    c.add_argument("--write-split", action="store_true", help="rewrite realtime/train/split.json")
+    pr = sub.add_parser("pairs", help="LAME encode/decode + alignment -> data/pairs")
+    pr.add_argument("--clean", default="data/clean")
+    pr.add_argument("--out", default="data/pairs")
+    pr.add_argument("--workers", type=int, default=2)
+    t = sub.add_parser("train", help="train (resumes from <run>/last.pt)")
+    _train_args(t)
+    e = sub.add_parser("export", help="checkpoint -> streaming ONNX")
+    e.add_argument("--checkpoint", default="runs/main/last.pt")
+    e.add_argument("--out", default=DEFAULT_ONNX)
+    ev = sub.add_parser("evaluate", help="validation metrics through the engine")
+    ev.add_argument("--model", default=DEFAULT_ONNX)
+    ev.add_argument("--pairs", default="data/pairs")
+    ev.add_argument("--clips", type=int, default=16, help="clips per kind (speech, music)")
+    ev.add_argument("--out", default="runs/eval.json")
+    a = sub.add_parser("all", help="corpus, pairs, train, export, evaluate")
+    _train_args(a)
+    a.add_argument("--workers", type=int, default=2)
+    a.add_argument("--out", default=DEFAULT_ONNX)
+    args = p.parse_args(argv)
+
+    if args.step in ("corpus", "all"):
+        from realtime.train.corpus import build_corpus
+        m = build_corpus(getattr(args, "out", "data/clean") if args.step == "corpus" else "data/clean",
+                         workers=args.workers, write_split=getattr(args, "write_split", False))
+        print(json.dumps(m["summary"], indent=1))
+    if args.step in ("pairs", "all"):
+        from realtime.train.pairs import build_pairs
+        if args.step == "pairs":
+            m = build_pairs(args.clean, args.out, workers=args.workers)
+        else:
+            m = build_pairs("data/clean", args.data, workers=args.workers)
+        print(f"pairs: {len(m['pairs'])}, max |lag| after alignment {m['max_abs_lag_samples']:.2f} samples")
+    if args.step in ("train", "all"):
+        from realtime.train.train import train
+        rec = train(args.run, args.data, minutes=args.minutes, loss=args.loss, threads=args.threads,
+                    init=args.init, synthetic=args.synthetic, max_steps=args.steps, seed=args.seed,
+                    batch=args.batch)
+        print(json.dumps(rec))
+    if args.step in ("export", "all"):
+        from realtime.train.export import export_onnx, load_checkpoint
+        ck = args.checkpoint if args.step == "export" else str(Path(args.run) / "last.pt")
+        net, info = load_checkpoint(ck)
+        out = export_onnx(net, args.out, {"gapfill.train_steps": info["step"],
+                                          "gapfill.train_minutes": round(info["elapsed_s"] / 60, 1),
+                                          "gapfill.loss": info["loss"]})
+        print(f"export: {out}")
+    if args.step in ("evaluate", "all"):
+        from realtime.train.evaluate import evaluate, format_report
+        model = args.model if args.step == "evaluate" else args.out
+        res = evaluate(model, getattr(args, "pairs", "data/pairs"), clips_per_kind=getattr(args, "clips", 16))
+        out = Path(getattr(args, "out", "runs/eval.json") if args.step == "evaluate" else "runs/eval.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=1))
+        print(format_report(res))
+    return 0
+
+
+def _train_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--run", default="runs/main", help="run folder (checkpoint, log.jsonl)")
+    t.add_argument("--data", default="data/pairs")
+    t.add_argument("--minutes", type=float, default=50.0, help="training time budget (wall clock)")
+    t.add_argument("--loss", choices=("l1", "l1+log"), default="l1+log")
+    t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--init", default=None, help="start from this checkpoint's weights")
+    t.add_argument("--steps", type=int, default=None, help="stop after this many steps")
+    t.add_argument("--batch", type=int, default=16)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--synthetic", action="store_true", help="synthetic data (smoke test, no corpus)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

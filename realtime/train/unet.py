@@ -1,0 +1,171 @@
+"""Causal frequency U-Net: STFT magnitude frames of decoded MP3 in, clean magnitude estimates out.
+
+Shapes: offline `UNet.forward(mag (B, T, F=513)) -> (B, T, F)`, linear magnitudes (|rfft| of audio in
+[-1, 1], periodic Hann 1024, hop 256). Streaming `StreamingUNet.forward(mag (B, F), *states) ->
+(mag_out (B, F), *new_states)` computes exactly the same function one frame at a time.
+
+Inside the network:
+    z = log(mag + EPS)                        log-compressed input (EPS ~ -128 dB re a full-scale sine)
+    x = [(z - Z_MEAN) / Z_SCALE, bin position]  2 channels x 512 bins (bins 0..511; Nyquist passes through)
+    encoder: 4 levels, each a strided conv along frequency (/2), kernel 2 frames x 4 bins, causal in time
+    bottleneck: GRU over time on the flattened 32-bin x C4 level (global frequency context + memory)
+    decoder: 4 transposed convs along frequency (x2) with skip connections (concat), 1 frame
+    out = exp(z + correction) - EPS         a residual in the log domain: inside spectral holes and above
+                                             the cutoff, where z is at the floor, the correction is free
+                                             to be large; it is an estimate of magnitudes, not a mask.
+Every temporal kernel looks back only (kernel 2 frames = the current and the previous frame), so the
+model has no look-ahead (lookahead_frames = 0); its temporal state is the previous input frame of each
+2-frame conv and the GRU hidden vector.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as fn
+
+EPS = 1e-4
+Z_MEAN, Z_SCALE = -5.0, 3.0
+BINS = 512               # bins through the U-Net; bin 512 (Nyquist) is passed through
+
+
+class UNet(nn.Module):
+    def __init__(self, channels: tuple[int, ...] = (8, 12, 16, 24, 32), hidden: int = 128,
+                 kernel_f: int = 4, in_kernel_f: int = 5):
+        super().__init__()
+        assert len(channels) == 5, "input level + four U-Net levels"
+        self.channels, self.hidden = tuple(channels), hidden
+        c = channels
+        self.kf, self.in_kf = kernel_f, in_kernel_f
+        self.register_buffer("position", torch.linspace(-1.0, 1.0, BINS).view(1, 1, 1, BINS), persistent=False)
+        # input conv: 2 -> c0, kernel (2 frames, in_kf bins), 512 bins
+        self.inp = nn.Conv2d(2, c[0], (2, in_kernel_f), padding=(0, in_kernel_f // 2))
+        # encoder: level l: c[l-1] -> c[l], kernel (2, kf), stride (1, 2)
+        self.enc = nn.ModuleList(
+            nn.Conv2d(c[i], c[i + 1], (2, kernel_f), stride=(1, 2), padding=(0, kernel_f // 2 - 1))
+            for i in range(4))
+        bott_bins = BINS // 16
+        self.bott_features = c[4] * bott_bins
+        self.gru = nn.GRU(self.bott_features, hidden, batch_first=True)
+        self.bott_out = nn.Linear(hidden, self.bott_features)
+        # decoder: level l (from deepest): concat(up_in, skip) -> c[l-1], x2 along frequency
+        self.dec = nn.ModuleList()
+        for i in range(4, 0, -1):
+            cin = c[i] * 2
+            self.dec.append(nn.ConvTranspose2d(cin, c[i - 1], (1, kernel_f), stride=(1, 2),
+                                               padding=(0, kernel_f // 2 - 1)))
+        self.out = nn.Conv2d(c[0] * 2, 1, (1, in_kernel_f), padding=(0, in_kernel_f // 2))
+        self.act = nn.LeakyReLU(0.1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)   # start as the identity (out = input magnitude)
+
+    # --------------------------------------------------------------------------------------------
+    def features(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mag (B, T, 513) -> z (B, T, 513) log magnitude, x (B, 2, T, 512) network input."""
+        z = torch.log(mag + EPS)
+        zn = (z[..., :BINS] - Z_MEAN) / Z_SCALE
+        b, t = zn.shape[0], zn.shape[1]
+        x = torch.cat([zn.unsqueeze(1), self.position.expand(b, 1, t, BINS)], dim=1)
+        return z, x
+
+    def head(self, z: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+        """z (B, T, 513), corr (B, T, 512) -> magnitude (B, T, 513)."""
+        out_log = torch.cat([z[..., :BINS] + corr, z[..., BINS:]], dim=-1)
+        return fn.relu(torch.exp(out_log) - EPS)
+
+    def forward(self, mag: torch.Tensor) -> torch.Tensor:
+        """Offline: mag (B, T, 513) linear magnitudes -> (B, T, 513); causal (zero past at t=0)."""
+        z, x = self.features(mag)
+        h = self.act(self.inp(fn.pad(x, (0, 0, 1, 0))))
+        skips = [h]
+        for conv in self.enc:
+            h = self.act(conv(fn.pad(h, (0, 0, 1, 0))))
+            skips.append(h)
+        b, ch, t, f = h.shape
+        g, _ = self.gru(h.permute(0, 2, 1, 3).reshape(b, t, ch * f))
+        h = self.act(self.bott_out(g)).view(b, t, ch, f).permute(0, 2, 1, 3)
+        for i, conv in enumerate(self.dec):
+            h = self.act(conv(torch.cat([h, skips[4 - i]], dim=1)))
+        corr = self.out(torch.cat([h, skips[0]], dim=1))[:, 0]
+        return self.head(z, corr)
+
+    # --------------------------------------------------------------------------------------------
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-stream state tensors (without the batch dimension), in streaming-argument order."""
+        c = self.channels
+        shapes = {"inp": (2, 1, BINS)}
+        bins = BINS
+        for i in range(4):
+            shapes[f"enc{i + 1}"] = (c[i], 1, bins)
+            bins //= 2
+        shapes["gru"] = (1, self.hidden)   # GRU hidden: (layers=1, hidden) per stream
+        return shapes
+
+    def count_macs(self) -> int:
+        """Multiply-accumulates per frame and stream (convolutions, GRU, linear)."""
+        c, macs = self.channels, 0
+        macs += BINS * 2 * c[0] * 2 * self.in_kf
+        bins = BINS
+        for i in range(4):
+            bins //= 2
+            macs += bins * c[i] * c[i + 1] * 2 * self.kf
+        macs += 3 * (self.bott_features + self.hidden) * self.hidden + self.hidden * self.bott_features
+        bins = BINS // 16
+        for i in range(4, 0, -1):
+            macs += bins * 2 * c[i] * c[i - 1] * self.kf
+            bins *= 2
+        macs += BINS * 2 * c[0] * self.in_kf
+        return macs
+
+
+class StreamingUNet(nn.Module):
+    """One frame in, one frame out; every piece of temporal state an explicit input and output.
+
+    forward(mag (B, 513), s_inp (B, 2, 1, 512), s_enc1..s_enc4 (B, C, 1, bins), s_gru (B, 1, H))
+        -> (mag_out (B, 513), new states in the same order)
+    Batch B = audio channels (each channel an independent stream).
+    """
+
+    def __init__(self, net: UNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, mag, s_inp, s_enc1, s_enc2, s_enc3, s_enc4, s_gru):
+        n = self.net
+        z, x = n.features(mag.unsqueeze(1))              # (B,1,513), (B,2,1,512)
+        new = [x]
+        h = n.act(n.inp(torch.cat([s_inp, x], dim=2)))
+        skips = [h]
+        for conv, s in zip(n.enc, (s_enc1, s_enc2, s_enc3, s_enc4)):
+            new.append(h)
+            h = n.act(conv(torch.cat([s, h], dim=2)))
+            skips.append(h)
+        b, ch, _, f = h.shape
+        gin = h.reshape(b, 1, ch * f)                    # (B, 1, features)
+        g, hn = n.gru(gin, s_gru.transpose(0, 1).contiguous())
+        h = n.act(n.bott_out(g)).view(b, 1, ch, f).permute(0, 2, 1, 3)
+        for i, conv in enumerate(n.dec):
+            h = n.act(conv(torch.cat([h, skips[4 - i]], dim=1)))
+        corr = n.out(torch.cat([h, skips[0]], dim=1))[:, 0]
+        out = n.head(z, corr)[:, 0]
+        return (out, *new, hn.transpose(0, 1))
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def _check():  # pragma: no cover - quick manual check
+    net = UNet()
+    print(count_parameters(net), net.count_macs() / 1e6)
+    x = torch.rand(2, 50, 513)
+    y = net(x)
+    s = StreamingUNet(net)
+    states = [torch.zeros(2, *shape) for shape in net.state_shapes().values()]
+    outs = []
+    for t in range(50):
+        o, *states = s(x[:, t], *states)
+        outs.append(o)
+    print((torch.stack(outs, 1) - y).abs().max(), math.prod(y.shape))
