@@ -3,7 +3,7 @@
 Exit status: 0 done, 2 a problem the user can fix (bad input, options, config, model), 130 interrupted,
 1 an internal error (one line asking for a report; a traceback with GAPFILL_DEBUG=1).
 
-To add a subcommand (`live`, `devices`, `spectrogram`, ...): write `_add_NAME(commands)` that adds its
+To add a subcommand: write `_add_NAME(commands)` that adds its
 parser and sets `handler=` to a function `(args) -> int`, and list it in SUBCOMMANDS.
 """
 
@@ -190,8 +190,23 @@ def _print_fact(key: str, value: Any, depth: int) -> None:
         print(f"{indent}{key}: {value}")
 
 
+# -- live, devices, spectrogram (their modules register them) ------------------------------------
+def _add_live_and_devices(commands: Any) -> None:
+    from realtime.live import register_live_commands
+
+    register_live_commands(commands)
+
+
+def _add_spectrogram(commands: Any) -> None:
+    from realtime.spectrogram import register_spectrogram_command
+
+    register_spectrogram_command(commands)
+
+
 # -- entry point ---------------------------------------------------------------------------------
-SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (_add_restore, _add_stream, _add_info)
+SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_restore, _add_stream, _add_info, _add_live_and_devices, _add_spectrogram,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
