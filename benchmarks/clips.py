@@ -1,0 +1,92 @@
+"""Clips for the quality benchmark: validation segments of the training corpus, or synthetic stand-ins.
+
+Validation clips come from the corpus that `python -m realtime.train corpus` builds (data/clean/
+manifest.json, one .npy per segment) and are checked against the committed split
+(realtime/train/split.json): a segment is used only when every source unit it was cut from is in the
+validation split, so no clip was ever trained on. Each clip is mixed to mono and cut to at most
+`seconds` from its start. `synthetic_clips` makes one speech-like and one music-like clip from a seed for
+runs without the corpus (CI).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.signals import program_material, speech_like
+from realtime.errors import GapfillError
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CORPUS = REPO / "data" / "clean"
+SPLIT_FILE = REPO / "realtime" / "train" / "split.json"
+SAMPLE_RATE = 48_000
+KINDS = ("speech", "music")
+
+
+@dataclass
+class Clip:
+    """A mono clean reference at 48 kHz: id, 'speech' or 'music', source, samples (n,) float32."""
+
+    id: str
+    kind: str
+    source: str
+    samples: np.ndarray
+
+
+def validation_units(split_file: Path = SPLIT_FILE) -> set[str]:
+    """Source units in the validation split of split.json."""
+    if not split_file.is_file():
+        raise GapfillError(f"no train/validation split at '{split_file}' (it comes with the trained model)")
+    units = json.loads(split_file.read_text(encoding="utf-8"))["units"]
+    return {unit for unit, split in units.items() if split == "val"}
+
+
+def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
+                     split_file: Path = SPLIT_FILE) -> list[Clip]:
+    """`per_kind` speech and `per_kind` music clips from the validation split, spread over the sources."""
+    manifest_path = corpus / "manifest.json"
+    if not manifest_path.is_file():
+        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m realtime.train corpus', or "
+                           "run with --quick for synthetic clips)")
+    segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
+    validation = validation_units(split_file)
+    clips = []
+    for kind in KINDS:
+        candidates = sorted((s for s in segments if s["kind"] == kind and s["units"]
+                             and all(u in validation for u in s["units"])), key=lambda s: s["id"])
+        if len(candidates) < per_kind:
+            raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
+        for s in _spread(candidates, per_kind):
+            audio = np.load(corpus / s["file"]).astype(np.float32)
+            mono = audio.mean(axis=0) if audio.ndim == 2 else audio
+            samples = np.ascontiguousarray(mono[: int(seconds * SAMPLE_RATE)])
+            clips.append(Clip(s["id"], kind, s.get("source", ""), samples))
+    return clips
+
+
+def _spread(candidates: list[dict], count: int) -> list[dict]:
+    """`count` segments, round-robin over the sources, each source's segments in a fixed hashed order."""
+    by_source: dict[str, list[dict]] = {}
+    for s in candidates:
+        by_source.setdefault(s.get("source", ""), []).append(s)
+    def hashed(segment: dict) -> str:
+        return hashlib.sha1(segment["id"].encode()).hexdigest()
+
+    orders = [sorted(pool, key=hashed) for _, pool in sorted(by_source.items())]
+    chosen: list[dict] = []
+    for turn in range(max(len(order) for order in orders)):
+        for order in orders:
+            if turn < len(order) and len(chosen) < count:
+                chosen.append(order[turn])
+    return chosen
+
+
+def synthetic_clips(seconds: float) -> list[Clip]:
+    """One speech-like and one music-like clip (mono, 48 kHz) from fixed seeds."""
+    return [Clip("synthetic/speech", "speech", "benchmarks.signals", speech_like(seconds, SAMPLE_RATE, seed=5)[0]),
+            Clip("synthetic/music", "music", "benchmarks.signals",
+                 program_material(seconds, SAMPLE_RATE, 1, seed=6)[0])]

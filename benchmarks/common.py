@@ -1,0 +1,127 @@
+"""Helpers shared by the benchmarks: engine configuration, offline restoration, environment facts, tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import yaml
+
+from realtime.config import EngineConfig, load_config
+from realtime.errors import GapfillError
+from realtime.model import shipped_model_path
+
+MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
+
+
+def model_setting(model: str | None, config: EngineConfig) -> str:
+    """`model.path` to benchmark: `auto` is the shipped U-Net when models/ has it, else the config's."""
+    if model in (None, "auto"):
+        return "default" if shipped_model_path().is_file() else config.model["path"]
+    if model not in ("default", "passthrough") and not Path(model).is_file():
+        raise GapfillError(f"cannot load model '{model}': no such file")
+    return model if model in ("default", "passthrough") else str(Path(model).resolve())
+
+
+def engine_config(config_path: str | None, model: str | None = None, threads: int | None = None,
+                  phase_method: str | None = None) -> EngineConfig:
+    """The engine config of `config_path` (None: shipped defaults) with benchmark overrides applied."""
+    config = load_config(config_path)
+    model_section = dict(config.model, path=model_setting(model, config))
+    if threads is not None:
+        model_section["threads"] = int(threads)
+    phase_section = dict(config.phase)
+    if phase_method is not None:
+        phase_section["method"] = phase_method
+    return dataclasses.replace(config, model=model_section, phase=phase_section)
+
+
+def write_config(config: EngineConfig, path: Path) -> Path:
+    """Write `config` as a complete YAML file (for `gapfill ... --config`); returns `path`."""
+    sections = {name: dict(getattr(config, name)) for name in ("model", "stft", "phase", "gate")}
+    path.write_text(yaml.safe_dump(sections, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def restore_offline(restorer: Any, audio: np.ndarray, rate: int, block: int = 4096) -> np.ndarray:
+    """Run (channels, n) float32 through `restorer` (prepared here), delay-compensated: output t <-> input t."""
+    from realtime.pipe import compensated
+
+    channels, n = audio.shape
+    restorer.prepare(rate, channels, block)
+    blocks = (audio[:, start : start + block] for start in range(0, n, block))
+    out = np.concatenate([piece.copy() for piece in compensated(restorer, blocks)], axis=1)
+    assert out.shape == audio.shape, (out.shape, audio.shape)
+    return out
+
+
+def model_name(config: EngineConfig) -> str:
+    """Short name of the configured model: 'passthrough', the shipped file's stem, or a file stem."""
+    path = config.model["path"]
+    if path == "passthrough":
+        return "passthrough"
+    return (shipped_model_path() if path == "default" else Path(path)).stem
+
+
+def environment() -> dict[str, Any]:
+    """Versions and machine facts that timings depend on."""
+    import numba
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__,
+        "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu,
+        "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
+    """A plain-text table, columns right-aligned except the first; floats as given (pre-format them)."""
+    text_rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text_rows)) if text_rows else len(h) for i, h in enumerate(headers)]
+    lines = [] if title is None else [title]
+    lines.append("  ".join(h.ljust(w) if i == 0 else h.rjust(w) for i, (h, w) in enumerate(zip(headers, widths))))
+    lines.append("  ".join("-" * w for w in widths))
+    for row in text_rows:
+        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    return "\n".join(lines)
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """The same table as GitHub Markdown (for README)."""
+    rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"
+    lines = ["| " + " | ".join(headers) + " |", rule]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_json(data: dict[str, Any], path: str | None) -> None:
+    """Write `data` as indented JSON to `path` (nothing when None)."""
+    if path is None:
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def run_main(main: Any) -> None:
+    """Run a benchmark's `main()`: a GapfillError is one line on stderr and exit status 2."""
+    try:
+        sys.exit(main())
+    except GapfillError as exc:
+        print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
+        sys.exit(2)

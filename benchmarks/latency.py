@@ -1,0 +1,595 @@
+"""Compute and latency benchmark of the `Restorer` (issue #6).
+
+    python -m benchmarks.latency [--json PATH] [--model auto|default|passthrough|FILE] [--config FILE]
+    python -m benchmarks.latency --quick          # the CI smoke run: seconds, same JSON structure
+
+What it measures (everything with the configured model, phase method and gate):
+- per-hop compute time of each stage (framing/STFT, model, gate, phase, synthesis), the whole hop and the
+  whole `process()` call, over `--seconds` (60) of stereo 48 kHz audio in 256-sample blocks: p50, p99,
+  p99.9 and max, in microseconds and as a share of the hop duration (256 samples = 5.33 ms);
+- a worst-hop trace: the slowest hops with their stage breakdown and cause (first call, a garbage
+  collection during the hop, the thread descheduled (wall time well above its CPU time), or compute in the
+  named stage), and an allocation audit (tracemalloc peak per stage per hop);
+- the real-time factor (compute time / audio time) and the worst block load (compute time of one
+  `process()` call / its block duration) for mono and stereo at 48 and 44.1 kHz, host blocks of 32 to
+  4096 samples, onnxruntime with 1 and 2 intra-op threads; the phase stage's cost for each phase method;
+- the algorithmic latency reported by the engine (`latency_samples`) and the latency measured end to end:
+  a click train through `gapfill stream --no-compensate` in a subprocess, aligned by cross-correlation;
+  the two must agree to the sample (`latency.agree`);
+- start-up time of a fresh process with a cold and with a warm Numba cache (import, model load, prepare,
+  first block) and the peak resident memory of that process.
+
+The input is `benchmarks.signals.program_material` sent through MP3 at 32 kbit/s when lameenc/miniaudio
+are installed (so the gate and phase stages see real codec holes), else the material itself.
+Timings are wall-clock on a machine that may be shared: `environment.load_average_1m` says how busy it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmarks import codec
+from benchmarks.common import (
+    MODEL_CHOICES, engine_config, environment, format_table, markdown_table, model_name, run_main, write_config,
+    write_json,
+)
+from benchmarks.signals import click_train, program_material
+from benchmarks.startup_probe import peak_rss_kib
+from realtime.model import MODEL_RATE_HZ
+from realtime.restorer import Restorer
+
+STAGES = ("stft", "model", "gate", "phase", "synthesis")
+BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 4096)
+RATES_HZ = (48_000, 44_100)
+CHANNEL_COUNTS = (1, 2)
+THREAD_COUNTS = (1, 2)
+PHASE_METHODS = ("decoded", "rtpghi", "completion")
+STAGE_RUN = {"rate_hz": 48_000, "channels": 2, "block": 256}
+WORST_HOPS = 10
+WARMUP_HOPS = 8  # hops 1..7 of a stream are labelled warm-up in the trace (still counted in the statistics)
+ALLOCATION_CAUSE_BYTES = 1024  # a slow hop's stage allocating this much more than usual is named a cause
+DESCHEDULED_US = 100.0  # a hop whose wall time exceeds its thread CPU time by more than this (and 30 %)
+SCHEMA_VERSION = 1
+
+_HOP, _CPU = len(STAGES), len(STAGES) + 1  # columns of HopTimer.ns after the stages' wall times
+_STAGE_CPU = len(STAGES) + 2  # first of the stages' thread CPU times
+
+
+class _Noop:
+    def call(self, *args: Any) -> None:
+        """Does nothing: the allocation baseline of a wrapped call."""
+
+
+class HopTimer:
+    """Times every stage of every hop of one Restorer, from outside: after `prepare()`, `attach` replaces
+    the stage methods that `Restorer._process_hop` calls (and `_process_hop` itself) on those instances
+    with timing wrappers. restorer.py is not changed; the wrappers add about a microsecond per stage.
+
+    ns[i] = (wall time of stft, model, gate, phase, synthesis, of the whole hop; thread CPU time of the whole
+    hop, of stft, model, gate, phase, synthesis) in ns for hop i. CPU time is what the code cost; wall time
+    also holds the time the thread waited for a core. A stage that did not run in a hop (the gate with the
+    pass-through model) stays 0.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.ns = np.zeros((capacity, 2 * len(STAGES) + 2), np.int64)
+        self.start_ns = np.zeros(capacity, np.int64)
+        self.count = 0
+        self.gc_events: list[tuple[int, int, int]] = []  # (start ns, stop ns, generation)
+        self._gc_start = 0
+        self.audit_hops: set[int] = set()  # hops whose stage calls are audited with tracemalloc instead
+        self.audit: dict[int, dict[str, int]] = {}  # hop -> stage -> bytes allocated
+
+    def attach(self, restorer: Restorer) -> None:
+        """Wrap the stage methods of a prepared restorer (call again after every `prepare`)."""
+        targets = ((restorer._analysis, "push_hop"), (restorer.model, "process"), (restorer.gate, "process"),
+                   (restorer.phase, "process"), (restorer._synthesis, "push_frame"))
+        for column, (stage, name) in enumerate(targets):
+            method = getattr(type(stage), name).__get__(stage)  # the class's method, never an older wrapper
+            setattr(stage, name, self._timed(method, column))
+        restorer._process_hop = self._timed_hop(type(restorer)._process_hop.__get__(restorer))
+
+    def _timed(self, method: Callable[..., None], column: int) -> Callable[..., None]:
+        ns, clock, cpu_clock, cpu_column = self.ns, time.perf_counter_ns, time.thread_time_ns, _STAGE_CPU + column
+
+        def timed(*args: Any) -> None:
+            if self.count in self.audit_hops:
+                return self._audited(method, column, args)
+            cpu_start = cpu_clock()
+            start = clock()
+            method(*args)
+            ns[self.count, column] = clock() - start
+            ns[self.count, cpu_column] = cpu_clock() - cpu_start
+
+        return timed
+
+    def _audited(self, method: Callable[..., None], column: int, args: tuple) -> None:
+        """Bytes allocated by method(*args) beyond what calling a no-op method the same way allocates."""
+        sizes = []
+        for call in (_Noop().call, method):
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            call(*args)
+            sizes.append(tracemalloc.get_traced_memory()[1] - before)
+        self.audit.setdefault(self.count, {})[STAGES[column]] = max(0, sizes[1] - sizes[0])
+
+    def _timed_hop(self, hop: Callable[[], None]) -> Callable[[], None]:
+        ns, starts, clock, cpu_clock = self.ns, self.start_ns, time.perf_counter_ns, time.thread_time_ns
+
+        def timed_hop() -> None:
+            i = self.count
+            cpu_start = cpu_clock()
+            start = clock()
+            hop()
+            ns[i, _HOP] = clock() - start
+            ns[i, _CPU] = cpu_clock() - cpu_start
+            starts[i] = start
+            self.count = i + 1
+
+        return timed_hop
+
+    def on_gc(self, phase: str, info: dict) -> None:
+        """gc.callbacks hook: record when each collection ran."""
+        if phase == "start":
+            self._gc_start = time.perf_counter_ns()
+        else:
+            self.gc_events.append((self._gc_start, time.perf_counter_ns(), int(info["generation"])))
+
+
+# -- input -------------------------------------------------------------------------------------------
+def test_input(seconds: float, rate: int, channels: int) -> tuple[np.ndarray, str]:
+    """(channels, n) float32 input at `rate` and a description: program material, MP3-coded if possible."""
+    if not codec.available():
+        audio = program_material(seconds, rate, channels, seed=1)
+        return audio, "program material (lameenc/miniaudio/soxr missing: not MP3-coded)"
+    import soxr
+
+    coded, _ = codec.mp3_roundtrip(program_material(seconds, MODEL_RATE_HZ, channels, seed=1), 32)
+    if rate != MODEL_RATE_HZ:
+        coded = np.ascontiguousarray(soxr.resample(coded.T, MODEL_RATE_HZ, rate, quality="VHQ").T, np.float32)
+    return coded, "program material, MP3 32 kbit/s (LAME, as the training pairs) decoded"
+
+
+def _blocks(audio: np.ndarray, block: int) -> list[np.ndarray]:
+    return [audio[:, start : start + block] for start in range(0, audio.shape[1], block)]
+
+
+# -- per-hop stage timing ----------------------------------------------------------------------------
+def _stats(values_ns: np.ndarray, budget_us: float) -> dict[str, float]:
+    us = values_ns / 1000.0
+    out = {}
+    for name, q in (("p50", 50.0), ("p99", 99.0), ("p99_9", 99.9)):
+        out[f"{name}_us"] = round(float(np.percentile(us, q)), 2)
+    out["max_us"] = round(float(us.max()), 2)
+    out["mean_us"] = round(float(us.mean()), 2)
+    for key in ("p50", "p99", "p99_9", "max"):
+        out[f"{key}_pct"] = round(100.0 * out[f"{key}_us"] / budget_us, 3)
+    return out
+
+
+def stage_run(config: Any, audio: np.ndarray, rate: int, block: int) -> dict[str, Any]:
+    """Per-hop stage timing over `audio` (channels, n) at `rate`, in blocks of `block`; worst-hop trace."""
+    channels, n = audio.shape
+    restorer = Restorer(config)
+    restorer.prepare(rate, channels, block)
+    hops = int(n * MODEL_RATE_HZ / rate / restorer.hop) + 8
+    timer = HopTimer(hops)
+    timer.attach(restorer)
+    blocks = _blocks(audio, block)
+    block_ns = np.zeros(len(blocks), np.int64)
+    hops_before = np.zeros(len(blocks), np.int64)
+    clock = time.perf_counter_ns
+    gc.callbacks.append(timer.on_gc)
+    try:
+        for i, piece in enumerate(blocks):
+            hops_before[i] = timer.count
+            start = clock()
+            restorer.process(piece)
+            block_ns[i] = clock() - start
+    finally:
+        gc.callbacks.remove(timer.on_gc)
+    count = timer.count
+    ns = timer.ns[:count]
+    hop_us = 1e6 * restorer.hop / MODEL_RATE_HZ
+    # Host side: what a process() call costs beyond its hops (hop exchange, resampling, Python).
+    hops_after = np.append(hops_before[1:], count)
+    cumulative = np.concatenate([[0], np.cumsum(ns[:, _HOP])])
+    host_ns = block_ns - (cumulative[hops_after] - cumulative[hops_before])
+    # Steady state: every hop but the first, every block after the one that ran the first hop. The first
+    # calls (kernels loaded from the Numba cache, onnxruntime's first run) are reported on their own.
+    warm_blocks = int(np.argmax(hops_after > 0)) + 1
+    steady = ns[1:]
+    per_hop = {stage: _stats(steady[:, column], hop_us) for column, stage in enumerate(STAGES)}
+    per_hop["hop_total"] = _stats(steady[:, _HOP], hop_us)
+    per_hop["host_io"] = _stats(host_ns[warm_blocks:], hop_us)
+    per_hop["process_call"] = _stats(block_ns[warm_blocks:], hop_us)
+    per_hop_cpu = {stage: _stats(steady[:, _STAGE_CPU + column], hop_us) for column, stage in enumerate(STAGES)}
+    per_hop_cpu["hop_total"] = _stats(steady[:, _CPU], hop_us)
+    first_call = {stage: round(float(ns[0, column]) / 1000.0, 1) for column, stage in enumerate(STAGES)}
+    first_call["hop_total"] = round(float(ns[0, _HOP]) / 1000.0, 1)
+    first_call["host_io"] = round(float(host_ns[:warm_blocks].sum()) / 1000.0, 1)
+    first_call["process_call"] = round(float(block_ns[:warm_blocks].sum()) / 1000.0, 1)
+    if not ns[:, STAGES.index("gate")].any():
+        per_hop["gate"]["note"] = "not run (gate disabled or pass-through model)"
+    return {
+        "rate_hz": rate, "channels": channels, "block": block, "seconds": round(n / rate, 2), "hops": count,
+        "hop_us": round(hop_us, 2), "per_hop": per_hop, "per_hop_cpu": per_hop_cpu, "first_call_us": first_call,
+        "worst_hops": worst_hop_trace(timer, count, hop_us),
+        "gc": {"collections": len(timer.gc_events),
+               "during_hops": int(sum(_gc_in_hop(timer, i) is not None for i in range(count)))},
+        "timing_overhead_us": timing_overhead_us(),
+    }
+
+
+def _gc_in_hop(timer: HopTimer, i: int) -> tuple[int, float] | None:
+    """(generation, duration µs) of a collection that overlapped hop i, if any."""
+    start, stop = timer.start_ns[i], timer.start_ns[i] + timer.ns[i, _HOP]
+    for gc_start, gc_stop, generation in timer.gc_events:
+        if gc_start < stop and gc_stop > start:
+            return generation, (gc_stop - gc_start) / 1000.0
+    return None
+
+
+def worst_hop_trace(timer: HopTimer, count: int, hop_us: float) -> list[dict[str, Any]]:
+    """The slowest hops, each with its stage times and the cause found for it."""
+    order = np.argsort(timer.ns[:count, _HOP])[::-1][:WORST_HOPS]
+    trace = []
+    for i in order:
+        row = timer.ns[i] / 1000.0
+        stages = {stage: round(float(row[c]), 1) for c, stage in enumerate(STAGES)}
+        dominant = max(stages, key=stages.get)
+        wall, cpu = float(row[_HOP]), float(row[_CPU])
+        causes = []
+        if i == 0:
+            causes.append("first call (Numba kernels load, onnxruntime's first run)")
+        elif i < WARMUP_HOPS:
+            causes.append(f"warm-up (hop {i} of the stream)")
+        collected = _gc_in_hop(timer, int(i))
+        if collected is not None:
+            causes.append(f"gc generation {collected[0]} ({collected[1]:.0f} us)")
+        if wall - cpu > DESCHEDULED_US and wall - cpu > 0.3 * wall:
+            causes.append(f"descheduled ({wall - cpu:.0f} us wall beyond thread CPU time)")
+        if not causes:
+            causes.append(f"compute in {dominant}")
+        trace.append({"hop": int(i), "at_s": round(float(i) * hop_us / 1e6, 3), "total_us": round(wall, 1),
+                      "pct_of_hop": round(100.0 * wall / hop_us, 2), "cpu_us": round(cpu, 1),
+                      "stages_us": stages, "dominant_stage": dominant, "causes": causes})
+    return trace
+
+
+def timing_overhead_us() -> float:
+    """Cost of one timing wrapper around a call that does nothing (µs), the bias of each stage time."""
+    timer = HopTimer(2)
+    wrapped = timer._timed(lambda: None, 0)
+    runs = 20_000
+    start = time.perf_counter_ns()
+    for _ in range(runs):
+        wrapped()
+    return round((time.perf_counter_ns() - start) / runs / 1000.0, 3)
+
+
+def allocation_audit(config: Any, audio: np.ndarray, rate: int, block: int, steady_hops: int,
+                     traced_hops: list[int]) -> dict[str, Any]:
+    """Bytes each stage allocates per call (tracemalloc's peak above the level before the call, less what
+    calling a no-op the same way allocates), in a second pass over the same audio with a fresh restorer:
+    over `steady_hops` hops after warm-up, and in each hop of `traced_hops` (the slowest of the timed
+    pass; the input is the same, so hop i does the same work). tracemalloc sees Python and NumPy
+    allocations, not onnxruntime's own C++ arena."""
+    channels = audio.shape[0]
+    restorer = Restorer(config)
+    restorer.prepare(rate, channels, block)
+    timer = HopTimer(int(audio.shape[1] * MODEL_RATE_HZ / rate / restorer.hop) + 8)
+    timer.attach(restorer)
+    steady = set(range(WARMUP_HOPS, WARMUP_HOPS + steady_hops))
+    timer.audit_hops = steady | {i for i in traced_hops if i > 0}
+    last = max(timer.audit_hops)
+    tracemalloc.start()
+    try:
+        for piece in _blocks(audio, block):
+            restorer.process(piece)
+            if timer.count > last:
+                break
+    finally:
+        tracemalloc.stop()
+    per_stage = {}
+    for stage in STAGES:
+        sizes = np.array([timer.audit[i][stage] for i in sorted(steady) if stage in timer.audit.get(i, {})] or [0])
+        per_stage[stage] = {"calls": int(sum(stage in timer.audit.get(i, {}) for i in steady)),
+                            "calls_allocating": int((sizes > 0).sum()), "max_bytes_per_call": int(sizes.max())}
+    traced = {i: timer.audit.get(i, {}) for i in traced_hops if i > 0}
+    return {"steady": per_stage, "traced_hops": traced}
+
+
+def annotate_allocations(trace: list[dict[str, Any]], audit: dict[str, Any]) -> None:
+    """Add each slow hop's allocations to the trace; a stage that allocated more than
+    ALLOCATION_CAUSE_BYTES beyond its steady-state maximum in that hop is named as a cause."""
+    for hop in trace:
+        allocated = audit["traced_hops"].get(hop["hop"])
+        if allocated is None:
+            continue
+        hop["allocated_bytes"] = allocated
+        for stage, size in allocated.items():
+            if size > audit["steady"][stage]["max_bytes_per_call"] + ALLOCATION_CAUSE_BYTES:
+                cause = f"allocation in {stage} ({size} bytes)"
+                hop["causes"] = [c for c in hop["causes"] if not c.startswith("compute in")] + [cause]
+
+
+# -- real-time factor grid ---------------------------------------------------------------------------
+def rtf_grid(config_for_threads: Callable[[int], Any], seconds: float) -> list[dict[str, Any]]:
+    """RTF and block load for every thread count x rate x channels x block size (untimed stages)."""
+    rows = []
+    for threads in THREAD_COUNTS:
+        restorer = Restorer(config_for_threads(threads))
+        for rate in RATES_HZ:
+            stereo, _ = test_input(seconds + 0.25, rate, 2)
+            for channels in CHANNEL_COUNTS:
+                audio = np.ascontiguousarray(stereo[:channels])
+                warm_n = int(0.25 * rate)
+                for block in BLOCK_SIZES:
+                    restorer.prepare(rate, channels, block)
+                    for piece in _blocks(audio[:, :warm_n], block):
+                        restorer.process(piece)
+                    blocks = _blocks(audio[:, warm_n:], block)
+                    times = np.zeros(len(blocks), np.int64)
+                    clock = time.perf_counter_ns
+                    for i, piece in enumerate(blocks):
+                        start = clock()
+                        restorer.process(piece)
+                        times[i] = clock() - start
+                    durations_ns = np.array([p.shape[1] for p in blocks]) / rate * 1e9
+                    load = 100.0 * times / durations_ns
+                    rows.append({"threads": threads, "rate_hz": rate, "channels": channels, "block": block,
+                                 "seconds": round(audio.shape[1] / rate - 0.25, 3),
+                                 "rtf": round(float(times.sum() / durations_ns.sum()), 4),
+                                 "block_load_p99_pct": round(float(np.percentile(load, 99)), 1),
+                                 "block_load_max_pct": round(float(load.max()), 1)})
+    return rows
+
+
+def phase_method_costs(config_for_method: Callable[[str], Any], seconds: float) -> dict[str, Any]:
+    """Phase stage cost per hop for each phase method (stereo 48 kHz, 256-sample blocks)."""
+    audio, _ = test_input(seconds, STAGE_RUN["rate_hz"], STAGE_RUN["channels"])
+    out = {}
+    for method in PHASE_METHODS:
+        run = stage_run(config_for_method(method), audio, STAGE_RUN["rate_hz"], STAGE_RUN["block"])
+        out[method] = {"phase": run["per_hop"]["phase"], "hop_total": run["per_hop"]["hop_total"]}
+    return out
+
+
+# -- latency: reported vs measured -------------------------------------------------------------------
+def measure_latency(config: Any, config_file: Path, rate: int, channels: int) -> dict[str, Any]:
+    """Engine-reported latency vs a click train through `gapfill stream --no-compensate` (subprocess)."""
+    restorer = Restorer(config)
+    restorer.prepare(rate, channels, 4096)
+    reported = restorer.latency_samples
+    clicks, positions = click_train(rate, channels, seed=rate + channels)
+    signal = np.concatenate([clicks, np.zeros((channels, reported + rate // 10), np.float32)], axis=1)
+    command = [sys.executable, "-m", "realtime", "stream", "--rate", str(rate), "--channels", str(channels),
+               "--format", "f32le", "--no-compensate", "--config", str(config_file)]
+    done = subprocess.run(command, input=np.ascontiguousarray(signal.T).tobytes(), capture_output=True,
+                          timeout=300)
+    if done.returncode != 0:
+        message = done.stderr.decode(errors="replace").strip().splitlines()
+        raise RuntimeError(f"'{' '.join(command[2:])}' failed ({done.returncode}): {message[-1] if message else ''}")
+    output = np.frombuffer(done.stdout, "<f4").reshape(-1, channels).T
+    if output.shape[1] != signal.shape[1]:
+        raise RuntimeError(f"gapfill stream returned {output.shape[1]} samples for {signal.shape[1]}")
+    measured = [cross_correlation_lag(signal[c], output[c]) for c in range(channels)]
+    return {"rate_hz": rate, "channels": channels, "reported_samples": reported,
+            "reported_ms": round(1000.0 * reported / rate, 3), "parts": restorer.latency_parts,
+            "measured_samples": measured, "agree": all(m == reported for m in measured),
+            "clicks": len(positions)}
+
+
+def cross_correlation_lag(sent: np.ndarray, received: np.ndarray) -> int:
+    """Lag d >= 0 (samples) maximising sum_t received[t + d] * sent[t]."""
+    size = 1 << int(np.ceil(np.log2(2 * len(sent))))
+    corr = np.fft.irfft(np.fft.rfft(received, size) * np.conj(np.fft.rfft(sent, size)), size)
+    return int(np.argmax(corr[: len(sent)]))
+
+
+# -- start-up and memory -----------------------------------------------------------------------------
+def startup(config_file: Path, cache_dir: Path, rate: int, channels: int) -> dict[str, Any]:
+    """Start a fresh `python` that builds, prepares and runs a Restorer with NUMBA_CACHE_DIR=cache_dir."""
+    environment_vars = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir))
+    spawned = time.time()
+    command = [sys.executable, "-m", "benchmarks.startup_probe", str(config_file), str(rate), str(channels),
+               repr(spawned)]
+    done = subprocess.run(command, capture_output=True, timeout=600, env=environment_vars,
+                          cwd=Path(__file__).resolve().parent.parent)
+    if done.returncode != 0:
+        raise RuntimeError(f"start-up probe failed: {done.stderr.decode(errors='replace')[-500:]}")
+    facts = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    facts["process_total_s"] = round(time.time() - spawned, 3)
+    return facts
+
+
+# -- report ------------------------------------------------------------------------------------------
+def print_report(result: dict[str, Any]) -> None:
+    engine = result["engine"]
+    print(f"gapfill latency benchmark: model {engine['model']} (threads {engine['threads']}), phase "
+          f"{engine['phase_method']}, gate {'on' if engine['gate'] else 'off'}; input: {result['input']}")
+    print(f"environment: {result['environment']['cpu']}, {result['environment']['cpu_count']} CPUs, "
+          f"load {result['environment']['load_average_1m']}\n")
+    run = result["stages"]
+    rows = []
+    for name, stats in run["per_hop"].items():
+        if "note" in stats:
+            rows.append([name, "-", "-", "-", "-", "-", "-", stats["note"]])
+            continue
+        cpu = run["per_hop_cpu"].get(name)
+        rows.append([name] + [f"{stats[f'{k}_us']:.0f} us / {stats[f'{k}_pct']:.1f}%"
+                              for k in ("p50", "p99", "p99_9", "max")]
+                    + ([f"{cpu['p99_9_us']:.0f} / {cpu['max_us']:.0f} us"] if cpu else ["-"])
+                    + [f"{run['first_call_us'][name]:.0f} us", ""])
+    print(format_table(["stage (per hop)", "p50", "p99", "p99.9", "max", "CPU p99.9/max", "first call", ""], rows,
+                       f"Per-hop compute, {run['seconds']} s stereo {run['rate_hz']} Hz in {run['block']}-sample "
+                       f"blocks ({run['hops']} hops); share of the hop ({run['hop_us']:.0f} us); timing overhead "
+                       f"{run['timing_overhead_us']} us per stage; statistics after the first call"))
+    print()
+    rows = [[h["hop"], f"{h['at_s']:.2f}", f"{h['total_us']:.0f}", f"{h['pct_of_hop']:.1f}%", h["dominant_stage"],
+             "; ".join(h["causes"])] for h in run["worst_hops"]]
+    print(format_table(["worst hop", "at s", "us", "of hop", "slowest stage", "cause"], rows,
+                       f"Slowest hops (gc: {run['gc']['collections']} collections, "
+                       f"{run['gc']['during_hops']} during hops)"))
+    print()
+    audit = result["allocation_audit"]["steady"]
+    print("Allocation audit (tracemalloc; most bytes allocated in one call, calls that allocated): " + ", ".join(
+        f"{stage} {facts['max_bytes_per_call']} B ({facts['calls_allocating']}/{facts['calls']})"
+        for stage, facts in audit.items()))
+    print()
+    grid = result["realtime_factor"]
+    rows = []
+    for threads in THREAD_COUNTS:
+        for rate in RATES_HZ:
+            for channels in CHANNEL_COUNTS:
+                cells = [r for r in grid if (r["threads"], r["rate_hz"], r["channels"]) == (threads, rate, channels)]
+                rows.append([f"{threads} thr {rate / 1000:g} kHz {'mono' if channels == 1 else 'stereo'}"]
+                            + [f"{c['rtf']:.3f} ({c['block_load_p99_pct']:.0f}/{c['block_load_max_pct']:.0f}%)"
+                               for c in cells])
+    print(format_table(["RTF (block load p99/max)"] + [str(b) for b in BLOCK_SIZES], rows,
+                       "Real-time factor by host block size; in brackets the p99 and the slowest process() call "
+                       "as a share of its block's duration (over 100% = a dropout at that block size)"))
+    print()
+    rows = [[m, f"{c['phase']['p50_us']:.0f}", f"{c['phase']['p99_us']:.0f}", f"{c['phase']['max_us']:.0f}",
+             f"{c['hop_total']['p99_pct']:.1f}%"] for m, c in result["phase_methods"].items()]
+    print(format_table(["phase method", "p50 us", "p99 us", "max us", "hop p99"], rows,
+                       "Phase stage per hop by method (stereo 48 kHz)"))
+    print()
+    rows = [[f"{m['rate_hz']} Hz x{m['channels']}", m["reported_samples"], f"{m['reported_ms']:.2f}",
+             ", ".join(str(s) for s in m["measured_samples"]), "yes" if m["agree"] else "NO",
+             " + ".join(f"{k} {v}" for k, v in m["parts"].items() if v)] for m in result["latency"]["runs"]]
+    print(format_table(["latency", "reported", "ms", "measured", "agree", "parts (samples)"], rows,
+                       "Algorithmic latency: engine report vs click train through 'gapfill stream --no-compensate'"))
+    print()
+    rows = []
+    for name in ("cold", "warm"):
+        s = result["startup"].get(name)
+        if s is None or "skipped" in s:
+            rows.append([name, "-", "-", "-", "-", "-", (s or {}).get("skipped", "")])
+            continue
+        rows.append([name, f"{s['import_s']:.2f}", f"{s['model_load_s']:.2f}", f"{s['prepare_s']:.2f}",
+                     f"{s['first_block_s']:.2f}", f"{s['time_to_first_output_s']:.2f}",
+                     f"{s['peak_rss_mib']:.0f} MiB"])
+    headers = ["numba cache", "import s", "model s", "prepare s", "1st block s", "to 1st output s", "peak RSS"]
+    print(format_table(headers, rows, f"Start-up of a fresh process ({result['startup']['rate_hz']} Hz stereo, "
+                       "4096-sample blocks)"))
+    print(f"\nbenchmark wall time {result['wall_s']:.1f} s")
+
+
+def readme_tables(result: dict[str, Any]) -> dict[str, str]:
+    """The README's Results tables (Markdown) from a result."""
+    run = result["stages"]
+    names = [n for n in STAGES + ("hop_total", "process_call") if "note" not in run["per_hop"][n]]
+    stages = markdown_table(
+        ["per hop, share of the 5.33 ms hop", "p50", "p99", "p99.9", "max", "CPU time p99.9", "CPU time max"],
+        [[n] + [f"{run['per_hop'][n][f'{k}_pct']:.1f}%" for k in ("p50", "p99", "p99_9", "max")]
+         + ([f"{run['per_hop_cpu'][n][f'{k}_pct']:.1f}%" for k in ("p99_9", "max")]
+            if n in run["per_hop_cpu"] else ["", ""])
+         for n in names])
+    grid = result["realtime_factor"]
+    rows = []
+    for threads in THREAD_COUNTS:
+        for rate in RATES_HZ:
+            for channels in CHANNEL_COUNTS:
+                cells = [r for r in grid if (r["threads"], r["rate_hz"], r["channels"]) == (threads, rate, channels)]
+                rows.append([f"{threads} thread{'s' if threads > 1 else ''}, {rate / 1000:g} kHz "
+                             f"{'mono' if channels == 1 else 'stereo'}"]
+                            + [f"{c['rtf']:.3f} / {c['block_load_max_pct']:.0f}%" for c in cells])
+    rtf = markdown_table(["RTF / worst block load"] + [f"block {b}" for b in BLOCK_SIZES], rows)
+    latency = markdown_table(
+        ["host rate, channels", "reported (samples)", "measured (samples)", "ms"],
+        [[f"{m['rate_hz']} Hz, {m['channels']}", m["reported_samples"], ", ".join(map(str, m["measured_samples"])),
+          f"{m['reported_ms']:.2f}"] for m in result["latency"]["runs"]])
+    rows = []
+    for name in ("cold", "warm"):
+        facts = result["startup"][name]
+        if "skipped" not in facts:
+            rows.append([name, f"{facts['time_to_first_output_s']:.2f} s", f"{facts['first_block_s']:.2f} s",
+                         f"{facts['peak_rss_mib']:.0f} MiB"])
+    startup = markdown_table(["Numba cache", "start to first output", "of which first block", "peak RSS"], rows)
+    return {"stages": stages, "rtf": rtf, "latency": latency, "startup": startup}
+
+
+# -- main --------------------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
+    parser.add_argument("--model", default="auto", help=f"model to benchmark: {MODEL_CHOICES} (default auto: "
+                        "the shipped U-Net if models/ has it, else the config's)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="audio for the per-hop stage timing (60)")
+    parser.add_argument("--grid-seconds", type=float, default=2.0,
+                        help="audio per real-time-factor configuration (2; there are 56)")
+    parser.add_argument("--no-startup", action="store_true", help="skip the cold/warm start-up runs")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run for CI: 3 s stage timing, 0.25 s per grid cell, no cold start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.quick:
+        args.seconds, args.grid_seconds = min(args.seconds, 3.0), min(args.grid_seconds, 0.25)
+    began = time.perf_counter()
+    config = engine_config(args.config, args.model)
+    env = environment()
+    audio, description = test_input(args.seconds, STAGE_RUN["rate_hz"], STAGE_RUN["channels"])
+    stages = stage_run(config, audio, STAGE_RUN["rate_hz"], STAGE_RUN["block"])
+    audit = allocation_audit(config, audio, STAGE_RUN["rate_hz"], STAGE_RUN["block"], 64 if args.quick else 256,
+                             [hop["hop"] for hop in stages["worst_hops"]])
+    annotate_allocations(stages["worst_hops"], audit)
+    grid = rtf_grid(lambda threads: engine_config(args.config, args.model, threads=threads), args.grid_seconds)
+    phases = phase_method_costs(lambda method: engine_config(args.config, args.model, phase_method=method),
+                                max(args.grid_seconds, 1.0) if args.quick else 4 * args.grid_seconds)
+    with tempfile.TemporaryDirectory(prefix="gapfill-bench-") as scratch:
+        config_file = write_config(config, Path(scratch) / "engine.yaml")
+        pairs = ((48_000, 1), (44_100, 2)) if args.quick else ((48_000, 1), (48_000, 2), (44_100, 1), (44_100, 2))
+        runs = [measure_latency(config, config_file, rate, channels) for rate, channels in pairs]
+        startup_rate = 44_100
+        start_facts: dict[str, Any] = {"rate_hz": startup_rate}
+        if args.no_startup:
+            start_facts.update(cold={"skipped": "--no-startup"}, warm={"skipped": "--no-startup"})
+        else:
+            cache = Path(scratch) / "numba-cache"
+            cache.mkdir()
+            if args.quick:
+                start_facts["cold"] = {"skipped": "--quick (a cold start compiles every kernel)"}
+                startup(config_file, cache, startup_rate, 2)  # fill the cache
+            else:
+                start_facts["cold"] = startup(config_file, cache, startup_rate, 2)
+            start_facts["warm"] = startup(config_file, cache, startup_rate, 2)
+    result = {
+        "benchmark": "latency", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": env,
+        "engine": {"model": model_name(config), "threads": config.model["threads"],
+                   "phase_method": config.phase["method"], "phase_lookahead_frames": config.phase["lookahead_frames"],
+                   "gate": bool(config.gate["enabled"]), "fft_size": config.fft_size, "hop": config.hop},
+        "input": description, "stages": stages, "allocation_audit": audit, "realtime_factor": grid,
+        "phase_methods": phases, "latency": {"runs": runs, "agree": all(r["agree"] for r in runs)},
+        "startup": start_facts,
+        "memory": {"peak_rss_mib": (start_facts.get("warm") or {}).get("peak_rss_mib"),
+                   "benchmark_process_peak_rss_mib": round(peak_rss_kib() / 1024.0, 1)},
+    }
+    result["environment"]["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    result["wall_s"] = round(time.perf_counter() - began, 1)
+    result["readme_tables"] = readme_tables(result)
+    print_report(result)
+    write_json(result, args.json)
+    return 0 if result["latency"]["agree"] else 1
+
+
+if __name__ == "__main__":
+    run_main(main)
