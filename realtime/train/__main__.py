@@ -68,13 +68,14 @@ def main(argv: list[str] | None = None) -> int:
                     batch=args.batch)
         print(json.dumps(rec))
     if args.step in ("export", "all"):
-        from realtime.train.export import export_onnx, load_checkpoint
+        from realtime.train.export import export_onnx, load_checkpoint, save_weights
         ck = args.checkpoint if args.step == "export" else str(Path(args.run) / "last.pt")
         net, info = load_checkpoint(ck)
         out = export_onnx(net, args.out, {"gapfill.train_steps": info["step"],
                                           "gapfill.train_minutes": round(info["elapsed_s"] / 60, 1),
                                           "gapfill.loss": info["loss"]})
-        print(f"export: {out}")
+        weights = save_weights(net, Path(args.out).with_suffix(".pt"))
+        print(f"export: {out} (+ PyTorch weights {weights})")
     if args.step in ("evaluate", "all"):
         from realtime.train.evaluate import evaluate, format_report
         model = args.model if args.step == "evaluate" else args.out

@@ -116,3 +116,18 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
     t *= 1e3
     return {"median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()),
             "channels": channels, "threads": threads, "hops": hops}
+
+
+def save_weights(net: UNet, path: str | Path) -> Path:
+    """Weights only (state_dict + constructor args), the PyTorch twin of the shipped ONNX graph."""
+    path = Path(path)
+    torch.save({"model_args": {"channels": list(net.channels), "hidden": net.hidden},
+                "model": {k: v.detach().clone() for k, v in net.state_dict().items()}}, path)
+    return path
+
+
+def load_weights(path: str | Path) -> UNet:
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    net = UNet(**ck["model_args"])
+    net.load_state_dict(ck["model"])
+    return net.eval()

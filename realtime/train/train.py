@@ -33,7 +33,7 @@ from realtime.train.unet import UNet, count_parameters
 FFT_SIZE, HOP = 1024, 256
 CROP_FRAMES = 192
 SKIP = FFT_SIZE // HOP - 1            # frames that still see the crop's zero padding
-BATCH = 16
+BATCH = 12
 LR = 1e-3
 P_IDENTITY = 0.06
 GAIN_DB = 12.0
@@ -167,7 +167,8 @@ def validate(net: UNet, val: tuple[torch.Tensor, torch.Tensor], kind: str) -> di
 
 def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float = 50.0, loss: str = "l1+log",
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
-          model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH) -> dict:
+          model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
+          snapshots: tuple[int, ...] = (100, 200, 400)) -> dict:
     """Train (or resume) into run/. Stops after `minutes` of training time or `max_steps` steps."""
     from tqdm import tqdm
 
@@ -234,6 +235,14 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         running = lv if running is None else 0.98 * running + 0.02 * lv
         bar.update(dt)
         bar.set_postfix(step=step, loss=f"{running:.4f}", lr=f"{lr:.1e}")
+        if step in snapshots:   # fixed-step copies for comparing runs (e.g. loss variants)
+            rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "snapshot": True,
+                   **validate(net, val, loss)}
+            log.write(json.dumps(rec) + "\n")
+            log.flush()
+            save()
+            import shutil
+            shutil.copyfile(last, run / f"step{step}.pt")
         if time.time() - last_ck > CHECKPOINT_S:
             rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "lr": lr,
                    **validate(net, val, loss)}

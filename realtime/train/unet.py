@@ -8,7 +8,8 @@ Inside the network:
     z = log(mag + EPS)                        log-compressed input (EPS ~ -128 dB re a full-scale sine)
     x = [(z - Z_MEAN) / Z_SCALE, bin position]  2 channels x 512 bins (bins 0..511; Nyquist passes through)
     encoder: 4 levels, each a strided conv along frequency (/2), kernel 2 frames x 4 bins, causal in time
-    bottleneck: GRU over time on the flattened 32-bin x C4 level (global frequency context + memory)
+    bottleneck: the flattened 32-bin x C4 level -> linear -> GRU over time -> linear (global frequency
+                context and memory)
     decoder: 4 transposed convs along frequency (x2) with skip connections (concat), 1 frame
     out = exp(z + correction) - EPS         a residual in the log domain: inside spectral holes and above
                                              the cutoff, where z is at the floor, the correction is free
@@ -32,7 +33,7 @@ BINS = 512               # bins through the U-Net; bin 512 (Nyquist) is passed t
 
 
 class UNet(nn.Module):
-    def __init__(self, channels: tuple[int, ...] = (8, 12, 16, 24, 32), hidden: int = 128,
+    def __init__(self, channels: tuple[int, ...] = (8, 16, 24, 32, 48), hidden: int = 192,
                  kernel_f: int = 4, in_kernel_f: int = 5):
         super().__init__()
         assert len(channels) == 5, "input level + four U-Net levels"
@@ -48,7 +49,8 @@ class UNet(nn.Module):
             for i in range(4))
         bott_bins = BINS // 16
         self.bott_features = c[4] * bott_bins
-        self.gru = nn.GRU(self.bott_features, hidden, batch_first=True)
+        self.bott_in = nn.Linear(self.bott_features, hidden)
+        self.gru = nn.GRU(hidden, hidden, batch_first=True)
         self.bott_out = nn.Linear(hidden, self.bott_features)
         # decoder: level l (from deepest): concat(up_in, skip) -> c[l-1], x2 along frequency
         self.dec = nn.ModuleList()
@@ -84,7 +86,7 @@ class UNet(nn.Module):
             h = self.act(conv(fn.pad(h, (0, 0, 1, 0))))
             skips.append(h)
         b, ch, t, f = h.shape
-        g, _ = self.gru(h.permute(0, 2, 1, 3).reshape(b, t, ch * f))
+        g, _ = self.gru(self.act(self.bott_in(h.permute(0, 2, 1, 3).reshape(b, t, ch * f))))
         h = self.act(self.bott_out(g)).view(b, t, ch, f).permute(0, 2, 1, 3)
         for i, conv in enumerate(self.dec):
             h = self.act(conv(torch.cat([h, skips[4 - i]], dim=1)))
@@ -111,7 +113,7 @@ class UNet(nn.Module):
         for i in range(4):
             bins //= 2
             macs += bins * c[i] * c[i + 1] * 2 * self.kf
-        macs += 3 * (self.bott_features + self.hidden) * self.hidden + self.hidden * self.bott_features
+        macs += 2 * self.bott_features * self.hidden + 6 * self.hidden * self.hidden
         bins = BINS // 16
         for i in range(4, 0, -1):
             macs += bins * 2 * c[i] * c[i - 1] * self.kf
@@ -144,7 +146,7 @@ class StreamingUNet(nn.Module):
             skips.append(h)
         b, ch, _, f = h.shape
         gin = h.reshape(b, 1, ch * f)                    # (B, 1, features)
-        g, hn = n.gru(gin, s_gru.transpose(0, 1).contiguous())
+        g, hn = n.gru(n.act(n.bott_in(gin)), s_gru.transpose(0, 1).contiguous())
         h = n.act(n.bott_out(g)).view(b, 1, ch, f).permute(0, 2, 1, 3)
         for i, conv in enumerate(n.dec):
             h = n.act(conv(torch.cat([h, skips[4 - i]], dim=1)))

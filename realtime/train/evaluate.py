@@ -1,0 +1,181 @@
+"""Validation metrics, per clip, through the real engine (`realtime.restorer.Restorer`).
+
+For each chosen validation clip (speech and music separately, spread over sources) the engine (shipped
+config + the given ONNX model, gate on, 48 kHz mono, 1 thread) restores
+    - the MP3 32 kbit/s decode (reference case),
+    - the MP3 128 kbit/s decode and the clean signal itself (no-harm checks),
+and its output, compensated by `latency_samples`, is compared with the clean reference, as is the
+decoded input. Spectra: `realtime.stft.stft_offline` (periodic Hann 1024, hop 256), power in dB re
+a full-scale sine, floored at FLOOR_DB.
+
+    LSD        mean over active frames (clean frame peak above ACTIVE_DB) of
+               sqrt(mean over bins of (dB_out - dB_ref)^2); full band = bins 0..512,
+               below = bins under the codec cutoff, above = cutoff..20 kHz.
+    cutoff     1 + highest bin (< 20 kHz) whose long-term decoded power is within 30 dB of the clean's
+               and at least 10 dB above the floor.
+    holes      share of reference bins below the cutoff (active frames, reference at least HOLE_DB above
+               the floor) whose output is HOLE_DB or more quieter than the reference.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from realtime.stft import stft_offline
+
+FFT_SIZE, HOP = 1024, 256
+FLOOR_DB = -100.0
+ACTIVE_DB = -60.0
+HOLE_DB = 20.0
+TOP_HZ = 20_000.0
+REF_POWER = (FFT_SIZE / 4) ** 2
+
+
+def power_db(x: np.ndarray) -> np.ndarray:
+    """(samples,) -> (frames, 513) power in dB re a full-scale sine, floored at FLOOR_DB."""
+    X = stft_offline(np.asarray(x, np.float64), FFT_SIZE, HOP)
+    return 10 * np.log10(np.maximum(np.abs(X).astype(np.float64) ** 2 / REF_POWER, 10 ** (FLOOR_DB / 10)))
+
+
+def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
+    lt_c = 10 * np.log10(np.mean(10 ** (clean_db / 10), axis=0))
+    lt_d = 10 * np.log10(np.mean(10 ** (dec_db / 10), axis=0))
+    top = int(TOP_HZ * FFT_SIZE / 48_000)
+    ok = np.nonzero((lt_d[:top] >= lt_c[:top] - 30.0) & (lt_d[:top] > FLOOR_DB + 10.0))[0]
+    return int(ok[-1]) + 1 if len(ok) else 0
+
+
+def clip_metrics(clean: np.ndarray, out: np.ndarray, cutoff: int, ref_db: np.ndarray | None = None) -> dict:
+    r = power_db(clean) if ref_db is None else ref_db
+    o = power_db(out)
+    active = r.max(axis=1) > ACTIVE_DB
+    r, o = r[active], o[active]
+    top = int(TOP_HZ * FFT_SIZE / 48_000)
+
+    def lsd(lo: int, hi: int) -> float:
+        if hi <= lo or len(r) == 0:
+            return float("nan")
+        return float(np.mean(np.sqrt(np.mean((o[:, lo:hi] - r[:, lo:hi]) ** 2, axis=1))))
+
+    cand = r[:, :cutoff] >= FLOOR_DB + HOLE_DB
+    holes = (r[:, :cutoff] - o[:, :cutoff] >= HOLE_DB) & cand
+    return {"lsd_full": lsd(0, r.shape[1]), "lsd_below": lsd(0, cutoff), "lsd_above": lsd(cutoff, top),
+            "holes": float(holes.sum() / max(1, cand.sum()))}
+
+
+class EngineRunner:
+    """Runs audio through a Restorer with the given model (48 kHz mono), latency compensated."""
+
+    def __init__(self, model: str | Path, gate: bool = True, threads: int = 1):
+        from realtime.restorer import Restorer
+
+        self._tmp = tempfile.TemporaryDirectory()
+        cfg = Path(self._tmp.name) / "eval.yaml"
+        cfg.write_text(f"model:\n  path: '{Path(model).resolve()}'\n  threads: {threads}\n"
+                       f"gate:\n  enabled: {'true' if gate else 'false'}\n")
+        self.restorer = Restorer.from_config(cfg)
+        self.block = 4096
+        self.restorer.prepare(48_000, 1, self.block)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        r = self.restorer
+        r.reset()
+        x = np.asarray(x, np.float32).reshape(1, -1)
+        parts = [r.process(x[:, i: i + self.block]).copy() for i in range(0, x.shape[1], self.block)]
+        parts.append(r.flush().copy())
+        y = np.concatenate(parts, axis=1)[0]
+        lat = r.latency_samples
+        return y[lat: lat + x.shape[1]]
+
+
+def choose_clips(rows: list[dict], per_kind: int) -> list[dict]:
+    chosen = []
+    for kind in ("speech", "music"):
+        rk = sorted((r for r in rows if r["kind"] == kind), key=lambda r: (r["source"], r["segment"]))
+        if per_kind >= len(rk):
+            chosen += rk
+        else:
+            idx = np.linspace(0, len(rk) - 1, per_kind).round().astype(int)
+            chosen += [rk[i] for i in sorted(set(idx))]
+    return chosen
+
+
+def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per_kind: int = 16,
+             gate: bool = True) -> dict:
+    from tqdm import tqdm
+
+    pairs_root = Path(pairs_root)
+    man = json.loads((pairs_root / "manifest.json").read_text())
+    val = [r for r in man["pairs"] if r["split"] == "val"]
+    ref_rows = [r for r in val if r["codec"] == "mp3_32k_mono_48k"]
+    nh_rows = {r["segment"]: r for r in val if r["codec"] == "mp3_128k_mono_48k"}
+    clips = choose_clips(ref_rows, clips_per_kind)
+    run = EngineRunner(model, gate=gate)
+    rows, t_engine, audio_s = [], 0.0, 0.0
+    for r in tqdm(clips, desc="evaluate", unit="clip"):
+        pair = np.load(pairs_root / r["file"])
+        clean, dec = pair[0, 0], pair[1, 0]
+        c_db, d_db = power_db(clean), power_db(dec)
+        cutoff = codec_cutoff_bin(c_db, d_db)
+        t0 = time.perf_counter()
+        res = run(dec)
+        res_clean = run(clean)
+        t_engine += time.perf_counter() - t0
+        audio_s += 2 * len(clean) / 48_000
+        row = {"clip": r["segment"], "kind": r["kind"], "source": r["source"], "seconds": round(len(clean) / 48_000, 2),
+               "cutoff_hz": round(cutoff * 48_000 / FFT_SIZE)}
+        m_dec = clip_metrics(clean, dec, cutoff, c_db)
+        m_res = clip_metrics(clean, res, cutoff, c_db)
+        for k in m_dec:
+            row[f"{k}_mp3"] = m_dec[k]
+            row[f"{k}_restored"] = m_res[k]
+        row["noharm_clean_delta"] = clip_metrics(clean, res_clean, cutoff, c_db)["lsd_full"]  # LSD(clean, clean) = 0
+        if r["segment"] in nh_rows:
+            p128 = np.load(pairs_root / nh_rows[r["segment"]]["file"])
+            t0 = time.perf_counter()
+            res128 = run(p128[1, 0])
+            t_engine += time.perf_counter() - t0
+            audio_s += len(clean) / 48_000
+            row["noharm_128k_delta"] = (clip_metrics(clean, res128, cutoff, c_db)["lsd_full"]
+                                        - clip_metrics(clean, p128[1, 0], cutoff, c_db)["lsd_full"])
+        rows.append(row)
+    summary = {}
+    for kind in ("speech", "music"):
+        rk = [x for x in rows if x["kind"] == kind]
+        if not rk:
+            continue
+        mean = {k: float(np.nanmean([x[k] for x in rk if k in x])) for k in rk[0] if isinstance(rk[0][k], float)}
+        mean["clips"] = len(rk)
+        mean["lsd_full_reduction_pct"] = 100 * (1 - mean["lsd_full_restored"] / mean["lsd_full_mp3"])
+        mean["holes_reduction_pct"] = 100 * (1 - mean["holes_restored"] / max(1e-12, mean["holes_mp3"]))
+        mean["noharm_clean_delta_max"] = float(max(x["noharm_clean_delta"] for x in rk))
+        mean["noharm_128k_delta_max"] = float(max(x.get("noharm_128k_delta", 0.0) for x in rk))
+        summary[kind] = mean
+    return {"model": str(model), "gate": gate, "floor_db": FLOOR_DB, "active_db": ACTIVE_DB, "hole_db": HOLE_DB,
+            "engine_realtime_factor": audio_s / max(t_engine, 1e-9), "summary": summary, "clips": rows}
+
+
+def format_report(res: dict) -> str:
+    cols = ["lsd_full", "lsd_below", "lsd_above", "holes"]
+    head = ("| clip | kind | cutoff Hz | " + " | ".join(f"{c} mp3 | {c} restored" for c in cols)
+            + " | no-harm clean | no-harm 128k |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in res["clips"]:
+        vals = " | ".join(f"{r[c + '_mp3']:.3f} | {r[c + '_restored']:.3f}" for c in cols)
+        lines.append(f"| {r['clip']} | {r['kind']} | {r['cutoff_hz']} | {vals} | {r['noharm_clean_delta']:+.3f} | "
+                     f"{r.get('noharm_128k_delta', float('nan')):+.3f} |")
+    for kind, m in res["summary"].items():
+        vals = " | ".join(f"{m[c + '_mp3']:.3f} | {m[c + '_restored']:.3f}" for c in cols)
+        lines.append(f"| **mean {kind}** ({m['clips']}) | | | {vals} | {m['noharm_clean_delta']:+.3f} | "
+                     f"{m.get('noharm_128k_delta', float('nan')):+.3f} |")
+    lines.append("")
+    for kind, m in res["summary"].items():
+        lines.append(f"{kind}: LSD full band -{m['lsd_full_reduction_pct']:.1f} %, holes -{m['holes_reduction_pct']:.1f} %, "
+                     f"worst no-harm delta clean {m['noharm_clean_delta_max']:+.3f} dB, "
+                     f"128k {m['noharm_128k_delta_max']:+.3f} dB")
+    return "\n".join(lines)

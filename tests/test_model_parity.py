@@ -1,0 +1,63 @@
+"""The shipped ONNX model, streamed frame by frame through the engine's model stage
+(`realtime.model.OnnxModel`: IOBinding, state fed back each hop), equals its PyTorch twin run offline
+on the whole clip: max relative error 1e-4."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from realtime.model import OnnxModel, shipped_model_path
+from realtime.stft import stft_offline
+
+torch = pytest.importorskip("torch")
+
+from realtime.train.export import load_weights  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CLIP = REPO / "examples" / "hedgewars-british-32k.mp3"
+
+
+def _magnitudes(channels: int) -> np.ndarray:
+    """(channels, frames, 513) f32: the 32 kbit/s example clip (and a louder copy as channel 2)."""
+    x, sr = sf.read(str(CLIP), dtype="float32")
+    assert sr == 48_000
+    mags = [np.abs(stft_offline(x * g, 1024, 256)) for g in (1.0, 2.5)[:channels]]
+    return np.stack(mags).astype(np.float32)
+
+
+def test_shipped_model_contract() -> None:
+    path = shipped_model_path()
+    assert path.is_file() and path.stat().st_size < 8e6
+    m = OnnxModel(path, threads=1)
+    assert (m.sample_rate, m.fft_size, m.hop, m.lookahead_frames) == (48_000, 1024, 256, 0)
+    assert m.state_shapes                       # temporal state is explicit
+    import onnx
+    model = onnx.load(str(path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_streamed_onnx_equals_offline_pytorch(channels: int) -> None:
+    mags = _magnitudes(channels)
+    net = load_weights(shipped_model_path().with_suffix(".pt"))
+    with torch.no_grad():
+        offline = net(torch.from_numpy(mags)).numpy()
+    model = OnnxModel(shipped_model_path(), threads=1)
+    model.prepare(channels)
+    model.reset()
+    streamed = np.zeros_like(mags)
+    frame_out = np.zeros((channels, 513), np.float32)
+    for t in range(mags.shape[1]):
+        model.process(np.ascontiguousarray(mags[:, t]), frame_out)
+        streamed[:, t] = frame_out
+    err = np.abs(streamed - offline)
+    # relative to each frame's largest magnitude (bins at the -128 dB floor have no meaningful ratio)
+    rel = err / np.maximum(np.abs(offline).max(axis=2, keepdims=True), 1e-6)
+    assert rel.max() <= 1e-4, f"max relative error {rel.max():.2e}"
+    # and per bin, wherever the output is within 60 dB of its frame's peak
+    big = np.abs(offline) > 1e-3 * np.abs(offline).max(axis=2, keepdims=True)
+    assert (err[big] / np.abs(offline[big])).max() <= 1e-4
