@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,20 +70,23 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
 
 
 def _spread(candidates: list[dict], count: int) -> list[dict]:
-    """`count` segments, round-robin over the sources, each source's segments in a fixed hashed order."""
-    by_source: dict[str, list[dict]] = {}
-    for s in candidates:
-        by_source.setdefault(s.get("source", ""), []).append(s)
-    def hashed(segment: dict) -> str:
-        return hashlib.sha1(segment["id"].encode()).hexdigest()
+    """`count` segments from as many recordings as possible: recordings (a music file, a speech language or
+    voice pack) taken round-robin over the sources, one segment each per round; hashed, fixed orders."""
+    def hashed(name: str) -> str:
+        return hashlib.sha1(name.encode()).hexdigest()
 
-    orders = [sorted(pool, key=hashed) for _, pool in sorted(by_source.items())]
+    tree: dict[str, dict[str, list[dict]]] = {}
+    for s in candidates:
+        recording = re.sub(r"(/val/\d+|#\d+)$", "", s["id"])
+        tree.setdefault(s.get("source", ""), {}).setdefault(recording, []).append(s)
+    by_source = [sorted(groups.items(), key=lambda item: hashed(item[0])) for _, groups in sorted(tree.items())]
+    recordings = [by_source[i][turn][1] for turn in range(max(map(len, by_source)))
+                  for i in range(len(by_source)) if turn < len(by_source[i])]
+    recordings = [sorted(group, key=lambda s: hashed(s["id"])) for group in recordings]
     chosen: list[dict] = []
-    for turn in range(max(len(order) for order in orders)):
-        for order in orders:
-            if turn < len(order) and len(chosen) < count:
-                chosen.append(order[turn])
-    return chosen
+    for turn in range(max(map(len, recordings))):
+        chosen += [group[turn] for group in recordings if turn < len(group)]
+    return chosen[:count]
 
 
 def synthetic_clips(seconds: float) -> list[Clip]:

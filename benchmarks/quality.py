@@ -227,18 +227,30 @@ def print_report(result: dict[str, Any]) -> None:
     print(f"benchmark wall time {result['wall_s']:.1f} s")
 
 
-def readme_table(result: dict[str, Any]) -> str:
-    """Markdown: per condition, ViSQOL and full-band LSD of the codec output, the baselines and gapfill."""
+def readme_tables(result: dict[str, Any]) -> dict[str, str]:
+    """Markdown for README: `overview` (every condition: ViSQOL of the codec output, the baselines and
+    gapfill with the default phase; LSD and holes of the codec output and gapfill) and `mp3_32k` (every
+    system, phase variants included, at the reference bitrate)."""
     default = f"gapfill/{result['engine']['phase_method']}"
-    systems = ("codec", "treble_shelf", "noise_fill", default)
-    headers = ["input"] + [f"ViSQOL {s}" for s in systems] + [f"LSD {s} (dB)" for s in ("codec", default)]
     rows = []
     for condition, block in result["summary"].items():
         m = block["systems"]
         rows.append([condition_title(condition, block["cutoff_hz_mean"])]
-                    + [_cell(m[s]["visqol"]["all"]) for s in systems]
-                    + [_cell(m[s]["lsd_full"]["all"]) for s in ("codec", default)])
-    return markdown_table(headers, rows)
+                    + [_cell(m[s]["visqol"]["all"]) for s in ("codec", "treble_shelf", "noise_fill", default)]
+                    + [_cell(m[s][metric]["all"], 3 if metric == "holes" else 2)
+                       for metric in ("lsd_full", "holes") for s in ("codec", default)])
+    overview = markdown_table(["input", "ViSQOL codec", "ViSQOL treble shelf", "ViSQOL noise fill", "ViSQOL gapfill",
+                               "LSD codec (dB)", "LSD gapfill (dB)", "holes codec", "holes gapfill"], rows)
+    tables = {"overview": overview}
+    if "mp3_32k" in result["summary"]:
+        systems = result["summary"]["mp3_32k"]["systems"]
+        tables["mp3_32k"] = markdown_table(
+            ["system (MP3 32 kbit/s)", "LSD full", "LSD below cutoff", "LSD above cutoff", "holes",
+             "ViSQOL speech", "ViSQOL music"],
+            [[s] + [_cell(m[k]["all"]) for k in ("lsd_full", "lsd_below", "lsd_above")]
+             + [_cell(m["holes"]["all"], 3), _cell(m["visqol"]["speech"]), _cell(m["visqol"]["music"])]
+             for s, m in systems.items()])
+    return tables
 
 
 # -- figure ---------------------------------------------------------------------------------------------
@@ -337,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         "png": png,
     }
     result["wall_s"] = round(time.perf_counter() - began, 1)
-    result["readme_table"] = readme_table(result)
+    result["readme_tables"] = readme_tables(result)
     print_report(result)
     write_json(result, args.json)
     return 0

@@ -69,9 +69,10 @@ def test_latency_benchmark_quick_run(tmp_path):
         assert sum(r["parts"].values()) == r["reported_samples"]
     assert result["latency"]["agree"] is True
 
-    warm = result["startup"]["warm"]
-    for key in ("import_s", "model_load_s", "prepare_s", "first_block_s", "time_to_first_output_s"):
-        assert warm[key] >= 0
+    for name in ("warm", "warm_48k"):
+        warm = result["startup"][name]
+        for key in ("import_s", "model_load_s", "prepare_s", "first_block_s", "time_to_first_output_s"):
+            assert warm[key] >= 0
     assert "skipped" in result["startup"]["cold"]
     assert result["memory"]["peak_rss_mib"] > 10
 
@@ -102,7 +103,7 @@ def test_quality_benchmark_quick_run(tmp_path):
         assert clean_codec["visqol"]["all"] == pytest.approx(4.7321, abs=1e-3)
     if result["png"] is not None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "| input |" in result["readme_table"]
+    assert "| input |" in result["readme_tables"]["overview"] and "mp3_32k" in result["readme_tables"]
 
 
 def test_cross_correlation_lag_is_exact():
