@@ -94,7 +94,8 @@ def stream_onnx(path: str | Path, mag: np.ndarray, threads: int = 1) -> np.ndarr
 
 def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: int = 3000) -> dict:
     """Median / 99th percentile / mean wall time of one inference (IOBinding to preallocated buffers,
-    as realtime.model.OnnxModel does), in ms."""
+    as realtime.model.OnnxModel does), and the mean CPU time of the calling thread (with one intra-op
+    thread onnxruntime computes on it), in ms."""
     s = ort_session(path, threads)
     ins = {i.name: np.zeros((channels, *(i.shape[1:] if i.name != "magnitude" else [513])), np.float32)
            for i in s.get_inputs()}
@@ -109,13 +110,15 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
     for _ in range(200):
         s.run_with_iobinding(b)
     t = np.zeros(hops)
+    c0 = time.thread_time()
     for i in range(hops):
         t0 = time.perf_counter()
         s.run_with_iobinding(b)
         t[i] = time.perf_counter() - t0
+    cpu_ms = (time.thread_time() - c0) / hops * 1e3   # CPU time of this thread: excludes preemption
     t *= 1e3
     return {"median_ms": float(np.median(t)), "p99_ms": float(np.percentile(t, 99)), "mean_ms": float(t.mean()),
-            "channels": channels, "threads": threads, "hops": hops}
+            "cpu_mean_ms": cpu_ms, "channels": channels, "threads": threads, "hops": hops}
 
 
 def save_weights(net: UNet, path: str | Path) -> Path:

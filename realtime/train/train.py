@@ -186,7 +186,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         opt.load_state_dict(ck["optim"])
         step, elapsed, loss = ck["step"], ck["elapsed_s"], ck["loss"]
-        budget_s = ck.get("budget_s", budget_s)
+        budget_s = max(ck.get("budget_s", budget_s), budget_s)   # a resume may extend the budget
         model_args = ck["model_args"]
         print(f"train: resuming {last} at step {step} ({elapsed / 60:.1f} of {budget_s / 60:.0f} min)")
     else:
