@@ -254,14 +254,15 @@ def readme_tables(result: dict[str, Any]) -> dict[str, str]:
 
 
 # -- figure ---------------------------------------------------------------------------------------------
-def render_figure(clips: list[Clip], config_path: str | None, model: str, phase_method: str, png: Path) -> str | None:
-    """Spectrograms clean / MP3 32 kbit/s / restored of the first speech and first music clip; the path,
-    or None (with the reason printed) when matplotlib is missing."""
+def render_figure(clips: list[Clip], config_path: str | None, model: str, phase_method: str,
+                  png: Path) -> dict[str, Any] | None:
+    """Spectrograms clean / MP3 32 kbit/s / restored of the first speech and first music clip, colours in dB
+    re the loudest bin of each row; {"path", "clips"}, or None (reason printed) without matplotlib."""
     from realtime.restorer import Restorer
     from realtime.spectrogram import Panel, render
 
     restorer = Restorer(engine_config(config_path, model, phase_method=phase_method))
-    rows, titles = [], []
+    rows, titles, shown = [], [], []
     for kind in ("speech", "music"):
         clip = next((c for c in clips if c.kind == kind), None)
         if clip is None:
@@ -270,14 +271,15 @@ def render_figure(clips: list[Clip], config_path: str | None, model: str, phase_
         restored = restore_offline(restorer, coded, SAMPLE_RATE)[0]
         rows.append([Panel("clean", clip.samples, SAMPLE_RATE), Panel("MP3 32 kbit/s", coded[0], SAMPLE_RATE),
                      Panel("gapfill", restored, SAMPLE_RATE)])
-        titles.append(f"{kind}: {clip.id}")
+        titles.append(kind)
+        shown.append(clip.id)
     try:
         png.parent.mkdir(parents=True, exist_ok=True)
-        render(rows, png, row_titles=titles)
+        render(rows, png, row_titles=titles, per_row=True)
     except GapfillError as exc:
         print(f"quality: no picture: {exc}")
         return None
-    return str(png)
+    return {"path": str(png), "clips": shown}
 
 
 # -- main -----------------------------------------------------------------------------------------------
@@ -333,9 +335,9 @@ def main(argv: list[str] | None = None) -> int:
         if not conforms:
             raise GapfillError(f"ViSQOL identity score {identity} differs from the reference "
                                f"{VISQOL_IDENTITY_REFERENCE}: not the verified implementation")
-    png = None
+    figure = None
     if args.png:
-        png = render_figure(clips, args.config, model, config.phase["method"], Path(args.png))
+        figure = render_figure(clips, args.config, model, config.phase["method"], Path(args.png))
     result = {
         "benchmark": "quality", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": environment(),
         "engine": {"model": model_name(config), "phase_method": config.phase["method"],
@@ -346,7 +348,7 @@ def main(argv: list[str] | None = None) -> int:
                   for c in clips],
         "visqol": visqol_facts, "summary": summarise(rows, conditions), "per_clip": rows,
         "timing_s": {k: round(sum(r["seconds"][k] for r in results), 1) for k in results[0]["seconds"]},
-        "png": png,
+        "figure": figure,
     }
     result["wall_s"] = round(time.perf_counter() - began, 1)
     result["readme_tables"] = readme_tables(result)

@@ -71,11 +71,17 @@ def _matplotlib_figure() -> Any:
 
 def render(rows: Sequence[Sequence[Panel]], out_path: str | Path, range_db: float = DEFAULT_RANGE_DB,
            max_freq_hz: float | None = None, row_titles: Sequence[str] | None = None,
-           title: str | None = None) -> None:
-    """Write a grid of spectrograms (rows of panels, same colour scale everywhere) as a PNG to `out_path`."""
+           title: str | None = None, per_row: bool = False) -> None:
+    """Write a grid of spectrograms (rows of panels) as a PNG to `out_path`.
+
+    Colours: dB relative to the loudest bin of all panels, or with per_row of the row's panels (so a
+    quieter clip in another row is not drawn darker); the same range_db and colour map everywhere.
+    """
     figure_class = _matplotlib_figure()
     computed = [[(panel, *spectrogram_db(panel.samples, panel.sample_rate)) for panel in row] for row in rows]
-    top_db = max(float(power.max()) for row in computed for *_, power in row)
+    row_tops = [max(float(power.max()) for *_, power in row) for row in computed]
+    if not per_row:
+        row_tops = [max(row_tops)] * len(row_tops)
     nyquist = max(panel.sample_rate / 2 for row in rows for panel in row)
     top_hz = min(max_freq_hz or nyquist, nyquist)
     columns = max(len(row) for row in rows)
@@ -91,7 +97,7 @@ def render(rows: Sequence[Sequence[Panel]], out_path: str | Path, range_db: floa
                 continue
             panel, times, freqs, power = row[c]
             duration = len(panel.samples) / panel.sample_rate
-            image = ax.imshow(power - top_db, origin="lower", aspect="auto", cmap=COLOUR_MAP,
+            image = ax.imshow(power - row_tops[r], origin="lower", aspect="auto", cmap=COLOUR_MAP,
                               interpolation="nearest", vmin=-range_db, vmax=0.0,
                               extent=(0.0, max(duration, 1e-3), 0.0, freqs[-1] / 1000.0))
             ax.set_ylim(0.0, top_hz / 1000.0)
@@ -101,7 +107,8 @@ def render(rows: Sequence[Sequence[Panel]], out_path: str | Path, range_db: floa
             if c == 0:
                 ax.set_ylabel(("" if not row_titles else f"{row_titles[r]}\n") + "frequency (kHz)")
     if image is not None:
-        figure.colorbar(image, ax=axes, label="dB (0 = loudest bin of all panels)", shrink=0.9)
+        reference = "its row" if per_row and len(rows) > 1 else "all panels"
+        figure.colorbar(image, ax=axes, label=f"dB (0 = loudest bin of {reference})", shrink=0.9)
     if title:
         figure.suptitle(title)
     _save(figure, Path(out_path))
@@ -203,7 +210,9 @@ def run_spectrogram_command(args: argparse.Namespace) -> int:
         raise GapfillError(f"cannot write '{args.output}': no such directory '{out_path.parent}'")
     labels = args.labels or [Path(name).name for name in args.inputs]
     if len(labels) != len(args.inputs):
-        raise GapfillError(f"--labels gives {len(labels)} labels for {len(args.inputs)} inputs (one per input)")
+        count = f"{len(args.inputs)} input{'s' if len(args.inputs) != 1 else ''}"
+        raise GapfillError(f"--labels gives {len(labels)} label{'s' if len(labels) != 1 else ''} for {count} "
+                           "(one per input)")
     _matplotlib_figure()  # fail before reading when matplotlib is missing
     panels = []
     for name, label in zip(args.inputs, labels):

@@ -101,8 +101,9 @@ def test_quality_benchmark_quick_run(tmp_path):
     if result["visqol"]["used"]:
         assert result["visqol"]["conformance"]["ok"] is True
         assert clean_codec["visqol"]["all"] == pytest.approx(4.7321, abs=1e-3)
-    if result["png"] is not None:
+    if result["figure"] is not None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(result["figure"]["clips"]) == 2
     assert "| input |" in result["readme_tables"]["overview"] and "mp3_32k" in result["readme_tables"]
 
 

@@ -63,7 +63,7 @@ def test_existing_output_needs_force(tmp_path, wavs):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["{tone}", "{noise}", "-o", "{out}", "--labels", "one"], "1 labels for 2 inputs"),
+        (["{tone}", "{noise}", "-o", "{out}", "--labels", "one"], "1 label for 2 inputs"),
         (["{tone}", "-o", "{dir}/x.jpg"], "must end in .png"),
         (["{dir}/missing.wav", "-o", "{out}"], "cannot read '.*missing.wav'"),
         (["{tone}", "-o", "{dir}/no/such/x.png"], "no such directory"),
