@@ -189,6 +189,7 @@ def stage_run(config: Any, audio: np.ndarray, rate: int, block: int) -> dict[str
     timer.attach(restorer)
     blocks = _blocks(audio, block)
     block_ns = np.zeros(len(blocks), np.int64)
+    block_start_ns = np.zeros(len(blocks), np.int64)
     hops_before = np.zeros(len(blocks), np.int64)
     clock = time.perf_counter_ns
     gc.callbacks.append(timer.on_gc)
@@ -198,6 +199,7 @@ def stage_run(config: Any, audio: np.ndarray, rate: int, block: int) -> dict[str
             start = clock()
             restorer.process(piece)
             block_ns[i] = clock() - start
+            block_start_ns[i] = start
     finally:
         gc.callbacks.remove(timer.on_gc)
     count = timer.count
@@ -227,10 +229,20 @@ def stage_run(config: Any, audio: np.ndarray, rate: int, block: int) -> dict[str
         "rate_hz": rate, "channels": channels, "block": block, "seconds": round(n / rate, 2), "hops": count,
         "hop_us": round(hop_us, 2), "per_hop": per_hop, "per_hop_cpu": per_hop_cpu, "first_call_us": first_call,
         "worst_hops": worst_hop_trace(timer, count, hop_us),
-        "gc": {"collections": len(timer.gc_events),
-               "during_hops": int(sum(_gc_in_hop(timer, i) is not None for i in range(count)))},
+        "gc": gc_summary(timer, count, int(block_start_ns[min(warm_blocks, len(blocks) - 1)])),
         "timing_overhead_us": timing_overhead_us(),
     }
+
+
+def gc_summary(timer: HopTimer, count: int, steady_from_ns: int) -> dict[str, Any]:
+    """Collections during the timed run: how many per generation and the longest, how many after the
+    first calls (steady state), how many overlapped a hop."""
+    durations = {g: [(stop - start) / 1000.0 for start, stop, gen in timer.gc_events if gen == g] for g in (0, 1, 2)}
+    return {"collections": len(timer.gc_events),
+            "by_generation": {str(g): len(d) for g, d in durations.items()},
+            "max_us_by_generation": {str(g): round(max(d), 1) if d else None for g, d in durations.items()},
+            "steady_state_collections": sum(start >= steady_from_ns for start, _, _ in timer.gc_events),
+            "during_hops": int(sum(_gc_in_hop(timer, i) is not None for i in range(count)))}
 
 
 def _gc_in_hop(timer: HopTimer, i: int) -> tuple[int, float] | None:
@@ -442,8 +454,10 @@ def print_report(result: dict[str, Any]) -> None:
     rows = [[h["hop"], f"{h['at_s']:.2f}", f"{h['total_us']:.0f}", f"{h['pct_of_hop']:.1f}%", h["dominant_stage"],
              "; ".join(h["causes"])] for h in run["worst_hops"]]
     print(format_table(["worst hop", "at s", "us", "of hop", "slowest stage", "cause"], rows,
-                       f"Slowest hops (gc: {run['gc']['collections']} collections, "
-                       f"{run['gc']['during_hops']} during hops)"))
+                       f"Slowest hops (garbage collections: {run['gc']['collections']}, by generation "
+                       f"{'/'.join(map(str, run['gc']['by_generation'].values()))}, "
+                       f"{run['gc']['steady_state_collections']} after the first block, "
+                       f"{run['gc']['during_hops']} during a hop)"))
     print()
     audit = result["allocation_audit"]["steady"]
     print("Allocation audit (tracemalloc; most bytes allocated in one call, calls that allocated): " + ", ".join(
