@@ -71,13 +71,14 @@ def clip_metrics(clean: np.ndarray, out: np.ndarray, cutoff: int, ref_db: np.nda
 class EngineRunner:
     """Runs audio through a Restorer with the given model (48 kHz mono), latency compensated."""
 
-    def __init__(self, model: str | Path, gate: bool = True, threads: int = 1):
+    def __init__(self, model: str | Path, gate: bool = True, threads: int = 1, phase: str | None = None):
         from realtime.restorer import Restorer
 
         self._tmp = tempfile.TemporaryDirectory()
         cfg = Path(self._tmp.name) / "eval.yaml"
         cfg.write_text(f"model:\n  path: '{Path(model).resolve()}'\n  threads: {threads}\n"
-                       f"gate:\n  enabled: {'true' if gate else 'false'}\n")
+                       f"gate:\n  enabled: {'true' if gate else 'false'}\n"
+                       + (f"phase:\n  method: {phase}\n" if phase else ""))
         self.restorer = Restorer.from_config(cfg)
         self.block = 4096
         self.restorer.prepare(48_000, 1, self.block)
@@ -106,7 +107,7 @@ def choose_clips(rows: list[dict], per_kind: int) -> list[dict]:
 
 
 def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per_kind: int = 16,
-             gate: bool = True) -> dict:
+             gate: bool = True, phase: str | None = None) -> dict:
     from tqdm import tqdm
 
     pairs_root = Path(pairs_root)
@@ -115,7 +116,7 @@ def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per
     ref_rows = [r for r in val if r["codec"] == "mp3_32k_mono_48k"]
     nh_rows = {r["segment"]: r for r in val if r["codec"] == "mp3_128k_mono_48k"}
     clips = choose_clips(ref_rows, clips_per_kind)
-    run = EngineRunner(model, gate=gate)
+    run = EngineRunner(model, gate=gate, phase=phase)
     rows, t_engine, audio_s = [], 0.0, 0.0
     for r in tqdm(clips, desc="evaluate", unit="clip"):
         pair = np.load(pairs_root / r["file"])
@@ -156,7 +157,8 @@ def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per
         mean["noharm_clean_delta_max"] = float(max(x["noharm_clean_delta"] for x in rk))
         mean["noharm_128k_delta_max"] = float(max(x.get("noharm_128k_delta", 0.0) for x in rk))
         summary[kind] = mean
-    return {"model": str(model), "gate": gate, "floor_db": FLOOR_DB, "active_db": ACTIVE_DB, "hole_db": HOLE_DB,
+    return {"model": str(model), "gate": gate, "phase": phase or "config default", "floor_db": FLOOR_DB,
+            "active_db": ACTIVE_DB, "hole_db": HOLE_DB,
             "engine_realtime_factor": audio_s / max(t_engine, 1e-9), "summary": summary, "clips": rows}
 
 
