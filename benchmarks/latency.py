@@ -6,18 +6,22 @@
 What it measures (everything with the configured model, phase method and gate):
 - per-hop compute time of each stage (framing/STFT, model, gate, phase, synthesis), the whole hop and the
   whole `process()` call, over `--seconds` (60) of stereo 48 kHz audio in 256-sample blocks: p50, p99,
-  p99.9 and max, in microseconds and as a share of the hop duration (256 samples = 5.33 ms);
-- a worst-hop trace: the slowest hops with their stage breakdown and cause (first call, a garbage
-  collection during the hop, the thread descheduled (wall time well above its CPU time), or compute in the
-  named stage), and an allocation audit (tracemalloc peak per stage per hop);
-- the real-time factor (compute time / audio time) and the worst block load (compute time of one
-  `process()` call / its block duration) for mono and stereo at 48 and 44.1 kHz, host blocks of 32 to
+  p99.9 and max, in microseconds and as a share of the hop duration (256 samples = 5.33 ms), as wall time
+  (what the host sees) and as thread CPU time (what the code costs; on a shared machine the difference is
+  time spent waiting for a core); the first call of each stage on its own;
+- a worst-hop trace: the slowest hops with their stage breakdown and the cause found for each: first call
+  or warm-up, a garbage collection during the hop, the thread descheduled (wall time well above its CPU
+  time), a stage allocating more than usual (tracemalloc, in a second pass over the same input), else
+  compute in the slowest stage; garbage collections by generation; an allocation audit of every stage;
+- the real-time factor (compute time / audio time) and the block load (compute time of one `process()`
+  call / its block duration; p99 and worst) for mono and stereo at 48 and 44.1 kHz, host blocks of 32 to
   4096 samples, onnxruntime with 1 and 2 intra-op threads; the phase stage's cost for each phase method;
 - the algorithmic latency reported by the engine (`latency_samples`) and the latency measured end to end:
   a click train through `gapfill stream --no-compensate` in a subprocess, aligned by cross-correlation;
-  the two must agree to the sample (`latency.agree`);
-- start-up time of a fresh process with a cold and with a warm Numba cache (import, model load, prepare,
-  first block) and the peak resident memory of that process.
+  the two must agree to the sample (`latency.agree`; the exit status is 1 otherwise);
+- start-up of a fresh process with a cold and with a warm Numba cache at 44.1 kHz (every kernel, the
+  resamplers too) and warm at 48 kHz: interpreter, import, model load, prepare, first block, time to the
+  first output, and the peak resident memory (VmHWM) of that process.
 
 The input is `benchmarks.signals.program_material` sent through MP3 at 32 kbit/s when lameenc/miniaudio
 are installed (so the gate and phase stages see real codec holes), else the material itself.
