@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     cd.add_argument("--compare", default="runs/compare.json")
     cd.add_argument("--eval", default="runs/eval.json")
     cd.add_argument("--timing", default="runs/timing.json")
+    cd.add_argument("--extra-eval", nargs=2, action="append", metavar=("TITLE", "JSON"), default=[],
+                    help="another evaluate result to include (e.g. gate off)")
+    cd.add_argument("--notes", default=None, help="markdown file appended as 'Notes'")
     cp = sub.add_parser("compare", help="model-only validation metrics of checkpoints (loss comparison)")
     cp.add_argument("checkpoints", nargs="+")
     cp.add_argument("--pairs", default="data/pairs")
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.train.card import write_card
         timing = json.loads(Path(args.timing).read_text()) if Path(args.timing).exists() else None
         out = write_card(Path(args.model).with_suffix(".md"), args.model, args.checkpoint,
-                         compare_json=args.compare, eval_json=args.eval, timing=timing)
+                         compare_json=args.compare, eval_json=args.eval, timing=timing,
+                         extra_eval=dict(args.extra_eval),
+                         notes=Path(args.notes).read_text() if args.notes else None)
         print(f"card: {out}")
         return 0
     if args.step == "compare":

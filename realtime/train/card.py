@@ -15,7 +15,8 @@ def _hours(summary: dict, key: str) -> float:
 
 def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, clean_root: str | Path = "data/clean",
                pairs_root: str | Path = "data/pairs", compare_json: str | Path | None = "runs/compare.json",
-               eval_json: str | Path = "runs/eval.json", timing: dict | None = None) -> Path:
+               eval_json: str | Path = "runs/eval.json", timing: dict | None = None,
+               extra_eval: dict[str, str] | None = None, notes: str | None = None) -> Path:
     import torch
 
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -103,5 +104,13 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
              f"columns: LSD(restored) - LSD(input) for clean input and for MP3 128 kbit/s.\n")
     L.append(format_report(ev))
     L.append("")
+    for title, path in (extra_eval or {}).items():
+        if Path(path).exists():
+            L.append(f"### {title}\n")
+            L.append(format_report(json.loads(Path(path).read_text())))
+            L.append("")
+    if notes:
+        L.append("## Notes\n")
+        L.append(notes.strip() + "\n")
     Path(out).write_text("\n".join(L) + "\n")
     return Path(out)
