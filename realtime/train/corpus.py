@@ -352,9 +352,9 @@ def _work(args) -> tuple[str, list[tuple[str, int]]]:
     d.mkdir(parents=True, exist_ok=True)
     try:
         segs = _segments_for_unit(unit, index)
-    except Exception as e:  # a broken source file must not stop the build
+    except Exception as e:  # a broken source file must not stop the build (retried on the next run)
         print(f"corpus: skipping {unit.uid}: {e}", flush=True)
-        segs = []
+        return unit.uid, []
     info = []
     for k, s in enumerate(segs):
         np.save(d / f"{k}.npy", s.astype(np.float32))
