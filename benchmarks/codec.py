@@ -32,7 +32,7 @@ def mp3_roundtrip(audio: np.ndarray, bitrate_kbps: int) -> tuple[np.ndarray, dic
     "codec" (the pairs' configuration name), "residual_lag_samples" (cross-correlation after alignment)}.
     """
     if not available():
-        raise GapfillError("MP3 benchmarks need lameenc, miniaudio and soxr: pip install 'gapfill[bench]'")
+        raise GapfillError("MP3 benchmarks need lameenc, miniaudio and soxr: pip install 'gapfill[train]'")
     from realtime.train.pairs import Codec, make_pair
 
     channels = audio.shape[0]

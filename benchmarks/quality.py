@@ -53,7 +53,8 @@ METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "visqol")  # evaluate.
 VISQOL_VERSION = "3.8.0"
 VISQOL_IDENTITY_REFERENCE = 4.732101253042348  # google/visqol src/include/conformance.h, v333
 VISQOL_TOLERANCE = 1e-4  # the reference implementation's conformance tolerance
-BENCH_EXTRA_HINT = "pip install 'gapfill[bench]'"
+VISQOL_EXTRA_HINT = "pip install 'gapfill[quality]'"
+CODEC_EXTRA_HINT = "pip install 'gapfill[train]'"
 SCHEMA_VERSION = 1
 
 _worker: dict[str, Any] = {}
@@ -65,7 +66,7 @@ def visqol_status() -> tuple[bool, str]:
     try:
         import visqol
     except ImportError:
-        return False, f"visqol-python is not installed ({BENCH_EXTRA_HINT})"
+        return False, f"visqol-python is not installed ({VISQOL_EXTRA_HINT})"
     version = getattr(visqol, "__version__", "?")
     if version != VISQOL_VERSION:
         return False, f"visqol-python {version} found, {VISQOL_VERSION} is the version checked for conformance"
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
     if not codec.available():
-        raise GapfillError(f"the quality benchmark needs lameenc, miniaudio and soxr ({BENCH_EXTRA_HINT})")
+        raise GapfillError(f"the quality benchmark needs lameenc, miniaudio and soxr ({CODEC_EXTRA_HINT})")
     if args.quick:
         args.synthetic, args.seconds, args.bitrates, args.workers = True, min(args.seconds, 2.0), [32], 1
     config = engine_config(args.config, args.model)
