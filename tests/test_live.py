@@ -1,0 +1,326 @@
+"""`gapfill live` and `gapfill devices`: the real-time core stepped by hand, then the real CLI on a clocked
+virtual sound card (JACK's dummy backend, see tests/jack_fixture.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from jack_fixture import (
+    PERIOD,
+    RATE,
+    REPO_ROOT,
+    JackServer,
+    PlayRecord,
+    SlowRestorer,
+    gapfill_command,
+    jack_unavailable,
+    run_gapfill,
+    start_gapfill,
+    stop_gapfill,
+)
+from realtime.duplex import ENGINE_BLOCKS, NONFINITE, RESYNCS, RING_BLOCKS, DuplexCore
+from realtime.restorer import Restorer
+
+PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"
+BLOCK = 256
+
+
+@pytest.fixture(scope="module")
+def passthrough_yaml(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("live-config") / "passthrough.yaml"
+    path.write_text(PASSTHROUGH_YAML)
+    return str(path)
+
+
+def tones(frames: int, channels: int, amplitude: float = 0.5) -> np.ndarray:
+    """(frames, channels) float32: two sines per channel, smooth, so any click stands out."""
+    t = np.arange(frames) / RATE
+    columns = [0.6 * np.sin(2 * np.pi * 440 * (c + 1) * t) + 0.4 * np.sin(2 * np.pi * 1000 * t + c)
+               for c in range(channels)]
+    return (amplitude * np.stack(columns, axis=1)).astype(np.float32)
+
+
+def delayed(x: np.ndarray, delay: int, frames: int) -> np.ndarray:
+    """x (n, C) delayed by `delay` frames, zero before, cut or zero-padded to `frames`."""
+    out = np.zeros((frames, x.shape[1]), np.float32)
+    n = max(0, min(x.shape[0], frames - delay))
+    out[delay : delay + n] = x[:n]
+    return out
+
+
+def max_step(y: np.ndarray) -> float:
+    """Largest sample-to-sample jump in any channel."""
+    return float(np.max(np.abs(np.diff(y, axis=0))))
+
+
+# -- the real-time core, stepped by hand (no sound card, no threads) ---------------------------------
+def drive(core: DuplexCore, x: np.ndarray, late: set[int] = frozenset()) -> np.ndarray:
+    """Feed x (n, C) block by block; the engine catches up after every block except those in `late`."""
+    out = np.zeros_like(x)
+    for b in range(x.shape[0] // BLOCK):
+        core.exchange(x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK])
+        if b not in late:
+            core.work()
+    return out
+
+
+def make_core(config: str | None, gain: float = 1.0) -> DuplexCore:
+    restorer = SlowRestorer(config, gain, after_onset=0, slow_blocks=0, sleep_s=0.0)
+    return DuplexCore(restorer, RATE, 2, BLOCK, worker_priority=None)
+
+
+def test_core_output_is_the_restored_input_delayed_by_engine_latency_plus_one_block(passthrough_yaml):
+    core = make_core(passthrough_yaml)
+    assert core.delay_samples == Restorer.from_config(passthrough_yaml).engine_latency_samples + BLOCK
+    x = tones(200 * BLOCK, 2)
+    y = drive(core, x)
+    np.testing.assert_allclose(y, delayed(x, core.delay_samples, len(x)), atol=1e-5)
+    assert core.overloads == 0 and int(core.counters[ENGINE_BLOCKS]) == 200
+
+
+def test_core_late_blocks_are_latency_aligned_dry_counted_and_recover_without_clicks(passthrough_yaml):
+    core = make_core(passthrough_yaml, gain=0.5)  # "restored" = half the input, so dry blocks stand out
+    x = tones(300 * BLOCK, 2)
+    late = {100, 101, 102, 103, 200}  # the engine misses the next period's deadline after these blocks
+    y = drive(core, x, late)
+    dry = delayed(x, core.delay_samples, len(x))
+    wet = 0.5 * dry
+    assert core.overloads == len(late)
+    for b in range(20, 300):  # after the start-up silence
+        block = slice(b * BLOCK, (b + 1) * BLOCK)
+        if b - 1 in late:  # the output block of a late engine block: dry (the first fades out the step)
+            np.testing.assert_array_equal(y[block][-1], dry[block][-1])
+            if b - 2 in late:
+                np.testing.assert_array_equal(y[block], dry[block])
+        elif b - 2 in late:  # back in time: a crossfade from dry to restored over the block
+            assert np.all(np.abs(y[block] - dry[block]) <= np.abs(wet[block] - dry[block]) + 1e-6)
+            np.testing.assert_allclose(y[block][-1], wet[block][-1], atol=1e-5)
+        else:
+            np.testing.assert_allclose(y[block], wet[block], atol=1e-5)
+    assert max_step(y) <= max_step(dry) + 1e-3
+
+
+def test_core_falling_a_whole_ring_behind_restarts_the_engine_and_stays_dry_until_valid(passthrough_yaml):
+    core = make_core(passthrough_yaml, gain=0.5)
+    x = tones(200 * BLOCK, 2)
+    late = set(range(50, 50 + RING_BLOCKS + 5))
+    y = drive(core, x, late)
+    dry = delayed(x, core.delay_samples, len(x))
+    assert int(core.counters[RESYNCS]) == 1
+    resumed = 50 + RING_BLOCKS + 5 + core.warmup_blocks + 2  # first block restored again (crossfade done)
+    np.testing.assert_array_equal(y[52 * BLOCK : (resumed - 3) * BLOCK], dry[52 * BLOCK : (resumed - 3) * BLOCK])
+    np.testing.assert_allclose(y[resumed * BLOCK :], 0.5 * dry[resumed * BLOCK :], atol=1e-5)
+    assert core.overloads == resumed - 1 - 51
+    assert max_step(y) <= max_step(dry) + 1e-3
+
+
+def test_core_bypass_is_the_aligned_dry_signal_and_crossfades_both_ways(passthrough_yaml):
+    core = make_core(passthrough_yaml, gain=0.5)
+    x = tones(120 * BLOCK, 2)
+    out = np.zeros_like(x)
+    for b in range(120):
+        core.bypass = 40 <= b < 80
+        core.exchange(x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK])
+        core.work()
+    dry = delayed(x, core.delay_samples, len(x))
+    np.testing.assert_array_equal(out[41 * BLOCK : 80 * BLOCK], dry[41 * BLOCK : 80 * BLOCK])
+    np.testing.assert_allclose(out[81 * BLOCK :], 0.5 * dry[81 * BLOCK :], atol=1e-5)
+    assert core.overloads == 0
+    assert max_step(out) <= max_step(dry) + 1e-3
+
+
+def test_core_replaces_non_finite_input_on_the_dry_path(passthrough_yaml):
+    core = make_core(passthrough_yaml)
+    core.bypass = True
+    x = tones(40 * BLOCK, 2)
+    x[5 * BLOCK + 3, 1] = np.nan
+    x[6 * BLOCK, 0] = np.inf
+    y = drive(core, x)
+    assert np.all(np.isfinite(y)) and int(core.counters[NONFINITE]) == 2
+
+
+def test_callback_exchange_allocates_nothing(passthrough_yaml):
+    core = make_core(passthrough_yaml)
+    x = tones(64 * BLOCK, 2)
+    out = np.zeros_like(x)
+    blocks = [(x[b * BLOCK : (b + 1) * BLOCK], out[b * BLOCK : (b + 1) * BLOCK]) for b in range(64)]
+    core.exchange(*blocks[0])
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for block_in, block_out in blocks[1:]:
+        core.exchange(block_in, block_out)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = [s for s in after.compare_to(before, "lineno") if s.size_diff > 0]
+    assert sum(s.size_diff for s in grown) < 1024, grown[:5]
+
+
+# -- the real CLI on JACK's dummy backend ---------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jack_server(tmp_path_factory):
+    reason = jack_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = JackServer(tmp_path_factory.mktemp("jack") / "jackd.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_devices_lists_the_jack_device_as_default(jack_server):
+    result = run_gapfill(jack_server, "devices")
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if "system" in line)
+    assert line.startswith("><") and "JACK Audio Connection Kit" in line and "48000 Hz" in line
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--input", "no-such-card"], "gapfill: no input device matching 'no-such-card'"),
+        (["--output", "99"], "gapfill: no output device with index 99"),
+        (["--rate", "44100"], "gapfill: input device 0 'system' refuses 44100 Hz"),
+        (["--channels", "3"], "gapfill: input device 0 'system' has 2 input channels, 3 requested"),
+        (["--rate", "12345"], "gapfill: input device 0 'system' refuses 12345 Hz"),
+    ],
+)
+def test_bad_device_or_rate_is_a_one_line_error_with_status_2(jack_server, args, message):
+    result = run_gapfill(jack_server, "live", "--duration", "1", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_ten_seconds_live_with_the_default_config_no_overloads_no_xruns(jack_server, tmp_path):
+    stats_path = tmp_path / "stats.json"
+    result = run_gapfill(jack_server, "live", "--input", "system", "--output", "0", "--rate", "48000",
+                         "--blocksize", "256", "--duration", "10", "--stats-json", str(stats_path), timeout=90)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(stats_path.read_text())
+    assert (stats["overloads"], stats["input_overflows"], stats["output_underflows"]) == (0, 0, 0), stats
+    assert 9.9 <= stats["duration_s"] <= 11.0
+    assert abs(stats["blocks_processed"] - stats["duration_s"] * RATE / PERIOD) <= 10
+    assert stats["blocks_processed"] - 1 <= stats["engine_blocks"] <= stats["blocks_processed"]
+    compute = stats["compute_ms"]
+    assert 0 < compute["p50"] <= compute["p99"] <= compute["max"]
+    engine = Restorer.from_config(None)
+    engine.prepare(RATE, 2, 256)
+    latency = stats["latency"]
+    parts = latency["parts_samples"]
+    assert parts["engine"] == engine.latency_samples and parts["front_end"] == 256
+    assert latency["engine_parts_samples"] == engine.latency_parts
+    assert parts["device_input"] >= 0 and parts["device_output"] >= 256  # JACK: at least one period out
+    assert latency["total_samples"] == sum(parts.values())
+    summary = result.stdout
+    assert f"{stats['blocks_processed']} blocks of 256 frames at 48000 Hz, 2 channels" in summary
+    assert "overloads: 0   input overflows: 0   output underflows: 0" in summary
+    assert (f"latency: {latency['total_samples']} samples ({latency['total_ms']:.2f} ms) = engine "
+            f"{parts['engine']} + front end 256 + device input {parts['device_input']}") in summary
+    assert f"p99 {compute['p99']:.3f} ms" in summary
+    assert result.stderr == ""  # no status line when stderr is not a terminal
+
+
+def play_through_gapfill(server: JackServer, x: np.ndarray, tmp_path, *live_args: str, slow: str | None = None):
+    """Play x (frames, C) into `gapfill live` and record its output; returns (recording, stats, stdout)."""
+    stats_path = tmp_path / "stats.json"
+    margin = 8000  # frames recorded after the signal, more than any latency here
+    rig = PlayRecord(server, x, x.shape[0] + margin)
+    try:
+        process = start_gapfill(server, "live", "--input", "gfplay", "--output", "gfrec", "--duration", "60",
+                                "--stats-json", str(stats_path), *live_args, slow=slow)
+        try:
+            rig.wait_for_gapfill(process)
+            rig.arm()
+            rig.wait(timeout_s=30)
+        finally:
+            status, stdout, stderr = stop_gapfill(process)
+    finally:
+        rig.close()
+    assert status == 0, stderr
+    assert rig.cycles_seen.all(), "the recorder missed JACK cycles"
+    stats = json.loads(stats_path.read_text())
+    assert stats["interrupted"] is True and "gapfill live:" in stdout  # Ctrl-C: a clean stop and a summary
+    return rig.recorded, stats, stdout
+
+
+def reported_latency(stats: dict) -> int:
+    """The total latency gapfill reports: engine + front end + device input + device output."""
+    parts = stats["latency"]["parts_samples"]
+    assert None not in parts.values(), parts  # the test clients declare their latency
+    assert stats["latency"]["total_samples"] == sum(parts.values())
+    return stats["latency"]["total_samples"]
+
+
+def test_known_signal_comes_out_restored_aligned_by_the_reported_latency(jack_server, tmp_path, passthrough_yaml):
+    x = tones(RATE * 2, 2) + 0.05 * np.random.default_rng(1).standard_normal((RATE * 2, 2)).astype(np.float32)
+    y, stats, _ = play_through_gapfill(jack_server, x, tmp_path, "--config", passthrough_yaml)
+    delay = reported_latency(stats)
+    assert (stats["overloads"], stats["input_overflows"], stats["output_underflows"]) == (0, 0, 0), stats
+    np.testing.assert_allclose(y, delayed(x, delay, len(y)), atol=1e-5)  # pass-through: the input itself
+    correlation = np.correlate(y[:, 0], x[:4096, 0], mode="valid")
+    assert int(np.argmax(correlation)) == delay
+
+
+def test_slow_engine_blocks_become_aligned_dry_counted_and_recover_without_clicks(jack_server, tmp_path,
+                                                                                   passthrough_yaml):
+    x = tones(RATE * 2, 2)
+    # restored = 0.5 x; from 150 blocks after the signal starts, 3 blocks take 8 ms more each (> 5.33 ms)
+    y, stats, stdout = play_through_gapfill(jack_server, x, tmp_path, "--config", passthrough_yaml,
+                                            slow="0.5,150,3,0.008")
+    delay = reported_latency(stats)
+    dry = delayed(x, delay, len(y))
+    wet = 0.5 * dry
+    last = [(b + 1) * PERIOD - 1 for b in range(len(y) // PERIOD)]  # each block's last sample
+    ends_dry = [b for b, k in enumerate(last)  # restored = 0.5 dry: they differ where the signal is not ~0
+                if np.all(y[k] == dry[k]) and np.max(np.abs(dry[k])) > 1e-2]
+    assert stats["overloads"] >= 3 and len(ends_dry) == stats["overloads"], (stats, ends_dry)
+    assert f"overloads: {stats['overloads']}" in stdout
+    first = ends_dry[0]
+    assert ends_dry == list(range(first, first + len(ends_dry))), ends_dry  # one run of dry blocks
+    for b in ends_dry[1:]:  # exactly the input, delayed by the reported latency
+        np.testing.assert_array_equal(y[b * PERIOD : (b + 1) * PERIOD], dry[b * PERIOD : (b + 1) * PERIOD])
+    after = (ends_dry[-1] + 2) * PERIOD  # after the crossfade back: restored again
+    np.testing.assert_allclose(y[after:], wet[after:], atol=1e-5)
+    np.testing.assert_allclose(y[delay : first * PERIOD], wet[delay : first * PERIOD], atol=1e-5)
+    assert max_step(y) <= max_step(dry) + 1e-3  # no clicks going dry or coming back
+
+
+def test_bypass_outputs_the_dry_signal_with_the_same_latency(jack_server, tmp_path, passthrough_yaml):
+    x = tones(RATE, 2)
+    y, stats, stdout = play_through_gapfill(jack_server, x, tmp_path, "--config", passthrough_yaml, "--bypass",
+                                            slow="0.5,0,0,0")
+    assert stats["bypass"] is True and stats["overloads"] == 0 and "(bypass)" in stdout
+    np.testing.assert_array_equal(y, delayed(x, reported_latency(stats), len(y)))
+
+
+def test_status_line_on_a_terminal(jack_server):
+    main, terminal = pty.openpty()
+    try:
+        result = subprocess.run(gapfill_command("live", "--duration", "1.5"), stdout=subprocess.PIPE,
+                                stderr=terminal, text=True, timeout=60, env=jack_server.env, cwd=REPO_ROOT)
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal closed: all read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(main)
+    assert result.returncode == 0
+    lines = shown.decode().split("\r")
+    status = [line for line in lines if "overloads" in line]
+    assert len(status) >= 3, shown  # a few times a second, rewritten in place
+    assert all(" dBFS" in line and "load" in line and "xruns" in line and "latency" in line for line in status)
+    assert lines[-1] == "\x1b[K"  # cleared before the summary
+    assert "gapfill live:" in result.stdout
