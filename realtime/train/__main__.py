@@ -48,6 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", default="runs/eval.json")
     ev.add_argument("--phase", default=None, help="phase.method for the engine (default: the config's)")
     ev.add_argument("--no-gate", action="store_true", help="model output unchanged (gate off)")
+    ev.add_argument("--phase-fix", action="store_true",
+                    help="evaluate the proposed phase change: bins the gate filled take no decoded phase")
     tm = sub.add_parser("timing", help="per-hop inference cost of an ONNX model (1 thread, IOBinding)")
     tm.add_argument("--model", default=DEFAULT_ONNX)
     tm.add_argument("--hops", type=int, default=5000)
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
         from realtime.train.evaluate import evaluate, format_report
         model = args.model if args.step == "evaluate" else args.out
         res = evaluate(model, getattr(args, "pairs", "data/pairs"), clips_per_kind=getattr(args, "clips", 16),
-                       gate=not getattr(args, "no_gate", False), phase=getattr(args, "phase", None))
+                       gate=not getattr(args, "no_gate", False), phase=getattr(args, "phase", None),
+                       phase_fix=getattr(args, "phase_fix", False))
         out = Path(getattr(args, "out", "runs/eval.json") if args.step == "evaluate" else "runs/eval.json")
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=1))
