@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
+import gc
 import os
 import shutil
 import signal
@@ -39,20 +40,6 @@ TESTS_DIR = Path(__file__).resolve().parent
 RATE = 48_000
 PERIOD = 256
 PLAYER, RECORDER = "gfplay", "gfrec"
-
-# `python -m realtime` with the live commands added if realtime/cli.py does not register them yet.
-_CLI = """
-import argparse, sys
-from realtime import cli
-from realtime.live import register_live_commands
-original = cli.SUBCOMMANDS
-cli.SUBCOMMANDS = original + (register_live_commands,)
-try:
-    cli.build_parser()
-except argparse.ArgumentError:  # 'conflicting subparser': cli.py registers them itself
-    cli.SUBCOMMANDS = original
-sys.exit(cli.main(sys.argv[1:]))
-"""
 
 # The `live` command with a SlowRestorer: argv = SLOW_SPEC live OPTIONS... (see slow_live_main).
 _SLOW = """
@@ -149,8 +136,8 @@ def _die_with_parent() -> None:
 
 # -- gapfill as a subprocess -----------------------------------------------------------------------
 def gapfill_command(*args: str) -> list[str]:
-    """The command line of `gapfill ARGS` from this checkout (live commands included)."""
-    return [sys.executable, "-c", _CLI, *args]
+    """The command line of `gapfill ARGS` from this checkout."""
+    return [sys.executable, "-m", "realtime", *args]
 
 
 def run_gapfill(server: JackServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -276,6 +263,11 @@ class PlayRecord:
         _declare_latency([*self.player.outports, *self.recorder.inports], self.period)
         self.player.set_process_callback(self._play)
         self.recorder.set_process_callback(self._record)
+        # The callbacks are Python: a collection pause holding the GIL would make them late, and a late
+        # client is an xrun for every client of the server (gapfill counts it). Collect now, not while
+        # the clients run; `close` re-enables the collector.
+        gc.collect()
+        gc.disable()
         self.player.activate()
         self.recorder.activate()
 
@@ -327,6 +319,7 @@ class PlayRecord:
             raise AssertionError("recording did not finish in time")
 
     def close(self) -> None:
+        gc.enable()
         for client in (self.player, self.recorder):
             client.deactivate()
             client.close()
