@@ -69,7 +69,15 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "tolerance_db": _number(10.0, 200.0),
         "keep_db": _number(0.0, 20.0),
     },
-    "gate": {"enabled": _BOOL},
+    "gate": {
+        "enabled": _BOOL,
+        "max_cutoff_hz": _number(1000.0, 24000.0),
+        "floor_db": _number(-160.0, -60.0),
+        "active_db": _number(-140.0, 0.0),
+        "cutoff_slew_hz_per_s": _number(10.0, 100000.0),
+        "crossfade_hz": _number(0.0, 4000.0),
+        "hole_db": _number(6.0, 60.0),
+    },
 }
 
 

@@ -29,15 +29,6 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-DEFAULTS: dict[str, Any] = {
-    "enabled": True,
-    "max_cutoff_hz": 12_500.0,
-    "floor_db": -120.0,
-    "active_db": -70.0,
-    "cutoff_slew_hz_per_s": 4_000.0,
-    "crossfade_hz": 500.0,
-    "hole_db": 12.0,
-}
 HOLE_RAMP_DB = 6.0
 ATTACK_FRAMES = 8
 
@@ -45,11 +36,11 @@ ATTACK_FRAMES = 8
 class CodecGate:
     """`process(decoded_mag (C, F) f32, predicted_mag (C, F) f32, out_mag (C, F) f32)`; see module doc."""
 
-    def __init__(self, settings: dict, sample_rate: int, fft_size: int, hop: int | None = None) -> None:
-        s = {**DEFAULTS, **(settings or {})}
+    def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int) -> None:
+        """settings: the validated `gate:` section of the config (see default.yaml for each key)."""
+        s = settings
         self.settings = s
         self.sample_rate, self.fft_size = int(sample_rate), int(fft_size)
-        hop = int(hop) if hop else self.fft_size // 4
         bins_per_hz = self.fft_size / self.sample_rate
         full_scale = self.fft_size / 4.0                       # |rfft| of a full-scale sine, Hann window
         self._floor = float(full_scale * 10 ** (s["floor_db"] / 20))

@@ -42,7 +42,7 @@ class Restorer:
         self.fft_size, self.hop = config.fft_size, config.hop
         self.model = load_model(config.model["path"], config.model["threads"], self.fft_size, self.hop)
         self.gate_enabled = bool(config.gate["enabled"]) and not isinstance(self.model, PassThroughModel)
-        self.gate = CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size)
+        self.gate = CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop)
         self.phase = PhaseStage(config.phase, self.fft_size, self.hop)
         self.sample_rate: int | None = None
         self.channels = 0

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.gate import ATTACK_FRAMES, DEFAULTS, CodecGate
+from realtime.config import load_config
+from realtime.gate import ATTACK_FRAMES, CodecGate
+
+DEFAULTS = load_config(None).gate
 
 F = 513
 
@@ -27,7 +30,7 @@ def _run(gate: CodecGate, dec: np.ndarray, pred: np.ndarray, hops: int) -> np.nd
 
 
 def test_full_band_input_passes_bit_exact() -> None:
-    gate = CodecGate({"enabled": True}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(2)
     dec = _frames(None)
     pred = dec * 3.0 + 1.0                      # a wildly wrong model
@@ -39,7 +42,7 @@ def test_full_band_input_passes_bit_exact() -> None:
 
 
 def test_band_limited_input_is_filled_above_cutoff_only() -> None:
-    gate = CodecGate({}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(2)
     cut = 171                                     # 8 kHz, like LAME at 32 kbit/s
     dec = _frames(cut)
@@ -54,7 +57,7 @@ def test_band_limited_input_is_filled_above_cutoff_only() -> None:
 
 
 def test_deep_holes_below_cutoff_take_the_prediction() -> None:
-    gate = CodecGate({}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(1)
     dec = _frames(171)[:1]
     pred = dec.copy()
@@ -67,7 +70,7 @@ def test_deep_holes_below_cutoff_take_the_prediction() -> None:
 
 
 def test_activity_ramps_smoothly_and_reset_forgets() -> None:
-    gate = CodecGate({}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(1)
     dec = _frames(171)[:1]
     pred = dec + 0.5
@@ -82,7 +85,7 @@ def test_activity_ramps_smoothly_and_reset_forgets() -> None:
 
 
 def test_quiet_frames_do_not_move_the_cutoff() -> None:
-    gate = CodecGate({}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(2)
     _run(gate, _frames(None), _frames(None), 3)
     high = gate.cutoff_bins.copy()
@@ -91,7 +94,7 @@ def test_quiet_frames_do_not_move_the_cutoff() -> None:
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:
-    gate = CodecGate({}, 48_000, 1024)
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
     gate.prepare(1)
     dec, pred = _frames(171)[:1], _frames(None)[:1]
     _run(gate, dec, pred, 300)
