@@ -63,27 +63,31 @@ def shipped_model_path() -> Path:
         return source_tree  # reported as missing when loaded
 
 
+def ort_session(path: str | Path, threads: int) -> Any:
+    """onnxruntime session with the engine's settings: `threads` intra-op threads, one inter-op thread,
+    sequential execution, all graph optimisations, CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
 class OnnxModel:
     """A streaming ONNX magnitude model; temporal state is carried between hops in bound buffers."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path)
         if self.path.is_dir():
             raise GapfillError(f"cannot load model '{self.path}': it is a directory")
         if not self.path.is_file():
             raise GapfillError(f"cannot load model '{self.path}': no such file")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
         try:
-            self.session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort_session(self.path, threads)
         except Exception as exc:  # onnxruntime raises several private exception types
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise GapfillError(f"cannot load model '{self.path}': not a valid ONNX model ({reason})") from None

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.model import ort_session
 from realtime.train.unet import StreamingUNet, UNet, count_parameters
 
 OPSET = 17
@@ -62,19 +63,6 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     onnx.save(model, str(path))
     tmp.unlink()
     return path
-
-
-def ort_session(path: str | Path, threads: int = 1):
-    """onnxruntime session with the engine's settings (explicit threads, sequential, ORT_ENABLE_ALL)."""
-    import onnxruntime as ort
-
-    o = ort.SessionOptions()
-    o.intra_op_num_threads = threads
-    o.inter_op_num_threads = 1
-    o.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    o.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=o, providers=["CPUExecutionProvider"])
 
 
 def stream_onnx(path: str | Path, mag: np.ndarray, threads: int = 1) -> np.ndarray:
