@@ -12,8 +12,8 @@ Methods (config `phase.method`):
   `tolerance_db` below the largest bin of the current and previous frame take a random phase.
 - `completion`: like `rtpghi`, but the target frame's reliable bins keep the decoded phase and seed the
   heap, so filled bins (holes, the band above the codec cutoff) grow out of the true phase around them. A
-  bin is reliable when |decoded| is within `tolerance_db` of the frame's largest |decoded| (not a hole)
-  and the output magnitude is within `keep_db` of |decoded| (the model/gate kept it).
+  bin is reliable when |decoded| > 0 and the output magnitude is within `keep_db` of |decoded| (the
+  model/gate kept it), however quiet: input the gate leaves alone comes out with its own phase.
 
 Phase convention: a frame's spectrum is the rfft of the windowed frame with the window starting at index 0
 (docs/CONTRACTS.md), so its phase is the window-centred phase minus pi * bin; the frequency-direction
@@ -215,14 +215,9 @@ def _process_frame(method, lookahead, mag, decoded, out, time_scale, time_advanc
 
             size = 0
             if method == _COMPLETION:  # reliable decoded bins keep their phase and seed the heap
-                dec_top = 0.0
-                for m in range(f):
-                    dec_top = max(dec_top, abs(target_dec[m]))
-                dec_floor = dec_top * math.exp(-log_tolerance)
                 for m in range(f):
                     amp = abs(target_dec[m])
-                    if (amp > 0.0 and amp >= dec_floor
-                            and abs(log_mag[c, target, m] - math.log(amp + _MAG_FLOOR)) <= log_keep):
+                    if amp > 0.0 and abs(log_mag[c, target, m] - math.log(amp + _MAG_FLOOR)) <= log_keep:
                         target_phase[m] = math.atan2(target_dec[m].imag, target_dec[m].real)
                         state[m] = _DONE
                 for m in range(f):

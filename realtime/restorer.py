@@ -126,6 +126,20 @@ class Restorer:
         self._out = np.zeros((channels, max_block), np.float32)
         self._flush_in = np.zeros((channels, max_block), np.float32)
         self.reset()
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """Run two hops of silence through every stage, then forget them.
+
+        The first call of each stage loads Numba kernels from the cache and runs onnxruntime once (about
+        0.5 s); doing it here keeps that stall out of the first real `process()` call.
+        """
+        remaining = 2 * self.hop * self.sample_rate // MODEL_RATE_HZ + 2
+        while remaining > 0:
+            n = min(self.max_block, remaining)
+            self.process(self._flush_in[:, :n])
+            remaining -= n
+        self.reset()
 
     def _split_latency(self, engine: int, total: int, scale: float) -> dict[str, int]:
         """Latency parts at the host rate; resampling takes what is left after the engine parts."""
