@@ -17,6 +17,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 from realtime import __version__
+from realtime.arguments import positive_int
 from realtime.errors import GapfillError
 
 DEBUG_ENV = "GAPFILL_DEBUG"
@@ -27,16 +28,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"gapfill: {message} (see '{self.prog} --help')\n")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -81,8 +72,8 @@ def _add_stream(commands: Any) -> None:
         "A partial frame at the end of the input is an error (exit status 2) after all whole frames "
         "have been written.",
     )
-    parser.add_argument("--rate", type=_positive_int, required=True, help="sample rate in Hz")
-    parser.add_argument("--channels", type=_positive_int, required=True, help="interleaved channels")
+    parser.add_argument("--rate", type=positive_int, required=True, help="sample rate in Hz")
+    parser.add_argument("--channels", type=positive_int, required=True, help="interleaved channels")
     parser.add_argument(
         "--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)"
     )
@@ -136,7 +127,7 @@ def _add_info(commands: Any) -> None:
         "and ms, by part) at the model rate and, with --rate, at that host rate.",
     )
     _add_config_option(parser)
-    parser.add_argument("--rate", type=_positive_int, help="also show the latency at this host rate (Hz)")
+    parser.add_argument("--rate", type=positive_int, help="also show the latency at this host rate (Hz)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
     parser.set_defaults(handler=_info)
 

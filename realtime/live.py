@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from realtime.arguments import positive_float, positive_int
 from realtime.errors import GapfillError
 
 DEFAULT_BLOCKSIZE = 256
@@ -385,31 +386,11 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
 
 
 # -- command line ----------------------------------------------------------------------------------
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return value
-
-
 def _latency(text: str) -> str | float:
     if text in ("low", "high"):
         return text
     try:
-        return _positive_seconds(text)
+        return positive_float(text)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"expected 'low', 'high' or seconds, got {text!r}") from None
 
@@ -465,16 +446,16 @@ def register_live_commands(subparsers: Any) -> None:
                       help="input device, by index or part of the name (default: the default input)")
     live.add_argument("--output", type=_device_arg, metavar="DEV",
                       help="output device, by index or part of the name (default: the default output)")
-    live.add_argument("--rate", type=_positive_int, metavar="R",
+    live.add_argument("--rate", type=positive_int, metavar="R",
                       help="sample rate in Hz (default: the output device's)")
-    live.add_argument("--channels", type=_positive_int, metavar="C",
+    live.add_argument("--channels", type=positive_int, metavar="C",
                       help="channels in and out (default: 2, or fewer if a device has fewer)")
-    live.add_argument("--blocksize", type=_positive_int, metavar="N", default=DEFAULT_BLOCKSIZE,
+    live.add_argument("--blocksize", type=positive_int, metavar="N", default=DEFAULT_BLOCKSIZE,
                       help=f"frames per block (default {DEFAULT_BLOCKSIZE})")
     live.add_argument("--latency", type=_latency, metavar="low|high|SECONDS", default="low",
                       help="device latency PortAudio should aim for (default low)")
     live.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
-    live.add_argument("--duration", type=_positive_seconds, metavar="S",
+    live.add_argument("--duration", type=positive_float, metavar="S",
                       help="stop after S seconds (default: at Ctrl-C)")
     live.add_argument("--stats-json", metavar="PATH", help="write the run's statistics as JSON to PATH")
     live.add_argument("--bypass", action="store_true",

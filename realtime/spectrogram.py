@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from realtime.arguments import positive_float
 from realtime.errors import GapfillError
 
 DEFAULT_RANGE_DB = 80.0
@@ -154,16 +155,6 @@ def read_mono(path: str, start_s: float = 0.0, duration_s: float | None = None) 
 
 
 # -- the `gapfill spectrogram` command -------------------------------------------------------------
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
-
-
 def _non_negative_float(text: str) -> float:
     try:
         value = float(text)
@@ -188,11 +179,11 @@ def register_spectrogram_command(subparsers: Any) -> None:
     parser.add_argument("--labels", metavar="LABEL", nargs="+", help="panel titles, one per IN (default: file names)")
     parser.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
                         help="skip S seconds of each file")
-    parser.add_argument("--duration", type=_positive_float, metavar="S",
+    parser.add_argument("--duration", type=positive_float, metavar="S",
                         help=f"show S seconds (default: the whole file, at most {MAX_DEFAULT_SECONDS:g} s)")
-    parser.add_argument("--range-db", type=_positive_float, default=DEFAULT_RANGE_DB, metavar="DB",
+    parser.add_argument("--range-db", type=positive_float, default=DEFAULT_RANGE_DB, metavar="DB",
                         help=f"dynamic range shown below the loudest bin (default {DEFAULT_RANGE_DB:g})")
-    parser.add_argument("--max-freq", type=_positive_float, metavar="KHZ", help="top of the frequency axis in kHz")
+    parser.add_argument("--max-freq", type=positive_float, metavar="KHZ", help="top of the frequency axis in kHz")
     parser.add_argument("--force", action="store_true", help="overwrite OUT.png if it exists")
     parser.set_defaults(handler=run_spectrogram_command, func=run_spectrogram_command)
 
