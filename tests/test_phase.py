@@ -15,8 +15,9 @@ import pytest
 import soundfile
 from numba import njit
 
+from benchmarks.phase import spectral_convergence_db
 from realtime.phase import PhaseStage, _process_frame
-from realtime.stft import istft_offline, stft_offline
+from realtime.stft import stft_offline
 
 SR, N, H = 48_000, 1024, 256
 F = N // 2 + 1
@@ -63,18 +64,6 @@ REQUIRED_GAIN_DB = {"tone": 15.0, "chirp": 15.0, "speech": 10.0}  # SC gain over
 def signal(request) -> tuple[str, np.ndarray]:
     """(name, (frames, F) complex64 STFT) of one test signal."""
     return request.param, stft_offline(SIGNALS[request.param](), N, H)
-
-
-def resynthesise(spectra: np.ndarray) -> np.ndarray:
-    """ISTFT of (frames, F) spectra aligned back to the analysed signal: (frames * H,) samples."""
-    frames = len(spectra)
-    padded = np.concatenate([spectra, np.zeros((N // H, F), spectra.dtype)])
-    return istft_offline(padded, N, H)[N - 1 : N - 1 + frames * H]
-
-
-def spectral_convergence_db(mag: np.ndarray, spectra: np.ndarray) -> float:
-    rebuilt = np.abs(stft_offline(resynthesise(spectra), N, H))
-    return float(20 * np.log10(np.linalg.norm(mag - rebuilt) / np.linalg.norm(mag)))
 
 
 def reconstruct(settings: dict, mag: np.ndarray, decoded: np.ndarray) -> np.ndarray:
