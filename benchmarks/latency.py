@@ -343,6 +343,15 @@ def annotate_allocations(trace: list[dict[str, Any]], audit: dict[str, Any]) -> 
 
 
 # -- real-time factor grid ---------------------------------------------------------------------------
+def _grid_rows(grid: list[dict[str, Any]]):
+    """(threads, rate_hz, channels, cells by block size) for each row of the real-time-factor grid."""
+    for threads in THREAD_COUNTS:
+        for rate in RATES_HZ:
+            for channels in CHANNEL_COUNTS:
+                cells = [r for r in grid if (r["threads"], r["rate_hz"], r["channels"]) == (threads, rate, channels)]
+                yield threads, rate, channels, cells
+
+
 def rtf_grid(config_for_threads: Callable[[int], Any], seconds: float) -> list[dict[str, Any]]:
     """RTF and block load for every thread count x rate x channels x block size (untimed stages)."""
     rows = []
@@ -468,15 +477,11 @@ def print_report(result: dict[str, Any]) -> None:
         f"{stage} {facts['max_bytes_per_call']} B ({facts['calls_allocating']}/{facts['calls']})"
         for stage, facts in audit.items()))
     print()
-    grid = result["realtime_factor"]
     rows = []
-    for threads in THREAD_COUNTS:
-        for rate in RATES_HZ:
-            for channels in CHANNEL_COUNTS:
-                cells = [r for r in grid if (r["threads"], r["rate_hz"], r["channels"]) == (threads, rate, channels)]
-                rows.append([f"{threads} thr {rate / 1000:g} kHz {'mono' if channels == 1 else 'stereo'}"]
-                            + [f"{c['rtf']:.3f} ({c['block_load_p99_pct']:.0f}/{c['block_load_max_pct']:.0f}%)"
-                               for c in cells])
+    for threads, rate, channels, cells in _grid_rows(result["realtime_factor"]):
+        rows.append([f"{threads} thr {rate / 1000:g} kHz {'mono' if channels == 1 else 'stereo'}"]
+                    + [f"{c['rtf']:.3f} ({c['block_load_p99_pct']:.0f}/{c['block_load_max_pct']:.0f}%)"
+                       for c in cells])
     print(format_table(["RTF (block load p99/max)"] + [str(b) for b in BLOCK_SIZES], rows,
                        "Real-time factor by host block size; in brackets the p99 and the slowest process() call "
                        "as a share of its block's duration (over 100% = a dropout at that block size)"))
@@ -516,15 +521,11 @@ def readme_tables(result: dict[str, Any]) -> dict[str, str]:
          + ([f"{run['per_hop_cpu'][n][f'{k}_pct']:.1f}%" for k in ("p99_9", "max")]
             if n in run["per_hop_cpu"] else ["", ""])
          for n in names])
-    grid = result["realtime_factor"]
     rows = []
-    for threads in THREAD_COUNTS:
-        for rate in RATES_HZ:
-            for channels in CHANNEL_COUNTS:
-                cells = [r for r in grid if (r["threads"], r["rate_hz"], r["channels"]) == (threads, rate, channels)]
-                rows.append([f"{threads} thread{'s' if threads > 1 else ''}, {rate / 1000:g} kHz "
-                             f"{'mono' if channels == 1 else 'stereo'}"]
-                            + [f"{c['rtf']:.3f} / {c['block_load_max_pct']:.0f}%" for c in cells])
+    for threads, rate, channels, cells in _grid_rows(result["realtime_factor"]):
+        rows.append([f"{threads} thread{'s' if threads > 1 else ''}, {rate / 1000:g} kHz "
+                     f"{'mono' if channels == 1 else 'stereo'}"]
+                    + [f"{c['rtf']:.3f} / {c['block_load_max_pct']:.0f}%" for c in cells])
     rtf = markdown_table(["RTF / worst block load"] + [f"block {b}" for b in BLOCK_SIZES], rows)
     latency = markdown_table(
         ["host rate, channels", "reported (samples)", "measured (samples)", "ms"],

@@ -15,7 +15,7 @@ import pytest
 import soundfile
 from numba import njit
 
-from benchmarks.phase import spectral_convergence_db
+from benchmarks.phase import finish, spectral_convergence_db
 from realtime.phase import PhaseStage, _process_frame
 from realtime.stft import stft_offline
 
@@ -26,16 +26,6 @@ SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.fla
 
 def phase_settings(method: str, lookahead: int) -> dict:
     return {"method": method, "lookahead_frames": lookahead, "tolerance_db": 50.0, "keep_db": 1.0}
-
-
-def finish(x: np.ndarray) -> np.ndarray:
-    """20 ms fades and fft_size trailing zeros, so the STFT holds the whole signal."""
-    ramp = int(0.02 * SR)
-    fade = 0.5 - 0.5 * np.cos(np.pi * np.arange(ramp) / ramp)
-    x = x[: len(x) // H * H].copy()
-    x[:ramp] *= fade
-    x[-ramp:] *= fade[::-1]
-    return np.concatenate([x, np.zeros(N)])
 
 
 def tone() -> np.ndarray:
