@@ -104,7 +104,6 @@ class Restorer:
             self._upsampler = self._downsampler = None
             self._core_max = max_block
             self._latency = engine_latency
-            self._latency_parts = self._split_latency(engine_latency, 0, 1.0)
         else:
             self._upsampler = StreamingResampler(sample_rate, MODEL_RATE_HZ)
             self._downsampler = StreamingResampler(MODEL_RATE_HZ, sample_rate)
@@ -117,14 +116,13 @@ class Restorer:
             self._pad_state = np.zeros(1, np.int64)
             self._padded = np.zeros((channels, self._core_max), np.float32)
             self._latency = chain + self._margin
-            scale = sample_rate / MODEL_RATE_HZ
-            self._latency_parts = self._split_latency(engine_latency, self._latency, scale)
             capacity = max_block + self._downsampler.max_output(self._core_max) + self._margin + 1
             self._fifo = np.zeros((channels, capacity), np.float32)
             self._fifo_state = np.zeros(2, np.int64)  # [read index, samples held]
         self._core_out = np.zeros((channels, self._core_max), np.float32)
         self._out = np.zeros((channels, max_block), np.float32)
         self._flush_in = np.zeros((channels, max_block), np.float32)
+        self._latency_parts = self._split_latency()
         self.reset()
         self._warm_up()
 
@@ -141,15 +139,14 @@ class Restorer:
             remaining -= n
         self.reset()
 
-    def _split_latency(self, engine: int, total: int, scale: float) -> dict[str, int]:
-        """Latency parts at the host rate; resampling takes what is left after the engine parts."""
+    def _split_latency(self) -> dict[str, int]:
+        """Latency parts at the host rate; resampling takes what is left after the engine parts (0 at 48 kHz)."""
+        scale = self.sample_rate / MODEL_RATE_HZ
         stft = round((self.fft_size - 1) * scale)
         model = round(self.hop * self.model.lookahead_frames * scale)
         phase = round(self.hop * self.phase.lookahead_frames * scale)
-        if scale == 1.0:
-            return {"stft": stft, "model_lookahead": model, "phase_lookahead": phase, "resampling": 0}
         return {"stft": stft, "model_lookahead": model, "phase_lookahead": phase,
-                "resampling": total - stft - model - phase}
+                "resampling": self._latency - stft - model - phase}
 
     def _availability_margin(self) -> int:
         """Host samples by which the resampled chain's output can trail its input at block size 1.
