@@ -120,9 +120,8 @@ class PhaseStage:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _heap_push(heap_keys, heap_items, size, key, item):
-    """Insert item with key into the max-heap of the first `size` entries; return the new size."""
-    pos = size
+def _sift_up(heap_keys, heap_items, pos, key, item):
+    """Place item with key at the hole `pos`, moving smaller parents down into it."""
     while pos > 0:
         parent = (pos - 1) >> 1
         if heap_keys[parent] >= key:
@@ -132,6 +131,12 @@ def _heap_push(heap_keys, heap_items, size, key, item):
         pos = parent
     heap_keys[pos] = key
     heap_items[pos] = item
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _heap_push(heap_keys, heap_items, size, key, item):
+    """Insert item with key into the max-heap of the first `size` entries; return the new size."""
+    _sift_up(heap_keys, heap_items, size, key, item)
     return size + 1
 
 
@@ -151,15 +156,7 @@ def _heap_pop(heap_keys, heap_items, size):
         heap_items[pos] = heap_items[child]
         pos = child
         child = 2 * pos + 1
-    while pos > 0:  # then sift the former last entry up into it
-        parent = (pos - 1) >> 1
-        if heap_keys[parent] >= key:
-            break
-        heap_keys[pos] = heap_keys[parent]
-        heap_items[pos] = heap_items[parent]
-        pos = parent
-    heap_keys[pos] = key
-    heap_items[pos] = item
+    _sift_up(heap_keys, heap_items, pos, key, item)  # then sift the former last entry up into it
     return top, size
 
 
