@@ -1,8 +1,10 @@
-"""Engine configuration: the shipped `default.yaml` overlaid by a user YAML file, every key validated.
+"""Engine configuration: the shipped `default.yaml` overlaid by a user YAML file and by programmatic
+overrides, every key validated by the same schema.
 
-A user file may set any subset of the keys of `default.yaml`; an unknown section or key, a wrong type or
-a value out of range raises `GapfillError` naming the key and the allowed values, e.g.
-`config 'stft.hop': must be a power of two between 64 and 1024, got 300`.
+A user file (or an overrides mapping, `{"phase": {"method": "rtpghi"}}`) may set any subset of the keys
+of `default.yaml`; an unknown section or key, a wrong type or a value out of range raises `GapfillError`
+naming the key and the allowed values, e.g. `config 'stft.hop': must be a power of two between 64 and
+1024, got 300`. The model rate is declared here, once; the STFT defaults live in `default.yaml`.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import copy
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import yaml
@@ -18,6 +21,8 @@ import yaml
 from realtime.errors import GapfillError
 
 DEFAULT_CONFIG_PATH = Path(str(resources.files("realtime").joinpath("default.yaml")))
+MODEL_RATE_HZ = 48_000
+"""The rate (Hz) the engine and every model run at; other host rates are resampled to it."""
 
 
 def _power_of_two(low: int, high: int) -> Callable[[Any], str | None]:
@@ -71,9 +76,15 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
     },
     "gate": {
         "enabled": _BOOL,
-        "max_cutoff_hz": _number(1000.0, 24000.0),
-        "floor_db": _number(-160.0, -60.0),
+        "min_cutoff_hz": _number(1500.0, 12000.0),
+        "max_cutoff_hz": _number(2000.0, 18000.0),
         "active_db": _number(-140.0, 0.0),
+        "spectrum_time_s": _number(0.02, 10.0),
+        "below_hz": _number(100.0, 3000.0),
+        "gap_hz": _number(0.0, 2000.0),
+        "above_hz": _number(100.0, 4000.0),
+        "cliff_db": _number(3.0, 100.0),
+        "release_db": _number(0.0, 50.0),
         "cutoff_slew_hz_per_s": _number(10.0, 100000.0),
         "crossfade_hz": _number(0.0, 4000.0),
         "hole_db": _number(6.0, 60.0),
@@ -125,7 +136,7 @@ def _overlay(defaults: dict[str, dict[str, Any]], user: Any, name: str) -> dict[
     merged = copy.deepcopy(defaults)
     if user is None:
         return merged
-    if not isinstance(user, dict):
+    if not isinstance(user, Mapping):
         raise GapfillError(f"config '{name}': must be a mapping of sections ({', '.join(SCHEMA)})")
     for section, values in user.items():
         if section not in SCHEMA:
@@ -134,7 +145,7 @@ def _overlay(defaults: dict[str, dict[str, Any]], user: Any, name: str) -> dict[
             )
         if values is None:
             continue
-        if not isinstance(values, dict):
+        if not isinstance(values, Mapping):
             raise GapfillError(f"config '{section}': must be a mapping of keys")
         for key, value in values.items():
             if key not in SCHEMA[section]:
@@ -159,10 +170,14 @@ def _validate(settings: dict[str, dict[str, Any]]) -> None:
         )
 
 
-def load_config(path: str | Path | None = None) -> EngineConfig:
-    """Load `default.yaml`, overlay the user file at `path` (if any), validate every key."""
+def load_config(path: str | Path | None = None,
+                overrides: Mapping[str, Mapping[str, Any]] | None = None) -> EngineConfig:
+    """Load `default.yaml`, overlay the user file at `path` (if any), then `overrides` (section -> key ->
+    value, as in the YAML file), and validate every key."""
     defaults = _read_yaml(DEFAULT_CONFIG_PATH)
     user = None if path is None else _read_yaml(Path(path))
     settings = _overlay(defaults, user, str(path))
+    if overrides is not None:
+        settings = _overlay(settings, overrides, "overrides")
     _validate(settings)
     return EngineConfig(**settings, source=None if path is None else str(path))

@@ -4,6 +4,10 @@
 `irfft_into` write into caller-owned arrays and follow numpy's conventions (`np.fft.rfft` unnormalised,
 `np.fft.irfft` scaled by 1/n, imaginary parts of the DC and Nyquist bins ignored). The real transform of
 length n is one complex transform of length n/2 plus a split step.
+
+Every kernel is compiled for fixed signatures when this module is imported (or
+loaded from Numba's cache), so no call ever compiles: frames are float64, spectra complex128 (or
+complex64 for `rfft`), tables as `FFTPlan` makes them, all C-contiguous.
 """
 
 from __future__ import annotations
@@ -39,7 +43,10 @@ class FFTPlan:
         _irfft(spectrum, frame, self.bit_reverse, self.twiddles, self.split, self.scratch)
 
 
-@njit(cache=True, nogil=True)
+_TABLES = "int64[::1], complex128[::1], complex128[::1], complex128[::1]"  # bit_reverse, twiddles, split, z
+
+
+@njit("void(complex128[::1], int64[::1], complex128[::1])", cache=True, nogil=True)
 def _fft_in_place(z: np.ndarray, bit_reverse: np.ndarray, twiddles: np.ndarray) -> None:
     """Iterative radix-2 forward FFT of z (m,) complex128 in place; m = len(bit_reverse)."""
     m = z.shape[0]
@@ -61,7 +68,8 @@ def _fft_in_place(z: np.ndarray, bit_reverse: np.ndarray, twiddles: np.ndarray) 
         size *= 2
 
 
-@njit(cache=True, nogil=True)
+@njit([f"void(float64[::1], {spectrum}[::1], {_TABLES})" for spectrum in ("complex64", "complex128")],
+      cache=True, nogil=True)
 def _rfft(frame, spectrum, bit_reverse, twiddles, split, z) -> None:
     half = z.shape[0]
     for k in range(half):
@@ -75,7 +83,7 @@ def _rfft(frame, spectrum, bit_reverse, twiddles, split, z) -> None:
         spectrum[k] = even + split[k] * odd
 
 
-@njit(cache=True, nogil=True)
+@njit(f"void(complex128[::1], float64[::1], {_TABLES})", cache=True, nogil=True)
 def _irfft(spectrum, frame, bit_reverse, twiddles, split, z) -> None:
     half = z.shape[0]
     for k in range(half):

@@ -13,9 +13,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from realtime.config import MODEL_RATE_HZ
 from realtime.errors import GapfillError
 
-MODEL_RATE_HZ = 48_000
 SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
 _STATE_IN, _STATE_OUT = "state_in.", "state_out."
 

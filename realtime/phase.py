@@ -19,7 +19,8 @@ Phase convention: a frame's spectrum is the rfft of the windowed frame with the 
 (docs/CONTRACTS.md), so its phase is the window-centred phase minus pi * bin; the frequency-direction
 gradient carries that -pi per bin, the time-direction gradient 2 pi hop bin / N.
 
-All buffers are made in `prepare`; `process` runs one Numba kernel that allocates nothing.
+All buffers are made in `prepare`; `process` runs one Numba kernel, compiled for a fixed signature at
+import, that allocates nothing.
 """
 
 from __future__ import annotations
@@ -160,7 +161,15 @@ def _heap_pop(heap_keys, heap_items, size):
     return top, size
 
 
-@njit(cache=True, nogil=True)
+# One fixed signature, compiled at import (nothing compiles later); mag, decoded and out may be any views.
+_FRAME_SIGNATURE = (
+    "void(int64, int64, float32[:, :], complex64[:, :], complex64[:, :], float64, float64, float64, float64, "
+    "float64, float64[:, :, ::1], float64[:, :, ::1], float64[:, ::1], float32[:, ::1], complex64[:, ::1], "
+    "float64[::1], int64[::1], float64[::1], float64[::1], int8[::1], float64[::1], int64[::1])"
+)
+
+
+@njit(_FRAME_SIGNATURE, cache=True, nogil=True)
 def _process_frame(method, lookahead, mag, decoded, out, time_scale, time_advance, freq_scale,
                    log_tolerance, log_keep, log_mag, time_grad, phase, mag_delay, decoded_delay,
                    random, random_pos, freq_grad, target_phase, state, heap_keys, heap_items) -> None:

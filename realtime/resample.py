@@ -13,16 +13,22 @@ reduced, R = p*in_rate = q*out_rate: an input sample lasts p ticks, an output sa
   q_A = R/48000; one host sample is p_A = R/host ticks. As gcd(p_A, q_A) = 1,
   pad = (-(N - 1) * q_A^-1 - E) mod p_A  (0 <= pad < p_A samples at 48k) makes the total an exact
   integer: ((N - 1) + q_A*(E + pad)) / p_A host samples (`round_trip_padding`).
+- A whole stream to another rate (`resample_blocks`, the file and pipe front ends' full-band output): the
+  first output sample starts at tick D mod q, D = (N - 1) / 2 (N is odd), and the first D // q outputs are
+  dropped, so output sample j is the input at time j / out_rate exactly; n input samples give
+  round(n * out_rate / in_rate) output samples, the end flushed with silence.
+
+The kernel is compiled for one fixed signature at import and releases the GIL.
 """
 
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from math import ceil, gcd, pi
 
 import numpy as np
 from numba import njit
 
-MODEL_RATE_HZ = 48_000
-"""Model rate (Hz): the far side of every round trip."""
+from realtime.config import MODEL_RATE_HZ
 PASSBAND_EDGE = 0.45
 """Passband edge as a fraction of min(in_rate, out_rate)."""
 STOPBAND_EDGE = 0.5
@@ -40,13 +46,13 @@ def _ratio(in_rate: int, out_rate: int) -> tuple[int, int]:
 
 
 def _filter_length(in_rate: int, out_rate: int, quality: str) -> int:
-    """Prototype length N (taps at lcm(in_rate, out_rate) Hz) from Kaiser's formula."""
+    """Prototype length N (taps at lcm(in_rate, out_rate) Hz) from Kaiser's formula, made odd."""
     if quality not in STOPBAND_DB:
         raise ValueError(f"gapfill: unknown resampler quality {quality!r} (use one of {sorted(STOPBAND_DB)})")
     up, _ = _ratio(in_rate, out_rate)
     rate = up * in_rate
     transition = 2 * pi * (STOPBAND_EDGE - PASSBAND_EDGE) * min(in_rate, out_rate) / rate
-    return ceil((STOPBAND_DB[quality] - 7.95) / (2.285 * transition)) + 1
+    return (ceil((STOPBAND_DB[quality] - 7.95) / (2.285 * transition)) + 1) | 1  # odd: a delay of whole ticks
 
 
 def prototype_filter(in_rate: int, out_rate: int, quality: str = "high") -> np.ndarray:
@@ -62,7 +68,8 @@ def prototype_filter(in_rate: int, out_rate: int, quality: str = "high") -> np.n
     return taps / taps.sum()
 
 
-@njit(cache=True, fastmath={"reassoc", "contract"})
+@njit("int64(float32[:, :], float32[:, ::1], float32[:, ::1], int64[::1], float32[:, ::1], int64, int64)",
+      cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _resample_block(block, hist, table, state, out, up, down):
     """Resample one block; returns the number of output samples written to out[:, :m].
 
@@ -136,10 +143,16 @@ class StreamingResampler:
         self._out = np.zeros((channels, self.max_output(max_in_block)), np.float32)
         self._state[0] = 0
 
-    def reset(self) -> None:
-        """Forget the history: the stream restarts as if silent before."""
+    def reset(self, start_tick: int = 0) -> None:
+        """Forget the history: the stream restarts as if silent before.
+
+        start_tick (0 <= start_tick < down): the tick of the first output sample after the first input
+        sample; `resample_blocks` uses it to cancel the filter delay.
+        """
+        if not 0 <= start_tick < self.down:
+            raise ValueError(f"gapfill: start tick must be in [0, {self.down}), got {start_tick}")
         self._hist[:] = 0.0
-        self._state[0] = 0
+        self._state[0] = start_tick
 
     def process(self, block: np.ndarray) -> np.ndarray:
         """Resample block (channels, n) float32, 0 <= n <= max_in_block.
@@ -169,3 +182,34 @@ def round_trip_padding(host_rate: int, engine_delay_48k: int, quality: str = "hi
     filter_ticks = _filter_length(host_rate, MODEL_RATE_HZ, quality) - 1  # both directions: 2 * (N - 1)/2
     pad = (-filter_ticks * pow(ticks_per_model, -1, ticks_per_host) - engine_delay_48k) % ticks_per_host
     return pad, (filter_ticks + ticks_per_model * (engine_delay_48k + pad)) // ticks_per_host
+
+
+def resample_blocks(blocks: Iterable[np.ndarray], channels: int, in_rate: int, out_rate: int,
+                    max_block: int) -> Iterator[np.ndarray]:
+    """A stream of (channels, n <= max_block) float32 blocks at `in_rate` Hz, resampled to `out_rate` Hz
+    and delay compensated: output sample j is the input at j / out_rate s, and n input samples in all
+    give round(n * out_rate / in_rate) output samples. Yields (channels, m) float32 views, each valid until the next step."""
+    resampler = StreamingResampler(in_rate, out_rate)
+    resampler.prepare(channels, max_block)
+    delay_ticks = (resampler.filter_length - 1) // 2  # exact: the length is odd
+    resampler.reset(delay_ticks % resampler.down)
+    skip = delay_ticks // resampler.down  # outputs before the input's first sample
+    consumed = produced = 0
+    for block in blocks:
+        consumed += block.shape[1]
+        out = resampler.process(block)
+        dropped = min(skip, out.shape[1])
+        skip -= dropped
+        if out.shape[1] > dropped:
+            produced += out.shape[1] - dropped
+            yield out[:, dropped:]
+    wanted = (2 * consumed * out_rate + in_rate) // (2 * in_rate)  # round(consumed * out_rate / in_rate)
+    silence = np.zeros((channels, max_block), np.float32)
+    while produced < wanted:
+        out = resampler.process(silence)
+        dropped = min(skip, out.shape[1])
+        skip -= dropped
+        take = min(out.shape[1] - dropped, wanted - produced)
+        if take > 0:
+            produced += take
+            yield out[:, dropped : dropped + take]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from realtime.fft import FFTPlan, _irfft, _rfft
+from realtime.fft import _TABLES, FFTPlan, _irfft, _rfft
 
 
 def analysis_window(fft_size: int) -> np.ndarray:
@@ -102,7 +102,9 @@ class StreamingSynthesis:
                     p.bit_reverse, p.twiddles, p.split, p.scratch)
 
 
-@njit(cache=True, nogil=True)
+# Fixed signatures (compiled at import, nothing compiles later): the hop of input may be any float32 view.
+@njit(f"void(float32[:, :], float64[:, ::1], float64[::1], float64[::1], complex64[:, ::1], float32[:, ::1], "
+      f"{_TABLES})", cache=True, nogil=True)
 def _analyse(hop_samples, frame, window, windowed, spectra, magnitudes,
              bit_reverse, twiddles, split, scratch) -> None:
     channels, hop = hop_samples.shape
@@ -119,7 +121,8 @@ def _analyse(hop_samples, frame, window, windowed, spectra, magnitudes,
             magnitudes[c, k] = abs(spectra[c, k])
 
 
-@njit(cache=True, nogil=True)
+@njit(f"void(complex64[:, ::1], float64[:, ::1], float64[::1], float64[::1], complex128[::1], float32[:, ::1], "
+      f"{_TABLES})", cache=True, nogil=True)
 def _synthesise(spectra, accumulator, window, segment, spectrum, hop_out,
                 bit_reverse, twiddles, split, scratch) -> None:
     channels, hop = hop_out.shape
