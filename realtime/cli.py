@@ -41,19 +41,30 @@ def _add_restore(commands: Any) -> None:
         help="restore an audio file into a WAV or FLAC file",
         description="Restore IN (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...) into OUT (.wav or "
         ".flac) with the same rate, channels and length, aligned sample for sample. OUT keeps IN's sample "
-        "format where it can (PCM_16, PCM_24, FLOAT), else FLOAT (WAV) or PCM_24 (FLAC).",
+        "format where it can (PCM_16, PCM_24, FLOAT), else FLOAT (WAV) or PCM_24 (FLAC). With -o OUTDIR, "
+        "every IN (files; folders with --recursive) is restored into OUTDIR in parallel, mirroring its "
+        "folders; a rerun skips complete outputs.",
+        usage="%(prog)s IN OUT [options]\n       %(prog)s IN... -o OUTDIR [--recursive] [--jobs N] [options]",
     )
-    parser.add_argument("input", metavar="IN", help="audio file to restore")
-    parser.add_argument("output", metavar="OUT", help="restored file, .wav or .flac")
+    parser.add_argument("paths", metavar="IN", nargs="*",
+                        help="IN OUT: one audio file into OUT (.wav or .flac); with -o: files and folders")
     _add_config_option(parser)
-    parser.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite OUT if it exists (with -o: restore complete outputs again too)")
+    from realtime.batch import add_batch_arguments
+
+    add_batch_arguments(parser)
     parser.set_defaults(handler=_restore)
 
 
 def _restore(args: argparse.Namespace) -> int:
     from realtime.audiofile import output_format, restore_file
+    from realtime.batch import batch_command, single_file_paths
     from realtime.restorer import Restorer
 
+    if args.output_dir is not None:
+        return batch_command(args)
+    args.input, args.output = single_file_paths(args)
     output_format(args.output)  # fail on a bad name before loading the model
     restorer = Restorer.from_config(args.config)
     restore_file(restorer, args.input, args.output, force=args.force, show_progress=sys.stderr.isatty())
