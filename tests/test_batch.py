@@ -1,0 +1,220 @@
+"""`gapfill restore IN... -o OUTDIR`: outputs as single-file restore makes them, bad files reported and the
+rest done, reruns skip complete outputs, killed runs restart to complete outputs only; the plan (which
+files, which output paths) and the fingerprint that decides what is complete."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from batch_library import BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly, visible_files
+from realtime.batch import discover_inputs, engine_spec, output_paths, read_sidecar
+from realtime.cli import main
+
+
+@pytest.fixture(scope="module")
+def library(tmp_path_factory) -> Path:
+    return make_library(tmp_path_factory.mktemp("library"))
+
+
+@pytest.fixture(scope="module")
+def singly(library, tmp_path_factory) -> dict[str, np.ndarray]:
+    return restore_singly(library, tmp_path_factory.mktemp("singly"))
+
+
+def batch(*args: str) -> int:
+    """Run `gapfill restore ... ` in this process; returns the exit status."""
+    return main(["restore", *args])
+
+
+def test_jobs_2_restores_like_single_files_and_reports_bad_ones(library, singly, tmp_path, run_gapfill):
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    done = run_gapfill("restore", str(library), "-o", str(out), "--recursive", "--jobs", "2",
+                       "--report", str(report))
+    assert done.returncode == 2  # some files failed
+    lines = done.stderr.decode().splitlines()
+    for name in BAD_FILES:
+        failure = [line for line in lines if str(library / name) in line]
+        assert len(failure) == 1 and failure[0].startswith("gapfill: cannot read "), lines
+    assert lines[-1].startswith("gapfill: 6 files: 4 restored, 0 skipped (complete), 2 failed; ")
+    assert visible_files(out) == sorted(singly)  # the tree mirrored; nothing for bad files or notes.txt
+    for name, expected in singly.items():
+        assert sf.info(out / name).subtype == "PCM_24"
+        assert np.array_equal(sf.read(out / name, always_2d=True)[0], expected), name
+    assert partial_files(out) == []
+    facts = json.loads(report.read_text())
+    assert facts["files"] == {"total": 6, "restored": 4, "skipped": 0, "failed": 2}
+    assert sorted(f["input"] for f in facts["failures"]) == sorted(str(library / n) for n in BAD_FILES)
+    audio_s = sum(seconds for _, _, seconds in GOOD_FILES.values())
+    assert facts["audio_hours_restored"] * 3600 == pytest.approx(audio_s, abs=0.2)  # MP3 adds a little
+    assert facts["hours_per_hour"] > 0 and facts["worker_peak_rss_mib"] > 0
+
+
+def test_rerun_skips_complete_outputs_and_redoes_a_changed_input(library, tmp_path, passthrough_config, capfd):
+    copy, out = tmp_path / "library", tmp_path / "out"
+    shutil.copytree(library, copy)
+    assert batch(str(copy), "-o", str(out), "--recursive", "--config", passthrough_config) == 2
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    capfd.readouterr()
+
+    assert batch(str(copy), "-o", str(out), "--recursive", "--config", passthrough_config,
+                 "--report", str(tmp_path / "again.json")) == 2  # the bad files fail again
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamps  # nothing written
+    assert "4 skipped (complete), 2 failed" in capfd.readouterr().err
+    assert json.loads((tmp_path / "again.json").read_text())["worker_peak_rss_mib"] is None  # no worker ran
+
+    changed = copy / "talk/b.mp3"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    assert batch(str(copy), "-o", str(out), "--recursive", "--config", passthrough_config) == 2
+    assert "1 restored, 3 skipped (complete), 2 failed" in capfd.readouterr().err
+    rewritten = {p for p in stamps if p.exists() and p.stat().st_mtime_ns != stamps[p]}
+    assert rewritten == {out / "talk/b.flac", out / "talk/.b.flac.gapfill.json"}
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            status = Path(f"/proc/{entry}/status").read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{pid}\n" in status:
+            found.append(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_killed_run_restarts_to_complete_outputs_only(stop, tmp_path, write_audio, passthrough_config,
+                                                      popen_gapfill, run_gapfill):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    signals = {f"part{i}.wav": write_audio(inputs / f"part{i}.wav", 48_000 * 5, 1, subtype="PCM_16")
+               for i in range(8)}
+    command = ("restore", str(inputs), "-o", str(out), "--recursive", "--jobs", "2", "--format", "wav",
+               "--config", passthrough_config)
+    process = popen_gapfill(*command)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        if any((read_sidecar(p) or {}).get("complete") for p in out.rglob("*.wav")):
+            break
+        time.sleep(0.005)
+    workers = _children(process.pid)
+    process.send_signal(stop)
+    status = process.wait(timeout=60)
+    assert status == (-signal.SIGKILL if stop == signal.SIGKILL else 128 + signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.01)  # killed with their parent (SIGTERM from the kernel)
+    assert not any(_running(pid) for pid in workers)
+    if stop == signal.SIGTERM:
+        assert partial_files(out) == []  # the parent stopped its workers, which removed their files
+    for name in visible_files(out):  # whatever is there is complete
+        assert sf.info(out / name).frames == 48_000 * 5 and read_sidecar(out / name)["complete"]
+
+    done = run_gapfill(*command, "--report", str(tmp_path / "report.json"))
+    assert done.returncode == 0, done.stderr.decode()
+    assert visible_files(out) == sorted(signals) and partial_files(out) == []
+    for name, x in signals.items():
+        y = sf.read(out / name, dtype="float32", always_2d=True)[0]
+        assert y.shape == x.shape and np.abs(y - x).max() <= 2.0**-15
+    files = json.loads((tmp_path / "report.json").read_text())["files"]
+    assert files["restored"] + files["skipped"] == 8 and files["skipped"] >= 1
+
+
+# -- the plan ------------------------------------------------------------------------------------
+def test_outputs_mirror_the_inputs_below_their_common_folder(library, tmp_path):
+    out = tmp_path / "out"
+    files, root = discover_inputs([str(library / "talk"), str(library / "music")], True, None, str(out))
+    assert root == str(library)
+    assert files == sorted(str(library / n) for n in [*GOOD_FILES, *BAD_FILES])  # not notes.txt
+    assert output_paths(files, root, str(out), "wav") == [
+        str(out / Path(f).relative_to(library).with_suffix(".wav")) for f in files
+    ]
+    files, root = discover_inputs([str(library / "talk/a.mp3")], False, None, str(out))
+    assert output_paths(files, root, str(out), "flac") == [str(out / "a.flac")]
+
+
+def test_list_file_and_an_output_folder_inside_the_inputs(tmp_path, write_audio):
+    write_audio(tmp_path / "x.wav", 100, 1)
+    for folder in ("sub", "restored"):
+        (tmp_path / folder).mkdir()
+    write_audio(tmp_path / "sub/y.flac", 100, 1)
+    write_audio(tmp_path / "restored/x.wav", 100, 1)  # an earlier output: not an input
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{tmp_path / 'sub/y.flac'}\n\n")
+    files, root = discover_inputs([str(tmp_path / "x.wav")], False, str(listing), str(tmp_path / "restored"))
+    assert files == [str(tmp_path / "sub/y.flac"), str(tmp_path / "x.wav")] and root == str(tmp_path)
+    files, _ = discover_inputs([str(tmp_path)], True, None, str(tmp_path / "restored"))
+    assert files == [str(tmp_path / "sub/y.flac"), str(tmp_path / "x.wav")]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["{d}", "-o", "{d}/out"], "is a folder; use --recursive"),
+        (["{d}/x.mp3", "{d}/x.ogg", "-o", "{d}/out"], "would both be restored to"),
+        (["{d}/x.mp3", "-o", "{d}", "--format", "wav", "--force"], None),  # x.wav beside it: fine
+        (["{d}/x.wav", "-o", "{d}", "--format", "wav"], "would overwrite an input"),
+        (["{d}/x.mp3", "{d}/y.wav", "--jobs", "2"], "--jobs need -o OUTDIR"),
+        (["{d}/x.mp3"], "restore takes IN OUT (one file), or IN... -o OUTDIR"),
+        (["-o", "{d}/out"], "nothing to restore"),
+        (["-o", "{d}/out", "--from-list", "{d}/missing.txt"], "cannot read list"),
+    ],
+)
+def test_command_line_problems_stop_before_any_work(argv, message, tmp_path, passthrough_config, capfd):
+    for name in ("x.mp3", "x.ogg", "x.wav"):
+        (tmp_path / name).write_bytes(b"")
+    status = batch(*[a.format(d=tmp_path) for a in argv], "--config", passthrough_config)
+    err = capfd.readouterr().err
+    if message is None:
+        assert status == 2 and "cannot read" in err  # planned, then the empty file is reported
+    else:
+        assert status == 2 and err.startswith("gapfill: ") and message in err and err.count("\n") == 1, err
+
+
+def test_an_output_a_batch_did_not_write_is_left_alone(tmp_path, write_audio, passthrough_config, capfd):
+    for folder in ("in", "out"):
+        (tmp_path / folder).mkdir()
+    write_audio(tmp_path / "in/x.wav", 4800, 1)
+    (tmp_path / "out/x.flac").write_bytes(b"precious")
+    assert batch(str(tmp_path / "in/x.wav"), "-o", str(tmp_path / "out"), "--config", passthrough_config) == 2
+    assert "was not written by a batch restore; use --force" in capfd.readouterr().err
+    assert (tmp_path / "out/x.flac").read_bytes() == b"precious"
+    assert batch(str(tmp_path / "in/x.wav"), "-o", str(tmp_path / "out"), "--config", passthrough_config,
+                 "--force") == 0
+    assert sf.info(tmp_path / "out/x.flac").frames == 4800 and read_sidecar(tmp_path / "out/x.flac")["complete"]
+
+
+def test_fingerprint_covers_config_and_model_bytes(tmp_path, passthrough_config):
+    shipped = engine_spec(None)
+    assert shipped.config.model["threads"] == 1
+    assert engine_spec(None).fingerprint == shipped.fingerprint
+    assert engine_spec(passthrough_config).fingerprint != shipped.fingerprint
+    other_phase = tmp_path / "rtpghi.yaml"
+    other_phase.write_text("phase: {method: rtpghi}\n")
+    assert engine_spec(str(other_phase)).fingerprint != shipped.fingerprint
+    from realtime.model import shipped_model_path
+
+    model = tmp_path / "copy.onnx"
+    shutil.copyfile(shipped_model_path(), model)
+    same_bytes = tmp_path / "copy.yaml"
+    same_bytes.write_text(f"model: {{path: {model}}}\n")
+    assert engine_spec(str(same_bytes)).fingerprint == shipped.fingerprint  # the bytes count, not the path
+    model.write_bytes(model.read_bytes()[:-1] + b"\0")
+    assert engine_spec(str(same_bytes)).fingerprint != shipped.fingerprint
