@@ -1,7 +1,38 @@
 """gapfill: real-time restoration of low-bitrate (MP3) audio.
 
+    from realtime import restore
+    restored = restore(audio, 44_100)    # (samples,) or (channels, samples), float32/float64; same shape back
+
+`Restorer` is the streaming processor behind it (`prepare / process / flush / reset / latency_samples`),
+`restore_file` restores a file into a WAV or FLAC file, `load_config` reads and validates settings.
+
 Signal path, one module each, in order: config -> resample -> fft -> stft -> model -> gate -> phase
--> restorer; front ends (audiofile, pipe, live, cli) drive a `Restorer`.
+-> restorer; front ends (audiofile, pipe, live, cli) drive a `Restorer`. The names below are imported
+on first use, so `import realtime` (and `gapfill --version`) stays light.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = ["EngineConfig", "GapfillError", "Restorer", "load_config", "restore", "restore_file"]
+
+_HOMES = {"EngineConfig": "realtime.config", "load_config": "realtime.config", "GapfillError": "realtime.errors",
+          "Restorer": "realtime.restorer", "restore": "realtime.restorer", "restore_file": "realtime.audiofile"}
+
+if TYPE_CHECKING:
+    from realtime.audiofile import restore_file
+    from realtime.config import EngineConfig, load_config
+    from realtime.errors import GapfillError
+    from realtime.restorer import Restorer, restore
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of `__all__`, imported from their modules when first used."""
+    if name not in _HOMES:
+        raise AttributeError(f"module 'realtime' has no attribute {name!r}")
+    value = getattr(import_module(_HOMES[name]), name)
+    globals()[name] = value
+    return value

@@ -1,9 +1,15 @@
-"""Argument types shared by the `gapfill` subcommands: a bad value is one line from argparse."""
+"""Argument types shared by the `gapfill` subcommands (a bad value is one line from argparse), and the
+`--stats-json` writer of `restore` and `live`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
+from pathlib import Path
+from typing import Any
+
+from realtime.errors import GapfillError
 
 
 def positive_int(text: str) -> int:
@@ -26,3 +32,39 @@ def positive_float(text: str) -> float:
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def rate_choice(text: str) -> int | str:
+    """`--rate` of `gapfill restore`: 'keep' (the input's rate) or a rate in Hz."""
+    if text == "keep":
+        return text
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'keep' or a rate in Hz, got {text!r}") from None
+
+
+def check_stats_path(path: str) -> None:
+    """Raise a one-line GapfillError unless `path` can be written: its folder exists, it is no folder."""
+    parent = Path(path).resolve().parent
+    if not parent.is_dir():
+        raise GapfillError(f"cannot write stats to '{path}': directory '{parent}' does not exist")
+    if Path(path).is_dir():
+        raise GapfillError(f"cannot write stats to '{path}': it is a directory")
+
+
+def stats_path(text: str) -> str:
+    """A `--stats-json` path that can be written (see `check_stats_path`)."""
+    try:
+        check_stats_path(text)
+    except GapfillError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def write_stats(path: str, data: dict[str, Any]) -> None:
+    """Write `--stats-json` data (indented JSON); a failure is a one-line GapfillError."""
+    try:
+        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise GapfillError(f"cannot write stats to '{path}': {exc.strerror or exc}") from None

@@ -2,7 +2,15 @@
 
 The input is streamed in blocks of BLOCK_FRAMES (hours of audio never sit in memory) through a
 delay-compensated `Restorer`, so output sample t lines up with input sample t and both have the same
-length, rate and channels. The output is written to a hidden temporary file beside it
+duration and channels.
+
+Output rate (`output_rate`): 48 kHz, the model rate, for inputs below 44.1 kHz (a 32 kbit/s MP3 is often
+stored at 16 or 22.05 kHz, and the band the model restores above that file's Nyquist frequency would
+not fit in it), else the input's rate; `rate="keep"` keeps the input's, an integer chooses a supported
+rate. The input is then read through `read_blocks`, which resamples it to the output rate in streaming
+fashion (delay compensated, round(frames * out_rate / in_rate) samples), and restored at that rate.
+
+The output is written to a hidden temporary file beside it
 (`.NAME.partial-XXXXXXXX.wav`) and renamed over NAME only when complete; on any error or Ctrl-C the
 temporary file is removed.
 
@@ -24,18 +32,27 @@ import secrets
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import soundfile as sf
 
+from realtime.config import BLOCK_SAMPLES, MODEL_RATE_HZ
 from realtime.errors import GapfillError
-from realtime.pipe import compensated
-if TYPE_CHECKING:
+
+if TYPE_CHECKING:  # the engine is imported when a file is restored, not when the command line is parsed
     from realtime.restorer import Restorer
 
-BLOCK_FRAMES = 4096
+BLOCK_FRAMES = BLOCK_SAMPLES
+FULL_BAND_RATE_HZ = 44_100
+"""Inputs below this rate (Hz) are restored into MODEL_RATE_HZ files by default."""
+OUTPUT_RATE_POLICY = (
+    f"restore writes {MODEL_RATE_HZ} Hz (the model rate) for inputs below {FULL_BAND_RATE_HZ} Hz, so that the "
+    "band restored above their Nyquist frequency survives, else the input's rate (--rate keep|R to choose); "
+    "stream and live keep the input's rate (stream --output-rate R to choose)"
+)
 OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
 _KEPT_SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "FLOAT"), "FLAC": ("PCM_16", "PCM_24")}
 _DEFAULT_SUBTYPES = {"WAV": "FLOAT", "FLAC": "PCM_24"}
@@ -107,6 +124,26 @@ def _length_problem(source: sf.SoundFile) -> str | None:
     if sizes and int(sizes[1]) not in _UNKNOWN_SIZES and int(sizes[2]) < int(sizes[1]):
         return f"truncated (the header announces {sizes[1]} bytes of audio, the file holds {sizes[2]})"
     return None
+
+
+def output_rate(input_rate: int, choice: int | str | None = None) -> int:
+    """The rate (Hz) `restore_file` writes: see OUTPUT_RATE_POLICY; choice None (automatic), 'keep' or Hz."""
+    if choice == "keep":
+        return input_rate
+    if choice is None:
+        return MODEL_RATE_HZ if input_rate < FULL_BAND_RATE_HZ else input_rate
+    return int(choice)
+
+
+def read_blocks(source: sf.SoundFile, path: str, rate: int, progress: _Progress | None = None) -> Iterator[np.ndarray]:
+    """The whole of `source` as (channels, n) float32 blocks at `rate` Hz, each valid until the next step:
+    its own blocks, or resampled (delay compensated, round(frames * rate / source rate) samples)."""
+    blocks = _input_blocks(source, path, progress)
+    if rate == source.samplerate:
+        return blocks
+    from realtime.resample import resample_blocks
+
+    return resample_blocks(blocks, source.channels, source.samplerate, rate, BLOCK_FRAMES)
 
 
 def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -> Iterator[np.ndarray]:
@@ -186,33 +223,82 @@ class _Progress:
         sys.stderr.flush()
 
 
+@dataclass(frozen=True)
+class FileResult:
+    """What one `restore_file` did: paths, rates (Hz), frames, latency (samples at the output rate),
+    the codec gate's report (`Restorer.codec_report()`), non-finite samples replaced, wall time (s)."""
+
+    input: str
+    output: str
+    input_rate_hz: int
+    output_rate_hz: int
+    channels: int
+    input_frames: int
+    output_frames: int
+    latency_samples: int
+    codec: dict[str, Any]
+    nonfinite_samples: int
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The `gapfill restore --stats-json` record."""
+        return {
+            "input": self.input, "output": self.output,
+            "rates": {"input_hz": self.input_rate_hz, "output_hz": self.output_rate_hz,
+                      "why": OUTPUT_RATE_POLICY},
+            "channels": self.channels,
+            "frames": {"input": self.input_frames, "output": self.output_frames},
+            "latency": {"samples": self.latency_samples,
+                        "ms": round(1000.0 * self.latency_samples / self.output_rate_hz, 3),
+                        "compensated": True},
+            "codec_report": self.codec, "nonfinite_samples": self.nonfinite_samples,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
 def restore_file(
-    restorer: Restorer, in_path: str, out_path: str, force: bool = False, show_progress: bool = False
-) -> None:
-    """Restore `in_path` into `out_path` (.wav or .flac), same rate, channels and length, aligned.
+    restorer: Restorer | None, in_path: str, out_path: str, force: bool = False, show_progress: bool = False,
+    *, rate: int | str | None = None,
+) -> FileResult:
+    """Restore `in_path` into `out_path` (.wav or .flac): same channels and duration, aligned, at
+    `output_rate(input rate, rate)` Hz (rate None: automatic, 'keep', or Hz). restorer None: the defaults.
 
     Raises GapfillError for anything the user can fix; leaves no output file unless it succeeds.
     """
+    from realtime.restorer import Restorer, check_sample_rate, compensated
+
+    started = time.perf_counter()
     fmt = output_format(out_path)
     if not force and os.path.lexists(out_path):
         raise GapfillError(f"'{out_path}' exists; use --force to overwrite it")
+    restorer = Restorer() if restorer is None else restorer
     with open_input(in_path) as source:
+        out_rate = output_rate(source.samplerate, rate)
         try:
-            restorer.prepare(source.samplerate, source.channels, BLOCK_FRAMES)
+            check_sample_rate(source.samplerate)
+            restorer.prepare(out_rate, source.channels, BLOCK_FRAMES)
         except GapfillError as exc:
             raise GapfillError(f"cannot restore '{in_path}': {exc}") from None
         subtype = output_subtype(source.subtype, fmt)
         progress = None
         if show_progress:
             progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate)
+        written = 0
         try:
             with _partial_file(out_path, force) as temp:
-                with _open_output(temp, out_path, source, fmt, subtype) as sink:
-                    for out in compensated(restorer, _input_blocks(source, in_path, progress)):
+                with _open_output(temp, out_path, out_rate, source.channels, fmt, subtype) as sink:
+                    for out in compensated(restorer, read_blocks(source, in_path, out_rate, progress)):
                         sink.write(out)
+                        written += out.shape[1]
         finally:
             if progress:
                 progress.close()
+        return FileResult(
+            input=in_path, output=out_path, input_rate_hz=source.samplerate, output_rate_hz=out_rate,
+            channels=source.channels, input_frames=source.tell(), output_frames=written,
+            latency_samples=restorer.latency_samples, codec=restorer.codec_report(),
+            nonfinite_samples=restorer.nonfinite_count, wall_s=time.perf_counter() - started,
+        )
 
 
 class _Output:
@@ -237,10 +323,10 @@ class _Output:
 
 
 @contextmanager
-def _open_output(temp: str, out_path: str, source: sf.SoundFile, fmt: str, subtype: str) -> Iterator[_Output]:
-    """The temporary output file, with `source`'s rate and channels, as an `_Output`."""
+def _open_output(temp: str, out_path: str, rate: int, channels: int, fmt: str, subtype: str) -> Iterator[_Output]:
+    """The temporary output file, at `rate` Hz with `channels`, as an `_Output`."""
     try:
-        sink = sf.SoundFile(temp, "w", source.samplerate, source.channels, subtype, format=fmt)
+        sink = sf.SoundFile(temp, "w", rate, channels, subtype, format=fmt)
     except (OSError, sf.LibsndfileError) as exc:
         raise GapfillError(f"cannot write '{out_path}': {_reason(exc)}") from None
     with sink:

@@ -17,7 +17,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 from realtime import __version__
-from realtime.arguments import positive_int
+from realtime.arguments import positive_int, rate_choice, stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEBUG_ENV = "GAPFILL_DEBUG"
@@ -40,7 +40,9 @@ def _add_restore(commands: Any) -> None:
         "restore",
         help="restore an audio file into a WAV or FLAC file",
         description="Restore IN (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...) into OUT (.wav or "
-        ".flac) with the same rate, channels and length, aligned sample for sample. OUT keeps IN's sample "
+        ".flac) with the same channels and duration, aligned sample for sample, at IN's rate, or at 48000 Hz "
+        "(the model rate) when IN's is below 44100 Hz, so that the band restored above IN's Nyquist "
+        "frequency survives (--rate keep|R to choose). OUT keeps IN's sample "
         "format where it can (PCM_16, PCM_24, FLOAT), else FLOAT (WAV) or PCM_24 (FLAC). With -o OUTDIR, "
         "every IN (files; folders with --recursive) is restored into OUTDIR in parallel, mirroring its "
         "folders; a rerun skips complete outputs.",
@@ -54,20 +56,29 @@ def _add_restore(commands: Any) -> None:
     from realtime.batch import add_batch_arguments
 
     add_batch_arguments(parser)
+    parser.add_argument("--rate", type=rate_choice, metavar="keep|R",
+                        help="output rate: 'keep' IN's, or R Hz (default: 48000 for IN below 44100 Hz, else IN's)")
+    parser.add_argument("--stats-json", type=stats_path, metavar="FILE",
+                        help="write rates, frames, latency and what the codec gate detected as JSON to FILE")
     parser.set_defaults(handler=_restore)
 
 
 def _restore(args: argparse.Namespace) -> int:
     from realtime.audiofile import output_format, restore_file
     from realtime.batch import batch_command, single_file_paths
-    from realtime.restorer import Restorer
+    from realtime.restorer import Restorer, codec_summary
 
     if args.output_dir is not None:
         return batch_command(args)
     args.input, args.output = single_file_paths(args)
     output_format(args.output)  # fail on a bad name before loading the model
     restorer = Restorer.from_config(args.config)
-    restore_file(restorer, args.input, args.output, force=args.force, show_progress=sys.stderr.isatty())
+    result = restore_file(restorer, args.input, args.output, force=args.force, show_progress=sys.stderr.isatty(),
+                          rate=args.rate)
+    if args.stats_json is not None:
+        write_stats(args.stats_json, result.to_json())
+    if sys.stderr.isatty():
+        print(f"gapfill: {codec_summary(result.codec)}", file=sys.stderr)
     return 0
 
 
@@ -81,9 +92,13 @@ def _add_stream(commands: Any) -> None:
         description="Restore raw interleaved little-endian PCM from stdin to stdout as it arrives, e.g. "
         "ffmpeg -i in.mp3 -f f32le -ar 48000 -ac 2 - | gapfill stream --rate 48000 --channels 2 | ... "
         "A partial frame at the end of the input is an error (exit status 2) after all whole frames "
-        "have been written.",
+        "have been written. Output is at the input's rate, one sample per input sample, unless "
+        "--output-rate asks for another (e.g. 48000 for a 16 or 22.05 kHz decode, so that the band "
+        "restored above its Nyquist frequency survives).",
     )
     parser.add_argument("--rate", type=positive_int, required=True, help="sample rate in Hz")
+    parser.add_argument("--output-rate", type=positive_int, metavar="R",
+                        help="resample to R Hz and restore there: round(n * R / rate) samples out (default: rate)")
     parser.add_argument("--channels", type=positive_int, required=True, help="interleaved channels")
     parser.add_argument(
         "--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)"
@@ -101,11 +116,13 @@ def _add_stream(commands: Any) -> None:
 
 def _stream(args: argparse.Namespace) -> int:
     from realtime.pipe import MAX_READ_FRAMES, PCM_FORMATS, run_stream
-    from realtime.restorer import Restorer
+    from realtime.restorer import Restorer, check_sample_rate
 
     restorer = Restorer.from_config(args.config)
-    restorer.prepare(args.rate, args.channels, MAX_READ_FRAMES)
-    result = run_stream(restorer, args.format, args.channels, args.compensate)
+    if args.output_rate is not None:
+        check_sample_rate(args.rate)
+    restorer.prepare(args.output_rate or args.rate, args.channels, MAX_READ_FRAMES)
+    result = run_stream(restorer, args.format, args.channels, args.compensate, input_rate=args.rate)
     if result.broken_pipe:
         _silence_stdout()
         return 0
@@ -134,8 +151,9 @@ def _add_info(commands: Any) -> None:
     parser = commands.add_parser(
         "info",
         help="show the model, STFT settings and latency",
-        description="Show the model, STFT and phase settings, supported rates and the latency (in samples "
-        "and ms, by part) at the model rate and, with --rate, at that host rate.",
+        description="Show the model, STFT and phase settings, supported rates, the rate each command "
+        "writes and why, and the latency (in samples and ms, by part) at the model rate and, with --rate, "
+        "at that host rate.",
     )
     _add_config_option(parser)
     parser.add_argument("--rate", type=positive_int, help="also show the latency at this host rate (Hz)")
@@ -160,10 +178,12 @@ def _latency_at(restorer: Any, rate: int) -> dict[str, Any]:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from realtime.audiofile import OUTPUT_RATE_POLICY
     from realtime.restorer import Restorer
 
     restorer = Restorer.from_config(args.config)
     facts = restorer.describe()
+    facts["output_rate"] = OUTPUT_RATE_POLICY
     model_rate = facts["model_rate_hz"]
     rates = [model_rate] + ([args.rate] if args.rate and args.rate != model_rate else [])
     facts["latency"] = [_latency_at(restorer, rate) for rate in rates]

@@ -14,10 +14,16 @@ output crossfades from dry to restored over one block. `bypass` fades to the dry
 Real-time rules. `exchange(indata, outdata)` (the callback's whole job) runs one compiled kernel that
 copies samples between buffers made in `__init__`, then wakes the worker by releasing a lock (a
 release never blocks). It allocates no buffer, takes no lock, does no I/O. Each ring operation (the
-callback's kernel, the worker's take and publish kernels) is a Numba function that keeps the GIL, so
-it is atomic with respect to the other thread; `Restorer.process` itself releases the GIL in its Numba
-kernels. Counters only grow and each has one writer (the callback: blocks, overloads, wet blocks,
-non-finite samples; the worker: engine blocks, resyncs), so readers never need a lock.
+callback's kernel, the worker's take and publish kernels) is a Numba function with a fixed signature
+that keeps the GIL, so it is atomic with respect to the other thread and short (a block copy);
+`Restorer.process` (called with `out=`, allocation-free) releases the GIL in all its Numba kernels, so
+the callback never waits for the engine's work. Counters only grow and each has one writer (the
+callback: blocks, overloads, wet blocks, non-finite samples; the worker: engine blocks, resyncs), so
+readers never need a lock.
+
+If the engine raises, the worker stops, keeps the exception in `error` and calls `on_error` (the live
+front end then stops the stream and exits with a one-line error); the callback meanwhile outputs the
+dry signal, as for any late block.
 
 If the worker falls a whole ring behind (`ring_blocks` blocks, ~170 ms at 48 kHz / 256), it resets
 the engine, jumps to the newest block and publishes nothing until the engine has seen enough new input
@@ -124,6 +130,8 @@ class DuplexCore:
     ) -> None:
         restorer.prepare(sample_rate, channels, block_frames)
         self.restorer = restorer
+        self.error: BaseException | None = None  # what stopped the worker, if anything did
+        self.on_error: Callable[[], None] | None = None  # called on the worker thread when `error` is set
         self.sample_rate, self.channels, self.block_frames = sample_rate, channels, block_frames
         self.engine_latency_samples = int(restorer.latency_samples)
         self.buffer_samples = block_frames  # the worker's block of slack
@@ -141,6 +149,7 @@ class DuplexCore:
         # Per channel: last output sample, last dry sample, this block's last dry sample (scratch).
         self._edges = np.zeros((3, channels), np.float32)
         self._work = np.zeros((channels, block_frames), np.float32)
+        self._restored = np.zeros((channels, block_frames), np.float32)
         self._wake = threading.Lock()
         self._wake.acquire()  # held = nothing to do; the callback releases it for each new block
         self._clock = clock
@@ -178,9 +187,15 @@ class DuplexCore:
 
     def _run(self) -> None:
         self.worker_scheduling = schedule_realtime(self._worker_priority)
-        while not self._stopping:
-            self._wake.acquire(timeout=0.1)
-            self.work()
+        try:
+            while not self._stopping:
+                self._wake.acquire(timeout=0.1)
+                self.work()
+        except BaseException as exc:  # noqa: BLE001 - reported by the front end, never lost with the thread
+            self.error = exc
+            self._stopping = True
+            if self.on_error is not None:
+                self.on_error()
 
     def work(self) -> int:
         """Restore every block pushed and not yet restored, oldest first; returns how many.
@@ -198,10 +213,10 @@ class DuplexCore:
                 counters[RESYNCS] += 1
                 continue
             start = self._clock()
-            restored = restorer.process(self._work)
+            restorer.process(self._work, out=self._restored)
             record(self._clock() - start)
             if index >= self._publish_from:
-                _publish_block(restored, self._out_ring, self._out_seq, index)
+                _publish_block(self._restored, self._out_ring, self._out_seq, index)
             self._next_block = index + 1
             counters[ENGINE_BLOCKS] = self._next_block
             done += 1
@@ -222,18 +237,18 @@ class DuplexCore:
         """Compile the kernels and run the engine once before any device callback, then start clean."""
         frames = np.zeros((self.block_frames, self.channels), np.float32)
         for _ in range(self.warmup_blocks + 2):
-            self.restorer.process(self._work)
+            self.restorer.process(self._work, out=self._restored)
         for bypass in (False, True):
             self.bypass = bypass
             self.exchange(frames, frames.copy())  # a late block
             _take_block(self._in_ring, self.counters, 0, self._work)
-            _publish_block(self.restorer.process(self._work), self._out_ring, self._out_seq,
-                           int(self.counters[BLOCKS]) - 1)
+            self.restorer.process(self._work, out=self._restored)
+            _publish_block(self._restored, self._out_ring, self._out_seq, int(self.counters[BLOCKS]) - 1)
             self.exchange(frames, frames.copy())  # a crossfade
         self.bypass = False
         self.restorer.reset()
-        for array in (self._in_ring, self._out_ring, self._dry_line, self._edges, self._work, self.counters,
-                      self.levels):
+        for array in (self._in_ring, self._out_ring, self._dry_line, self._edges, self._work, self._restored,
+                      self.counters, self.levels):
             array[...] = 0
         self._out_seq[:] = -1
         self.compute = ComputeStats()
@@ -265,7 +280,8 @@ def schedule_normal() -> None:
             pass
 
 
-@njit(cache=True)
+@njit("void(float32[:, :], float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64[::1], float32[:, ::1], "
+      "float32[:, ::1], int64[::1], float64[::1], boolean)", cache=True)
 def _exchange_block(indata, outdata, in_ring, out_ring, out_seq, dry_line, edges, counters, levels, bypass):
     """The callback kernel (keeps the GIL): push input, output dry or restored, count, meter."""
     frames, channels = indata.shape
@@ -335,7 +351,7 @@ def _exchange_block(indata, outdata, in_ring, out_ring, out_seq, dry_line, edges
     counters[BLOCKS] = block + 1
 
 
-@njit(cache=True)
+@njit("boolean(float32[:, :, ::1], int64[::1], int64, float32[:, ::1])", cache=True)
 def _take_block(in_ring, counters, index, work) -> bool:
     """work (C, n) <- input block `index`; False if the callback has already overwritten it."""
     ring_blocks = in_ring.shape[0]
@@ -345,7 +361,7 @@ def _take_block(in_ring, counters, index, work) -> bool:
     return True
 
 
-@njit(cache=True)
+@njit("void(float32[:, :], float32[:, :, ::1], int64[::1], int64)", cache=True)
 def _publish_block(restored, out_ring, out_seq, index) -> None:
     """Output slot of block `index` <- restored (C, n), then mark it ready (atomic: keeps the GIL)."""
     slot = index % out_ring.shape[0]

@@ -3,7 +3,12 @@
 `gapfill live` restores the input device into the output device until Ctrl-C or `--duration`, then stops
 cleanly, prints a summary and (with `--stats-json`) writes the numbers. On a terminal a status line,
 written four times a second by the main thread (never by the audio thread), shows the input and output
-peak level, the engine's compute load, overloads, xruns and the total latency.
+peak level, the engine's compute load, overloads, xruns, the total latency and what the codec gate
+detected (`Restorer.codec_report()`: the cutoff and the share of frames restored).
+
+Failures: the audio callback never raises and always fills its output (anything unexpected in it
+outputs silence for that block and is counted); if the engine raises on its worker thread, the stream
+is stopped and `gapfill live` exits with one line naming the error (status 1).
 
 Engine placement (measured, see "Why a worker thread" below): the Restorer runs on a worker thread fed
 through lock-free rings (`realtime.duplex`); the audio callback only moves samples. This costs one block
@@ -47,7 +52,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
 import sys
 import threading
@@ -56,7 +60,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from realtime.arguments import positive_float, positive_int
+from realtime.arguments import check_stats_path, positive_float, positive_int, stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEFAULT_BLOCKSIZE = 256
@@ -109,6 +113,8 @@ class LiveResult:
     engine_thread: str
     interrupted: bool
     stopped_early: bool
+    codec: dict[str, Any]
+    callback_errors: int = 0
 
     @property
     def block_period_ms(self) -> float:
@@ -156,9 +162,13 @@ class LiveResult:
             "engine_thread": self.engine_thread,
             "interrupted": self.interrupted,
             "stopped_early": self.stopped_early,
+            "callback_errors": self.callback_errors,
+            "codec_report": dict(self.codec),
         }
 
     def summary(self) -> str:
+        from realtime.restorer import codec_summary
+
         c = self.compute_ms
         period = self.block_period_ms
 
@@ -181,17 +191,43 @@ class LiveResult:
             f"  latency: {self.latency_samples} samples ({total_ms:.2f} ms) = engine {self.engine_latency_samples}"
             f" + front end {self.front_end_samples} + device input {device(self.device_input_samples)}"
             f" + device output {device(self.device_output_samples)}{unknown}",
+            f"  codec gate: {codec_summary(self.codec)}",
         ])
 
 
 class _StatusCounts:
-    """PortAudio status flags seen by the callback (written by the callback only)."""
+    """PortAudio status flags and callback failures seen by the callback (written by the callback only)."""
 
-    __slots__ = ("input_overflows", "output_underflows")
+    __slots__ = ("input_overflows", "output_underflows", "callback_errors")
 
     def __init__(self) -> None:
         self.input_overflows = 0
         self.output_underflows = 0
+        self.callback_errors = 0
+
+
+def audio_callback(exchange: Callable[[Any, Any], None], flags: _StatusCounts,
+                   block_frames: int) -> Callable[[Any, Any, int, Any, Any], None]:
+    """The sounddevice callback: counts the status flags, runs `exchange(indata, outdata)`; it never raises
+    (PortAudio would never call it again) and always fills `outdata` (silence if anything went wrong)."""
+
+    def callback(indata: Any, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
+        # Real-time: no allocation of buffers, no locks, no I/O, no logging.
+        try:
+            if status:
+                if status.input_overflow:
+                    flags.input_overflows += 1
+                if status.output_underflow:
+                    flags.output_underflows += 1
+            if frames == block_frames:
+                exchange(indata, outdata)
+            else:  # PortAudio guarantees `blocksize` frames; never seen, but never crash the stream
+                outdata.fill(0)
+        except Exception:  # noqa: BLE001 - counted and shown in the summary; the stream must go on
+            flags.callback_errors += 1
+            outdata.fill(0)
+
+    return callback
 
 
 def run_live(
@@ -216,26 +252,15 @@ def run_live(
     channels = options.channels or min(2, input_device.input_channels, output_device.output_channels)
     devices.check_duplex(input_device, output_device, rate, channels)
     if options.stats_json is not None:
-        _check_writable(options.stats_json)
+        check_stats_path(options.stats_json)
 
     restorer = (restorer_factory or Restorer.from_config)(options.config)
     core = DuplexCore(restorer, rate, channels, options.blocksize)
     core.bypass = options.bypass
     flags = _StatusCounts()
-    exchange, block_frames = core.exchange, options.blocksize
+    callback = audio_callback(core.exchange, flags, options.blocksize)
     finished = threading.Event()
-
-    def callback(indata: Any, outdata: Any, frames: int, time_info: Any, status: Any) -> None:
-        # Real-time: no allocation of buffers, no locks, no I/O, no logging.
-        if status:
-            if status.input_overflow:
-                flags.input_overflows += 1
-            if status.output_underflow:
-                flags.output_underflows += 1
-        if frames == block_frames:
-            exchange(indata, outdata)
-        else:  # PortAudio guarantees `blocksize` frames; never seen, but never crash the stream
-            outdata.fill(0)
+    core.on_error = finished.set  # the engine failed: wake the main thread
 
     try:
         stream = sd.Stream(
@@ -254,7 +279,7 @@ def run_live(
     total_latency = core.delay_samples + (input_latency or 0) + (output_latency or 0)
     status = status_stream if status_stream is not None else sys.stderr
     show_status = status.isatty()
-    meter = _StatusMeter(core, flags, rate, options.blocksize, total_latency)
+    meter = _StatusMeter(core, restorer, flags, rate, options.blocksize, total_latency)
     interrupted = stopped_early = False
     switch_interval = sys.getswitchinterval()
     gc.collect()
@@ -276,6 +301,8 @@ def run_live(
             while True:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
+                    break
+                if core.error is not None:
                     break
                 if not stream.active:  # PortAudio ended it: the device or the sound server went away
                     stopped_early = True
@@ -301,6 +328,9 @@ def run_live(
             status.write("\r\x1b[K")
             status.flush()
 
+    if core.error is not None:
+        error = core.error
+        raise RuntimeError(f"the engine stopped after {elapsed:.2f} s: {type(error).__name__}: {error}") from error
     compute = core.compute
     result = LiveResult(
         input_device=input_device.name,
@@ -327,17 +357,20 @@ def run_live(
         engine_thread=core.worker_scheduling,
         interrupted=interrupted,
         stopped_early=stopped_early,
+        codec=restorer.codec_report(),
+        callback_errors=flags.callback_errors,
     )
     if options.stats_json is not None:
-        _write_json(options.stats_json, result.to_json())
+        write_stats(options.stats_json, result.to_json())
     return result
 
 
 class _StatusMeter:
     """The status line, built in the main thread from the counters the audio and engine threads keep."""
 
-    def __init__(self, core: Any, flags: _StatusCounts, rate: int, blocksize: int, latency_samples: int) -> None:
-        self.core, self.flags = core, flags
+    def __init__(self, core: Any, restorer: Any, flags: _StatusCounts, rate: int, blocksize: int,
+                 latency_samples: int) -> None:
+        self.core, self.restorer, self.flags = core, restorer, flags
         self.period_ms = 1000.0 * blocksize / rate
         self.latency_ms = 1000.0 * latency_samples / rate
         self._count, self._total_s = 0, 0.0
@@ -355,8 +388,18 @@ class _StatusMeter:
         return (
             f"in {_dbfs(peak_in)}  out {_dbfs(peak_out)}  load {100 * mean_ms / self.period_ms:3.0f}% "
             f"(peak {100 * peak_ms / self.period_ms:3.0f}%)  overloads {core.overloads}  "
-            f"xruns {xruns}  latency {self.latency_ms:.1f} ms" + ("  BYPASS" if core.bypass else "")
+            f"xruns {xruns}  latency {self.latency_ms:.1f} ms  {_codec_state(self.restorer.codec_report())}"
+            + ("  BYPASS" if core.bypass else "")
         )
+
+
+def _codec_state(report: dict[str, Any]) -> str:
+    """The status line's codec gate field: 'codec 8.4 kHz, 97 % restored', 'codec none' or 'gate off'."""
+    if not report["gate_enabled"]:
+        return "gate off"
+    if not report["engaged"] or report["cutoff_hz"] is None:
+        return "codec none"
+    return f"codec {report['cutoff_hz'] / 1000:.1f} kHz, {100 * report['restored_share']:.0f} % restored"
 
 
 def _dbfs(peak: float) -> str:
@@ -368,21 +411,6 @@ def _device_samples(seconds: float, rate: int) -> int | None:
     if not math.isfinite(seconds) or seconds < 0 or seconds >= UNKNOWN_DEVICE_LATENCY_S:
         return None
     return int(round(seconds * rate))
-
-
-def _check_writable(path: str) -> None:
-    parent = Path(path).resolve().parent
-    if not parent.is_dir():
-        raise GapfillError(f"cannot write stats to '{path}': directory '{parent}' does not exist")
-    if Path(path).is_dir():
-        raise GapfillError(f"cannot write stats to '{path}': it is a directory")
-
-
-def _write_json(path: str, data: dict[str, Any]) -> None:
-    try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except OSError as exc:
-        raise GapfillError(f"cannot write stats to '{path}': {exc.strerror or exc}") from None
 
 
 # -- command line ----------------------------------------------------------------------------------
@@ -457,7 +485,8 @@ def register_live_commands(subparsers: Any) -> None:
     live.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
     live.add_argument("--duration", type=positive_float, metavar="S",
                       help="stop after S seconds (default: at Ctrl-C)")
-    live.add_argument("--stats-json", metavar="PATH", help="write the run's statistics as JSON to PATH")
+    live.add_argument("--stats-json", type=stats_path, metavar="PATH",
+                      help="write the run's statistics as JSON to PATH")
     live.add_argument("--bypass", action="store_true",
                       help="output the dry input, delayed by the same latency (for A/B listening)")
     live.set_defaults(func=live_command, handler=live_command)

@@ -5,9 +5,11 @@ and back with rounding and clipping (never wrap-around). The reader takes whatev
 `read` system call, no waiting for a full buffer), keeps the bytes of a partial frame for the next read,
 and output is written to the file descriptor as soon as it exists.
 
-Delay compensation (`compensated`, also used by the file front end): the first `latency_samples` of
-output are dropped and the tail from `Restorer.flush()` is appended, so output sample t lines up with
-input sample t and there are exactly as many output samples as input samples.
+Delay compensation (`realtime.restorer.compensated`): the first `latency_samples` of output are dropped
+and the tail from `Restorer.flush()` is appended, so output sample t lines up with input sample t and
+there are exactly as many output samples as input samples. With an input rate other than the
+restorer's (`gapfill stream --output-rate`), the input is first resampled to the restorer's rate
+(`realtime.resample.resample_blocks`, delay compensated too): round(n * out_rate / in_rate) samples out.
 
 End of stream: at EOF all output is written; bytes of a partial last frame are reported in
 `StreamResult.trailing_bytes` (the CLI then exits with status 2). SIGINT stops reading; what was read
@@ -20,35 +22,18 @@ import io
 import os
 import signal
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterable, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
-if TYPE_CHECKING:
+from realtime.config import BLOCK_SAMPLES
+from realtime.errors import GapfillError
+
+if TYPE_CHECKING:  # the engine is imported when a stream runs, not when the command line is parsed
     from realtime.restorer import Restorer
 
 PCM_FORMATS = {"f32le": 4, "s16le": 2, "s24le": 3}  # name -> bytes per sample
-MAX_READ_FRAMES = 4096  # frames per read, and the Restorer's max_block
-
-
-def compensated(
-    restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bool = True
-) -> Iterator[np.ndarray]:
-    """Restore blocks (channels, n) float32; yield output blocks (channels, m) valid until the next step.
-
-    compensate: drop the first `restorer.latency_samples` of output and end with the flushed tail, so
-    the output has as many samples as the input, aligned; otherwise one output sample per input sample
-    (delayed by the latency) and no tail.
-    """
-    skip = restorer.latency_samples if compensate else 0
-    for block in blocks:
-        out = restorer.process(block)
-        dropped = min(skip, out.shape[1])
-        skip -= dropped
-        if out.shape[1] > dropped:
-            yield out[:, dropped:]
-    if compensate:
-        yield restorer.flush()[:, skip:]
+MAX_READ_FRAMES = BLOCK_SAMPLES  # frames per read, and the Restorer's max_block
 
 
 class PcmCodec:
@@ -174,18 +159,29 @@ def run_stream(
     compensate: bool = True,
     fd_in: int = 0,
     fd_out: int = 1,
+    *,
+    input_rate: int | None = None,
 ) -> StreamResult:
     """Restore raw PCM from `fd_in` to `fd_out` until EOF, SIGINT or a closed output.
 
-    `restorer` must be prepared for `channels` and max_block >= MAX_READ_FRAMES. On SIGINT, what was
+    `restorer` must be prepared for `channels`; its rate is the output's. input_rate: the input's rate
+    in Hz when it differs (resampled first, delay compensated; needs `compensate`). On SIGINT, what was
     read is processed and written (with its tail when compensating) before returning.
     """
+    from realtime.resample import resample_blocks
+    from realtime.restorer import compensated
+
     codec = PcmCodec(pcm_format, channels, MAX_READ_FRAMES)
     reader = _FrameReader(fd_in, codec)
+    blocks: Iterator[np.ndarray] = reader.blocks()
+    if input_rate is not None and input_rate != restorer.sample_rate:
+        if not compensate:
+            raise GapfillError("--no-compensate works at the input rate only (leave out --output-rate)")
+        blocks = resample_blocks(blocks, channels, input_rate, restorer.sample_rate, MAX_READ_FRAMES)
     result = StreamResult()
     previous = signal.signal(signal.SIGINT, reader.on_sigint)
     try:
-        for out in compensated(restorer, reader.blocks(), compensate):
+        for out in compensated(restorer, blocks, compensate):
             for start in range(0, out.shape[1], codec.max_frames):
                 _write_all(fd_out, codec.encode(out[:, start : start + codec.max_frames]))
     except BrokenPipeError:

@@ -13,7 +13,8 @@ period (plus its own block adapter on output), so these virtual devices report l
 and `gapfill`'s reported total latency is exactly the delay from the player to the recorder.
 
 `SlowRestorer` is a test-only engine: it delays `process` for a few chosen blocks and scales its output,
-so that restored and dry blocks can be told apart; `slow_live_main` runs the real `live` command with it.
+so that restored and dry blocks can be told apart, and can be told to raise; `slow_live_main` runs the
+real `live` command with it.
 """
 
 from __future__ import annotations
@@ -171,24 +172,25 @@ def stop_gapfill(process: subprocess.Popen, timeout: float = 30) -> tuple[int, s
 # -- the test-only slow engine ---------------------------------------------------------------------
 class SlowRestorer:
     """A Restorer whose output is scaled by `gain` and whose `process` sleeps `sleep_s` for `slow_blocks`
-    blocks starting `after_onset` blocks after the first block with a non-zero input sample.
+    blocks starting `after_onset` blocks after the first block with a non-zero input sample, and raises
+    `EngineFault` at the block `fail_after` blocks after it (None: never).
 
     Blocks are counted from the last `reset()` (the live core resets the engine after its warm-up).
     """
 
     def __init__(self, config: str | None, gain: float, after_onset: int, slow_blocks: int,
-                 sleep_s: float) -> None:
+                 sleep_s: float, fail_after: int | None = None) -> None:
         from realtime.restorer import Restorer
 
         self.inner = Restorer.from_config(config)
         self.gain = np.float32(gain)
         self.after_onset, self.slow_blocks, self.sleep_s = after_onset, slow_blocks, sleep_s
+        self.fail_after = fail_after
         self._onset: int | None = None
         self._blocks = 0
 
     def prepare(self, sample_rate: int, channels: int, max_block: int) -> None:
         self.inner.prepare(sample_rate, channels, max_block)
-        self._scaled = np.zeros((channels, max_block), np.float32)
 
     @property
     def latency_samples(self) -> int:
@@ -198,40 +200,53 @@ class SlowRestorer:
     def latency_parts(self) -> dict[str, int]:
         return self.inner.latency_parts
 
+    def codec_report(self) -> dict[str, Any]:
+        return self.inner.codec_report()
+
     def reset(self) -> None:
         self.inner.reset()
         self._onset, self._blocks = None, 0
 
-    def process(self, block: np.ndarray) -> np.ndarray:
+    def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self._onset is None and np.any(block != 0):
             self._onset = self._blocks
         if self._onset is not None and 0 <= self._blocks - self._onset - self.after_onset < self.slow_blocks:
             time.sleep(self.sleep_s)
+        if self._onset is not None and self._blocks - self._onset == self.fail_after:
+            raise EngineFault(f"test fault at block {self._blocks}")
         self._blocks += 1
-        out = self.inner.process(block)
-        scaled = self._scaled[:, : out.shape[1]]
-        np.multiply(out, self.gain, out=scaled)
-        return scaled
+        out = self.inner.process(block, out)
+        np.multiply(out, self.gain, out=out)
+        return out
+
+
+class EngineFault(Exception):
+    """What a SlowRestorer told to fail raises."""
 
 
 def slow_live_main(argv: list[str]) -> int:
-    """`live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S'; the rest: `live OPTIONS`."""
+    """`live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S[,FAIL_AFTER]'; the rest:
+    `live OPTIONS`. Errors as `gapfill` reports them: one line, status 2 (user) or 1 (internal)."""
     from realtime.errors import GapfillError
     from realtime.live import live_command, register_live_commands
 
-    gain, after_onset, slow_blocks, sleep_s = argv[0].split(",")
+    gain, after_onset, slow_blocks, sleep_s, *fail = argv[0].split(",")
     parser = argparse.ArgumentParser(prog="gapfill")
     register_live_commands(parser.add_subparsers())
     args = parser.parse_args(argv[1:])
 
     def factory(config: str | None) -> SlowRestorer:
-        return SlowRestorer(config, float(gain), int(after_onset), int(slow_blocks), float(sleep_s))
+        return SlowRestorer(config, float(gain), int(after_onset), int(slow_blocks), float(sleep_s),
+                            int(fail[0]) if fail else None)
 
     try:
         return live_command(args, restorer_factory=factory)
     except GapfillError as exc:
         print(f"gapfill: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - as realtime.cli.main reports an internal error
+        print(f"gapfill: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 # -- playing into and recording from gapfill -------------------------------------------------------
