@@ -23,6 +23,8 @@ from realtime.errors import GapfillError
 DEFAULT_CONFIG_PATH = Path(str(resources.files("realtime").joinpath("default.yaml")))
 MODEL_RATE_HZ = 48_000
 """The rate (Hz) the engine and every model run at; other host rates are resampled to it."""
+BLOCK_SAMPLES = 4096
+"""Block size (samples) in which `restore` and the file and pipe front ends feed a `Restorer`."""
 
 
 def _power_of_two(low: int, high: int) -> Callable[[Any], str | None]:

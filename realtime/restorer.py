@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from realtime.config import MODEL_RATE_HZ, EngineConfig, load_config
+from realtime.config import BLOCK_SAMPLES, MODEL_RATE_HZ, EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.gate import CodecGate
 from realtime.model import PassThroughModel, load_model
@@ -40,8 +40,6 @@ from realtime.stft import StreamingAnalysis, StreamingSynthesis
 
 SUPPORTED_RATES_HZ = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000)
 MAX_CHANNELS = 8
-BLOCK_SAMPLES = 4096
-"""Block size (samples) of `restore`, `compensated`'s callers and the file and pipe front ends."""
 
 ConfigSource = Union[str, Path, EngineConfig, Mapping[str, Mapping[str, Any]], None]
 """What `restore` takes as `config`: a YAML path, a loaded config, overrides of the defaults, or None."""
@@ -95,9 +93,7 @@ class Restorer:
     # -- life cycle ------------------------------------------------------------------------------
     def prepare(self, sample_rate: int, channels: int, max_block: int) -> None:
         """Allocate every buffer for `channels` streams at `sample_rate` Hz and blocks up to `max_block`."""
-        if sample_rate not in SUPPORTED_RATES_HZ:
-            rates = ", ".join(str(r) for r in SUPPORTED_RATES_HZ)
-            raise GapfillError(f"sample rate {sample_rate} Hz is not supported (supported: {rates})")
+        check_sample_rate(sample_rate)
         if not 1 <= channels <= MAX_CHANNELS:
             raise GapfillError(f"{channels} channels are not supported (1 to {MAX_CHANNELS})")
         if max_block < 1:
@@ -355,6 +351,13 @@ class Restorer:
     def _require_prepared(self) -> None:
         if self.sample_rate is None:
             raise RuntimeError("Restorer.prepare() must be called first")
+
+
+def check_sample_rate(sample_rate: int) -> None:
+    """Raise a one-line GapfillError unless `sample_rate` (Hz) is one of SUPPORTED_RATES_HZ."""
+    if sample_rate not in SUPPORTED_RATES_HZ:
+        rates = ", ".join(str(r) for r in SUPPORTED_RATES_HZ)
+        raise GapfillError(f"sample rate {sample_rate} Hz is not supported (supported: {rates})")
 
 
 def _describe(array: Any) -> str:
