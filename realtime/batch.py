@@ -130,6 +130,7 @@ class FileOutcome:
     wall_s: float = 0.0
     reason: str | None = None
     worker_peak_rss_mib: float | None = None
+    stats: dict[str, Any] | None = None  # restore_file's record (rates, frames, latency, codec report)
 
 
 # -- sidecars ------------------------------------------------------------------------------------
@@ -225,18 +226,17 @@ def restore_task(task: FileTask) -> FileOutcome:
     """
     started = time.monotonic()
     try:
-        audio_s = _restore_with_sidecar(_worker_restorer(task.engine), task)
+        stats = _restore_with_sidecar(_worker_restorer(task.engine), task)
     except GapfillError as exc:
         return FileOutcome(task.input, task.output, "failed", task.audio_s, time.monotonic() - started,
                            str(exc), _peak_rss_mib())
+    audio_s = stats["frames"]["output"] / stats["rates"]["output_hz"]
     return FileOutcome(task.input, task.output, "restored", audio_s, time.monotonic() - started,
-                       None, _peak_rss_mib())
+                       None, _peak_rss_mib(), stats)
 
 
-def _restore_with_sidecar(restorer: Restorer, task: FileTask) -> float:
-    """Restore `task` between an incomplete and a complete sidecar; returns the audio length in seconds."""
-    import soundfile as sf
-
+def _restore_with_sidecar(restorer: Restorer, task: FileTask) -> dict[str, Any]:
+    """Restore `task` between an incomplete and a complete sidecar; returns restore_file's record."""
     from realtime.audiofile import restore_file
 
     output = Path(task.output)
@@ -250,17 +250,16 @@ def _restore_with_sidecar(restorer: Restorer, task: FileTask) -> float:
     record = {"input": task.input, "engine": task.engine.fingerprint, **identity}
     _write_sidecar(output, dict(record, complete=False))
     try:
-        restore_file(restorer, task.input, task.output, force=os.path.lexists(output), **task.engine.options)
+        result = restore_file(restorer, task.input, task.output, force=os.path.lexists(output),
+                              **task.engine.options)
     except BaseException:
         if not os.path.lexists(output):
             sidecar_path(output).unlink(missing_ok=True)
         raise
-    info = sf.info(task.output)
-    _write_sidecar(output, dict(
-        record, complete=True, output_size=output.stat().st_size, frames=info.frames,
-        sample_rate_hz=info.samplerate, channels=info.channels, audio_s=info.frames / info.samplerate,
-    ))
-    return info.frames / info.samplerate
+    stats = result.to_json()
+    _write_sidecar(output, dict(record, complete=True, output_size=output.stat().st_size,
+                                audio_s=result.output_frames / result.output_rate_hz, stats=stats))
+    return stats
 
 
 def _peak_rss_mib() -> float:
@@ -674,11 +673,15 @@ def single_file_paths(args: Any) -> tuple[str, str]:
 def batch_command(args: Any) -> int:
     """`gapfill restore IN... -o OUTDIR`: 0 when every file is restored or complete, 2 when any failed,
     128 + signal number when interrupted."""
+    if getattr(args, "stats_json", None) is not None:
+        raise GapfillError("--stats-json is for one file; with -o OUTDIR, --report JSON holds every file's")
+    rate = getattr(args, "rate", None)
     try:
         summary = run_batch(
             args.paths, args.output_dir, fmt=args.format or "flac", recursive=bool(args.recursive),
             from_list=args.from_list, jobs=args.jobs or available_cores(), scheduler=args.scheduler,
             config_path=args.config, force=args.force, report_path=args.report,
+            options={} if rate is None else {"rate": rate},
         )
     except BatchInterrupted as exc:
         return 128 + exc.signum

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import signal
 import time
@@ -56,6 +57,45 @@ def test_jobs_2_restores_like_single_files_and_reports_bad_ones(library, singly,
     audio_s = sum(seconds for _, _, seconds in GOOD_FILES.values())
     assert facts["audio_hours_restored"] * 3600 == pytest.approx(audio_s, abs=0.2)  # MP3 adds a little
     assert facts["hours_per_hour"] > 0 and facts["worker_peak_rss_mib"] > 0
+    stats = {o["input"]: o["stats"] for o in facts["outcomes"] if o["status"] == "restored"}
+    assert stats[str(library / "talk/a.mp3")]["rates"] == dict(
+        stats[str(library / "talk/a.mp3")]["rates"], input_hz=22_050, output_hz=48_000)
+    assert b"\r" not in done.stderr  # no bar when stderr is not a terminal
+
+
+def test_output_rate_is_part_of_what_makes_an_output_complete(tmp_path, passthrough_config, capfd):
+    (tmp_path / "in").mkdir()
+    sf.write(tmp_path / "in/x.wav", np.zeros((2205, 1), np.float32), 22_050)
+    command = [str(tmp_path / "in/x.wav"), "-o", str(tmp_path / "out"), "--config", passthrough_config]
+    assert batch(*command, "--rate", "keep") == 0
+    assert sf.info(tmp_path / "out/x.flac").samplerate == 22_050
+    assert batch(*command) == 0  # the automatic rate: another engine fingerprint, so restored again
+    assert "1 restored, 0 skipped" in capfd.readouterr().err
+    assert sf.info(tmp_path / "out/x.flac").samplerate == 48_000
+
+
+def test_one_bar_on_a_terminal(tmp_path, write_audio, passthrough_config, popen_gapfill):
+    (tmp_path / "in").mkdir()
+    for i in range(3):
+        write_audio(tmp_path / f"in/{i}.wav", 48_000, 1)
+    leader, follower = pty.openpty()
+    process = popen_gapfill("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--recursive",
+                            "--jobs", "1", "--config", passthrough_config, stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    bar = shown.split(b"\r")[1]
+    assert b"/3 files" in bar and b"of audio" in bar and b"h/h" in bar and b"ETA" in bar
+    assert b"\r\033[Kgapfill: 3 files: 3 restored, 0 skipped (complete), 0 failed; 3.0 s of audio in " in shown
 
 
 def test_rerun_skips_complete_outputs_and_redoes_a_changed_input(library, tmp_path, passthrough_config, capfd):
@@ -175,6 +215,7 @@ def test_list_file_and_an_output_folder_inside_the_inputs(tmp_path, write_audio)
         (["{d}/x.mp3"], "restore takes IN OUT (one file), or IN... -o OUTDIR"),
         (["-o", "{d}/out"], "nothing to restore"),
         (["-o", "{d}/out", "--from-list", "{d}/missing.txt"], "cannot read list"),
+        (["{d}/x.mp3", "-o", "{d}/out", "--stats-json", "{d}/s.json"], "--stats-json is for one file"),
     ],
 )
 def test_command_line_problems_stop_before_any_work(argv, message, tmp_path, passthrough_config, capfd):
