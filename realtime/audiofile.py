@@ -8,7 +8,7 @@ Output rate (`output_rate`): 48 kHz, the model rate, for inputs below 44.1 kHz (
 stored at 16 or 22.05 kHz, and the band the model restores above that file's Nyquist frequency would
 not fit in it), else the input's rate; `rate="keep"` keeps the input's, an integer chooses a supported
 rate. The input is then read through `read_blocks`, which resamples it to the output rate in streaming
-fashion (delay compensated, round(frames * out_rate / in_rate) samples), and restored at that rate.
+fashion (delay compensated, frames * out_rate / in_rate samples rounded half up) and restored at that rate.
 
 The output is written to a hidden temporary file beside it
 (`.NAME.partial-XXXXXXXX.wav`) and renamed over NAME only when complete; on any error or Ctrl-C the
@@ -137,7 +137,7 @@ def output_rate(input_rate: int, choice: int | str | None = None) -> int:
 
 def read_blocks(source: sf.SoundFile, path: str, rate: int, progress: _Progress | None = None) -> Iterator[np.ndarray]:
     """The whole of `source` as (channels, n) float32 blocks at `rate` Hz, each valid until the next step:
-    its own blocks, or resampled (delay compensated, round(frames * rate / source rate) samples)."""
+    its own blocks, or resampled (delay compensated, frames * rate / source rate samples, half up)."""
     blocks = _input_blocks(source, path, progress)
     if rate == source.samplerate:
         return blocks

@@ -98,7 +98,7 @@ def _add_stream(commands: Any) -> None:
     )
     parser.add_argument("--rate", type=positive_int, required=True, help="sample rate in Hz")
     parser.add_argument("--output-rate", type=positive_int, metavar="R",
-                        help="resample to R Hz and restore there: round(n * R / rate) samples out (default: rate)")
+                        help="resample to R Hz and restore there: n * R / rate samples out (default: rate)")
     parser.add_argument("--channels", type=positive_int, required=True, help="interleaved channels")
     parser.add_argument(
         "--format", choices=tuple(PCM_FORMATS), default="f32le", help="sample format (default f32le)"

@@ -9,7 +9,7 @@ Delay compensation (`realtime.restorer.compensated`): the first `latency_samples
 and the tail from `Restorer.flush()` is appended, so output sample t lines up with input sample t and
 there are exactly as many output samples as input samples. With an input rate other than the
 restorer's (`gapfill stream --output-rate`), the input is first resampled to the restorer's rate
-(`realtime.resample.resample_blocks`, delay compensated too): round(n * out_rate / in_rate) samples out.
+(`realtime.resample.resample_blocks`, delay compensated too): n * out_rate / in_rate samples out.
 
 End of stream: at EOF all output is written; bytes of a partial last frame are reported in
 `StreamResult.trailing_bytes` (the CLI then exits with status 2). SIGINT stops reading; what was read

@@ -16,7 +16,7 @@ reduced, R = p*in_rate = q*out_rate: an input sample lasts p ticks, an output sa
 - A whole stream to another rate (`resample_blocks`, the file and pipe front ends' full-band output): the
   first output sample starts at tick D mod q, D = (N - 1) / 2 (N is odd), and the first D // q outputs are
   dropped, so output sample j is the input at time j / out_rate exactly; n input samples give
-  round(n * out_rate / in_rate) output samples, the end flushed with silence.
+  n * out_rate / in_rate output samples (rounded half up), the end flushed with silence.
 
 The kernel is compiled for one fixed signature at import and releases the GIL.
 """
@@ -188,7 +188,7 @@ def resample_blocks(blocks: Iterable[np.ndarray], channels: int, in_rate: int, o
                     max_block: int) -> Iterator[np.ndarray]:
     """A stream of (channels, n <= max_block) float32 blocks at `in_rate` Hz, resampled to `out_rate` Hz
     and delay compensated: output sample j is the input at j / out_rate s, and n input samples in all
-    give round(n * out_rate / in_rate) output samples. Yields (channels, m) float32 views, each valid until the next step."""
+    give n * out_rate / in_rate output samples, rounded half up. Yields (channels, m) float32 views, each valid until the next step."""
     resampler = StreamingResampler(in_rate, out_rate)
     resampler.prepare(channels, max_block)
     delay_ticks = (resampler.filter_length - 1) // 2  # exact: the length is odd
@@ -203,7 +203,7 @@ def resample_blocks(blocks: Iterable[np.ndarray], channels: int, in_rate: int, o
         if out.shape[1] > dropped:
             produced += out.shape[1] - dropped
             yield out[:, dropped:]
-    wanted = (2 * consumed * out_rate + in_rate) // (2 * in_rate)  # round(consumed * out_rate / in_rate)
+    wanted = (2 * consumed * out_rate + in_rate) // (2 * in_rate)  # consumed * out_rate / in_rate, half up
     silence = np.zeros((channels, max_block), np.float32)
     while produced < wanted:
         out = resampler.process(silence)

@@ -141,18 +141,23 @@ def gapfill_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "realtime", *args]
 
 
-def run_gapfill(server: JackServer, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run `gapfill ARGS` on the server; text stdout/stderr."""
-    return subprocess.run(gapfill_command(*args), capture_output=True, text=True, timeout=timeout,
+def _command(args: tuple[str, ...], slow: str | None) -> list[str]:
+    """`gapfill ARGS`, or the `live` command with a SlowRestorer when `slow` (SLOW_SPEC) is given."""
+    if slow is None:
+        return gapfill_command(*args)
+    return [sys.executable, "-c", _SLOW.format(tests=str(TESTS_DIR)), slow, *args]
+
+
+def run_gapfill(server: JackServer, *args: str, timeout: float = 60, slow: str | None = None
+                ) -> subprocess.CompletedProcess:
+    """Run `gapfill ARGS` (see `_command`) on the server; text stdout/stderr."""
+    return subprocess.run(_command(args, slow), capture_output=True, text=True, timeout=timeout,
                           env=server.env, cwd=REPO_ROOT)
 
 
 def start_gapfill(server: JackServer, *args: str, slow: str | None = None) -> subprocess.Popen:
-    """Start `gapfill ARGS` (or the `live` command with a SlowRestorer: `slow` = SLOW_SPEC) on the server."""
-    if slow is None:
-        command = gapfill_command(*args)
-    else:
-        command = [sys.executable, "-c", _SLOW.format(tests=str(TESTS_DIR)), slow, *args]
+    """Start `gapfill ARGS` (see `_command`) on the server."""
+    command = _command(args, slow)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=server.env, cwd=REPO_ROOT)
 
@@ -173,7 +178,7 @@ def stop_gapfill(process: subprocess.Popen, timeout: float = 30) -> tuple[int, s
 class SlowRestorer:
     """A Restorer whose output is scaled by `gain` and whose `process` sleeps `sleep_s` for `slow_blocks`
     blocks starting `after_onset` blocks after the first block with a non-zero input sample, and raises
-    `EngineFault` at the block `fail_after` blocks after it (None: never).
+    `EngineFault` at block `fail_after` (None: never).
 
     Blocks are counted from the last `reset()` (the live core resets the engine after its warm-up).
     """
@@ -212,7 +217,7 @@ class SlowRestorer:
             self._onset = self._blocks
         if self._onset is not None and 0 <= self._blocks - self._onset - self.after_onset < self.slow_blocks:
             time.sleep(self.sleep_s)
-        if self._onset is not None and self._blocks - self._onset == self.fail_after:
+        if self._blocks == self.fail_after:
             raise EngineFault(f"test fault at block {self._blocks}")
         self._blocks += 1
         out = self.inner.process(block, out)

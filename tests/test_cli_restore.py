@@ -1,7 +1,9 @@
-"""`gapfill restore`: length, alignment and sample format of the output; atomic writing; progress."""
+"""`gapfill restore`: length, alignment, rate and sample format of the output; atomic writing; progress;
+`--stats-json` and the codec gate's verdict."""
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import signal
@@ -168,3 +170,76 @@ def test_progress_on_a_terminal(tmp_path, write_audio, passthrough_config, popen
     os.close(leader)
     assert process.wait(timeout=60) == 0
     assert b"\r" in shown and b"%" in shown and b"restoring" in shown
+
+
+# -- full-band output, stats, the gate's verdict --------------------------------------------------------
+def tone_file(path: Path, rate: int, seconds: float = 1.5, hz: float = 1000.0) -> int:
+    """A float WAV of a 0.4-peak sine at `rate`; returns its frames."""
+    frames = int(rate * seconds) + 13
+    sf.write(path, (0.4 * np.sin(2 * np.pi * hz * np.arange(frames) / rate)).astype(np.float32), rate,
+             subtype="FLOAT")
+    return frames
+
+
+@pytest.mark.parametrize(("in_rate", "option", "out_rate"), [
+    (22_050, [], 48_000), (16_000, [], 48_000), (44_100, [], 44_100), (22_050, ["--rate", "keep"], 22_050),
+    (16_000, ["--rate", "32000"], 32_000), (48_000, ["--rate", "24000"], 24_000),
+])
+def test_output_rate_is_full_band_by_default_and_aligned(in_rate, option, out_rate, tmp_path, passthrough_config):
+    frames = tone_file(tmp_path / "in.wav", in_rate)
+    assert restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config, *option) == 0
+    y, rate = sf.read(tmp_path / "out.wav", dtype="float64")
+    assert rate == out_rate and len(y) == (2 * frames * out_rate + in_rate) // (2 * in_rate)  # rounded half up
+    # the same tone at the output rate, in time with the input (resampling delay compensated)
+    expected = 0.4 * np.sin(2 * np.pi * 1000.0 * np.arange(len(y)) / out_rate)
+    inner = slice(out_rate // 10, -out_rate // 10)
+    assert np.abs(y[inner] - expected[inner]).max() < 2e-3
+
+
+def test_unsupported_output_rate_is_a_one_line_error(tmp_path, passthrough_config, capfd):
+    tone_file(tmp_path / "in.wav", 22_050)
+    assert restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config, "--rate", "12345") == 2
+    err = capfd.readouterr().err
+    assert "sample rate 12345 Hz is not supported" in err and err.count("\n") == 1
+    assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
+
+
+def test_stats_json_records_rates_frames_latency_and_the_gate(tmp_path):
+    frames = tone_file(tmp_path / "in.wav", 22_050)
+    stats = tmp_path / "stats.json"
+    assert main(["restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), "--stats-json", str(stats)]) == 0
+    record = json.loads(stats.read_text())
+    assert record["input"] == str(tmp_path / "in.wav") and record["output"] == str(tmp_path / "out.wav")
+    assert (record["rates"]["input_hz"], record["rates"]["output_hz"]) == (22_050, 48_000)
+    assert "Nyquist" in record["rates"]["why"]
+    assert record["frames"] == {"input": frames, "output": (2 * frames * 48_000 + 22_050) // (2 * 22_050)}
+    assert record["latency"]["samples"] == 1279 and record["latency"]["compensated"] is True
+    assert record["codec_report"]["gate_enabled"] is True and record["codec_report"]["engaged"] is False
+    assert record["nonfinite_samples"] == 0 and record["wall_s"] > 0
+
+
+def test_stats_json_in_a_missing_folder_is_refused_before_any_work(tmp_path, passthrough_config, capfd):
+    tone_file(tmp_path / "in.wav", 48_000)
+    with pytest.raises(SystemExit):
+        restore(tmp_path / "in.wav", tmp_path / "out.wav", passthrough_config, "--stats-json",
+                str(tmp_path / "no" / "s.json"))
+    assert "directory" in capfd.readouterr().err and not (tmp_path / "out.wav").exists()
+
+
+def test_the_gate_verdict_is_one_line_on_a_terminal(tmp_path, popen_gapfill):
+    tone_file(tmp_path / "in.wav", 48_000)
+    leader, follower = pty.openpty()
+    process = popen_gapfill("restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), stderr=follower)
+    os.close(follower)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(leader)
+    assert process.wait(timeout=120) == 0
+    assert shown.decode().endswith("\r\x1b[Kgapfill: no codec damage detected: passed through unchanged\r\n")

@@ -218,3 +218,27 @@ def test_short_inputs_keep_their_length(frames, make_signal, passthrough_config,
     assert result.frames_in == frames and len(raw_out) == len(raw_in)
     if frames:
         assert np.abs(from_raw(raw_out, "f32le", 2) - from_raw(raw_in, "f32le", 2)).max() <= 1e-5
+
+
+@pytest.mark.parametrize(("in_rate", "out_rate", "channels"), [(22_050, 48_000, 1), (16_000, 48_000, 2),
+                                                                (48_000, 44_100, 1)])
+def test_output_rate_resamples_first_and_keeps_time(in_rate, out_rate, channels, passthrough_config, run_gapfill):
+    frames = int(in_rate * 1.3) + 17
+    t = np.arange(frames) / in_rate
+    x = np.stack([0.4 * np.sin(2 * np.pi * 700.0 * (c + 1) * t) for c in range(channels)], axis=1)
+    done = run_gapfill("stream", "--rate", str(in_rate), "--output-rate", str(out_rate), "--channels",
+                       str(channels), "--config", passthrough_config, stdin=to_raw(x.astype(np.float32), "f32le"))
+    assert done.returncode == 0, done.stderr.decode()
+    y = from_raw(done.stdout, "f32le", channels)
+    assert len(y) == (2 * frames * out_rate + in_rate) // (2 * in_rate)  # n * out / in, rounded half up
+    t_out = np.arange(len(y)) / out_rate
+    expected = np.stack([0.4 * np.sin(2 * np.pi * 700.0 * (c + 1) * t_out) for c in range(channels)], axis=1)
+    inner = slice(out_rate // 10, -out_rate // 10)
+    assert np.abs(y[inner] - expected[inner]).max() < 2e-3
+
+
+def test_output_rate_needs_compensation(passthrough_config, run_gapfill):
+    done = run_gapfill("stream", "--rate", "22050", "--output-rate", "48000", "--channels", "1", "--no-compensate",
+                       "--config", passthrough_config, stdin=b"\0" * 4000)
+    assert done.returncode == 2
+    assert "--no-compensate works at the input rate only" in assert_single_gapfill_line(done.stderr)

@@ -1,5 +1,11 @@
 """`gapfill live` and `gapfill devices`: the real-time core stepped by hand, then the real CLI on a clocked
-virtual sound card (JACK's dummy backend, see tests/jack_fixture.py)."""
+virtual sound card (JACK's dummy backend, see tests/jack_fixture.py).
+
+Tests whose outcome depends on the machine keeping up in real time (no overloads, no xruns, a glitch-free
+recording) carry the `timing` marker: CI does not run them (`-m "not timing"`); `benchmarks/latency.py`
+and a quiet machine do. Everything they check about behaviour is also checked deterministically on the
+stepped core above them.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ import json
 import os
 import pty
 import subprocess
+import threading
 import tracemalloc
 
 import numpy as np
@@ -16,6 +23,7 @@ from jack_fixture import (
     PERIOD,
     RATE,
     REPO_ROOT,
+    EngineFault,
     JackServer,
     PlayRecord,
     SlowRestorer,
@@ -25,8 +33,10 @@ from jack_fixture import (
     start_gapfill,
     stop_gapfill,
 )
-from realtime.duplex import ENGINE_BLOCKS, NONFINITE, RESYNCS, RING_BLOCKS, DuplexCore
+from realtime.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
+from realtime.live import _StatusCounts, audio_callback
 from realtime.restorer import Restorer
+from test_restorer import compiled_signatures
 
 PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"
 BLOCK = 256
@@ -162,6 +172,60 @@ def test_callback_exchange_allocates_nothing(passthrough_yaml):
     assert sum(s.size_diff for s in grown) < 1024, grown[:5]
 
 
+def test_core_warm_up_leaves_nothing_to_compile():
+    """The live core's warm-up covers every kernel and layout its callback and worker use."""
+    core = DuplexCore(Restorer.from_config(None), RATE, 2, BLOCK, worker_priority=None)
+    before = compiled_signatures()
+    drive(core, tones(40 * BLOCK, 2), late={10, 11})
+    core.bypass = True
+    drive(core, tones(8 * BLOCK, 2))
+    assert compiled_signatures() == before
+
+
+def test_core_worker_failure_is_kept_reported_and_the_output_goes_dry(passthrough_yaml):
+    restorer = SlowRestorer(passthrough_yaml, 0.5, after_onset=0, slow_blocks=0, sleep_s=0.0)
+    core = DuplexCore(restorer, RATE, 2, BLOCK, worker_priority=None)
+    restorer.fail_after = 3  # counted from the reset that ends the core's warm-up
+    failed = threading.Event()
+    core.on_error = failed.set
+    x = tones(12 * BLOCK, 2)
+    y = np.zeros_like(x)
+    core.start()
+    try:
+        for b in range(12):
+            core.exchange(x[b * BLOCK : (b + 1) * BLOCK], y[b * BLOCK : (b + 1) * BLOCK])
+            if b == 4:
+                assert failed.wait(timeout=30), "the worker did not report the failure"
+    finally:
+        core.stop()
+    assert isinstance(core.error, EngineFault) and int(core.counters[ENGINE_BLOCKS]) == 3
+    dry = delayed(x, core.delay_samples, len(x))
+    np.testing.assert_array_equal(y[6 * BLOCK :], dry[6 * BLOCK :])  # the callback carried on, dry
+    assert int(core.counters[OVERLOADS]) >= 6
+
+
+def test_callback_never_raises_and_always_fills_its_output():
+    flags = _StatusCounts()
+
+    def broken(indata, outdata):
+        outdata[:3] = 1.0
+        raise RuntimeError("broken exchange")
+
+    class Status:
+        input_overflow, output_underflow = True, False
+
+        def __bool__(self):
+            return True
+
+    callback = audio_callback(broken, flags, BLOCK)
+    indata, outdata = np.ones((BLOCK, 2), np.float32), np.full((BLOCK, 2), 7.0, np.float32)
+    callback(indata, outdata, BLOCK, None, Status())
+    assert not outdata.any() and flags.callback_errors == 1 and flags.input_overflows == 1
+    outdata[:] = 7.0
+    callback(indata, outdata, BLOCK - 1, None, None)  # a block of the wrong size: silence, not a crash
+    assert not outdata.any() and flags.callback_errors == 1
+
+
 # -- the real CLI on JACK's dummy backend ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def jack_server(tmp_path_factory):
@@ -198,6 +262,42 @@ def test_bad_device_or_rate_is_a_one_line_error_with_status_2(jack_server, args,
     assert result.stdout == ""
 
 
+def test_live_reports_what_it_did_consistently(jack_server, tmp_path):
+    """Default config, 2 s: the summary, the JSON and the engine agree (nothing here depends on timing)."""
+    stats_path = tmp_path / "stats.json"
+    result = run_gapfill(jack_server, "live", "--input", "system", "--output", "0", "--rate", "48000",
+                         "--blocksize", "256", "--duration", "2", "--stats-json", str(stats_path), timeout=90)
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(stats_path.read_text())
+    assert stats["blocks_processed"] > 0 and stats["engine_blocks"] <= stats["blocks_processed"]
+    assert stats["callback_errors"] == 0 and stats["interrupted"] is False
+    engine = Restorer.from_config(None)
+    engine.prepare(RATE, 2, 256)
+    latency = stats["latency"]
+    parts = latency["parts_samples"]
+    assert parts["engine"] == engine.latency_samples and parts["front_end"] == 256
+    assert latency["engine_parts_samples"] == engine.latency_parts
+    assert latency["total_samples"] == sum(parts.values())
+    codec = stats["codec_report"]
+    assert codec["gate_enabled"] is True and codec["engaged"] is False  # the dummy card's input is silence
+    summary = result.stdout
+    assert f"{stats['blocks_processed']} blocks of 256 frames at 48000 Hz, 2 channels" in summary
+    assert (f"overloads: {stats['overloads']}   input overflows: {stats['input_overflows']}   "
+            f"output underflows: {stats['output_underflows']}") in summary
+    assert (f"latency: {latency['total_samples']} samples ({latency['total_ms']:.2f} ms) = engine "
+            f"{parts['engine']} + front end 256 + device input {parts['device_input']}") in summary
+    assert "codec gate: no codec damage detected: passed through unchanged" in summary
+    assert result.stderr == ""  # no status line when stderr is not a terminal
+
+
+def test_engine_failure_stops_live_with_one_line_error(jack_server):
+    result = run_gapfill(jack_server, "live", "--duration", "20", slow="1,0,0,0,50", timeout=90)
+    assert result.returncode == 1
+    assert result.stderr.startswith("gapfill: internal error: RuntimeError: the engine stopped after ")
+    assert "EngineFault: test fault at block 50" in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.timing
 def test_ten_seconds_live_with_the_default_config_no_overloads_no_xruns(jack_server, tmp_path):
     stats_path = tmp_path / "stats.json"
     result = run_gapfill(jack_server, "live", "--input", "system", "--output", "0", "--rate", "48000",
@@ -258,6 +358,7 @@ def reported_latency(stats: dict) -> int:
     return stats["latency"]["total_samples"]
 
 
+@pytest.mark.timing
 def test_known_signal_comes_out_restored_aligned_by_the_reported_latency(jack_server, tmp_path, passthrough_yaml):
     x = tones(RATE * 2, 2) + 0.05 * np.random.default_rng(1).standard_normal((RATE * 2, 2)).astype(np.float32)
     y, stats, _ = play_through_gapfill(jack_server, x, tmp_path, "--config", passthrough_yaml)
@@ -268,6 +369,7 @@ def test_known_signal_comes_out_restored_aligned_by_the_reported_latency(jack_se
     assert int(np.argmax(correlation)) == delay
 
 
+@pytest.mark.timing
 def test_slow_engine_blocks_become_aligned_dry_counted_and_recover_without_clicks(jack_server, tmp_path,
                                                                                    passthrough_yaml):
     x = tones(RATE * 2, 2)
@@ -292,6 +394,7 @@ def test_slow_engine_blocks_become_aligned_dry_counted_and_recover_without_click
     assert max_step(y) <= max_step(dry) + 1e-3  # no clicks going dry or coming back
 
 
+@pytest.mark.timing
 def test_bypass_outputs_the_dry_signal_with_the_same_latency(jack_server, tmp_path, passthrough_yaml):
     x = tones(RATE, 2)
     y, stats, stdout = play_through_gapfill(jack_server, x, tmp_path, "--config", passthrough_yaml, "--bypass",
@@ -321,6 +424,7 @@ def test_status_line_on_a_terminal(jack_server):
     lines = shown.decode().split("\r")
     status = [line for line in lines if "overloads" in line]
     assert len(status) >= 3, shown  # a few times a second, rewritten in place
-    assert all(" dBFS" in line and "load" in line and "xruns" in line and "latency" in line for line in status)
+    assert all(" dBFS" in line and "load" in line and "xruns" in line and "latency" in line
+               and "codec none" in line for line in status)
     assert lines[-1] == "\x1b[K"  # cleared before the summary
     assert "gapfill live:" in result.stdout
