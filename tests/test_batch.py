@@ -9,6 +9,8 @@ import os
 import pty
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -259,3 +261,20 @@ def test_fingerprint_covers_config_and_model_bytes(tmp_path, passthrough_config)
     assert engine_spec(str(same_bytes)).fingerprint == shipped.fingerprint  # the bytes count, not the path
     model.write_bytes(model.read_bytes()[:-1] + b"\0")
     assert engine_spec(str(same_bytes)).fingerprint != shipped.fingerprint
+
+
+def test_batch_benchmark_quick_run(tmp_path):
+    """benchmarks/batch.py runs and writes what it promises (structure only; nothing about speed)."""
+    out = tmp_path / "batch.json"
+    done = subprocess.run([sys.executable, "-m", "benchmarks.batch", "--quick", "--json", str(out)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "batch" and result["quick"] is True and result["identical_outputs"] is True
+    assert set(result["throughput"]) == {"jobs 1", "jobs 2", "dask local, 2 workers"}
+    for run in result["throughput"].values():
+        assert run["files"]["restored"] == result["workload"]["files"] and run["hours_per_hour"] > 0
+        assert run["audio_s"] == pytest.approx(result["workload"]["audio_s"], rel=0.05)
+    assert result["throughput"]["jobs 1"]["vs_jobs_1"] == 1.0
+    assert result["long_input"]["worker_peak_rss_mib"] > 10
+    assert "Batch throughput" in done.stdout and "Worker memory" in done.stdout
