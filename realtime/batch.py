@@ -15,13 +15,12 @@ written by a batch: it is reported and left alone unless `force`.
 
 Interrupted runs: `restore_file` writes a hidden temporary file and renames it only when complete, so an
 output is complete or absent; temporary files left by a killed worker are removed before its output is
-restored again. Local workers end with their parent (SIGTERM from the kernel when it dies; they remove
-their temporary file on SIGTERM).
+restored again.
 
-Run: the tasks, longest first, go to `jobs` spawned worker processes (`run_local`) or to a Dask cluster
-(`realtime.cluster`); every worker builds one `Restorer` (model.threads 1) and reuses it for every file.
-One file that cannot be restored is reported as one line and the others go on; a worker that dies
-takes its file to a fresh worker once.
+Run: the tasks, longest first, go to `jobs` local worker processes (realtime/localpool.py) or to a Dask
+cluster (realtime/cluster.py), which both run `restore_task`; every worker builds one `Restorer`
+(model.threads 1) and reuses it for every file. One file that cannot be restored is reported as one line
+and the others go on.
 """
 
 from __future__ import annotations
@@ -29,20 +28,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
 import re
 import resource
 import secrets
 import signal
-import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 from realtime import __version__
 from realtime.config import EngineConfig, load_config
@@ -59,7 +54,6 @@ AUDIO_SUFFIXES = frozenset(
 BATCH_FORMATS = ("flac", "wav")
 SIDECAR_SUFFIX = ".gapfill.json"
 SIDECAR_VERSION = 1
-WORKER_ATTEMPTS = 2  # a file whose worker process dies is given to a fresh worker once more
 REPORT_VERSION = 1
 
 
@@ -203,7 +197,7 @@ def _stale_partials(output: Path) -> list[Path]:
 _worker_state = threading.local()  # one Restorer per worker thread, reused across files
 
 
-def _worker_restorer(engine: EngineSpec) -> Restorer:
+def worker_restorer(engine: EngineSpec) -> Restorer:
     """This thread's Restorer for `engine`, built on first use; checks the worker has the same engine."""
     if getattr(_worker_state, "fingerprint", None) != engine.fingerprint:
         from realtime.restorer import Restorer
@@ -226,7 +220,7 @@ def restore_task(task: FileTask) -> FileOutcome:
     """
     started = time.monotonic()
     try:
-        stats = _restore_with_sidecar(_worker_restorer(task.engine), task)
+        stats = _restore_with_sidecar(worker_restorer(task.engine), task)
     except GapfillError as exc:
         return FileOutcome(task.input, task.output, "failed", task.audio_s, time.monotonic() - started,
                            str(exc), _peak_rss_mib())
@@ -362,7 +356,7 @@ def plan_batch(files: Sequence[str], outputs: Sequence[str], engine: EngineSpec,
     return plan
 
 
-# -- local worker processes ----------------------------------------------------------------------
+# -- the whole batch -----------------------------------------------------------------------------
 class BatchInterrupted(Exception):
     """The run was stopped by a signal (SIGINT or SIGTERM); `signum` says which."""
 
@@ -371,136 +365,6 @@ class BatchInterrupted(Exception):
         self.signum = signum
 
 
-def _exit_on_sigterm(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)  # unwinds restore_file, which removes its temporary file
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to send this process SIGTERM when its parent dies (prctl PR_SET_PDEATHSIG)."""
-    if sys.platform.startswith("linux"):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent_pid:
-        raise SystemExit(1)
-
-
-def _worker_main(connection: multiprocessing.connection.Connection, engine: EngineSpec, parent_pid: int) -> None:
-    """A local worker: build the Restorer, then restore the tasks the parent sends until it sends None."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-    _die_with_parent(parent_pid)
-    try:
-        _worker_restorer(engine)
-    except GapfillError as exc:
-        connection.send(("error", str(exc)))
-        return
-    connection.send(("ready", None))
-    while (task := connection.recv()) is not None:
-        try:
-            outcome = restore_task(task)
-        except Exception as exc:  # noqa: BLE001 - one file's internal error must not stop the others
-            outcome = FileOutcome(task.input, task.output, "failed", task.audio_s,
-                                  reason=f"internal error restoring '{task.input}': {type(exc).__name__}: {exc}")
-        connection.send(("outcome", outcome))
-
-
-class _LocalWorker:
-    """One spawned worker process, its end of the pipe and the task it is restoring."""
-
-    def __init__(self, context: Any, engine: EngineSpec) -> None:
-        self.connection, child_end = context.Pipe()
-        self.process = context.Process(target=_worker_main, args=(child_end, engine, os.getpid()), daemon=True)
-        self.process.start()
-        child_end.close()
-        self.task: FileTask | None = None
-
-    def send(self, task: FileTask) -> None:
-        """Hand `task` to the worker; if it has just died, its sentinel will return the task."""
-        self.task = task
-        try:
-            self.connection.send(task)
-        except OSError:
-            pass
-
-    def stop(self, terminate: bool) -> None:
-        """End the process: ask it to (None), or SIGTERM it; SIGKILL after 10 s."""
-        if self.process.is_alive():
-            try:
-                if terminate:
-                    self.process.terminate()
-                else:
-                    self.connection.send(None)
-            except OSError:
-                pass
-            self.process.join(10)
-            if self.process.is_alive():
-                self.process.kill()
-                self.process.join()
-        self.connection.close()
-
-
-def run_local(
-    tasks: Sequence[FileTask], jobs: int, on_outcome: Callable[[FileOutcome], None],
-    on_tick: Callable[[], None],
-) -> None:
-    """Restore `tasks` in `jobs` spawned worker processes, calling `on_outcome` for each file as it ends.
-
-    `on_tick` is called about 5 times a second. A worker that dies gives its file to a fresh worker,
-    WORKER_ATTEMPTS times at most. A worker that cannot build its engine stops the run (GapfillError).
-    """
-    if not tasks:
-        return
-    context = multiprocessing.get_context("spawn")
-    engine = tasks[0].engine
-    pending = deque(tasks)
-    attempts: dict[str, int] = {}
-    workers = [_LocalWorker(context, engine) for _ in range(min(jobs, len(tasks)))]
-    clean = False
-    try:
-        while pending or any(w.task for w in workers):
-            for worker in workers:
-                if worker.task is None and pending:
-                    task = pending.popleft()
-                    attempts[task.output] = attempts.get(task.output, 0) + 1
-                    worker.send(task)
-            waitables = [w.connection for w in workers] + [w.process.sentinel for w in workers]
-            ready = set(multiprocessing.connection.wait(waitables, timeout=0.2))
-            for index, worker in enumerate(workers):
-                died = worker.process.sentinel in ready
-                if worker.connection in ready:
-                    try:
-                        kind, value = worker.connection.recv()
-                    except (EOFError, OSError):
-                        kind, value, died = "", None, True
-                    if kind == "error":
-                        raise GapfillError(value)
-                    if kind == "outcome":
-                        worker.task = None
-                        on_outcome(value)
-                        continue
-                if died:
-                    lost = worker.task
-                    worker.stop(terminate=True)
-                    workers[index] = _LocalWorker(context, engine)
-                    if lost is None:
-                        continue
-                    if attempts[lost.output] < WORKER_ATTEMPTS:
-                        pending.appendleft(lost)
-                    else:
-                        on_outcome(FileOutcome(
-                            lost.input, lost.output, "failed", lost.audio_s,
-                            reason=f"cannot restore '{lost.input}': its worker process died "
-                            f"{WORKER_ATTEMPTS} times (exit status {worker.process.exitcode})",
-                        ))
-            on_tick()
-        clean = True
-    finally:
-        for worker in workers:
-            worker.stop(terminate=not clean)
-
-
-# -- the whole batch -----------------------------------------------------------------------------
 @dataclass
 class BatchSummary:
     """What a batch did: every file's outcome, the wall-clock time and how it ran."""
@@ -607,6 +471,8 @@ def run_batch(
 
             run_on_dask(scheduler, plan.tasks, on_outcome, progress.tick)
         else:
+            from realtime.localpool import run_local
+
             run_local(plan.tasks, jobs, on_outcome, progress.tick)
     except KeyboardInterrupt:
         interrupted = BatchInterrupted(signal.SIGINT)
