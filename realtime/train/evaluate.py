@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.config import MODEL_RATE_HZ
 from realtime.stft import stft_offline
 
 FFT_SIZE, HOP = 1024, 256
@@ -101,18 +102,10 @@ class EngineRunner:
         self.restorer = Restorer.from_config(cfg)
         if phase_fix:
             _patch_filled_bins_phase(self.restorer.phase)
-        self.block = 4096
-        self.restorer.prepare(48_000, 1, self.block)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        r = self.restorer
-        r.reset()
-        x = np.asarray(x, np.float32).reshape(1, -1)
-        parts = [r.process(x[:, i: i + self.block]).copy() for i in range(0, x.shape[1], self.block)]
-        parts.append(r.flush().copy())
-        y = np.concatenate(parts, axis=1)[0]
-        lat = r.latency_samples
-        return y[lat: lat + x.shape[1]]
+        """(samples,) at 48 kHz -> restored, aligned, same length (`Restorer.restore`)."""
+        return self.restorer.restore(np.asarray(x, np.float32), MODEL_RATE_HZ)
 
 
 def choose_clips(rows: list[dict], per_kind: int) -> list[dict]:
