@@ -34,6 +34,16 @@ def positive_float(text: str) -> float:
     return value
 
 
+def device_latency(text: str) -> str | float:
+    """`--latency` of `gapfill live`: 'low', 'high' or seconds (PortAudio's latency argument)."""
+    if text in ("low", "high"):
+        return text
+    try:
+        return positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'low', 'high' or seconds, got {text!r}") from None
+
+
 def rate_choice(text: str) -> int | str:
     """`--rate` of `gapfill restore`: 'keep' (the input's rate) or a rate in Hz."""
     if text == "keep":

@@ -17,7 +17,7 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 from realtime import __version__
-from realtime.arguments import positive_int, rate_choice, stats_path, write_stats
+from realtime.arguments import device_latency, positive_float, positive_int, rate_choice, stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEBUG_ENV = "GAPFILL_DEBUG"
@@ -212,11 +212,61 @@ def _print_fact(key: str, value: Any, depth: int) -> None:
         print(f"{indent}{key}: {value}")
 
 
-# -- live, devices, spectrogram (their modules register them) ------------------------------------
-def _add_live_and_devices(commands: Any) -> None:
-    from realtime.live import register_live_commands
+# -- devices, live; spectrogram (its module registers it) ----------------------------------------
+def _add_devices(commands: Any) -> None:
+    parser = commands.add_parser(
+        "devices",
+        help="list the sound devices PortAudio sees",
+        description="List the sound devices PortAudio sees: index, name, host API, input and output channels, "
+        "default rate; '>' marks the default input and '<' the default output.",
+    )
+    parser.set_defaults(handler=_devices)
 
-    register_live_commands(commands)
+
+def _devices(args: argparse.Namespace) -> int:
+    from realtime.live import devices_command
+
+    return devices_command(args)
+
+
+def _add_live(commands: Any) -> None:
+    from realtime.devices import int_or_str
+    from realtime.live import DEFAULT_BLOCKSIZE
+
+    live = commands.add_parser(
+        "live",
+        help="restore a sound card input into an output in real time",
+        description="Restore the input device into the output device in real time (a duplex stream) until "
+        "Ctrl-C or --duration, then print a summary. Devices are named by index or by part of the name "
+        "(see 'gapfill devices'). A block whose restored output is late is replaced by the dry input, "
+        "delayed by the same latency, and counted as an overload. Runs at the device's rate.",
+    )
+    live.add_argument("--input", type=int_or_str, metavar="DEV",
+                      help="input device, by index or part of the name (default: the default input)")
+    live.add_argument("--output", type=int_or_str, metavar="DEV",
+                      help="output device, by index or part of the name (default: the default output)")
+    live.add_argument("--rate", type=positive_int, metavar="R",
+                      help="sample rate in Hz (default: the output device's)")
+    live.add_argument("--channels", type=positive_int, metavar="C",
+                      help="channels in and out (default: 2, or fewer if a device has fewer)")
+    live.add_argument("--blocksize", type=positive_int, metavar="N", default=DEFAULT_BLOCKSIZE,
+                      help=f"frames per block (default {DEFAULT_BLOCKSIZE})")
+    live.add_argument("--latency", type=device_latency, metavar="low|high|SECONDS", default="low",
+                      help="device latency PortAudio should aim for (default low)")
+    _add_config_option(live)
+    live.add_argument("--duration", type=positive_float, metavar="S",
+                      help="stop after S seconds (default: at Ctrl-C)")
+    live.add_argument("--stats-json", type=stats_path, metavar="PATH",
+                      help="write the run's statistics as JSON to PATH")
+    live.add_argument("--bypass", action="store_true",
+                      help="output the dry input, delayed by the same latency (for A/B listening)")
+    live.set_defaults(handler=_live)
+
+
+def _live(args: argparse.Namespace) -> int:
+    from realtime.live import live_command
+
+    return live_command(args)
 
 
 def _add_spectrogram(commands: Any) -> None:
@@ -227,7 +277,7 @@ def _add_spectrogram(commands: Any) -> None:
 
 # -- entry point ---------------------------------------------------------------------------------
 SUBCOMMANDS: tuple[Callable[[Any], None], ...] = (
-    _add_restore, _add_stream, _add_info, _add_live_and_devices, _add_spectrogram,
+    _add_restore, _add_stream, _add_info, _add_devices, _add_live, _add_spectrogram,
 )
 
 
@@ -248,6 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 0
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `args.handler(args)`; every error becomes one line on stderr and an exit status (see above)."""
     try:
         return args.handler(args)
     except GapfillError as exc:

@@ -57,10 +57,9 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any, Callable
 
-from realtime.arguments import check_stats_path, positive_float, positive_int, stats_path, write_stats
+from realtime.arguments import check_stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEFAULT_BLOCKSIZE = 256
@@ -413,22 +412,7 @@ def _device_samples(seconds: float, rate: int) -> int | None:
     return int(round(seconds * rate))
 
 
-# -- command line ----------------------------------------------------------------------------------
-def _latency(text: str) -> str | float:
-    if text in ("low", "high"):
-        return text
-    try:
-        return positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected 'low', 'high' or seconds, got {text!r}") from None
-
-
-def _device_arg(text: str) -> int | str:
-    from realtime.devices import int_or_str
-
-    return int_or_str(text)
-
-
+# -- command line (the arguments are set up in realtime/cli.py) ----------------------------------
 def devices_command(args: argparse.Namespace) -> int:
     """`gapfill devices`: print the device table."""
     from realtime.devices import format_devices, list_devices
@@ -449,45 +433,3 @@ def live_command(args: argparse.Namespace, restorer_factory: Callable[[str | Non
     if result.stopped_early:
         raise GapfillError(f"the sound device stopped the stream after {result.duration_s:.1f} s")
     return 0
-
-
-def register_live_commands(subparsers: Any) -> None:
-    """Add `devices` and `live` to an argparse subparsers object; each sets `func=` (and `handler=`,
-    the name `realtime.cli` dispatches on) to a function (args) -> exit status."""
-    devices_parser = subparsers.add_parser(
-        "devices",
-        help="list the sound devices PortAudio sees",
-        description="List the sound devices PortAudio sees: index, name, host API, input and output channels, "
-        "default rate; '>' marks the default input and '<' the default output.",
-    )
-    devices_parser.set_defaults(func=devices_command, handler=devices_command)
-
-    live = subparsers.add_parser(
-        "live",
-        help="restore a sound card input into an output in real time",
-        description="Restore the input device into the output device in real time (a duplex stream) until "
-        "Ctrl-C or --duration, then print a summary. Devices are named by index or by part of the name "
-        "(see 'gapfill devices'). A block whose restored output is late is replaced by the dry input, "
-        "delayed by the same latency, and counted as an overload.",
-    )
-    live.add_argument("--input", type=_device_arg, metavar="DEV",
-                      help="input device, by index or part of the name (default: the default input)")
-    live.add_argument("--output", type=_device_arg, metavar="DEV",
-                      help="output device, by index or part of the name (default: the default output)")
-    live.add_argument("--rate", type=positive_int, metavar="R",
-                      help="sample rate in Hz (default: the output device's)")
-    live.add_argument("--channels", type=positive_int, metavar="C",
-                      help="channels in and out (default: 2, or fewer if a device has fewer)")
-    live.add_argument("--blocksize", type=positive_int, metavar="N", default=DEFAULT_BLOCKSIZE,
-                      help=f"frames per block (default {DEFAULT_BLOCKSIZE})")
-    live.add_argument("--latency", type=_latency, metavar="low|high|SECONDS", default="low",
-                      help="device latency PortAudio should aim for (default low)")
-    live.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
-    live.add_argument("--duration", type=positive_float, metavar="S",
-                      help="stop after S seconds (default: at Ctrl-C)")
-    live.add_argument("--stats-json", type=stats_path, metavar="PATH",
-                      help="write the run's statistics as JSON to PATH")
-    live.add_argument("--bypass", action="store_true",
-                      help="output the dry input, delayed by the same latency (for A/B listening)")
-    live.set_defaults(func=live_command, handler=live_command)
-

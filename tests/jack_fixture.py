@@ -19,9 +19,9 @@ real `live` command with it.
 
 from __future__ import annotations
 
-import argparse
 import ctypes
 import ctypes.util
+import functools
 import gc
 import os
 import shutil
@@ -230,28 +230,20 @@ class EngineFault(Exception):
 
 
 def slow_live_main(argv: list[str]) -> int:
-    """`live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S[,FAIL_AFTER]'; the rest:
-    `live OPTIONS`. Errors as `gapfill` reports them: one line, status 2 (user) or 1 (internal)."""
-    from realtime.errors import GapfillError
-    from realtime.live import live_command, register_live_commands
+    """`gapfill live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S[,FAIL_AFTER]'; the
+    rest: `live OPTIONS`. Errors are reported as `gapfill` reports them."""
+    from realtime.cli import build_parser, run
+    from realtime.live import live_command
 
     gain, after_onset, slow_blocks, sleep_s, *fail = argv[0].split(",")
-    parser = argparse.ArgumentParser(prog="gapfill")
-    register_live_commands(parser.add_subparsers())
-    args = parser.parse_args(argv[1:])
+    args = build_parser().parse_args(argv[1:])
 
     def factory(config: str | None) -> SlowRestorer:
         return SlowRestorer(config, float(gain), int(after_onset), int(slow_blocks), float(sleep_s),
                             int(fail[0]) if fail else None)
 
-    try:
-        return live_command(args, restorer_factory=factory)
-    except GapfillError as exc:
-        print(f"gapfill: {exc}", file=sys.stderr)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - as realtime.cli.main reports an internal error
-        print(f"gapfill: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+    args.handler = functools.partial(live_command, restorer_factory=factory)
+    return run(args)
 
 
 # -- playing into and recording from gapfill -------------------------------------------------------
