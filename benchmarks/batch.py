@@ -1,15 +1,18 @@
 """Batch throughput benchmark of `gapfill restore IN... -o OUTDIR` (issue #13).
 
-    python -m benchmarks.batch [--json PATH] [--files 12] [--seconds 60] [--hour-seconds 3600]
+    python -m benchmarks.batch [--json PATH] [--files 8] [--seconds 45] [--rounds 2] [--hour-seconds 3600]
     python -m benchmarks.batch --quick          # the CI smoke run: seconds of audio, same JSON structure
 
 What it measures, with the shipped model and default settings (one onnxruntime thread per worker):
 - audio hours restored per wall-clock hour by the whole command (process start, model load in each
   worker, planning and writing included) for `--jobs 1`, `--jobs 2` and a local Dask cluster of two
   worker processes with one thread each (`--scheduler`; the cluster is started before the clock starts,
-  as an existing cluster would be, and its workers load the model on their first file), over the same
+  as an existing cluster would be, and its workers load the model on their first file and keep it for
+  the later rounds, while local workers are started by each run), over the same
   folder of `--files` MP3s of `--seconds` each (22.05 kHz mono, 44.1 kHz stereo, 48 kHz mono and stereo,
-  in turn); the ratio of each to `--jobs 1` in the same run; whether the three give identical outputs;
+  in turn); the three run in turn, `--rounds` times, so that a machine whose load drifts loads them
+  alike; the median of each, its ratio to the median of `--jobs 1`, the load average around each run,
+  and whether the three give identical outputs;
 - the peak resident memory (ru_maxrss) of the worker process restoring one MP3 of `--hour-seconds`
   (22.05 kHz mono, as LAME writes 32 kbit/s), against the worker's peak on the short files: a file is
   streamed block by block, so the peak does not grow with its length. The long input is written block by
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -70,9 +75,12 @@ def make_folder(folder: Path, files: int, seconds: float, pieces: dict[tuple[int
 
 
 def run_batch_command(inputs: Path, out: Path, report: Path, *options: str) -> dict[str, Any]:
-    """Time `gapfill restore INPUTS -o OUT --recursive OPTIONS --report REPORT`; its report plus `wall_s`."""
+    """Time `gapfill restore INPUTS -o OUT --recursive OPTIONS --report REPORT` into a fresh OUT; its
+    report, wall time and the 1-minute load average before and after."""
+    shutil.rmtree(out, ignore_errors=True)
     command = [sys.executable, "-m", "realtime", "restore", str(inputs), "-o", str(out), "--recursive",
                "--report", str(report), *options]
+    load_before = os.getloadavg()[0]
     started = time.monotonic()
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     wall_s = time.monotonic() - started
@@ -82,7 +90,8 @@ def run_batch_command(inputs: Path, out: Path, report: Path, *options: str) -> d
     audio_s = facts["audio_hours_restored"] * 3600.0
     return {"command_wall_s": wall_s, "audio_s": audio_s, "files": facts["files"],
             "hours_per_hour": audio_s / wall_s, "run_hours_per_hour": facts["hours_per_hour"],
-            "worker_peak_rss_mib": facts["worker_peak_rss_mib"]}
+            "worker_peak_rss_mib": facts["worker_peak_rss_mib"],
+            "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
 def same_outputs(folders: list[Path]) -> bool:
@@ -96,21 +105,28 @@ def same_outputs(folders: list[Path]) -> bool:
     return all(sorted(p.relative_to(f) for p in f.rglob("*.flac")) == names for f in folders[1:])
 
 
-def throughput(work: Path, inputs: Path) -> tuple[dict[str, dict[str, Any]], bool]:
-    """The folder through --jobs 1, --jobs 2 and a local Dask cluster of 2 workers."""
+def throughput(work: Path, inputs: Path, rounds: int) -> tuple[dict[str, dict[str, Any]], bool]:
+    """The folder through --jobs 1, --jobs 2 and a local Dask cluster of 2 workers, in turn, `rounds`
+    times; per backend the median run (by hours per hour) and every run's hours per hour and load."""
     from distributed import LocalCluster
 
-    runs: dict[str, dict[str, Any]] = {}
-    for jobs in (1, 2):
-        runs[f"jobs {jobs}"] = run_batch_command(inputs, work / f"out-jobs{jobs}", work / f"jobs{jobs}.json",
-                                                 "--jobs", str(jobs))
+    backends = {"jobs 1": ("--jobs", "1"), "jobs 2": ("--jobs", "2"), "dask local, 2 workers": ()}
+    trials: dict[str, list[dict[str, Any]]] = {name: [] for name in backends}
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        runs["dask local, 2 workers"] = run_batch_command(
-            inputs, work / "out-dask", work / "dask.json", "--scheduler", cluster.scheduler_address)
+        for _ in range(rounds):
+            for index, (name, options) in enumerate(backends.items()):
+                options = options or ("--scheduler", cluster.scheduler_address)
+                trials[name].append(run_batch_command(inputs, work / f"out{index}", work / f"report{index}.json",
+                                                      *options))
+    runs = {}
+    for name, results in trials.items():
+        median = sorted(results, key=lambda r: r["hours_per_hour"])[len(results) // 2]
+        runs[name] = dict(median, rounds=[{"hours_per_hour": r["hours_per_hour"],
+                                           "load_average_1m": r["load_average_1m"]} for r in results])
     base = runs["jobs 1"]["hours_per_hour"]
     for run in runs.values():
         run["vs_jobs_1"] = run["hours_per_hour"] / base
-    return runs, same_outputs([work / "out-jobs1", work / "out-jobs2", work / "out-dask"])
+    return runs, same_outputs([work / f"out{index}" for index in range(len(backends))])
 
 
 def long_file_memory(work: Path, seconds: float, pieces: dict[tuple[int, int], np.ndarray]) -> dict[str, Any]:
@@ -129,14 +145,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.batch", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--files", type=int, default=12, help="MP3s in the throughput folder (12)")
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of each of them, in s (60)")
+    parser.add_argument("--files", type=int, default=8, help="MP3s in the throughput folder (8)")
+    parser.add_argument("--seconds", type=float, default=45.0, help="length of each of them, in s (45)")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each backend, in turn (2)")
     parser.add_argument("--hour-seconds", type=float, default=3600.0,
                         help="length of the long input for the memory run, in s (3600)")
-    parser.add_argument("--quick", action="store_true", help="2 files of 2 s, a 6 s long input (CI smoke run)")
+    parser.add_argument("--quick", action="store_true",
+                        help="2 files of 2 s, one round, a 6 s long input (CI smoke run)")
     args = parser.parse_args(argv)
     if args.quick:
-        args.files, args.seconds, args.hour_seconds = 2, 2.0, 6.0
+        args.files, args.seconds, args.rounds, args.hour_seconds = 2, 2.0, 1, 6.0
     return args
 
 
@@ -146,24 +164,27 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="gapfill-batch-bench-") as temp:
         work = Path(temp)
         audio_s = make_folder(work / "in", args.files, args.seconds, pieces)
-        runs, identical = throughput(work, work / "in")
+        runs, identical = throughput(work, work / "in", args.rounds)
         long_run = long_file_memory(work, args.hour_seconds, pieces)
     result = {
         "benchmark": "batch", "quick": args.quick, "environment": environment(),
-        "workload": {"files": args.files, "seconds_each": args.seconds, "audio_s": audio_s,
+        "workload": {"files": args.files, "seconds_each": args.seconds, "audio_s": audio_s, "rounds": args.rounds,
                      "formats": [f"{rate} Hz, {channels} ch" for rate, channels in FORMATS]},
         "throughput": runs, "identical_outputs": identical, "long_input": long_run,
     }
-    headers = ["backend", "audio (h)", "wall (s)", "h of audio per h", "vs jobs 1", "worker peak RSS (MiB)"]
+    headers = ["backend", "audio (h)", "wall (s)", "h of audio per h", "vs jobs 1", "each round (h/h)",
+               "load avg around runs", "worker peak RSS (MiB)"]
     rows = [[name, f"{r['audio_s'] / 3600:.3f}", f"{r['command_wall_s']:.1f}", f"{r['hours_per_hour']:.1f}",
-             f"{r['vs_jobs_1']:.2f}", f"{r['worker_peak_rss_mib']:.0f}"] for name, r in runs.items()]
-    print(format_table(headers, rows, title=f"Batch throughput ({args.files} MP3s of {args.seconds:g} s; "
-                                              f"identical outputs: {identical})"))
+             f"{r['vs_jobs_1']:.2f}", " / ".join(f"{x['hours_per_hour']:.1f}" for x in r["rounds"]),
+             " / ".join(f"{x['load_average_1m'][0]:.1f}-{x['load_average_1m'][1]:.1f}" for x in r["rounds"]),
+             f"{r['worker_peak_rss_mib']:.0f}"] for name, r in runs.items()]
+    print(format_table(headers, rows, title=f"Batch throughput ({args.files} MP3s of {args.seconds:g} s, "
+                                              f"median of {args.rounds}; identical outputs: {identical})"))
     print()
     memory_headers = ["input", "worker peak RSS (MiB)", "h of audio per h"]
     memory_rows = [[f"one MP3 of {long_run['input_seconds'] / 3600:.2f} h (22.05 kHz mono)",
                     f"{long_run['worker_peak_rss_mib']:.0f}", f"{long_run['hours_per_hour']:.1f}"],
-                   [f"{args.files} MP3s of {args.seconds:g} s (jobs 1)",
+                   [f"{args.files} MP3s of {args.seconds:g} s (jobs 1, median run)",
                     f"{runs['jobs 1']['worker_peak_rss_mib']:.0f}", f"{runs['jobs 1']['hours_per_hour']:.1f}"]]
     print(format_table(memory_headers, memory_rows, title="Worker memory"))
     print()

@@ -38,6 +38,13 @@ def _die_with_parent(parent_pid: int) -> None:
         raise SystemExit(1)
 
 
+def _exit_description(exitcode: int | None) -> str:
+    """'exit status N' or 'killed by SIGNAME' for a process's exit code."""
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit status {exitcode}"
+
+
 def _worker_main(connection: multiprocessing.connection.Connection, engine: EngineSpec, parent_pid: int) -> None:
     """A local worker: build the Restorer, then restore the tasks the parent sends until it sends None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides what Ctrl-C stops
@@ -108,7 +115,13 @@ def run_local(
     engine = tasks[0].engine
     pending = deque(tasks)
     attempts: dict[str, int] = {}
-    workers = [_LocalWorker(context, engine) for _ in range(min(jobs, len(tasks)))]
+    started: list[_LocalWorker] = []
+
+    def start() -> _LocalWorker:
+        started.append(_LocalWorker(context, engine))
+        return started[-1]
+
+    workers = [start() for _ in range(min(jobs, len(tasks)))]
     clean = False
     try:
         while pending or any(w.task for w in workers):
@@ -119,7 +132,8 @@ def run_local(
                     worker.send(task)
             waitables = [w.connection for w in workers] + [w.process.sentinel for w in workers]
             ready = set(multiprocessing.connection.wait(waitables, timeout=0.2))
-            for index, worker in enumerate(workers):
+            alive = []
+            for worker in workers:
                 died = worker.process.sentinel in ready
                 if worker.connection in ready:
                     try:
@@ -131,23 +145,22 @@ def run_local(
                     if kind == "outcome":
                         worker.task = None
                         on_outcome(value)
-                        continue
-                if died:
-                    lost = worker.task
-                    worker.stop(terminate=True)
-                    workers[index] = _LocalWorker(context, engine)
-                    if lost is None:
-                        continue
-                    if attempts[lost.output] < WORKER_ATTEMPTS:
-                        pending.appendleft(lost)
-                    else:
-                        on_outcome(FileOutcome(
-                            lost.input, lost.output, "failed", lost.audio_s,
-                            reason=f"cannot restore '{lost.input}': its worker process died "
-                            f"{WORKER_ATTEMPTS} times (exit status {worker.process.exitcode})",
-                        ))
+                if not died:
+                    alive.append(worker)
+                    continue
+                worker.stop(terminate=True)
+                lost = worker.task
+                if lost is not None and attempts[lost.output] < WORKER_ATTEMPTS:
+                    pending.appendleft(lost)
+                elif lost is not None:
+                    on_outcome(FileOutcome(lost.input, lost.output, "failed", lost.audio_s, reason=(
+                        f"cannot restore '{lost.input}': its worker process died {WORKER_ATTEMPTS} times "
+                        f"({_exit_description(worker.process.exitcode)})")))
+                if pending:
+                    alive.append(start())
+            workers = alive
             on_tick()
         clean = True
     finally:
-        for worker in workers:
+        for worker in started:
             worker.stop(terminate=not clean)

@@ -179,6 +179,32 @@ def test_killed_run_restarts_to_complete_outputs_only(stop, tmp_path, write_audi
     assert files["restored"] + files["skipped"] == 8 and files["skipped"] >= 1
 
 
+def test_a_worker_killed_mid_file_hands_its_file_to_a_fresh_worker(tmp_path, write_audio, passthrough_config,
+                                                                    popen_gapfill):
+    inputs, out = tmp_path / "in", tmp_path / "out"
+    inputs.mkdir()
+    signals = {f"part{i}.wav": write_audio(inputs / f"part{i}.wav", 48_000 * 5, 1, subtype="PCM_16")
+               for i in range(6)}
+    process = popen_gapfill("restore", str(inputs), "-o", str(out), "--recursive", "--jobs", "2",
+                            "--format", "wav", "--config", passthrough_config,
+                            "--report", str(tmp_path / "report.json"))
+    deadline = time.monotonic() + 120
+    while not partial_files(out) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert partial_files(out), "no file was being written"
+    workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2
+    for pid in workers:  # the one writing that file dies mid-file
+        os.kill(pid, signal.SIGKILL)
+    assert process.wait(timeout=120) == 0, process.stderr.read().decode()
+    assert visible_files(out) == sorted(signals) and partial_files(out) == []
+    for name, x in signals.items():
+        y = sf.read(out / name, dtype="float32", always_2d=True)[0]
+        assert y.shape == x.shape and np.abs(y - x).max() <= 2.0**-15
+    files = json.loads((tmp_path / "report.json").read_text())["files"]
+    assert files == {"total": 6, "restored": 6, "skipped": 0, "failed": 0}
+
+
 # -- the plan ------------------------------------------------------------------------------------
 def test_outputs_mirror_the_inputs_below_their_common_folder(library, tmp_path):
     out = tmp_path / "out"
