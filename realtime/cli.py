@@ -38,7 +38,7 @@ def _add_config_option(parser: argparse.ArgumentParser) -> None:
 def _add_restore(commands: Any) -> None:
     parser = commands.add_parser(
         "restore",
-        help="restore an audio file into a WAV or FLAC file",
+        help="restore audio files into WAV or FLAC files (one, or a library with -o OUTDIR)",
         description="Restore IN (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...) into OUT (.wav or "
         ".flac) with the same channels and duration, aligned sample for sample, at IN's rate, or at 48000 Hz "
         "(the model rate) when IN's is below 44100 Hz, so that the band restored above IN's Nyquist "
