@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from realtime.config import MODEL_RATE_HZ, load_config
 from realtime.phase import PhaseStage
 from realtime.stft import istft_offline, stft_offline
 
-SR, N, H = 48_000, 1024, 256
+SR, N, H = MODEL_RATE_HZ, load_config().fft_size, load_config().hop  # the engine's defaults
 F = N // 2 + 1
 HEDGEWARS = Path("/usr/share/games/hedgewars/Data")
 SPEECH_LINES = ("Hello", "Amazing", "Brilliant", "Excellent")  # Sounds/voices/Default, as in the tests

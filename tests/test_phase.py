@@ -15,11 +15,10 @@ import pytest
 import soundfile
 from numba import njit
 
-from benchmarks.phase import finish, spectral_convergence_db
+from benchmarks.phase import SR, H, N, finish, spectral_convergence_db
 from realtime.phase import PhaseStage, _process_frame
 from realtime.stft import stft_offline
 
-SR, N, H = 48_000, 1024, 256
 F = N // 2 + 1
 SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.flac"
 
