@@ -12,7 +12,10 @@ What it measures, with the shipped model and default settings (one onnxruntime t
   folder of `--files` MP3s of `--seconds` each (22.05 kHz mono, 44.1 kHz stereo, 48 kHz mono and stereo,
   in turn); the three run in turn, `--rounds` times, so that a machine whose load drifts loads them
   alike; the median of each, its ratio to the median of `--jobs 1`, the load average around each run,
-  and whether the three give identical outputs;
+  and whether the three give identical outputs; the CPU time of the worker threads (hours of audio per
+  worker CPU hour, and worker cores busy = worker CPU time / wall time), which tells a machine's
+  contention apart from the batch's own scaling (Linux's autogroup scheduling gives each session one
+  share of a busy machine however many processes it runs);
 - the peak resident memory (ru_maxrss) of the worker process restoring one MP3 of `--hour-seconds`
   (22.05 kHz mono, as LAME writes 32 kbit/s), against the worker's peak on the short files: a file is
   streamed block by block, so the peak does not grow with its length. The long input is written block by
@@ -90,7 +93,8 @@ def run_batch_command(inputs: Path, out: Path, report: Path, *options: str) -> d
     audio_s = facts["audio_hours_restored"] * 3600.0
     return {"command_wall_s": wall_s, "audio_s": audio_s, "files": facts["files"],
             "hours_per_hour": audio_s / wall_s, "run_hours_per_hour": facts["hours_per_hour"],
-            "worker_peak_rss_mib": facts["worker_peak_rss_mib"],
+            "worker_peak_rss_mib": facts["worker_peak_rss_mib"], "worker_cpu_s": facts["worker_cpu_s"],
+            "hours_per_cpu_hour": audio_s / facts["worker_cpu_s"], "cores_busy": facts["worker_cpu_s"] / wall_s,
             "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)]}
 
 
@@ -173,11 +177,12 @@ def main(argv: list[str] | None = None) -> int:
         "throughput": runs, "identical_outputs": identical, "long_input": long_run,
     }
     headers = ["backend", "audio (h)", "wall (s)", "h of audio per h", "vs jobs 1", "each round (h/h)",
-               "load avg around runs", "worker peak RSS (MiB)"]
+               "load avg around runs", "h of audio per worker CPU h", "worker cores busy", "worker peak RSS (MiB)"]
     rows = [[name, f"{r['audio_s'] / 3600:.3f}", f"{r['command_wall_s']:.1f}", f"{r['hours_per_hour']:.1f}",
              f"{r['vs_jobs_1']:.2f}", " / ".join(f"{x['hours_per_hour']:.1f}" for x in r["rounds"]),
              " / ".join(f"{x['load_average_1m'][0]:.1f}-{x['load_average_1m'][1]:.1f}" for x in r["rounds"]),
-             f"{r['worker_peak_rss_mib']:.0f}"] for name, r in runs.items()]
+             f"{r['hours_per_cpu_hour']:.1f}", f"{r['cores_busy']:.2f}", f"{r['worker_peak_rss_mib']:.0f}"]
+            for name, r in runs.items()]
     print(format_table(headers, rows, title=f"Batch throughput ({args.files} MP3s of {args.seconds:g} s, "
                                               f"median of {args.rounds}; identical outputs: {identical})"))
     print()

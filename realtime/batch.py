@@ -124,6 +124,7 @@ class FileOutcome:
     wall_s: float = 0.0
     reason: str | None = None
     worker_peak_rss_mib: float | None = None
+    cpu_s: float | None = None  # CPU time of the worker thread that restored it
     stats: dict[str, Any] | None = None  # restore_file's record (rates, frames, latency, codec report)
 
 
@@ -218,15 +219,15 @@ def restore_task(task: FileTask) -> FileOutcome:
 
     Other exceptions propagate (a Dask cluster retries them).
     """
-    started = time.monotonic()
+    started, cpu_started = time.monotonic(), time.thread_time()
     try:
         stats = _restore_with_sidecar(worker_restorer(task.engine), task)
     except GapfillError as exc:
         return FileOutcome(task.input, task.output, "failed", task.audio_s, time.monotonic() - started,
-                           str(exc), _peak_rss_mib())
+                           str(exc), _peak_rss_mib(), time.thread_time() - cpu_started)
     audio_s = stats["frames"]["output"] / stats["rates"]["output_hz"]
     return FileOutcome(task.input, task.output, "restored", audio_s, time.monotonic() - started,
-                       None, _peak_rss_mib(), stats)
+                       None, _peak_rss_mib(), time.thread_time() - cpu_started, stats)
 
 
 def _restore_with_sidecar(restorer: Restorer, task: FileTask) -> dict[str, Any]:
@@ -409,6 +410,7 @@ class BatchSummary:
             "audio_hours_restored": self.restored_audio_s / 3600.0,
             "wall_s": self.wall_s,
             "hours_per_hour": hours_per_hour(self.restored_audio_s, self.wall_s),
+            "worker_cpu_s": sum(o.cpu_s or 0.0 for o in self.outcomes if o.status == "restored"),
             "worker_peak_rss_mib": max(peaks) if peaks else None,
             "failures": [{"input": o.input, "reason": o.reason} for o in self.outcomes if o.status == "failed"],
             "outcomes": [dataclasses.asdict(o) for o in self.outcomes],
@@ -541,6 +543,8 @@ def batch_command(args: Any) -> int:
     128 + signal number when interrupted."""
     if getattr(args, "stats_json", None) is not None:
         raise GapfillError("--stats-json is for one file; with -o OUTDIR, --report JSON holds every file's")
+    if args.scheduler and args.jobs is not None:
+        raise GapfillError("--jobs sets local workers; a Dask cluster has its own (dask worker --nworkers N)")
     rate = getattr(args, "rate", None)
     try:
         summary = run_batch(

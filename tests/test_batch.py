@@ -244,6 +244,7 @@ def test_list_file_and_an_output_folder_inside_the_inputs(tmp_path, write_audio)
         (["-o", "{d}/out"], "nothing to restore"),
         (["-o", "{d}/out", "--from-list", "{d}/missing.txt"], "cannot read list"),
         (["{d}/x.mp3", "-o", "{d}/out", "--stats-json", "{d}/s.json"], "--stats-json is for one file"),
+        (["{d}/x.mp3", "-o", "{d}/out", "--jobs", "2", "--scheduler", "tcp://h:8786"], "--jobs sets local workers"),
     ],
 )
 def test_command_line_problems_stop_before_any_work(argv, message, tmp_path, passthrough_config, capfd):
@@ -302,5 +303,5 @@ def test_batch_benchmark_quick_run(tmp_path):
         assert run["files"]["restored"] == result["workload"]["files"] and run["hours_per_hour"] > 0
         assert run["audio_s"] == pytest.approx(result["workload"]["audio_s"], rel=0.05)
     assert result["throughput"]["jobs 1"]["vs_jobs_1"] == 1.0
-    assert result["long_input"]["worker_peak_rss_mib"] > 10
+    assert result["long_input"]["worker_peak_rss_mib"] > 10 and result["long_input"]["hours_per_cpu_hour"] > 0
     assert "Batch throughput" in done.stdout and "Worker memory" in done.stdout
