@@ -1,105 +1,152 @@
-"""CodecGate: passes full-band input unchanged, fills only above the codec cutoff and in deep holes."""
+"""CodecGate: finds a codec band limit relative to the signal (any gain, any floor), passes full-band input
+unchanged, fills only above the detected cutoff and in deep holes."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from realtime.config import load_config
-from realtime.gate import ATTACK_FRAMES, CodecGate
+from realtime.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, CodecGate
 
 DEFAULTS = load_config(None).gate
-
 F = 513
+FULL_SCALE = 256.0                           # |rfft| of a full-scale sine, N = 1024, Hann
+CUT_BIN = 176                                # 8.25 kHz, LAME 32 kbit/s mono
+FRAMES_TO_ENGAGE = DECIDE_FRAMES + HOLD_FRAMES + ATTACK_FRAMES
+HALF_SECOND = 94                             # hops of 256 samples at 48 kHz
 
 
-def _frames(cut_bin: int | None, seed: int = 0, level: float = 1.0) -> np.ndarray:
-    """(2, F) f32 magnitudes like a music frame: falling spectrum; zero from cut_bin up."""
+def _frames(count: int, cut_bin: int | None = None, gain_db: float = 0.0, floor_db: float | None = None,
+            seed: int = 0) -> np.ndarray:
+    """(count, 1, F) f32 magnitudes like speech or music: a falling spectrum whose level comes and goes
+    (syllables, notes) with random detail; from cut_bin up, a steady floor of floor_db per bin (dB re
+    full scale; None: exact zeros), as a codec leaves it."""
     rng = np.random.default_rng(seed)
     k = np.arange(F)
-    m = level * 50.0 / (1 + k / 20.0) ** 1.5 * rng.uniform(0.5, 1.5, (2, F))
+    envelope = 10 ** (rng.uniform(-25, 0, (count, 1, 1)) / 20)
+    shape = FULL_SCALE * 10 ** (-20 / 20) / (1 + k / 20.0) ** 1.2
+    m = envelope * shape * rng.rayleigh(0.8, (count, 1, F)) * 10 ** (gain_db / 20)
     if cut_bin is not None:
-        m[:, cut_bin:] = 0.0
+        floor = 0.0 if floor_db is None else FULL_SCALE * 10 ** (floor_db / 20)
+        m[:, :, cut_bin:] = floor * rng.rayleigh(0.8, (count, 1, F - cut_bin))
     return m.astype(np.float32)
 
 
-def _run(gate: CodecGate, dec: np.ndarray, pred: np.ndarray, hops: int) -> np.ndarray:
-    out = np.zeros_like(dec)
-    for _ in range(hops):
-        gate.process(dec, pred, out)
+def _gate(channels: int = 1) -> CodecGate:
+    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
+    gate.prepare(channels)
+    return gate
+
+
+def _run(gate: CodecGate, frames: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
+    """Feed (T, C, F) frames; returns the gate's outputs (T, C, F)."""
+    out = np.zeros_like(frames)
+    for t, frame in enumerate(frames):
+        pred = frame if predicted is None else predicted
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(pred), out[t])
     return out
 
 
 def test_full_band_input_passes_bit_exact() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(2)
-    dec = _frames(None)
-    pred = dec * 3.0 + 1.0                      # a wildly wrong model
-    for seed in range(50):
-        dec = _frames(None, seed)
-        out = _run(gate, dec, pred, 1)
-        np.testing.assert_array_equal(out, dec)
-    assert np.all(gate.cutoff_hz > DEFAULTS["max_cutoff_hz"]) and np.all(gate.activity == 0.0)
+    gate = _gate()
+    frames = _frames(600)
+    wrong = np.ascontiguousarray(frames[0] * 3.0 + 1.0)               # a wildly wrong model
+    out = _run(gate, frames, wrong)
+    np.testing.assert_array_equal(out, frames)
+    report = gate.report()
+    assert report["engaged"] is False and report["cutoff_hz"] is None and report["restored_share"] == 0.0
+    assert np.all(gate.activity == 0.0)
+
+
+FLOORS = {"zeros": None, "s16": -123.0, "s16_tpdf": -118.0, "noise-75dBFS": -97.0}   # dB per bin
+CASES = [(gain, name) for gain in (-30.0, 0.0, 6.0) for name in FLOORS
+         if not (gain == -30.0 and name == "noise-75dBFS")]   # there the noise covers the band edge itself
+
+
+@pytest.mark.parametrize(("gain_db", "floor"), CASES, ids=[f"{g:+g}dB-{f}" for g, f in CASES])
+def test_a_band_limit_is_found_at_any_gain_over_any_floor(gain_db: float, floor: str) -> None:
+    floor_db = FLOORS[floor]
+    gate = _gate()
+    frames = _frames(300, CUT_BIN, gain_db, floor_db)
+    _run(gate, frames)
+    report = gate.report()
+    assert report["engaged"] and report["engaged_now"]
+    assert report["engaged_after_s"] <= 0.5
+    assert abs(report["cutoff_hz"] - CUT_BIN * 48_000 / 1024) <= 200.0
+    assert report["restored_share"] > 0.7
 
 
 def test_band_limited_input_is_filled_above_cutoff_only() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(2)
-    cut = 171                                     # 8 kHz, like LAME at 32 kbit/s
-    dec = _frames(cut)
-    pred = dec.copy()
-    pred[:, cut:] = 0.01                          # the model's guess above the cutoff
-    out = _run(gate, dec, pred, 400)
-    assert np.allclose(gate.cutoff_hz, cut * 48_000 / 1024)
-    np.testing.assert_array_equal(out[:, :cut - 12], dec[:, :cut - 12])   # the codec's band: untouched
-    np.testing.assert_allclose(out[:, cut:], 0.01, rtol=1e-5)              # above: the prediction
-    xf = out[0, cut - 12: cut]                                             # cross-over: between the two
-    assert np.all(xf <= np.maximum(dec[0, cut - 12: cut], 0.01) * 1.0001)
+    gate = _gate()
+    frames = _frames(300, CUT_BIN)
+    out = np.zeros((1, F), np.float32)
+    for frame in frames:
+        pred = frame.copy()
+        pred[:, CUT_BIN:] = 0.01                                         # the model's guess above the cutoff
+        gate.process(np.ascontiguousarray(frame), pred, out)
+    cut = int(round(gate.cutoff_hz[0] * 1024 / 48_000))
+    xfade = int(np.ceil(DEFAULTS["crossfade_hz"] * 1024 / 48_000))
+    np.testing.assert_array_equal(out[:, : cut - xfade - 1], frames[-1][:, : cut - xfade - 1])   # kept
+    np.testing.assert_allclose(out[:, CUT_BIN:], 0.01, rtol=1e-5)                             # filled
 
 
 def test_deep_holes_below_cutoff_take_the_prediction() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(1)
-    dec = _frames(171)[:1]
+    gate = _gate()
+    frames = _frames(300, CUT_BIN)
+    _run(gate, frames)
+    dec = np.ascontiguousarray(frames[-1])
     pred = dec.copy()
-    pred[0, 100] = dec[0, 100] * 10 ** (30 / 20)       # 30 dB hole -> filled
-    pred[0, 101] = dec[0, 101] * 10 ** (3 / 20)        # 3 dB -> keep decoded
-    dec_hole = dec.copy()
-    out = _run(gate, dec_hole, pred, 100)
+    pred[0, 100] = dec[0, 100] * 10 ** (30 / 20)                          # 30 dB hole -> filled
+    pred[0, 101] = dec[0, 101] * 10 ** (3 / 20)                           # 3 dB -> decoded kept
+    out = np.zeros_like(dec)
+    gate.process(dec, pred, out)
     np.testing.assert_allclose(out[0, 100], pred[0, 100], rtol=1e-5)
     assert out[0, 101] == dec[0, 101]
 
 
 def test_activity_ramps_smoothly_and_reset_forgets() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(1)
-    dec = _frames(171)[:1]
-    pred = dec + 0.5
+    gate = _gate()
     acts = []
-    out = np.zeros_like(dec)
-    for _ in range(100):
-        gate.process(dec, pred, out)
+    out = np.zeros((1, F), np.float32)
+    for frame in _frames(200, CUT_BIN):
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame + 0.5), out)
         acts.append(float(gate.activity[0]))
-    assert np.all(np.diff(acts) <= 1.0 / ATTACK_FRAMES + 1e-12) and acts[-1] == 1.0
+    assert np.all(np.abs(np.diff(acts)) <= 1.0 / ATTACK_FRAMES + 1e-12) and acts[-1] == 1.0
+    first = DECIDE_FRAMES + HOLD_FRAMES - 2                               # the frame that completes the hold
+    assert acts[first - 1] == 0.0 and acts[first] == 1.0 / ATTACK_FRAMES
     gate.reset()
-    assert gate.activity[0] == 0.0 and gate.cutoff_hz[0] == DEFAULTS["max_cutoff_hz"]
+    assert gate.activity[0] == 0.0 and np.isnan(gate.cutoff_hz[0]) and gate.report()["engaged"] is False
 
 
-def test_quiet_frames_do_not_move_the_cutoff() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(2)
-    _run(gate, _frames(None), _frames(None), 3)
-    high = gate.cutoff_bins.copy()
-    _run(gate, _frames(50, level=1e-6), _frames(None), 200)   # near silence, band-limited
-    np.testing.assert_array_equal(gate.cutoff_bins, high)
+def test_quiet_frames_change_nothing() -> None:
+    gate = _gate()
+    _run(gate, _frames(300, CUT_BIN, gain_db=-120.0))                    # near silence, band-limited
+    assert gate.report() == {"engaged": False, "engaged_now": False, "cutoff_hz": None,
+                             "engaged_after_s": None, "restored_share": 0.0}
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:
-    gate = CodecGate(DEFAULTS, 48_000, 1024, 256)
-    gate.prepare(1)
-    dec, pred = _frames(171)[:1], _frames(None)[:1]
-    _run(gate, dec, pred, 300)
+    gate = _gate()
+    _run(gate, _frames(300, CUT_BIN))
     assert gate.activity[0] == 1.0
-    _run(gate, _frames(None)[:1], pred, 1)          # one click with energy up to 24 kHz
-    _run(gate, dec, pred, 1)
-    assert gate.activity[0] == 1.0 and gate.cutoff_hz[0] < 8_100
-    assert set(DEFAULTS) >= {"enabled", "max_cutoff_hz", "hole_db"}
+    _run(gate, _frames(1, seed=5) * 10)                                   # one click with energy up to 24 kHz
+    _run(gate, _frames(20, CUT_BIN, seed=6))
+    assert gate.activity[0] == 1.0 and abs(gate.cutoff_hz[0] - CUT_BIN * 48_000 / 1024) <= 200.0
+
+
+def test_the_gate_lets_go_when_full_band_audio_follows() -> None:
+    gate = _gate()
+    _run(gate, _frames(300, CUT_BIN))
+    assert gate.report()["engaged_now"]
+    _run(gate, _frames(12 * HALF_SECOND, seed=7))                         # a clean source is switched in
+    assert not gate.report()["engaged_now"]
+
+
+def test_channels_are_gated_independently() -> None:
+    gate = _gate(2)
+    frames = np.concatenate([_frames(300, CUT_BIN), _frames(300, seed=3)], axis=1)
+    _run(gate, frames)
+    assert gate.activity[0] == 1.0 and gate.activity[1] == 0.0
+    assert gate.report()["restored_share"] == pytest.approx(
+        (300 - FRAMES_TO_ENGAGE + ATTACK_FRAMES) / 600, abs=0.02)
