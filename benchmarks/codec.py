@@ -1,6 +1,6 @@
-"""MP3 round trip for the benchmarks: the training pairs' own codec chain (realtime/train/pairs.py:
-LAME CBR -q 2 through lameenc, minimp3 through miniaudio, encoder+decoder delay removed at the MP3's rate,
-soxr back to 48 kHz), so benchmark inputs are degraded exactly as the model's validation pairs are.
+"""MP3 round trip for the benchmarks: the training pairs' reference chain (realtime/train/pairs.py, chains.py:
+LAME CBR -q 2 through lameenc, minimp3 through miniaudio at the MP3's rate, soxr back to 48 kHz, the codec
+delay removed), so benchmark inputs are degraded exactly as the model's validation pairs are.
 
 Needs lameenc, miniaudio and soxr (the `train` extra); `available()` says whether they import.
 """
@@ -33,12 +33,12 @@ def mp3_roundtrip(audio: np.ndarray, bitrate_kbps: int) -> tuple[np.ndarray, dic
     """
     if not available():
         raise GapfillError("MP3 benchmarks need lameenc, miniaudio and soxr: pip install 'gapfill[train]'")
-    from realtime.train.pairs import Codec, make_pair
+    from realtime.train.pairs import lame, make_pair
 
     channels = audio.shape[0]
     if channels not in (1, 2):
         raise ValueError(f"mp3_roundtrip takes 1 or 2 channels, got {channels}")
-    configuration = Codec(int(bitrate_kbps), channels, SAMPLE_RATE)
-    pair, lag = make_pair(np.asarray(audio, np.float32), configuration)
+    configuration = lame(int(bitrate_kbps), channels, SAMPLE_RATE)
+    pair, facts = make_pair(np.asarray(audio, np.float32), configuration)
     return np.ascontiguousarray(pair[1]), {"bitrate_kbps": int(bitrate_kbps), "codec": configuration.name,
-                                          "residual_lag_samples": round(float(lag), 3)}
+                                          "residual_lag_samples": facts["residual_lag_samples"]}

@@ -7,8 +7,10 @@ From scratch on a fresh machine (Debian packages and PyPI only, see realtime/tra
     pip install -e '.[train]'
     python -m realtime.train all            # corpus -> pairs -> train -> export -> evaluate -> card
 
-(`all` trains for --minutes 75, then --finetune-minutes 16 from those weights, as the shipped model was; the loss comparison
-in the card comes from `train --loss l1 --run runs/cmp_l1 --steps 100` and `compare`.)
+(`all` trains three stages, as the shipped model was: --minutes 75 from scratch and --finetune-minutes 16 from those
+weights on the `lame` pairs, then --chains-minutes from those weights on both pair mixes, every codec family
+through every decode chain, with gain, noise-floor and quantisation augmentation (realtime/train/pairs.py,
+train.py). The loss comparison in the card comes from `train --loss l1 --run runs/cmp_l1 --steps 100` and `compare`.)
 
 Every step shows progress and resumes after an interruption (finished files are skipped, training
 continues from <run>/last.pt). Steps can be run one by one: corpus, pairs, train, export, evaluate.
@@ -22,6 +24,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_ONNX = "models/gapfill-unet-mp3.onnx"
+CHAINS_MINUTES = 55.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     _train_args(a, minutes=75.0)
     a.add_argument("--finetune-minutes", type=float, default=16.0,
                    help="second stage: a warm restart of the schedule from the first stage's weights (0: none)")
+    a.add_argument("--chains-minutes", type=float, default=CHAINS_MINUTES,
+                   help="third stage: from the second stage's weights on every codec and decode chain (0: none)")
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--out", default=DEFAULT_ONNX)
     args = p.parse_args(argv)
@@ -114,16 +119,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pairs: {len(m['pairs'])}, max |lag| after alignment {m['max_abs_lag_samples']:.2f} samples")
     if args.step in ("train", "all"):
         from realtime.train.train import train
+        mixes = ("lame",) if args.step == "all" else _mixes(args.mixes)
         rec = train(args.run, args.data, minutes=args.minutes, loss=args.loss, threads=args.threads,
                     init=args.init, synthetic=args.synthetic, max_steps=args.steps, seed=args.seed,
-                    batch=args.batch)
+                    batch=args.batch, mixes=mixes)
         print(json.dumps(rec))
-    if args.step == "all" and args.finetune_minutes > 0:
-        first_stage = Path(args.run) / "last.pt"
-        args.run = str(Path(args.run).with_name(Path(args.run).name + "_ft"))
-        rec = train(args.run, args.data, minutes=args.finetune_minutes, loss=args.loss, threads=args.threads,
-                    init=str(first_stage), seed=args.seed, batch=args.batch)
-        print(json.dumps(rec))
+    if args.step == "all":
+        for suffix, minutes, mixes in (("_ft", args.finetune_minutes, ("lame",)),
+                                       ("_chains", args.chains_minutes, None)):
+            if minutes <= 0:
+                continue
+            previous = Path(args.run) / "last.pt"
+            args.run = str(Path(args.run).with_name(Path(args.run).name.split("_")[0] + suffix))
+            rec = train(args.run, args.data, minutes=minutes, loss=args.loss, threads=args.threads,
+                        init=str(previous), seed=args.seed, batch=args.batch, mixes=mixes)
+            print(json.dumps(rec))
     if args.step in ("export", "all"):
         from realtime.train.export import export_onnx, load_checkpoint, save_weights
         ck = args.checkpoint if args.step == "export" else str(Path(args.run) / "last.pt")
@@ -168,6 +178,20 @@ def _train_args(t: argparse.ArgumentParser, minutes: float = 50.0) -> None:
     t.add_argument("--batch", type=int, default=16)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--synthetic", action="store_true", help="synthetic data (smoke test, no corpus)")
+    t.add_argument("--mixes", default="all", help="pair mixes to train on: lame, chains or all")
+
+
+def _mixes(text: str) -> tuple[str, ...] | None:
+    """--mixes: None for all, else the named mixes of realtime/train/pairs.py."""
+    from realtime.train.pairs import MIXES
+
+    if text == "all":
+        return None
+    mixes = tuple(m.strip() for m in text.split(","))
+    unknown = [m for m in mixes if m not in MIXES]
+    if unknown:
+        raise SystemExit(f"train: unknown pair mix {unknown[0]!r} (use {', '.join(MIXES)} or all)")
+    return mixes
 
 
 if __name__ == "__main__":

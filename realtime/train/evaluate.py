@@ -200,14 +200,14 @@ def format_report(res: dict) -> str:
 
 def compare_checkpoints(checkpoints: list[str], pairs_root: str | Path = "data/pairs") -> dict:
     """Model-only comparison (no gate, no phase) of checkpoints on the fixed validation crops of
-    `train.validation_set` (MP3 32 kbit/s mono): normalised L1, LSD full/below/above cutoff, holes.
+    `train.validation_sets`' reference set (MP3 32 kbit/s mono): normalised L1, LSD full/below/above cutoff, holes.
     Used to decide the loss (L1 vs L1 + log magnitude) at equal training steps."""
     import torch
 
     from realtime.train.export import load_checkpoint
-    from realtime.train.train import validation_set
+    from realtime.train.train import validation_sets
 
-    dec, clean = validation_set(pairs_root, synthetic=False)
+    dec, clean = validation_sets(pairs_root, synthetic=False)["reference"]
 
     def db(m: np.ndarray) -> np.ndarray:
         return 10 * np.log10(np.maximum(m.astype(np.float64) ** 2 / REF_POWER, 10 ** (FLOOR_DB / 10)))

@@ -1,20 +1,17 @@
-"""Training pairs: clean 48 kHz reference vs LAME-encoded-then-decoded audio, aligned to the sample.
+"""Training pairs: clean 48 kHz reference vs the same audio encoded, decoded and aligned (realtime/train/chains.py).
 
-Encoder: LAME through `lameenc` (CBR, quality 2). Decoder: minimp3 through `miniaudio`, at the rate
-the MP3 carries (LAME resamples: 32 kbit/s mono -> 22.05 kHz, stereo -> 16 kHz ...). Alignment:
-LAME + minimp3 delay the signal by exactly ENCODER_DELAY = 1105 samples *at the MP3's sample rate*
-(576 encoder + 529 decoder), so the delay is removed at that rate, before resampling back to
-48 kHz (soxr, linear phase); removing it at 48 kHz would leave a fractional offset (2405.44 samples
-at 22.05 kHz). Every pair is then checked by cross-correlation (`measure_lag`): a pair whose lag is
-not within +-1 sample of zero is aligned by the measured lag and counted in the manifest.
+Two mixes of configurations, one pair of each per training segment (`Pairing`: an `Encoding` and a
+`DecodeChain`, drawn from a generator seeded by the segment id, so a rebuild makes the same pairs):
+- `lame` (the first model's data): LAME CBR through lameenc at 24-128 kbit/s, mono/stereo, 44.1/48 kHz
+  input, decoded by the training chain (minimp3 at the MP3's rate, float, to 48 kHz). Names `mp3_<kbps>k_<mode>_<rate>k`.
+- `chains`: every codec family (lameenc and ffmpeg's libmp3lame CBR/VBR, libshine, aac, libvorbis, libopus,
+  libtwolame) over its low and middle settings, through a random decode chain (decoder, stored rate and
+  resampler, sample format). Gain and noise floors are drawn per training crop (realtime/train/train.py).
+The validation split gets, per segment: the reference case (LAME 32 kbit/s mono from 48 kHz, training chain),
+LAME 128 kbit/s mono (no-harm check), and one `chains` pairing.
 
-Configurations (`Codec`): bitrate kbit/s, channels encoded, input rate. The validation split gets the
-reference case (32 kbit/s mono from 48 kHz) and 128 kbit/s mono (no-harm check); the training split
-gets one random configuration per segment from TRAIN_MIX (24-64 kbit/s, mono/stereo, 44.1/48 kHz
-input, some 128 kbit/s).
-
-Output: data/pairs/<codec>/<segment>.npy float32 (2, channels, samples): [0] clean reference,
-[1] decoded. Mono encodes of stereo sources use the mid (L+R)/2 as reference.
+Output: data/pairs/<configuration>/<segment>.npy float32 (2, channels, samples): [0] clean reference,
+[1] decoded; a .json beside each with its facts, and data/pairs/manifest.json with every row.
 """
 
 from __future__ import annotations
@@ -27,127 +24,123 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.train.chains import (
+    RESAMPLERS, TRAINING_CHAIN, DecodeChain, Encoding, degrade,
+)
+
 SAMPLE_RATE = 48_000
-ENCODER_DELAY = 1105          # LAME (576) + minimp3 (529), samples at the MP3's own rate
+MIXES = ("lame", "chains")
 
 
 @dataclass(frozen=True)
-class Codec:
-    bitrate_kbps: int
-    channels: int             # channels given to the encoder
-    input_rate: int           # rate of the PCM given to LAME
+class Pairing:
+    """One way of degrading a segment: an encoding and the chain that decodes it."""
+
+    encoding: Encoding
+    chain: DecodeChain = TRAINING_CHAIN
+    mix: str = "lame"
 
     @property
     def name(self) -> str:
-        mode = "mono" if self.channels == 1 else "stereo"
-        return f"mp3_{self.bitrate_kbps}k_{mode}_{self.input_rate // 100 / 10:g}k"
+        """The folder name: `mp3_32k_mono_48k` for the `lame` mix, `<encoding>__<chain>` otherwise."""
+        e = self.encoding
+        if self.mix == "lame":
+            mode = "mono" if e.channels == 1 else "stereo"
+            return f"mp3_{e.bitrate_kbps}k_{mode}_{e.input_rate / 1000:g}k"
+        return f"{e.name}__{self.chain.name}"
 
 
-REFERENCE = Codec(32, 1, 48_000)          # mp3_32k_mono_48k
-NO_HARM = Codec(128, 1, 48_000)
-VAL_CODECS = (REFERENCE, NO_HARM)
+def lame(bitrate_kbps: int, channels: int = 1, input_rate: int = SAMPLE_RATE) -> Pairing:
+    """LAME CBR through lameenc, decoded by the training chain."""
+    return Pairing(Encoding("lameenc", bitrate_kbps, channels=channels, input_rate=input_rate))
+
+
+REFERENCE = lame(32)                      # mp3_32k_mono_48k
+NO_HARM = lame(128)
+VAL_LAME = (REFERENCE, NO_HARM)
 # (weight, bitrate, stereo?) ; input rate 44.1 kHz with probability P_44K
-TRAIN_MIX = ((0.36, 32, False), (0.12, 24, False), (0.12, 48, False), (0.10, 64, False),
-             (0.10, 32, True), (0.06, 48, True), (0.06, 64, True), (0.08, 128, False))
+LAME_MIX = ((0.36, 32, False), (0.12, 24, False), (0.12, 48, False), (0.10, 64, False),
+            (0.10, 32, True), (0.06, 48, True), (0.06, 64, True), (0.08, 128, False))
 P_44K = 0.3
+# (weight, encoder, settings: ("k", kbit/s) for a bitrate, ("q", quality) for VBR)
+CODEC_MIX = (
+    (0.22, "lameenc", [("k", b) for b in (24, 32, 32, 40, 48, 56, 64, 96, 128)]),
+    (0.14, "libmp3lame", [("k", b) for b in (24, 32, 48, 64, 96)] + [("q", q) for q in (9, 8, 7, 6)]),
+    (0.08, "libshine", [("k", b) for b in (32, 48, 64, 96, 128)]),
+    (0.18, "aac", [("k", b) for b in (24, 32, 48, 64, 96)]),
+    (0.12, "libvorbis", [("q", q) for q in (-1, 0, 1, 2, 3)]),
+    (0.14, "libopus", [("k", b) for b in (12, 16, 24, 32, 48)]),
+    (0.12, "libtwolame", [("k", b) for b in (64, 96, 128, 160, 192)]),
+)
+P_STEREO = 0.35
+FILE_RATES = (("codec", 0.4), (SAMPLE_RATE, 0.45), (44_100, 0.15))
+SAMPLE_FORMATS = (("float", 0.35), ("s16", 0.25), ("s16_tpdf", 0.3), ("s24", 0.1))
 
 
-def train_codec(seed: str) -> Codec:
+def _weighted(rng: random.Random, options):
+    r, acc = rng.random(), 0.0
+    for option, weight in options:
+        acc += weight
+        if r < acc:
+            return option
+    return options[-1][0]
+
+
+def lame_pairing(seed: str) -> Pairing:
+    """The `lame` mix's configuration for a segment id."""
     rng = random.Random(seed)
     r, acc = rng.random(), 0.0
-    for w, br, stereo in TRAIN_MIX:
+    for w, br, stereo in LAME_MIX:
         acc += w
         if r < acc:
             break
-    return Codec(br, 2 if stereo else 1, 44_100 if rng.random() < P_44K else 48_000)
+    return lame(br, 2 if stereo else 1, 44_100 if rng.random() < P_44K else SAMPLE_RATE)
 
 
-def encode_decode(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, np.ndarray]:
-    """x: clean float32 (channels, samples) at 48 kHz -> (reference, decoded), both
-    (codec.channels, samples) at 48 kHz, decoded aligned to reference (delay removed)."""
-    import lameenc
-    import miniaudio
-    import soxr
-
-    x = np.asarray(x, np.float32)
-    if codec.channels == 1:
-        ref = x.mean(0, keepdims=True)
-    else:
-        ref = x[:2] if x.shape[0] >= 2 else np.repeat(x, 2, 0)
-    n = ref.shape[1]
-    src = ref.T
-    if codec.input_rate != SAMPLE_RATE:
-        src = soxr.resample(src, SAMPLE_RATE, codec.input_rate, quality="VHQ")
-    pcm = np.round(np.clip(src, -1.0, 32767 / 32768) * 32768).astype(np.int16)
-    enc = lameenc.Encoder()
-    enc.set_bit_rate(codec.bitrate_kbps)
-    enc.set_in_sample_rate(codec.input_rate)
-    enc.set_channels(codec.channels)
-    enc.set_quality(2)
-    mp3 = bytes(enc.encode(np.ascontiguousarray(pcm).tobytes()) + enc.flush())
-    dec = miniaudio.mp3_read_f32(mp3)
-    y = np.frombuffer(dec.samples, dtype=np.float32).reshape(-1, dec.nchannels)
-    if y.shape[1] != codec.channels:
-        y = y.mean(1, keepdims=True) if codec.channels == 1 else np.repeat(y[:, :1], 2, 1)
-    y = y[ENCODER_DELAY:]
-    if dec.sample_rate != SAMPLE_RATE:
-        y = soxr.resample(y, dec.sample_rate, SAMPLE_RATE, quality="VHQ")
-    y = np.ascontiguousarray(y.T, dtype=np.float32)
-    if y.shape[1] < n:
-        y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
-    return np.ascontiguousarray(ref), y[:, :n]
+def chains_pairing(seed: str) -> Pairing:
+    """The `chains` mix's configuration for a segment id: a random codec setting through a random decode chain."""
+    rng = random.Random("chains:" + seed)
+    encoder, settings = _weighted(rng, [((e, s), w) for w, e, s in CODEC_MIX])
+    kind, value = rng.choice(settings)
+    channels = 2 if rng.random() < P_STEREO else 1
+    rate = 44_100 if rng.random() < P_44K else SAMPLE_RATE
+    encoding = (Encoding(encoder, bitrate_kbps=value, channels=channels, input_rate=rate) if kind == "k"
+                else Encoding(encoder, quality=value, channels=channels, input_rate=rate))
+    decoders = [d for d in ("minimp3", "soundfile", "ffmpeg") if DecodeChain(d).decodes(encoding)]
+    chain = DecodeChain(decoder=rng.choice(decoders), file_rate=_weighted(rng, FILE_RATES),
+                        resampler=rng.choice(RESAMPLERS), sample_format=_weighted(rng, SAMPLE_FORMATS))
+    return Pairing(encoding, chain, "chains")
 
 
-def measure_lag(ref: np.ndarray, deg: np.ndarray, max_lag: int = 8192) -> float:
-    """Lag of deg behind ref in samples (positive = deg late), sub-sample by parabolic interpolation.
-    Both 1-D; only content below 5 kHz is compared (every codec keeps it)."""
-    n = len(ref) + len(deg)
-    nfft = 1 << (n - 1).bit_length()
-    R, D = np.fft.rfft(ref, nfft), np.fft.rfft(deg, nfft)
-    f = np.fft.rfftfreq(nfft, 1 / SAMPLE_RATE)
-    c = np.fft.irfft(D * np.conj(R) * (f < 5000), nfft)
-    c = np.concatenate([c[-max_lag:], c[: max_lag + 1]])
-    k = int(np.argmax(c))
-    frac = 0.0
-    if 0 < k < len(c) - 1:
-        y0, y1, y2 = c[k - 1], c[k], c[k + 1]
-        den = y0 - 2 * y1 + y2
-        frac = 0.5 * (y0 - y2) / den if den != 0 else 0.0
-    return k - max_lag + frac
+def pairings(segment: dict) -> tuple[Pairing, ...]:
+    """Every pairing made of a corpus segment (validation: the LAME reference, 128k, one `chains` pairing)."""
+    if segment["split"] == "val":
+        return VAL_LAME + (chains_pairing(segment["id"]),)
+    return lame_pairing(segment["id"]), chains_pairing(segment["id"])
 
 
-def shift(y: np.ndarray, lag: int) -> np.ndarray:
-    """Advance y (channels, n) by lag samples (zero fill)."""
-    out = np.zeros_like(y)
-    if lag >= 0:
-        out[:, : y.shape[1] - lag] = y[:, lag:]
-    else:
-        out[:, -lag:] = y[:, : y.shape[1] + lag]
-    return out
-
-
-def make_pair(x: np.ndarray, codec: Codec) -> tuple[np.ndarray, float]:
-    """(2, channels, samples) aligned pair and the residual lag measured after alignment."""
-    ref, deg = encode_decode(x, codec)
-    lag = measure_lag(ref.mean(0), deg.mean(0))
-    if abs(lag) > 1.0:  # never seen with lameenc+minimp3; keep the pair usable anyway
-        deg = shift(deg, int(round(lag)))
-        lag = measure_lag(ref.mean(0), deg.mean(0))
-    return np.stack([ref, deg]).astype(np.float32), float(lag)
+def make_pair(x: np.ndarray, pairing: Pairing, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """(2, channels, samples) aligned float32 pair of clean x (C, n) at 48 kHz, and the chain's facts."""
+    reference, decoded, facts = degrade(x, pairing.encoding, pairing.chain, seed)
+    return np.stack([reference, decoded]).astype(np.float32), facts
 
 
 def _work(args):
-    idx, seg_path, codec, out_path = args
+    idx, seg_path, pairing, out_path, seed = args
     out = Path(out_path)
     meta = out.with_suffix(".json")
     if meta.exists():
         return idx, json.loads(meta.read_text())
     x = np.load(seg_path)
-    pair, lag = make_pair(x, codec)
+    try:
+        pair, facts = make_pair(x, pairing, seed)
+    except (RuntimeError, ValueError) as exc:   # an encoder refusing a setting: recorded, not fatal
+        return idx, {"error": str(exc)[:300]}
     tmp = out.with_suffix(".tmp.npy")
     np.save(tmp, pair)
     tmp.replace(out)
-    info = {"codec": codec.name, "lag": round(lag, 3), "channels": int(pair.shape[1]), "samples": int(pair.shape[2])}
+    info = {"lag": facts["residual_lag_samples"], "lag_removed": facts["lag_samples"],
+            "channels": int(pair.shape[1]), "samples": int(pair.shape[2])}
     meta.write_text(json.dumps(info))
     return idx, info
 
@@ -163,19 +156,25 @@ def build_pairs(clean_root: str | os.PathLike = "data/clean", out_root: str | os
     segs = json.loads((clean_root / "manifest.json").read_text())["segments"]
     jobs, rows = [], []
     for i, s in enumerate(segs):
-        codecs = VAL_CODECS if s["split"] == "val" else (train_codec(s["id"]),)
-        for c in codecs:
-            d = out_root / c.name
+        for pairing in pairings(s):
+            d = out_root / pairing.name
             d.mkdir(parents=True, exist_ok=True)
             p = d / f"{i:05d}.npy"
-            jobs.append((len(rows), str(clean_root / s["file"]), c, str(p)))
+            jobs.append((len(rows), str(clean_root / s["file"]), pairing, str(p), i))
+            e, c = pairing.encoding, pairing.chain
             rows.append({"segment": s["id"], "kind": s["kind"], "split": s["split"], "source": s["source"],
-                         "codec": c.name, "bitrate_kbps": c.bitrate_kbps, "file": str(p.relative_to(out_root))})
+                         "mix": pairing.mix, "codec": pairing.name, "encoder": e.encoder,
+                         "bitrate_kbps": e.bitrate_kbps, "quality": e.quality, "chain": c.name,
+                         "file": str(p.relative_to(out_root))})
     with Pool(workers) as pool:
-        for idx, info in tqdm(pool.imap_unordered(_work, jobs, chunksize=4), total=len(jobs), desc="mp3 pairs", unit="pair"):
+        for idx, info in tqdm(pool.imap_unordered(_work, jobs, chunksize=4), total=len(jobs), desc="pairs",
+                              unit="pair"):
             rows[idx].update(info)
+    failed = [r for r in rows if "error" in r]
+    rows = [r for r in rows if "error" not in r]
     lags = np.array([r["lag"] for r in rows]) if rows else np.zeros(1)
-    manifest = {"sample_rate": SAMPLE_RATE, "encoder_delay": ENCODER_DELAY, "pairs": rows,
+    manifest = {"sample_rate": SAMPLE_RATE, "pairs": rows, "failed": failed,
                 "max_abs_lag_samples": float(np.abs(lags).max())}
     (out_root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
+

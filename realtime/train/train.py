@@ -3,8 +3,12 @@
 Batches: random ~1 s crops (CROP_FRAMES frames) of a random pair and channel; features are computed
 with `realtime.stft.stft_offline` on the crop (the crop starts on a hop boundary and its first 3
 frames, which would see the zero padding, are dropped), so they equal the engine's frames bit for bit.
-Augmentation: a random gain (+-12 dB) on both magnitudes; with probability P_IDENTITY the clean signal
-is also the input (the model must leave full-band audio alone).
+Augmentation, in the time domain before the STFT (`augment_crop`), as decode chains vary at run time:
+a gain of GAIN_DB_RANGE on both sides; on the decoded side, with probability P_NOISE a white or pink
+noise floor of NOISE_DBFS_RANGE (a sound card), and, for pairs whose chain stored float samples, 16-bit
+quantisation with probability P_QUANTIZE (half of it with TPDF dither). With probability P_IDENTITY the
+clean signal is the input (after the same augmentation): the model must leave full-band audio alone.
+`mixes` chooses which pair mixes (realtime/train/pairs.py) the crops come from.
 
 Loss (`--loss`):
     l1       mean |S_hat - S| / mean S                        (linear magnitudes; the issue's baseline)
@@ -36,36 +40,61 @@ SKIP = FFT_SIZE // HOP - 1            # frames that still see the crop's zero pa
 BATCH = 12
 LR = 1e-3
 P_IDENTITY = 0.06
-GAIN_DB = 12.0
+GAIN_DB_RANGE = (-20.0, 6.0)
+P_NOISE, NOISE_DBFS_RANGE = 0.3, (-95.0, -75.0)
+P_QUANTIZE = 0.4
 LOSS_EPS = 1e-3
 LOG_WEIGHT = 1.0
 CHECKPOINT_S = 180.0
 VAL_CROPS, VAL_FRAMES = 48, 375
 
 
-def crop_mags(pair: np.ndarray, ch: int, start_frame: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """pair (2, C, n) -> (clean, decoded) magnitudes (frames, 513) f32 of engine frames
-    start_frame .. start_frame + frames - 1 (engine frame k covers samples [kH + H - N, kH + H))."""
+def crop_audio(pair: np.ndarray, ch: int, start_frame: int, frames: int) -> np.ndarray:
+    """pair (2, C, n) -> (2, m) float64 samples of channel ch that engine frames start_frame ..
+    start_frame + frames - 1 see, with the SKIP frames before them (zeros outside the pair)."""
     a = (start_frame - SKIP) * HOP - (FFT_SIZE - HOP)          # first sample fed to stft_offline
     b = (start_frame + frames) * HOP
+    x = np.zeros((2, b - a), np.float64)
+    lo, hi = max(a, 0), min(b, pair.shape[2])
+    if hi > lo:
+        x[:, lo - a: hi - a] = pair[:, ch, lo:hi]
+    return x
+
+
+def crop_mags(audio: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """(2, m) samples from `crop_audio` -> (clean, decoded) magnitudes (frames, 513) f32 of its engine frames."""
     out = []
     for j in range(2):
-        x = np.zeros(b - a, np.float64)
-        lo, hi = max(a, 0), min(b, pair.shape[2])
-        if hi > lo:
-            x[lo - a: hi - a] = pair[j, ch, lo:hi]
-        X = stft_offline(x, FFT_SIZE, HOP)[SKIP + SKIP: SKIP + SKIP + frames]
+        X = stft_offline(audio[j], FFT_SIZE, HOP)[SKIP + SKIP: SKIP + SKIP + frames]
         out.append(np.abs(X).astype(np.float32))
     return out[0], out[1]
 
 
-class PairSource:
-    """Random crops from data/pairs (train or val rows of the manifest), memory-mapped."""
+def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool) -> np.ndarray:
+    """(2, m) [clean, decoded] -> the same with a random gain, noise floor and quantisation (module doc)."""
+    from realtime.train.chains import noise_floor, quantize
 
-    def __init__(self, root: str | Path, split: str, codec: str | None = None, seed: int = 0):
+    out = audio * 10 ** (rng.uniform(*GAIN_DB_RANGE) / 20)
+    if rng.random() < P_IDENTITY:
+        out[1] = out[0]
+        stored_float = True
+    if rng.random() < P_NOISE:
+        color = "pink" if rng.random() < 0.5 else "white"
+        out[1] += noise_floor(1, out.shape[1], rng.uniform(*NOISE_DBFS_RANGE), color, rng)[0]
+    if stored_float and rng.random() < P_QUANTIZE:
+        out[1] = quantize(out[1:], "s16_tpdf" if rng.random() < 0.5 else "s16", rng)[0]
+    return out
+
+
+class PairSource:
+    """Random crops from data/pairs (train or val rows of the manifest, of some mixes), memory-mapped."""
+
+    def __init__(self, root: str | Path, split: str, codec: str | None = None, seed: int = 0,
+                 mixes: tuple[str, ...] | None = None):
         root = Path(root)
         man = json.loads((root / "manifest.json").read_text())
-        self.rows = [r for r in man["pairs"] if r["split"] == split and (codec is None or r["codec"] == codec)]
+        self.rows = [r for r in man["pairs"] if r["split"] == split and (codec is None or r["codec"] == codec)
+                     and (mixes is None or r.get("mix", "lame") in mixes)]
         if not self.rows:
             raise SystemExit(f"train: no {split} pairs in {root}")
         self.root = root
@@ -79,13 +108,17 @@ class PairSource:
             self.arrays[i] = np.load(self.root / self.rows[i]["file"], mmap_mode="r")
         return self.arrays[i]
 
-    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_audio(self, frames: int) -> tuple[np.ndarray, bool]:
+        """A random crop (2, m) from `crop_audio` and whether its pair's chain stored float samples."""
         i = int(self.rng.choice(len(self.rows), p=self.p))
         arr = self.array(i)
         total = arr.shape[2] // HOP
         start = int(self.rng.integers(0, max(1, total - frames)))
         ch = int(self.rng.integers(0, arr.shape[1]))
-        return crop_mags(arr, ch, start, frames)
+        return crop_audio(arr, ch, start, frames), self.rows[i].get("chain", "float").endswith("float")
+
+    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        return crop_mags(self.sample_audio(frames)[0], frames)
 
 
 class SyntheticSource:
@@ -95,7 +128,7 @@ class SyntheticSource:
     def __init__(self, seed: int = 0):
         self.rng = np.random.default_rng(seed)
 
-    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    def sample_audio(self, frames: int) -> tuple[np.ndarray, bool]:
         n = (frames + 2 * SKIP + 1) * HOP + FFT_SIZE
         t = np.arange(n) / 48_000
         f0 = self.rng.uniform(100, 400)
@@ -106,18 +139,19 @@ class SyntheticSource:
         Y = X * (f < 8000) * (self.rng.random(len(f)) > 0.2)
         y = np.fft.irfft(Y, n)
         pair = np.stack([x, y])[:, None, :]
-        return crop_mags(pair, 0, 2 * SKIP + 1, frames)
+        return crop_audio(pair, 0, 2 * SKIP + 1, frames), True
+
+    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
+        return crop_mags(self.sample_audio(frames)[0], frames)
 
 
 def make_batch(src, frames: int, rng: np.random.Generator, augment: bool = True, batch: int = BATCH):
     clean, dec = [], []
     for _ in range(batch):
-        c, d = src.sample(frames)
+        audio, stored_float = src.sample_audio(frames)
         if augment:
-            g = 10 ** (rng.uniform(-GAIN_DB, GAIN_DB) / 20)
-            c, d = c * g, d * g
-            if rng.random() < P_IDENTITY:
-                d = c
+            audio = augment_crop(audio, rng, stored_float)
+        c, d = crop_mags(audio, frames)
         clean.append(c)
         dec.append(d)
     return torch.from_numpy(np.stack(dec)), torch.from_numpy(np.stack(clean))
@@ -140,36 +174,47 @@ def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -100.0
     return float(torch.sqrt(((p - t) ** 2).mean(-1)).mean())
 
 
-def validation_set(data_root: str | Path | None, synthetic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def validation_sets(data_root: str | Path | None, synthetic: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Fixed validation crops (decoded, clean): `reference` (LAME 32 kbit/s mono, the training chain) and
+    `chains` (the validation split's `chains` pairs, augmented as in training with a fixed seed)."""
+    rng = np.random.default_rng(123)
     if synthetic:
-        src = SyntheticSource(seed=123)
-        n = 2
+        sources = {"reference": (SyntheticSource(seed=123), False), "chains": (SyntheticSource(seed=124), True)}
+        n, frames = 2, 64
     else:
-        src = PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=123)
-        n = VAL_CROPS
-    d, c = [], []
-    for _ in range(n):
-        cc, dd = src.sample(VAL_FRAMES if not synthetic else 64)
-        c.append(cc)
-        d.append(dd)
-    return torch.from_numpy(np.stack(d)), torch.from_numpy(np.stack(c))
+        sources = {"reference": (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=123), False)}
+        if any(r.get("mix") == "chains" for r in json.loads((Path(data_root) / "manifest.json").read_text())["pairs"]
+               if r["split"] == "val"):
+            sources["chains"] = (PairSource(data_root, "val", seed=124, mixes=("chains",)), True)
+        n, frames = VAL_CROPS, VAL_FRAMES
+    sets = {}
+    for name, (src, augment) in sources.items():
+        d, c = make_batch(src, frames, rng, augment=augment, batch=n)
+        sets[name] = (d, c)
+    return sets
 
 
 @torch.no_grad()
-def validate(net: UNet, val: tuple[torch.Tensor, torch.Tensor], kind: str) -> dict:
+def validate(net: UNet, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], kind: str) -> dict:
+    """Loss and LSD (dB) of the model and of its input on each validation set (`val_` + set name)."""
     net.eval()
-    d, c = val
-    preds = torch.cat([net(d[i: i + 8]) for i in range(0, len(d), 8)])
+    rec = {}
+    for name, (d, c) in sets.items():
+        preds = torch.cat([net(d[i: i + 8]) for i in range(0, len(d), 8)])
+        prefix = "val" if name == "reference" else f"val_{name}"
+        rec.update({f"{prefix}_loss": float(loss_fn(preds, c, kind)), f"{prefix}_lsd": quick_lsd(preds, c),
+                    f"{prefix}_lsd_decoded": quick_lsd(d, c)})
     net.train()
-    return {"val_loss": float(loss_fn(preds, c, kind)), "val_lsd": quick_lsd(preds, c),
-            "val_lsd_decoded": quick_lsd(d, c)}
+    return rec
 
 
 def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float = 50.0, loss: str = "l1+log",
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
           model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
-          snapshots: tuple[int, ...] = (100, 200, 400)) -> dict:
-    """Train (or resume) into run/. Stops after `minutes` of training time or `max_steps` steps."""
+          snapshots: tuple[int, ...] = (100, 200, 400), mixes: tuple[str, ...] | None = None) -> dict:
+    """Train (or resume) into run/. Stops after `minutes` of training time or `max_steps` steps.
+
+    mixes: the pair mixes to train on (realtime/train/pairs.py; None: all)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -199,9 +244,9 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         step, elapsed = 0, 0.0
         model_args = {"channels": list(net.channels), "hidden": net.hidden}
-    src = SyntheticSource(seed) if synthetic else PairSource(data_root, "train", seed=seed + step)
+    src = SyntheticSource(seed) if synthetic else PairSource(data_root, "train", seed=seed + step, mixes=mixes)
     rng = np.random.default_rng(seed + step)
-    val = validation_set(data_root, synthetic)
+    val = validation_sets(data_root, synthetic)
     log = open(run / "log.jsonl", "a")
 
     def save():
