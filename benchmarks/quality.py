@@ -1,25 +1,52 @@
-"""Restoration quality benchmark (issue #6): gapfill against the codec output and simple baselines.
+"""Restoration quality benchmark (issues #6, #11, #12): gapfill on the inputs users really have.
 
-    python -m benchmarks.quality [--json PATH] [--png PATH] [--clips 6] [--seconds 8]
-    python -m benchmarks.quality --quick          # CI smoke run: two synthetic 2 s clips, 32 kbit/s only
+    python -m benchmarks.quality [--json PATH] [--png PATH] [--clips 6] [--seconds 8] [--visqol key] [--workers 2]
+    python -m benchmarks.quality --quick          # CI smoke run: two synthetic 2 s clips, five conditions
 
-For every validation clip (never a training one, see benchmarks/clips.py), mixed to mono at 48 kHz, and for
-every condition (clean input, and MP3 CBR at 24, 32, 48 and 64 kbit/s, mono, encoded and decoded by the
-training pairs' chain in realtime/train/pairs.py: LAME -q 2, minimp3, codec delay removed at the MP3's
-rate, soxr to 48 kHz; the residual lag is reported per clip), these systems are scored against the clean
-clip:
-- `codec`: the decoded input as it is (for the clean condition, the clean clip itself);
+Every validation clip (never a training one, see benchmarks/clips.py), mono at 48 kHz, is degraded under
+every condition: an `Encoding` and a `DecodeChain` of realtime/train/chains.py (`degrade`: encoded by
+lameenc or one of ffmpeg's encoders, decoded as a user's tools would, then to 48 kHz by gapfill's own
+resampler, aligned to the reference with sub-sample precision; the residual lag is reported per clip).
+Three groups (`CONDITIONS`):
+- `clean`: the clean clip as float, 16-bit and 16-bit with TPDF dither (no-harm check);
+- `chains` (#11): LAME 32 kbit/s mono through every decode chain: the training chain (minimp3 at the MP3's
+  rate, float), ffmpeg to float / 16-bit / dithered 16-bit at 48 kHz, scipy and soxr LQ resampling, the
+  MP3 file itself (soundfile at 22.05 kHz), ffmpeg 16-bit at the MP3's rate, a sound card (24-bit, pink
+  noise floor at -80 dBFS) and a -20 dB level change;
+- `codecs` (#12): LAME 24-128 kbit/s and ffmpeg's libmp3lame (CBR, VBR), libshine, aac, libvorbis, libopus
+  and libtwolame, all through the usual 16-bit dithered ffmpeg decode at 48 kHz.
+These systems are scored against the clean reference (for the gain chain, the clean clip at that gain):
+- `codec`: the decoded input as it is;
 - `treble_shelf`, `noise_fill`: what a user could reach for instead (benchmarks/baselines.py);
-- `gapfill[decoded]`, `gapfill[rtpghi]`, `gapfill[completion]`: the Restorer with each phase method,
-  delay-compensated (output sample t is input sample t), everything else as configured.
-Metrics: the training's validation metrics (realtime/train/evaluate.py: log-spectral distance over the full
-band, below the codec cutoff and from it to 20 kHz, the hole ratio below the cutoff; the cutoff found by
-comparing the decoded and clean long-term spectra) and ViSQOL v3 in audio mode (MOS-LQO, visqol-python
-3.8.0; its identity score is checked against the reference implementation's conformance value). Per
-clip and averaged for speech and music. The baselines find the cutoff blind, from the decoded signal.
+- `gapfill`: the Restorer with the configured settings (shipped defaults unless --config/--model),
+  delay-compensated; on the training chain also `gapfill/<method>` for the other phase methods.
+Metrics per clip, averaged for speech, music and all: the training's validation metrics
+(realtime/train/evaluate.py: log-spectral distance over the full band, below the codec cutoff and from it
+to 20 kHz, the hole ratio below the cutoff; the cutoff from the decoded and clean long-term spectra) and
+ViSQOL v3 in audio mode (MOS-LQO, visqol-python 3.8.0, its identity score checked against the reference
+implementation's conformance value). ViSQOL costs about a CPU second per audio second: `--visqol key`
+(default) scores `codec` and `gapfill` on the KEY_CONDITIONS (every system on the training chain), `all`
+on every condition, `none` nowhere. Per condition, for gapfill against the decoded input: the change of
+the mean LSD in % (and in dB, clip by clip), the clips made worse (LSD full band up by more than
+WORSE_DB), the gate's verdict per clip (`Restorer.codec_report()`: engaged, cutoff, restored share), the
+largest sample change and the ViSQOL difference.
 
-Writes JSON (`--json`) and a PNG of spectrograms (`--png`: clean / MP3 32 kbit/s / restored for one
-speech and one music clip, one colour scale), and prints one table per condition.
+Prints one Markdown table per group (README-ready) and one of every system on the training chain; writes
+JSON (`--json`) and a PNG (`--png`: clean / LAME 32 kbit/s through the dithered 16-bit ffmpeg decode /
+restored, one speech and one music clip).
+
+JSON (schema SCHEMA_VERSION = 2): `benchmark`, `schema`, `quick`, `environment`, `engine` {model,
+phase_method, gate}, `clip_source`, `clips` [{id, kind, source, seconds}], `conditions` [{name, group,
+title, encoding (Encoding.name or null for clean), encoding_settings, chain (DecodeChain.name, or
+`clean_<format>`), chain_settings, systems, visqol}], `systems`, `metrics`, `visqol` {used, status,
+selection, conformance}, `per_clip` [{clip, kind, condition, system, cutoff_hz, lag_samples,
+residual_lag_samples, lsd_full, lsd_below, lsd_above, holes, visqol (null: not measured); for gapfill
+systems also gate_engaged, gate_cutoff_hz, gate_engaged_after_s, gate_restored_share, max_abs_change}],
+`summary` {condition: {group, title, cutoff_hz_mean, systems {system: {metric: {speech, music, all}}},
+gapfill {clips, lsd_change_pct, lsd_change_db, holes_change_pct, clips_worse, gate_engaged,
+gate_cutoff_hz_mean, restored_share_mean, visqol_delta, max_abs_change}}} (the per-kind entries are
+{speech, music, all}), `timing_s`, `figure`, `wall_s`, `readme_tables` {clean, chains, codecs,
+training_chain}.
 """
 
 from __future__ import annotations
@@ -27,35 +54,114 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import shutil
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from benchmarks import codec
-from benchmarks.baselines import noise_fill, treble_shelf
+from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import (
-    MODEL_CHOICES, engine_config, environment, format_table, markdown_table, model_name, restore_offline,
-    run_main, write_json,
+    MODEL_CHOICES, engine_config, environment, markdown_table, model_name, restore_offline, run_main, write_json,
 )
-from benchmarks.baselines import detect_cutoff_hz
 from realtime.errors import GapfillError
+from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, quantize
 from realtime.train.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
 
 SAMPLE_RATE = 48_000
-BITRATES_KBPS = (24, 32, 48, 64)
+GROUPS = ("clean", "chains", "codecs")
 PHASE_METHODS = ("decoded", "rtpghi", "completion")
 BASELINES = ("codec", "treble_shelf", "noise_fill")
-SYSTEMS = BASELINES + tuple(f"gapfill/{m}" for m in PHASE_METHODS)
+SYSTEMS = BASELINES + ("gapfill",)
 METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "visqol")  # evaluate.py's names, and ViSQOL
+WORSE_DB = 0.01  # a clip is made worse when gapfill's full-band LSD exceeds the decoded input's by more
+VISQOL_CHOICES = ("all", "key", "none")
 VISQOL_VERSION = "3.8.0"
 VISQOL_IDENTITY_REFERENCE = 4.732101253042348  # google/visqol src/include/conformance.h, v333
 VISQOL_TOLERANCE = 1e-4  # the reference implementation's conformance tolerance
 VISQOL_EXTRA_HINT = "pip install 'gapfill[quality]'"
-CODEC_EXTRA_HINT = "pip install 'gapfill[train]'"
-SCHEMA_VERSION = 1
+CODEC_EXTRA_HINT = "pip install 'gapfill[train]' and the ffmpeg program"
+SCHEMA_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way the clean clip reaches gapfill: `encoding` (None: not encoded, only stored in
+    `chain.sample_format`) decoded by `chain`; `name` is its key in the JSON, `title` its table row."""
+
+    name: str
+    group: str
+    title: str
+    encoding: Encoding | None
+    chain: DecodeChain
+
+    @property
+    def chain_name(self) -> str:
+        return f"clean_{self.chain.sample_format}" if self.encoding is None else self.chain.name
+
+    def describe(self, systems: tuple[str, ...], visqol: bool) -> dict[str, Any]:
+        chain = ({"sample_format": self.chain.sample_format} if self.encoding is None else asdict(self.chain))
+        return {"name": self.name, "group": self.group, "title": self.title,
+                "encoding": None if self.encoding is None else self.encoding.name,
+                "encoding_settings": None if self.encoding is None else asdict(self.encoding),
+                "chain": self.chain_name, "chain_settings": chain, "systems": list(systems), "visqol": visqol}
+
+
+LAME_32K = Encoding("lameenc", 32)
+USUAL_CHAIN = DecodeChain("ffmpeg", SAMPLE_RATE, "swr", sample_format="s16_tpdf")
+"""ffmpeg to 16-bit at 48 kHz with TPDF dither: what sox, Audacity and most editors write."""
+
+
+def _ffmpeg_48k(sample_format: str = "float", resampler: str = "swr", **extra: Any) -> DecodeChain:
+    return DecodeChain("ffmpeg", SAMPLE_RATE, resampler, sample_format=sample_format, **extra)
+
+
+def _codec(name: str, title: str, encoding: Encoding) -> Condition:
+    return Condition(name, "codecs", title, encoding, USUAL_CHAIN)
+
+
+CONDITIONS: tuple[Condition, ...] = (
+    Condition("clean_float", "clean", "clean, float", None, DecodeChain(sample_format="float")),
+    Condition("clean_s16", "clean", "clean, 16-bit", None, DecodeChain(sample_format="s16")),
+    Condition("clean_s16_tpdf", "clean", "clean, 16-bit TPDF dither", None, DecodeChain(sample_format="s16_tpdf")),
+    Condition("training_chain", "chains", "minimp3 at the MP3's rate, float (training chain)", LAME_32K,
+              TRAINING_CHAIN),
+    Condition("ffmpeg_float_48k", "chains", "ffmpeg, float at 48 kHz (swr)", LAME_32K, _ffmpeg_48k()),
+    Condition("ffmpeg_s16_48k", "chains", "ffmpeg, 16-bit at 48 kHz (swr)", LAME_32K, _ffmpeg_48k("s16")),
+    Condition("ffmpeg_s16_tpdf_48k", "chains", "ffmpeg, 16-bit TPDF at 48 kHz (swr)", LAME_32K, USUAL_CHAIN),
+    Condition("scipy_float_48k", "chains", "scipy resample_poly to 48 kHz, float", LAME_32K,
+              _ffmpeg_48k(resampler="scipy")),
+    Condition("soxr_lq_s16_48k", "chains", "soxr LQ to 48 kHz, 16-bit", LAME_32K,
+              _ffmpeg_48k("s16", resampler="soxr_lq")),
+    Condition("mp3_file", "chains", "the MP3 file itself (soundfile, 22.05 kHz)", LAME_32K,
+              DecodeChain("soundfile")),
+    Condition("ffmpeg_s16_mp3_rate", "chains", "ffmpeg, 16-bit at the MP3's rate (22.05 kHz)", LAME_32K,
+              DecodeChain("ffmpeg", sample_format="s16")),
+    Condition("soundcard", "chains", "sound card: 24-bit, pink noise floor -80 dBFS", LAME_32K,
+              _ffmpeg_48k("s24", noise_dbfs=-80.0, noise_color="pink")),
+    Condition("gain_minus20", "chains", "gain -20 dB, 16-bit TPDF", LAME_32K,
+              _ffmpeg_48k("s16_tpdf", gain_db=-20.0)),
+    *(_codec(f"lame_{b}k", f"LAME {b} kbit/s (lameenc)", Encoding("lameenc", b)) for b in (24, 32, 48, 64, 128)),
+    _codec("libmp3lame_32k", "libmp3lame 32 kbit/s CBR (ffmpeg)", Encoding("libmp3lame", 32)),
+    _codec("libmp3lame_vbr_q9", "libmp3lame VBR -q 9 (ffmpeg)", Encoding("libmp3lame", quality=9)),
+    _codec("libshine_32k", "shine MP3 32 kbit/s", Encoding("libshine", 32)),
+    _codec("aac_32k", "AAC-LC 32 kbit/s (ffmpeg aac)", Encoding("aac", 32)),
+    _codec("aac_64k", "AAC-LC 64 kbit/s (ffmpeg aac)", Encoding("aac", 64)),
+    _codec("libvorbis_q0", "Vorbis q0", Encoding("libvorbis", quality=0)),
+    _codec("libopus_16k", "Opus 16 kbit/s", Encoding("libopus", 16)),
+    _codec("libopus_24k", "Opus 24 kbit/s", Encoding("libopus", 24)),
+    _codec("libtwolame_64k", "MP2 64 kbit/s (twolame)", Encoding("libtwolame", 64)),
+)
+BY_NAME = {c.name: c for c in CONDITIONS}
+TRAINING = "training_chain"
+KEY_CONDITIONS = (TRAINING, "ffmpeg_s16_tpdf_48k", "mp3_file", "lame_32k", "libmp3lame_32k", "libshine_32k",
+                  "aac_32k", "libopus_16k")
+QUICK_CONDITIONS = ("clean_float", "clean_s16_tpdf", TRAINING, "ffmpeg_s16_tpdf_48k", "aac_32k")
+FIGURE = BY_NAME["ffmpeg_s16_tpdf_48k"]
 
 _worker: dict[str, Any] = {}
 
@@ -85,11 +191,38 @@ def visqol_score(reference: np.ndarray, test: np.ndarray) -> float:
     return float(result.moslqo)
 
 
-# -- per clip -----------------------------------------------------------------------------------------
+def visqol_systems(condition: Condition, systems: tuple[str, ...], selection: str) -> tuple[str, ...]:
+    """The systems ViSQOL scores under `condition` for --visqol `selection`: every one on the training
+    chain, `codec` and `gapfill` elsewhere (on KEY_CONDITIONS only with `key`)."""
+    if selection == "none" or (selection == "key" and condition.name not in KEY_CONDITIONS):
+        return ()
+    return systems if condition.name == TRAINING else ("codec", "gapfill")
+
+
+# -- conditions and systems ---------------------------------------------------------------------------
+def systems_of(condition: Condition, default_method: str) -> tuple[str, ...]:
+    """The systems scored under `condition`: SYSTEMS, and on the training chain the other phase methods."""
+    extra = tuple(f"gapfill/{m}" for m in PHASE_METHODS if m != default_method) if condition.name == TRAINING else ()
+    return SYSTEMS + extra
+
+
+def degraded(condition: Condition, clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(reference, decoded, facts) for mono clean (samples,) at 48 kHz under `condition`, aligned."""
+    if condition.encoding is None:
+        stored = quantize(clean[None, :], condition.chain.sample_format, np.random.default_rng(seed))[0]
+        return clean, np.ascontiguousarray(stored, dtype=np.float32), {}
+    reference, decoded, facts = degrade(clean[None, :], condition.encoding, condition.chain, seed)
+    return reference[0], decoded[0], facts
+
+
 def _init_worker(config_path: str | None, model: str, use_visqol: bool) -> None:
     from realtime.restorer import Restorer
 
-    _worker["restorers"] = {m: Restorer(engine_config(config_path, model, phase_method=m)) for m in PHASE_METHODS}
+    default = engine_config(config_path, model)
+    _worker["default_method"] = default.phase["method"]
+    _worker["restorers"] = {"gapfill": Restorer(default)} | {
+        f"gapfill/{m}": Restorer(engine_config(config_path, model, phase_method=m))
+        for m in PHASE_METHODS if m != default.phase["method"]}
     if use_visqol:
         from visqol import VisqolApi
 
@@ -98,58 +231,84 @@ def _init_worker(config_path: str | None, model: str, use_visqol: bool) -> None:
         _worker["visqol"] = api
 
 
-def system_outputs(decoded: np.ndarray, cutoff_hz: float | None) -> dict[str, np.ndarray]:
-    """Every system's output for one decoded mono signal (samples,), aligned with it."""
-    outputs = {"codec": decoded, "treble_shelf": treble_shelf(decoded), "noise_fill": noise_fill(decoded, cutoff_hz)}
-    for method, restorer in _worker["restorers"].items():
-        outputs[f"gapfill/{method}"] = restore_offline(restorer, decoded[None, :], SAMPLE_RATE)[0]
-    return outputs
+def system_outputs(decoded: np.ndarray, systems: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
+    """Every system's output for one decoded mono signal (samples,), aligned with it, and the gate's
+    `codec_report()` of each gapfill system."""
+    outputs = {"codec": decoded, "treble_shelf": treble_shelf(decoded),
+               "noise_fill": noise_fill(decoded, detect_cutoff_hz(decoded))}
+    reports = {}
+    for system in systems:
+        if system.startswith("gapfill"):
+            restorer = _worker["restorers"][system]
+            outputs[system] = restore_offline(restorer, decoded[None, :], SAMPLE_RATE)[0]
+            reports[system] = restorer.codec_report()
+    return outputs, reports
 
 
-def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], bool]) -> dict[str, Any]:
-    """Score every system under every condition for one clip; clip 0 also runs the ViSQOL identity check."""
-    index, clip, conditions, use_visqol = task
+def _gate_fields(report: dict[str, Any], output: np.ndarray, decoded: np.ndarray) -> dict[str, Any]:
+    change = float(np.max(np.abs(output.astype(np.float64) - decoded))) if len(decoded) else 0.0
+    return {"gate_engaged": bool(report["engaged"]), "gate_cutoff_hz": report["cutoff_hz"],
+            "gate_engaged_after_s": report["engaged_after_s"], "gate_restored_share": report["restored_share"],
+            "max_abs_change": float(f"{change:.3g}")}
+
+
+def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any]:
+    """Score every system under every condition for one clip; clip 0 also runs the ViSQOL identity check.
+    Conditions with the same encoding and chain (LAME 32k through the usual decode) are computed once."""
+    index, clip, names, selection = task
+    use_visqol = "visqol" in _worker
     clean = clip.samples
     rows: list[dict[str, Any]] = []
-    seconds = {"codec": 0.0, "systems": 0.0, "spectral": 0.0, "visqol": 0.0}
+    seconds = {"decode": 0.0, "systems": 0.0, "spectral": 0.0, "visqol": 0.0}
     facts: dict[str, Any] = {}
     if index == 0 and use_visqol:
         start = time.perf_counter()
         facts["visqol_identity"] = visqol_score(clean, clean)
         seconds["visqol"] += time.perf_counter() - start
-    clean_db = power_db(clean)
-    for condition in conditions:
-        start = time.perf_counter()
-        if condition == "clean":
-            decoded, codec_facts = clean, {}
-        else:
-            coded, codec_facts = codec.mp3_roundtrip(clean[None, :], bitrate_of(condition))
-            decoded = coded[0]
-        cutoff_bin = codec_cutoff_bin(clean_db, power_db(decoded))
-        seconds["codec"] += time.perf_counter() - start
-        start = time.perf_counter()
-        outputs = system_outputs(decoded, None if condition == "clean" else detect_cutoff_hz(decoded))
-        seconds["systems"] += time.perf_counter() - start
-        for system, output in outputs.items():
+    computed: dict[tuple, tuple] = {}
+    scores: dict[tuple, float] = {}
+    for name in names:
+        condition = BY_NAME[name]
+        systems = systems_of(condition, _worker["default_method"])
+        key = (condition.encoding, condition.chain, systems)
+        if key not in computed:
             start = time.perf_counter()
-            row = {"clip": clip.id, "kind": clip.kind, "condition": condition, "system": system,
-                   "cutoff_hz": round(cutoff_bin * SAMPLE_RATE / FFT_SIZE), **codec_facts,
-                   **clip_metrics(clean, output, cutoff_bin, clean_db)}
+            reference, decoded, chain_facts = degraded(condition, clean, seed=index)
+            seconds["decode"] += time.perf_counter() - start
+            start = time.perf_counter()
+            outputs, reports = system_outputs(decoded, systems)
+            seconds["systems"] += time.perf_counter() - start
+            computed[key] = (reference, decoded, chain_facts, outputs, reports)
+        reference, decoded, chain_facts, outputs, reports = computed[key]
+        start = time.perf_counter()
+        reference_db = power_db(reference)
+        cutoff_bin = codec_cutoff_bin(reference_db, power_db(decoded))
+        seconds["spectral"] += time.perf_counter() - start
+        scored = visqol_systems(condition, systems, selection) if use_visqol else ()
+        for system in systems:
+            output = outputs[system]
+            start = time.perf_counter()
+            row = {"clip": clip.id, "kind": clip.kind, "condition": name, "system": system,
+                   "cutoff_hz": round(cutoff_bin * SAMPLE_RATE / FFT_SIZE), **chain_facts,
+                   **clip_metrics(reference, output, cutoff_bin, reference_db)}
+            if system in reports:
+                row.update(_gate_fields(reports[system], output, decoded))
             seconds["spectral"] += time.perf_counter() - start
-            if use_visqol:
-                start = time.perf_counter()
-                row["visqol"] = visqol_score(clean, output)
-                seconds["visqol"] += time.perf_counter() - start
-            else:
-                row["visqol"] = None
+            row["visqol"] = None
+            if system in scored:
+                if (key, system) not in scores:
+                    start = time.perf_counter()
+                    scores[(key, system)] = visqol_score(reference, output)
+                    seconds["visqol"] += time.perf_counter() - start
+                row["visqol"] = scores[(key, system)]
             rows.append({k: _json_number(v) for k, v in row.items()})
     return {"clip": clip.id, "rows": rows, "facts": facts, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def run_clips(clips: list[Clip], conditions: tuple[str, ...], config_path: str | None, model: str,
-              use_visqol: bool, workers: int) -> list[dict[str, Any]]:
+def run_clips(clips: list[Clip], names: tuple[str, ...], config_path: str | None, model: str,
+              selection: str, use_visqol: bool, workers: int) -> list[dict[str, Any]]:
     """evaluate_clip for every clip, in `workers` processes (1: in this process)."""
-    tasks = [(i, clip, conditions, use_visqol) for i, clip in enumerate(clips)]
+    tasks = [(i, clip, names, selection) for i, clip in enumerate(clips)]
     if workers <= 1:
         _init_worker(config_path, model, use_visqol)
         return [evaluate_clip(task) for task in tasks]
@@ -167,9 +326,9 @@ def run_clips(clips: list[Clip], conditions: tuple[str, ...], config_path: str |
 
 
 def _json_number(value: Any) -> Any:
-    """Floats rounded to 4 decimals; NaN (a metric undefined for this clip) as None."""
+    """Floats rounded to 4 decimals (a sample change to 3 significant digits); NaN as None."""
     if isinstance(value, float):
-        return None if not np.isfinite(value) else round(value, 4)
+        return None if not np.isfinite(value) else round(value, 4) if abs(value) >= 1e-3 else float(f"{value:.3g}")
     return value
 
 
@@ -179,18 +338,63 @@ def _mean(values: list[float | None]) -> float | None:
     return round(float(np.mean(present)), 4) if present else None
 
 
-def summarise(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
-    """condition -> system -> metric -> {speech, music, all} means over clips (None where undefined)."""
+def _per_kind(rows: list[dict[str, Any]], value: Any) -> dict[str, Any]:
+    """{speech, music, all}: value(rows of that kind)."""
+    return {"speech": value([r for r in rows if r["kind"] == "speech"]),
+            "music": value([r for r in rows if r["kind"] == "music"]), "all": value(rows)}
+
+
+def _change_pct(after: float | None, before: float | None) -> float | None:
+    return None if after is None or not before else round(100.0 * (after / before - 1.0), 1)
+
+
+def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """gapfill against the decoded input under one condition, per kind (pairs of rows by clip)."""
+    codec_by_clip = {r["clip"]: r for r in codec_rows}
+    pairs = [(codec_by_clip[g["clip"]], g) for g in gapfill_rows]
+
+    def kind(rows: list[dict[str, Any]]) -> list[tuple[dict, dict]]:
+        clips = {r["clip"] for r in rows}
+        return [(c, g) for c, g in pairs if g["clip"] in clips]
+
+    def change_pct(metric: str):
+        return lambda rows: _change_pct(_mean([g[metric] for _, g in kind(rows)]),
+                                        _mean([c[metric] for c, _ in kind(rows)]))
+
+    def delta(metric: str):
+        return lambda rows: _mean([g[metric] - c[metric] for c, g in kind(rows)
+                                   if g[metric] is not None and c[metric] is not None])
+
+    engaged = [g for g in gapfill_rows if g["gate_engaged"]]
+    return {
+        "clips": _per_kind(gapfill_rows, len),
+        "lsd_change_pct": _per_kind(gapfill_rows, change_pct("lsd_full")),
+        "lsd_change_db": _per_kind(gapfill_rows, delta("lsd_full")),
+        "holes_change_pct": _per_kind(gapfill_rows, change_pct("holes")),
+        "clips_worse": _per_kind(gapfill_rows, lambda rows: sum(
+            g["lsd_full"] > c["lsd_full"] + WORSE_DB for c, g in kind(rows)
+            if g["lsd_full"] is not None and c["lsd_full"] is not None)),
+        "gate_engaged": _per_kind(gapfill_rows, lambda rows: sum(bool(r["gate_engaged"]) for r in rows)),
+        "gate_cutoff_hz_mean": _mean([g["gate_cutoff_hz"] for g in engaged]),
+        "restored_share_mean": _per_kind(gapfill_rows, lambda rows: _mean([r["gate_restored_share"] for r in rows])),
+        "visqol_delta": _per_kind(gapfill_rows, delta("visqol")),
+        "max_abs_change": max((g["max_abs_change"] for g in gapfill_rows), default=None),
+    }
+
+
+def summarise(rows: list[dict[str, Any]], names: tuple[str, ...], default_method: str) -> dict[str, Any]:
+    """condition -> {group, title, cutoff_hz_mean, systems: system -> metric -> {speech, music, all}
+    means over clips (None where undefined), gapfill: `gapfill_summary`}."""
     summary: dict[str, Any] = {}
-    for condition in conditions:
-        block: dict[str, Any] = {}
-        cut = [r["cutoff_hz"] for r in rows if r["condition"] == condition and r["system"] == "codec"]
-        for system in SYSTEMS:
-            mine = [r for r in rows if r["condition"] == condition and r["system"] == system]
-            block[system] = {metric: {"speech": _mean([r[metric] for r in mine if r["kind"] == "speech"]),
-                                      "music": _mean([r[metric] for r in mine if r["kind"] == "music"]),
-                                      "all": _mean([r[metric] for r in mine])} for metric in METRICS}
-        summary[condition] = {"cutoff_hz_mean": _mean(cut), "systems": block}
+    for name in names:
+        condition = BY_NAME[name]
+        mine = [r for r in rows if r["condition"] == name]
+        by_system = {s: [r for r in mine if r["system"] == s] for s in systems_of(condition, default_method)}
+        block = {system: {metric: _per_kind(these, lambda rs, m=metric: _mean([r[m] for r in rs]))
+                          for metric in METRICS} for system, these in by_system.items()}
+        summary[name] = {"group": condition.group, "title": condition.title,
+                         "cutoff_hz_mean": _mean([r["cutoff_hz"] for r in by_system["codec"]]),
+                         "systems": block, "gapfill": gapfill_summary(by_system["codec"], by_system["gapfill"])}
     return summary
 
 
@@ -198,79 +402,98 @@ def _cell(value: float | None, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def bitrate_of(condition: str) -> int:
-    """The bitrate in kbit/s of a condition named 'mp3_<kbps>k'."""
-    return int(condition[len("mp3_"):-1])
+def _pair(entry: dict[str, Any], digits: int = 2) -> str:
+    """'speech / music' of a per-kind entry."""
+    return f"{_cell(entry['speech'], digits)} / {_cell(entry['music'], digits)}"
 
 
-def condition_title(condition: str, cutoff_hz: float | None) -> str:
-    if condition == "clean":
-        return "clean input (bands split at 20 kHz)"
-    cutoff = "" if cutoff_hz is None else f" (cutoff {cutoff_hz / 1000:.1f} kHz)"
-    return f"MP3 {bitrate_of(condition)} kbit/s{cutoff}"
+def _change_cell(block: dict[str, Any]) -> str:
+    """LSD change in %, speech / music; in dB where the decoded input's LSD is 0 (clean float)."""
+    g = block["gapfill"]
+    codec_lsd = block["systems"]["codec"]["lsd_full"]
+    if not codec_lsd["speech"] or not codec_lsd["music"]:
+        return f"{_signed(g['lsd_change_db']['speech'], 3)} / {_signed(g['lsd_change_db']['music'], 3)} dB"
+    return f"{_signed(g['lsd_change_pct']['speech'], 0)} / {_signed(g['lsd_change_pct']['music'], 0)} %"
 
 
-def print_report(result: dict[str, Any]) -> None:
-    print(f"gapfill quality benchmark: model {result['engine']['model']}, default phase "
-          f"{result['engine']['phase_method']}; {len(result['clips'])} clips ({result['clip_source']}); "
-          f"ViSQOL: {result['visqol']['status']}\n")
-    headers = ["system", "LSD full", "LSD <cut", "LSD >cut", "holes <cut", "ViSQOL speech", "ViSQOL music"]
-    for condition, block in result["summary"].items():
-        rows = []
-        for system, metrics in block["systems"].items():
-            rows.append([system] + [_cell(metrics[m]["all"]) for m in ("lsd_full", "lsd_below", "lsd_above")]
-                        + [_cell(metrics["holes"]["all"], 3), _cell(metrics["visqol"]["speech"]),
-                           _cell(metrics["visqol"]["music"])])
-        print(format_table(headers, rows, condition_title(condition, block["cutoff_hz_mean"])
-                           + ": LSD in dB (lower is better), holes = share of reference bins left 20 dB low, "
-                           "ViSQOL MOS-LQO (1 to 5)"))
-        print()
-    print(f"benchmark wall time {result['wall_s']:.1f} s")
+def _signed(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
+
+
+GROUP_HEADERS = ["input", "cutoff (kHz)", "LSD codec (dB)", "LSD gapfill (dB)", "LSD change", "holes codec",
+                 "holes gapfill", "ViSQOL codec", "ViSQOL gapfill", "clips worse", "gate engaged"]
+
+
+def group_table(summary: dict[str, Any], group: str) -> str | None:
+    """Markdown table of one group: a row per condition, each pair of numbers speech / music."""
+    rows = []
+    for block in summary.values():
+        if block["group"] != group:
+            continue
+        m, g = block["systems"], block["gapfill"]
+        cutoff = block["cutoff_hz_mean"]
+        rows.append([block["title"], "-" if cutoff is None else f"{cutoff / 1000:.1f}",
+                     _pair(m["codec"]["lsd_full"]), _pair(m["gapfill"]["lsd_full"]), _change_cell(block),
+                     _pair(m["codec"]["holes"], 3), _pair(m["gapfill"]["holes"], 3),
+                     _pair(m["codec"]["visqol"]), _pair(m["gapfill"]["visqol"]),
+                     f"{g['clips_worse']['all']}/{g['clips']['all']}", f"{g['gate_engaged']['all']}/{g['clips']['all']}"])
+    return markdown_table(GROUP_HEADERS, rows) if rows else None
+
+
+def systems_table(block: dict[str, Any]) -> str:
+    """Markdown table of every system under one condition (the training chain)."""
+    return markdown_table(
+        ["system", "LSD full", "LSD below cutoff", "LSD above cutoff", "holes", "ViSQOL speech", "ViSQOL music"],
+        [[s] + [_cell(m[k]["all"]) for k in ("lsd_full", "lsd_below", "lsd_above")]
+         + [_cell(m["holes"]["all"], 3), _cell(m["visqol"]["speech"]), _cell(m["visqol"]["music"])]
+         for s, m in block["systems"].items()])
+
+
+GROUP_TITLES = {
+    "clean": "Clean input (no-harm check; bands split at 20 kHz)",
+    "chains": "LAME 32 kbit/s mono through each decode chain (#11)",
+    "codecs": "Codecs and bitrates, ffmpeg 16-bit TPDF decode at 48 kHz (#12)",
+}
 
 
 def readme_tables(result: dict[str, Any]) -> dict[str, str]:
-    """Markdown for README: `overview` (every condition: ViSQOL of the codec output, the baselines and
-    gapfill with the default phase; LSD and holes of the codec output and gapfill) and `mp3_32k` (every
-    system, phase variants included, at the reference bitrate)."""
-    default = f"gapfill/{result['engine']['phase_method']}"
-    rows = []
-    for condition, block in result["summary"].items():
-        m = block["systems"]
-        rows.append([condition_title(condition, block["cutoff_hz_mean"])]
-                    + [_cell(m[s]["visqol"]["all"]) for s in ("codec", "treble_shelf", "noise_fill", default)]
-                    + [_cell(m[s][metric]["all"], 3 if metric == "holes" else 2)
-                       for metric in ("lsd_full", "holes") for s in ("codec", default)])
-    overview = markdown_table(["input", "ViSQOL codec", "ViSQOL treble shelf", "ViSQOL noise fill", "ViSQOL gapfill",
-                               "LSD codec (dB)", "LSD gapfill (dB)", "holes codec", "holes gapfill"], rows)
-    tables = {"overview": overview}
-    if "mp3_32k" in result["summary"]:
-        systems = result["summary"]["mp3_32k"]["systems"]
-        tables["mp3_32k"] = markdown_table(
-            ["system (MP3 32 kbit/s)", "LSD full", "LSD below cutoff", "LSD above cutoff", "holes",
-             "ViSQOL speech", "ViSQOL music"],
-            [[s] + [_cell(m[k]["all"]) for k in ("lsd_full", "lsd_below", "lsd_above")]
-             + [_cell(m["holes"]["all"], 3), _cell(m["visqol"]["speech"]), _cell(m["visqol"]["music"])]
-             for s, m in systems.items()])
+    """Markdown for README: one table per group present, and `training_chain` (every system)."""
+    tables = {group: table for group in GROUPS if (table := group_table(result["summary"], group)) is not None}
+    if TRAINING in result["summary"]:
+        tables["training_chain"] = systems_table(result["summary"][TRAINING])
     return tables
 
 
+def print_report(result: dict[str, Any]) -> None:
+    print(f"gapfill quality benchmark: model {result['engine']['model']}, phase {result['engine']['phase_method']}; "
+          f"{len(result['clips'])} clips ({result['clip_source']}); ViSQOL: {result['visqol']['status']}\n"
+          "LSD in dB (lower is better), holes = share of reference bins below the cutoff left 20 dB low, ViSQOL "
+          "MOS-LQO (1 to 5); pairs are speech / music; clips worse = LSD full up by more than "
+          f"{WORSE_DB} dB; gate engaged = clips where the codec gate restored anything\n")
+    for name, table in result["readme_tables"].items():
+        title = GROUP_TITLES.get(name, "Every system on the training chain (LAME 32 kbit/s, minimp3, float)")
+        print(f"{title}\n\n{table}\n")
+    print(f"benchmark wall time {result['wall_s']:.1f} s")
+
+
 # -- figure ---------------------------------------------------------------------------------------------
-def render_figure(clips: list[Clip], config_path: str | None, model: str, phase_method: str,
-                  png: Path) -> dict[str, Any] | None:
-    """Spectrograms clean / MP3 32 kbit/s / restored of the first speech and first music clip, colours in dB
-    re the loudest bin of each row; {"path", "clips"}, or None (reason printed) without matplotlib."""
+def render_figure(clips: list[Clip], config_path: str | None, model: str, png: Path) -> dict[str, Any] | None:
+    """Spectrograms clean / LAME 32 kbit/s through the dithered 16-bit ffmpeg decode / restored of the first
+    speech and first music clip, colours in dB re the loudest bin of each row; {"path", "clips",
+    "condition"}, or None (reason printed) without matplotlib."""
     from realtime.restorer import Restorer
     from realtime.spectrogram import Panel, render
 
-    restorer = Restorer(engine_config(config_path, model, phase_method=phase_method))
+    restorer = Restorer(engine_config(config_path, model))
     rows, titles, shown = [], [], []
     for kind in ("speech", "music"):
         clip = next((c for c in clips if c.kind == kind), None)
         if clip is None:
             continue
-        coded, _ = codec.mp3_roundtrip(clip.samples[None, :], 32)
-        restored = restore_offline(restorer, coded, SAMPLE_RATE)[0]
-        rows.append([Panel("clean", clip.samples, SAMPLE_RATE), Panel("MP3 32 kbit/s", coded[0], SAMPLE_RATE),
+        reference, decoded, _ = degraded(FIGURE, clip.samples, seed=0)
+        restored = restore_offline(restorer, decoded[None, :], SAMPLE_RATE)[0]
+        rows.append([Panel("clean", reference, SAMPLE_RATE),
+                     Panel("MP3 32 kbit/s, 16-bit dithered", decoded, SAMPLE_RATE),
                      Panel("gapfill", restored, SAMPLE_RATE)])
         titles.append(kind)
         shown.append(clip.id)
@@ -280,7 +503,7 @@ def render_figure(clips: list[Clip], config_path: str | None, model: str, phase_
     except GapfillError as exc:
         print(f"quality: no picture: {exc}")
         return None
-    return {"path": str(png), "clips": shown}
+    return {"path": str(png), "clips": shown, "condition": FIGURE.name}
 
 
 # -- main -----------------------------------------------------------------------------------------------
@@ -295,22 +518,38 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=6, help="validation clips per kind, speech and music (6)")
     parser.add_argument("--seconds", type=float, default=8.0, help="longest clip in seconds (8)")
     parser.add_argument("--corpus", metavar="DIR", help="corpus directory (default data/clean)")
-    parser.add_argument("--bitrates", type=int, nargs="+", default=list(BITRATES_KBPS), help="MP3 bitrates in kbit/s")
-    parser.add_argument("--no-visqol", action="store_true", help="skip ViSQOL (the spectral metrics only)")
+    parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="condition groups (all)")
+    parser.add_argument("--conditions", nargs="+", metavar="NAME",
+                        help=f"only these conditions, of: {', '.join(BY_NAME)}")
+    parser.add_argument("--visqol", choices=VISQOL_CHOICES, default="key",
+                        help="where ViSQOL is measured: every condition, the key ones (default), none")
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes (default 2)")
     parser.add_argument("--synthetic", action="store_true", help="use synthetic clips instead of the corpus")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run for CI: two synthetic 2 s clips, clean and 32 kbit/s, one process")
+    parser.add_argument("--quick", action="store_true", help="smoke run for CI: two synthetic 2 s clips, "
+                        f"{len(QUICK_CONDITIONS)} conditions, one process")
     return parser.parse_args(argv)
+
+
+def chosen_conditions(args: argparse.Namespace) -> tuple[str, ...]:
+    """Condition names to run, in CONDITIONS order."""
+    if args.quick:
+        return QUICK_CONDITIONS
+    if args.conditions:
+        unknown = [n for n in args.conditions if n not in BY_NAME]
+        if unknown:
+            raise GapfillError(f"unknown condition {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
+        return tuple(c.name for c in CONDITIONS if c.name in args.conditions)
+    return tuple(c.name for c in CONDITIONS if c.group in args.groups)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
-    if not codec.available():
-        raise GapfillError(f"the quality benchmark needs lameenc, miniaudio and soxr ({CODEC_EXTRA_HINT})")
+    if not codec.available() or shutil.which("ffmpeg") is None:
+        raise GapfillError(f"the quality benchmark needs lameenc, miniaudio, soxr and ffmpeg ({CODEC_EXTRA_HINT})")
     if args.quick:
-        args.synthetic, args.seconds, args.bitrates, args.workers = True, min(args.seconds, 2.0), [32], 1
+        args.synthetic, args.seconds, args.workers = True, min(args.seconds, 2.0), 1
+    names = chosen_conditions(args)
     config = engine_config(args.config, args.model)
     model = config.model["path"]
     if args.synthetic:
@@ -320,13 +559,13 @@ def main(argv: list[str] | None = None) -> int:
 
         corpus = Path(args.corpus) if args.corpus else DEFAULT_CORPUS
         clips, clip_source = validation_clips(args.clips, args.seconds, corpus), f"validation split of {corpus}"
-    use_visqol, visqol_note = (False, "skipped (--no-visqol)") if args.no_visqol else visqol_status()
-    conditions = ("clean",) + tuple(f"mp3_{b}k" for b in args.bitrates)
-    results = run_clips(clips, conditions, args.config, model, use_visqol, max(1, args.workers))
+    use_visqol, visqol_note = (False, "skipped (--visqol none)") if args.visqol == "none" else visqol_status()
+    results = run_clips(clips, names, args.config, model, args.visqol, use_visqol, max(1, args.workers))
     rows = [row for clip_result in results for row in clip_result["rows"]]
     identity = next((r["facts"]["visqol_identity"] for r in results if "visqol_identity" in r["facts"]), None)
-    visqol_facts = {"used": use_visqol,
-                    "status": f"visqol-python {visqol_note}, audio mode" if use_visqol else visqol_note}
+    visqol_facts: dict[str, Any] = {
+        "used": use_visqol, "selection": args.visqol if use_visqol else "none",
+        "status": f"visqol-python {visqol_note}, audio mode, --visqol {args.visqol}" if use_visqol else visqol_note}
     if use_visqol:
         conforms = identity is not None and abs(identity - VISQOL_IDENTITY_REFERENCE) <= VISQOL_TOLERANCE
         visqol_facts["conformance"] = {
@@ -336,18 +575,19 @@ def main(argv: list[str] | None = None) -> int:
         if not conforms:
             raise GapfillError(f"ViSQOL identity score {identity} differs from the reference "
                                f"{VISQOL_IDENTITY_REFERENCE}: not the verified implementation")
-    figure = None
-    if args.png:
-        figure = render_figure(clips, args.config, model, config.phase["method"], Path(args.png))
+    figure = render_figure(clips, args.config, model, Path(args.png)) if args.png else None
+    method = config.phase["method"]
     result = {
         "benchmark": "quality", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": environment(),
-        "engine": {"model": model_name(config), "phase_method": config.phase["method"],
-                   "gate": bool(config.gate["enabled"])},
-        "clip_source": clip_source, "conditions": list(conditions), "systems": list(SYSTEMS),
-        "metrics": list(METRICS),
+        "engine": {"model": model_name(config), "phase_method": method, "gate": bool(config.gate["enabled"])},
+        "clip_source": clip_source,
         "clips": [{"id": c.id, "kind": c.kind, "source": c.source, "seconds": round(len(c.samples) / SAMPLE_RATE, 3)}
                   for c in clips],
-        "visqol": visqol_facts, "summary": summarise(rows, conditions), "per_clip": rows,
+        "conditions": [BY_NAME[n].describe(systems_of(BY_NAME[n], method),
+                                           use_visqol and bool(visqol_systems(BY_NAME[n], SYSTEMS, args.visqol)))
+                       for n in names],
+        "systems": list(SYSTEMS), "metrics": list(METRICS), "visqol": visqol_facts,
+        "summary": summarise(rows, names, method), "per_clip": rows,
         "timing_s": {k: round(sum(r["seconds"][k] for r in results), 1) for k in results[0]["seconds"]},
         "figure": figure,
     }

@@ -20,7 +20,10 @@ from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.latency import (
     BLOCK_SIZES, CHANNEL_COUNTS, FIRST_BLOCK_SIZES, RATES_HZ, STAGES, THREAD_COUNTS, cross_correlation_lag,
 )
-from benchmarks.quality import METRICS, SYSTEMS
+from benchmarks.quality import (
+    BY_NAME, CONDITIONS, KEY_CONDITIONS, METRICS, PHASE_METHODS, QUICK_CONDITIONS, SCHEMA_VERSION, SYSTEMS, TRAINING,
+)
+from realtime.train.chains import ENCODERS, Encoding
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,30 +98,69 @@ def test_quality_benchmark_quick_run(tmp_path):
     out, png = tmp_path / "quality.json", tmp_path / "spectrograms.png"
     done = run_benchmark("benchmarks.quality", "--quick", "--json", str(out), "--png", str(png))
     result = json.loads(out.read_text())
-    assert result["benchmark"] == "quality" and result["quick"] is True
-    assert "MP3 32 kbit/s" in done.stdout
-    assert result["conditions"] == ["clean", "mp3_32k"]
-    kinds = {clip["kind"] for clip in result["clips"]}
-    assert kinds == {"speech", "music"}
-    assert len(result["per_clip"]) == len(result["clips"]) * len(result["conditions"]) * len(SYSTEMS)
+    assert result["benchmark"] == "quality" and result["quick"] is True and result["schema"] == SCHEMA_VERSION
+    names = [c["name"] for c in result["conditions"]]
+    assert names == list(QUICK_CONDITIONS)
+    assert {c["group"] for c in result["conditions"]} == {"clean", "chains", "codecs"}
     for condition in result["conditions"]:
-        systems = result["summary"][condition]["systems"]
-        assert set(systems) == set(SYSTEMS)
-        for metrics in systems.values():
-            assert set(metrics) == set(METRICS)
-            assert set(metrics["lsd_full"]) == {"speech", "music", "all"}
-    clean_codec = result["summary"]["clean"]["systems"]["codec"]
-    assert clean_codec["lsd_full"]["all"] == 0.0  # the clean input scored against itself
-    coded = result["summary"]["mp3_32k"]
-    assert coded["cutoff_hz_mean"] is not None and 4_000 < coded["cutoff_hz_mean"] < 12_000
-    assert coded["systems"]["codec"]["lsd_above"]["all"] > coded["systems"]["codec"]["lsd_below"]["all"]
+        assert condition["chain"] == BY_NAME[condition["name"]].chain_name
+        assert condition["systems"][: len(SYSTEMS)] == list(SYSTEMS)
+    training = next(c for c in result["conditions"] if c["name"] == TRAINING)
+    assert len(training["systems"]) == len(SYSTEMS) + len(PHASE_METHODS) - 1  # the other phase methods too
+    assert {clip["kind"] for clip in result["clips"]} == {"speech", "music"}
+    per_condition = {c["name"]: len(c["systems"]) for c in result["conditions"]}
+    assert len(result["per_clip"]) == len(result["clips"]) * sum(per_condition.values())
+    for name, block in result["summary"].items():
+        assert set(block["systems"]) == set(next(c["systems"] for c in result["conditions"] if c["name"] == name))
+        for metrics in block["systems"].values():
+            assert set(metrics) == set(METRICS) and set(metrics["lsd_full"]) == {"speech", "music", "all"}
+        assert set(block["gapfill"]) == {
+            "clips", "lsd_change_pct", "lsd_change_db", "holes_change_pct", "clips_worse", "gate_engaged",
+            "gate_cutoff_hz_mean", "restored_share_mean", "visqol_delta", "max_abs_change"}
+        assert block["gapfill"]["clips"]["all"] == len(result["clips"])
+
+    rows = {(r["clip"], r["condition"], r["system"]): r for r in result["per_clip"]}
+    for clip in result["clips"]:
+        assert rows[(clip["id"], "clean_float", "codec")]["lsd_full"] == 0.0  # the clean clip is the input as is
+        assert rows[(clip["id"], "clean_s16_tpdf", "codec")]["lsd_full"] > 0.0  # the dither is there
+        for name in names:
+            g, c = rows[(clip["id"], name, "gapfill")], rows[(clip["id"], name, "codec")]
+            assert {"gate_engaged", "gate_cutoff_hz", "gate_restored_share", "max_abs_change"} <= set(g)
+            if not g["gate_engaged"]:  # a closed gate passes the input through, to float rounding
+                assert g["max_abs_change"] < 1e-6 and g["lsd_full"] == pytest.approx(c["lsd_full"], abs=1e-4)
+    for name in ("clean_float", "clean_s16_tpdf"):  # clean full-band music is left alone
+        assert rows[("synthetic/music", name, "gapfill")]["gate_engaged"] is False
+    for name in (TRAINING, "ffmpeg_s16_tpdf_48k"):  # MP3 32 kbit/s: an 8 kHz band limit, found and restored
+        coded = result["summary"][name]
+        assert 6_000 < coded["cutoff_hz_mean"] < 11_000
+        codec_lsd = coded["systems"]["codec"]
+        assert codec_lsd["lsd_above"]["all"] > codec_lsd["lsd_below"]["all"]
+        assert coded["gapfill"]["gate_engaged"]["all"] == len(result["clips"])
+        assert 6_000 < coded["gapfill"]["gate_cutoff_hz_mean"] < 11_000
     if result["visqol"]["used"]:
         assert result["visqol"]["conformance"]["ok"] is True
-        assert clean_codec["visqol"]["all"] == pytest.approx(4.7321, abs=1e-3)
+        assert result["summary"][TRAINING]["systems"]["gapfill"]["visqol"]["all"] is not None
+        assert result["summary"]["clean_float"]["systems"]["codec"]["visqol"]["all"] is None  # not a key condition
     if result["figure"] is not None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert len(result["figure"]["clips"]) == 2
-    assert "| input |" in result["readme_tables"]["overview"] and "mp3_32k" in result["readme_tables"]
+        assert len(result["figure"]["clips"]) == 2 and result["figure"]["condition"] == "ffmpeg_s16_tpdf_48k"
+    assert set(result["readme_tables"]) == {"clean", "chains", "codecs", "training_chain"}
+    for table in ("clean", "chains", "codecs"):
+        assert result["readme_tables"][table].startswith("| input |") and result["readme_tables"][table] in done.stdout
+    assert "| gapfill/rtpghi |" in result["readme_tables"]["training_chain"]
+
+
+def test_quality_conditions_cover_the_issues():
+    """Every condition is an encoding of chains.py and a decode chain; the groups hold what #11 and #12 list."""
+    groups = {g: [c for c in CONDITIONS if c.group == g] for g in ("clean", "chains", "codecs")}
+    assert [c.chain.sample_format for c in groups["clean"]] == ["float", "s16", "s16_tpdf"]
+    assert all(c.encoding is None for c in groups["clean"])
+    assert len(groups["chains"]) == 10 and all(c.encoding == Encoding("lameenc", 32) for c in groups["chains"])
+    assert len({c.chain for c in groups["chains"]}) == 10
+    assert len(groups["codecs"]) == 14 and all(c.chain.sample_format == "s16_tpdf" for c in groups["codecs"])
+    assert {c.encoding.encoder for c in groups["codecs"]} == set(ENCODERS)
+    assert all(c.chain.decodes(c.encoding) for c in CONDITIONS if c.encoding is not None)
+    assert set(KEY_CONDITIONS) <= set(BY_NAME) and set(QUICK_CONDITIONS) <= set(BY_NAME)
 
 
 def test_cross_correlation_lag_is_exact():
