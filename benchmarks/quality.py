@@ -55,10 +55,11 @@ import argparse
 import multiprocessing
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -311,18 +312,28 @@ def run_clips(clips: list[Clip], names: tuple[str, ...], config_path: str | None
     tasks = [(i, clip, names, selection) for i, clip in enumerate(clips)]
     if workers <= 1:
         _init_worker(config_path, model, use_visqol)
-        return [evaluate_clip(task) for task in tasks]
+        return _with_progress(map(evaluate_clip, tasks), len(tasks))
     saved = os.environ.get("NUMBA_NUM_THREADS")
     os.environ["NUMBA_NUM_THREADS"] = "1"  # one core per worker (ViSQOL's kernels are parallel)
     try:
         context = multiprocessing.get_context("spawn")
         with context.Pool(workers, _init_worker, (config_path, model, use_visqol)) as pool:
-            return pool.map(evaluate_clip, tasks, chunksize=1)
+            return _with_progress(pool.imap(evaluate_clip, tasks, chunksize=1), len(tasks))
     finally:
         if saved is None:
             os.environ.pop("NUMBA_NUM_THREADS", None)
         else:
             os.environ["NUMBA_NUM_THREADS"] = saved
+
+
+def _with_progress(results: Iterator[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+    """The clip results in order, a line on stderr as each comes in."""
+    began, done = time.perf_counter(), []
+    for result in results:
+        done.append(result)
+        print(f"quality: clip {len(done)}/{total} ({result['clip']}) done after {time.perf_counter() - began:.0f} s",
+              file=sys.stderr, flush=True)
+    return done
 
 
 def _json_number(value: Any) -> Any:
