@@ -188,10 +188,10 @@ def test_a_worker_killed_mid_file_hands_its_file_to_a_fresh_worker(tmp_path, wri
     process = popen_gapfill("restore", str(inputs), "-o", str(out), "--recursive", "--jobs", "2",
                             "--format", "wav", "--config", passthrough_config,
                             "--report", str(tmp_path / "report.json"))
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # a worker's first file waits for its engine (Numba, model) to load
     while not partial_files(out) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert partial_files(out), "no file was being written"
+    assert partial_files(out), f"no file was being written (exit status {process.poll()})"
     workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(workers) == 2
     for pid in workers:  # the one writing that file dies mid-file
