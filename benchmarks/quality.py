@@ -57,9 +57,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -447,7 +448,8 @@ def group_table(summary: dict[str, Any], group: str) -> str | None:
                      _pair(m["codec"]["lsd_full"]), _pair(m["gapfill"]["lsd_full"]), _change_cell(block),
                      _pair(m["codec"]["holes"], 3), _pair(m["gapfill"]["holes"], 3),
                      _pair(m["codec"]["visqol"]), _pair(m["gapfill"]["visqol"]),
-                     f"{g['clips_worse']['all']}/{g['clips']['all']}", f"{g['gate_engaged']['all']}/{g['clips']['all']}"])
+                     f"{g['clips_worse']['all']}/{g['clips']['all']}",
+                     f"{g['gate_engaged']['all']}/{g['clips']['all']}"])
     return markdown_table(GROUP_HEADERS, rows) if rows else None
 
 
