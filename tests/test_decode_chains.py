@@ -1,0 +1,171 @@
+"""The shipped model restores MP3 however it was decoded, and leaves clean audio alone (issue #11).
+
+The bundled speech clip is coded with LAME at 32 kbit/s here and reaches gapfill through the chains users
+have (realtime/train/chains.py): a float decode, 16-bit with and without TPDF dither, scipy's resampler,
+the MP3 file itself at its own 22.05 kHz, and raw s16le through `gapfill stream`. On each, the gate must
+engage and the log-spectral distance to the clean clip drop by at least 20 %; the clean clip through the
+same chains must come out unchanged. A `gapfill live` run on JACK's dummy backend, fed MP3-coded speech
+over a -80 dBFS noise floor, must report the gate engaged.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("lameenc")      # the `train` extra; strict CI turns a skip into a failure
+pytest.importorskip("soxr")
+
+from realtime import restore  # noqa: E402
+from realtime.restorer import Restorer  # noqa: E402
+from realtime.train.chains import (  # noqa: E402
+    DecodeChain, Encoding, advance, degrade, encode, engine_resample, measure_lag, noise_floor, quantize,
+    reference_for,
+)
+from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, power_db  # noqa: E402
+
+from conftest import REPO_ROOT  # noqa: E402
+
+CLIP = REPO_ROOT / "tests" / "data" / "hedgewars-default-speech-48k.flac"
+LAME_32K = Encoding("lameenc", 32)
+RATE = 48_000
+MIN_LSD_CUT = 0.20
+CHAINS = {
+    "float": DecodeChain("ffmpeg", RATE, "swr"),
+    "s16": DecodeChain("ffmpeg", RATE, "swr", sample_format="s16"),
+    "s16_tpdf": DecodeChain("ffmpeg", RATE, "swr", sample_format="s16_tpdf"),
+    "scipy": DecodeChain("ffmpeg", RATE, "scipy"),
+}
+
+
+@pytest.fixture(scope="module")
+def clean() -> np.ndarray:
+    """The bundled clip, mono (1, n) float32 at 48 kHz."""
+    x, rate = sf.read(CLIP, dtype="float32", always_2d=True)
+    assert rate == RATE
+    return reference_for(x.T, LAME_32K)
+
+
+def lsd_full(reference: np.ndarray, y: np.ndarray, decoded: np.ndarray) -> float:
+    """The project's log-spectral distance (dB) of y (n,) to reference (n,), cutoff from the decoded input."""
+    cutoff = codec_cutoff_bin(power_db(reference), power_db(decoded))
+    return clip_metrics(reference, y, cutoff)["lsd_full"]
+
+
+def restored_with_report(audio: np.ndarray) -> tuple[np.ndarray, dict]:
+    restorer = Restorer.from_config(None)
+    out = restorer.restore(audio, RATE)
+    return out, restorer.codec_report()
+
+
+@pytest.mark.parametrize("name", list(CHAINS))
+def test_mp3_through_each_decode_chain_is_restored(clean: np.ndarray, name: str) -> None:
+    reference, decoded, _ = degrade(clean, LAME_32K, CHAINS[name])
+    out, report = restored_with_report(decoded[0])
+    assert report["engaged"] and 7_500 <= report["cutoff_hz"] <= 9_000, report
+    before = lsd_full(reference[0], decoded[0], decoded[0])
+    after = lsd_full(reference[0], out, decoded[0])
+    assert after <= (1 - MIN_LSD_CUT) * before, f"{name}: LSD {before:.2f} -> {after:.2f} dB"
+
+
+def _aligned(reference: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """y (n,) advanced by its lag behind reference (n,) (LAME's delay in a file decoded without gapless info)."""
+    y = y[: reference.size] if y.size >= reference.size else np.pad(y, (0, reference.size - y.size))
+    return advance(y[None, :], measure_lag(reference, y))[0]
+
+
+def test_the_mp3_file_itself_at_its_own_rate_is_restored_full_band(clean: np.ndarray, tmp_path) -> None:
+    mp3 = tmp_path / "speech-32k.mp3"
+    mp3.write_bytes(encode(clean, LAME_32K))
+    assert sf.info(str(mp3)).samplerate == 22_050           # LAME's own rate at 32 kbit/s mono
+    out_path, stats = tmp_path / "restored.wav", tmp_path / "stats.json"
+    result = subprocess.run([sys.executable, "-m", "realtime", "restore", str(mp3), str(out_path),
+                             "--stats-json", str(stats)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out, rate = sf.read(out_path, dtype="float32")
+    assert rate == RATE                                       # full band: written at the model rate
+    record = json.loads(stats.read_text())
+    assert record["codec_report"]["engaged"], record
+    own_rate = sf.read(str(mp3), dtype="float32")[0]                       # what a plain decode gives
+    decoded = _aligned(clean[0], engine_resample(own_rate[None, :], 22_050)[0])
+    before = lsd_full(clean[0], decoded, decoded)
+    after = lsd_full(clean[0], _aligned(clean[0], out), decoded)
+    assert after <= (1 - MIN_LSD_CUT) * before, f"LSD {before:.2f} -> {after:.2f} dB"
+
+
+def _stream_s16le(x: np.ndarray) -> np.ndarray:
+    """x (n,) through `gapfill stream --format s16le` at 48 kHz mono; the output samples (n,) as float."""
+    pcm = np.round(np.clip(x, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()
+    result = subprocess.run([sys.executable, "-m", "realtime", "stream", "--rate", str(RATE), "--channels", "1",
+                             "--format", "s16le"], input=pcm, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(result.stdout) == len(pcm)
+    return np.frombuffer(result.stdout, "<i2").astype(np.float32) / 32768
+
+
+def test_mp3_through_a_16_bit_pipe_is_restored(clean: np.ndarray) -> None:
+    reference, decoded, _ = degrade(clean, LAME_32K, CHAINS["float"])
+    out = _stream_s16le(decoded[0])
+    pcm_in = quantize(decoded, "s16", np.random.default_rng(0))[0]
+    before = lsd_full(reference[0], pcm_in, pcm_in)
+    after = lsd_full(reference[0], out, pcm_in)
+    assert after <= (1 - MIN_LSD_CUT) * before, f"LSD {before:.2f} -> {after:.2f} dB"
+
+
+@pytest.mark.parametrize("sample_format", ["float", "s16", "s16_tpdf"])
+def test_clean_audio_through_the_same_chains_is_unharmed(clean: np.ndarray, sample_format: str) -> None:
+    x = quantize(clean, sample_format, np.random.default_rng(1))[0]
+    out, report = restored_with_report(x)
+    assert not report["engaged"], report
+    np.testing.assert_allclose(out, x, atol=2e-5)             # the STFT round trip's rounding only
+
+
+def test_clean_audio_through_a_16_bit_pipe_is_unharmed(clean: np.ndarray) -> None:
+    x = quantize(clean, "s16", np.random.default_rng(2))[0]
+    np.testing.assert_allclose(_stream_s16le(x), x, atol=1.5 / 32768)   # +-1 LSB of rounding
+
+
+def test_restore_api_and_engine_agree(clean: np.ndarray) -> None:
+    _, decoded, _ = degrade(clean, LAME_32K, CHAINS["s16_tpdf"])
+    out, _ = restored_with_report(decoded[0])
+    np.testing.assert_array_equal(restore(decoded[0], RATE), out)
+
+
+# -- live, on a sound card's noise floor ------------------------------------------------------------
+def test_live_input_with_a_noise_floor_engages_the_gate(clean: np.ndarray, tmp_path) -> None:
+    from jack_fixture import JackServer, PlayRecord, jack_unavailable, start_gapfill, stop_gapfill
+
+    reason = jack_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    _, decoded, _ = degrade(clean, LAME_32K, CHAINS["float"])
+    rng = np.random.default_rng(3)
+    signal = decoded + noise_floor(1, decoded.shape[1], -80.0, "pink", rng)
+    frames = np.ascontiguousarray(np.repeat(signal, 2, axis=0).T)          # (n, 2): the card's two inputs
+    server = JackServer(tmp_path / "jackd.log")
+    server.start()
+    stats_path = tmp_path / "stats.json"
+    try:
+        rig = PlayRecord(server, frames, frames.shape[0] + 8000)
+        try:
+            process = start_gapfill(server, "live", "--input", "gfplay", "--output", "gfrec", "--duration", "60",
+                                    "--stats-json", str(stats_path))
+            try:
+                rig.wait_for_gapfill(process)
+                rig.arm()
+                rig.wait(timeout_s=60)
+            finally:
+                status, stdout, stderr = stop_gapfill(process)
+        finally:
+            rig.close()
+    finally:
+        server.stop()
+    assert status == 0, stderr
+    report = json.loads(stats_path.read_text())["codec_report"]
+    assert report["engaged"] and 7_500 <= report["cutoff_hz"] <= 9_000, report
+    assert "codec gate:" in stdout and "cutoff" in stdout
