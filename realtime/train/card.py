@@ -70,19 +70,45 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
     L.append("")
     srcs = ", ".join(f"{k.split('/', 2)[2]} {v:.2f} h ({k.split('/')[1]})" for k, v in summ.items() if k.count("/") == 2)
     L.append(f"By source: {srcs}.\n")
-    L.append("Pairs: LAME (lameenc, CBR, quality 2) then minimp3 (miniaudio) at the MP3's own rate, the "
-             f"{pairs['encoder_delay']}-sample codec delay removed at that rate, soxr back to 48 kHz; every "
-             f"pair checked by cross-correlation, largest residual lag {pairs['max_abs_lag_samples']:.2f} samples. "
-             "Training: one configuration per segment; validation: 32 kbit/s mono (reference) and 128 kbit/s mono.\n")
+    L.append("Pairs (realtime/train/pairs.py, chains.py), one of each mix per training segment: `lame`, LAME CBR "
+             "through lameenc decoded by minimp3 at the MP3's own rate and soxr VHQ to 48 kHz (the first model's "
+             "data); `chains`, a random codec setting from every family (lameenc; ffmpeg's libmp3lame CBR/VBR, "
+             "libshine, aac, libvorbis, libopus, libtwolame) through a random decode chain (minimp3, libmpg123/"
+             "libvorbis/libopus through soundfile, or ffmpeg; stored at the codec's rate, 44.1 or 48 kHz by soxr "
+             "VHQ/HQ/MQ/LQ, ffmpeg swr or scipy; float, 16-bit with or without TPDF dither, or 24-bit; gapfill's "
+             "resampler to 48 kHz). Training crops add a gain of -20..+6 dB, a white or pink noise floor of "
+             "-95..-75 dBFS on 30 %, and 16-bit quantisation on 40 % of float pairs. Every pair is aligned by "
+             f"cross-correlation; largest residual lag {pairs['max_abs_lag_samples']:.2f} samples. Validation: "
+             "32 kbit/s mono (reference), 128 kbit/s mono (no harm) and one `chains` pair per segment.\n")
+    families = collections.Counter((r["split"], r.get("mix", "lame"), r.get("encoder", "lameenc"))
+                                   for r in pairs["pairs"])
+    L.append("| split | mix | encoder | pairs |")
+    L.append("|---|---|---|---|")
+    for (split, mix, encoder), n in sorted(families.items()):
+        L.append(f"| {split} | {mix} | {encoder} | {n} |")
+    L.append("")
+    L.append("Reference-chain pairs by configuration:\n")
     L.append("| split | codec | pairs |")
     L.append("|---|---|---|")
     for (split, codec), n in sorted(codecs.items()):
-        L.append(f"| {split} | {codec} | {n} |")
+        if "__" not in codec:
+            L.append(f"| {split} | {codec} | {n} |")
     L.append("")
+    chains = collections.Counter(tuple(r["chain"].split("_")[:2]) + (r["chain"].split("_", 2)[2],)
+                                 for r in pairs["pairs"] if r.get("mix") == "chains")
+    decoders = collections.Counter(d for (d, _, _), n in chains.items() for _ in range(n))
+    formats = collections.Counter(f for (_, _, f), n in chains.items() for _ in range(n))
+    L.append("`chains` pairs by decoder: " + ", ".join(f"{k} {v}" for k, v in sorted(decoders.items()))
+             + "; by stored sample format: " + ", ".join(f"{k} {v}" for k, v in sorted(formats.items())) + ".\n")
     L.append("## Training\n")
-    L.append(f"Loss `{ck['loss']}`, Adam 1e-3 cosine to 5e-5, batches of 12 random crops of 192 frames (1.0 s), "
-             f"gain +-12 dB, 6 % identity (clean in, clean out); {ck['step']} steps in "
-             f"{ck['elapsed_s'] / 60:.0f} min on 2 CPU threads (a 2-core machine shared with other jobs).\n")
+    stages = ck.get("stages") or [{"steps": ck["step"], "minutes": round(ck["elapsed_s"] / 60, 1),
+                                    "mixes": "all", "init": None}]
+    described = "; ".join(f"stage {i + 1}: {st['steps']} steps in {st['minutes']:.0f} min on "
+                          f"{st['mixes']} pairs" + (f", from {st['init']}" if st.get("init") else ", from scratch")
+                          for i, st in enumerate(stages))
+    L.append(f"Loss `{ck['loss']}`, Adam 1e-3 cosine to 5e-5 per stage, batches of random crops of 192 frames "
+             f"(1.0 s), augmented as under Data, 6 % identity (clean in, clean out); {described} "
+             "(CPU threads of a 2-core machine shared with other jobs; see Notes).\n")
     if compare_json and Path(compare_json).exists():
         cmp = json.loads(Path(compare_json).read_text())
         L.append("Loss comparison (model only, no gate; 48 fixed 2 s validation crops, MP3 32 kbit/s mono; "

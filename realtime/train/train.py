@@ -231,16 +231,19 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         opt.load_state_dict(ck["optim"])
         step, elapsed, loss = ck["step"], ck["elapsed_s"], ck["loss"]
+        init, earlier_stages = ck.get("init", init), ck.get("stages", [None])[:-1]
         budget_s = max(ck.get("budget_s", budget_s), budget_s)   # a resume may extend the budget
         model_args = ck["model_args"]
         print(f"train: resuming {last} at step {step} ({elapsed / 60:.1f} of {budget_s / 60:.0f} min)")
     else:
         net = UNet(**model_args)
+        earlier_stages = []
         if init:
             ck0 = torch.load(init, map_location="cpu", weights_only=False)
             model_args = ck0["model_args"]
             net = UNet(**model_args)
             net.load_state_dict(ck0["model"])
+            earlier_stages = ck0.get("stages", [])
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         step, elapsed = 0, 0.0
         model_args = {"channels": list(net.channels), "hidden": net.hidden}
@@ -251,8 +254,11 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
 
     def save():
         tmp = run / "last.tmp.pt"
+        stage = {"steps": step, "minutes": round(elapsed / 60, 1), "init": init,
+                 "mixes": ",".join(mixes) if mixes else "all"}
         torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "budget_s": budget_s, "loss": loss, "model_args": model_args,
+                    "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
+                    "stages": earlier_stages + [stage], "init": init,
                     "parameters": count_parameters(net), "macs_per_frame": net.count_macs()}, tmp)
         tmp.replace(last)
 
