@@ -350,3 +350,24 @@ def _declare_latency(ports: list[Any], frames: int) -> None:
     libjack.jack_port_set_latency.restype = None
     for port in ports:
         libjack.jack_port_set_latency(int(jack._ffi.cast("uintptr_t", port._ptr)), frames)
+
+
+def play_through_live(server: JackServer, x: np.ndarray, stats_path: Path, *live_args: str,
+                      slow: str | None = None) -> tuple[np.ndarray, np.ndarray, int, str, str]:
+    """Play x (frames, C) into `gapfill live --stats-json stats_path` (stopped with Ctrl-C once played) and
+    record its output: (recording, cycles seen, exit status, stdout, stderr). Asserts nothing."""
+    margin = 8000  # frames recorded after the signal, more than any latency here
+    rig = PlayRecord(server, x, x.shape[0] + margin)
+    try:
+        process = start_gapfill(server, "live", "--input", PLAYER, "--output", RECORDER, "--duration", "60",
+                                "--stats-json", str(stats_path), *live_args, slow=slow)
+        try:
+            rig.wait_for_gapfill(process)
+            rig.arm()
+            rig.wait(timeout_s=30)
+        finally:
+            status, stdout, stderr = stop_gapfill(process)
+    finally:
+        rig.close()
+    return rig.recorded, rig.cycles_seen, status, stdout, stderr
+

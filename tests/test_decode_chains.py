@@ -138,7 +138,7 @@ def test_restore_api_and_engine_agree(clean: np.ndarray) -> None:
 
 # -- live, on a sound card's noise floor ------------------------------------------------------------
 def test_live_input_with_a_noise_floor_engages_the_gate(clean: np.ndarray, tmp_path) -> None:
-    from jack_fixture import JackServer, PlayRecord, jack_unavailable, start_gapfill, stop_gapfill
+    from jack_fixture import JackServer, jack_unavailable, play_through_live
 
     reason = jack_unavailable()
     if reason is not None:
@@ -151,18 +151,7 @@ def test_live_input_with_a_noise_floor_engages_the_gate(clean: np.ndarray, tmp_p
     server.start()
     stats_path = tmp_path / "stats.json"
     try:
-        rig = PlayRecord(server, frames, frames.shape[0] + 8000)
-        try:
-            process = start_gapfill(server, "live", "--input", "gfplay", "--output", "gfrec", "--duration", "60",
-                                    "--stats-json", str(stats_path))
-            try:
-                rig.wait_for_gapfill(process)
-                rig.arm()
-                rig.wait(timeout_s=60)
-            finally:
-                status, stdout, stderr = stop_gapfill(process)
-        finally:
-            rig.close()
+        _, _, status, stdout, stderr = play_through_live(server, frames, stats_path)
     finally:
         server.stop()
     assert status == 0, stderr

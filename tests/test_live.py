@@ -25,13 +25,11 @@ from jack_fixture import (
     REPO_ROOT,
     EngineFault,
     JackServer,
-    PlayRecord,
     SlowRestorer,
     gapfill_command,
     jack_unavailable,
+    play_through_live,
     run_gapfill,
-    start_gapfill,
-    stop_gapfill,
 )
 from realtime.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
 from realtime.live import _StatusCounts, audio_callback
@@ -330,24 +328,12 @@ def test_ten_seconds_live_with_the_default_config_no_overloads_no_xruns(jack_ser
 def play_through_gapfill(server: JackServer, x: np.ndarray, tmp_path, *live_args: str, slow: str | None = None):
     """Play x (frames, C) into `gapfill live` and record its output; returns (recording, stats, stdout)."""
     stats_path = tmp_path / "stats.json"
-    margin = 8000  # frames recorded after the signal, more than any latency here
-    rig = PlayRecord(server, x, x.shape[0] + margin)
-    try:
-        process = start_gapfill(server, "live", "--input", "gfplay", "--output", "gfrec", "--duration", "60",
-                                "--stats-json", str(stats_path), *live_args, slow=slow)
-        try:
-            rig.wait_for_gapfill(process)
-            rig.arm()
-            rig.wait(timeout_s=30)
-        finally:
-            status, stdout, stderr = stop_gapfill(process)
-    finally:
-        rig.close()
+    recorded, cycles_seen, status, stdout, stderr = play_through_live(server, x, stats_path, *live_args, slow=slow)
     assert status == 0, stderr
-    assert rig.cycles_seen.all(), "the recorder missed JACK cycles"
+    assert cycles_seen.all(), "the recorder missed JACK cycles"
     stats = json.loads(stats_path.read_text())
     assert stats["interrupted"] is True and "gapfill live:" in stdout  # Ctrl-C: a clean stop and a summary
-    return rig.recorded, stats, stdout
+    return recorded, stats, stdout
 
 
 def reported_latency(stats: dict) -> int:

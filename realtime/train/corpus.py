@@ -386,7 +386,6 @@ def build_corpus(root: str | os.PathLike = "data/clean", workers: int = 2, limit
         for uid, info in tqdm(pool.imap_unordered(_work, jobs), total=len(jobs), desc="corpus", unit="file"):
             results[uid] = info
     segments = []
-    by_uid = {u.uid: u for u in units}
     # concatenate speech pieces per (split, group) into 5-10 s segments, 0.2 s gaps
     groups: dict[tuple, list] = {}
     for u in units:
