@@ -463,7 +463,7 @@ def systems_table(block: dict[str, Any]) -> str:
 
 
 GROUP_TITLES = {
-    "clean": "Clean input (no-harm check; bands split at 20 kHz)",
+    "clean": "Clean input (no-harm check; the cutoff is where the clean clip's own band ends)",
     "chains": "LAME 32 kbit/s mono through each decode chain (#11)",
     "codecs": "Codecs and bitrates, ffmpeg 16-bit TPDF decode at 48 kHz (#12)",
 }
