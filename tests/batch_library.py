@@ -4,6 +4,7 @@ text file that is not audio; and what single-file `gapfill restore` makes of eac
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -61,3 +62,14 @@ def visible_files(folder: Path) -> list[str]:
 def partial_files(folder: Path) -> list[str]:
     """Temporary files (`.partial-`) left anywhere below `folder`."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".partial-" in p.name)
+
+
+def assert_all_restored(out: Path, signals: dict[str, np.ndarray], report: Path) -> None:
+    """Every file of `signals` (relative path -> samples) complete below `out`, nothing partial, equal to
+    the samples within one 16-bit step, and the JSON report at `report` counting all six restored."""
+    assert visible_files(out) == sorted(signals) and partial_files(out) == []
+    for name, x in signals.items():
+        y = sf.read(out / name, dtype="float32", always_2d=True)[0]
+        assert y.shape == x.shape and np.abs(y - x).max() <= 2.0**-15
+    files = json.loads(report.read_text())["files"]
+    assert files == {"total": 6, "restored": 6, "skipped": 0, "failed": 0}

@@ -140,3 +140,18 @@ def popen_gapfill() -> Iterator[Callable[..., subprocess.Popen]]:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def read_until_closed(fd: int) -> bytes:
+    """Everything readable from `fd` (a pty's leader side) until the child closes the terminal; closes fd."""
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO once the child has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(fd)
+    return shown

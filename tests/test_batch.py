@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batch_library import BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly, visible_files
+from batch_library import assert_all_restored, BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly, visible_files
 from realtime.batch import discover_inputs, engine_spec, output_paths, read_sidecar
 from realtime.cli import main
+from conftest import read_until_closed
 
 
 @pytest.fixture(scope="module")
@@ -84,16 +85,7 @@ def test_one_bar_on_a_terminal(tmp_path, write_audio, passthrough_config, popen_
     process = popen_gapfill("restore", str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--recursive",
                             "--jobs", "1", "--config", passthrough_config, stderr=follower)
     os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO once the child has closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
+    shown = read_until_closed(leader)
     assert process.wait(timeout=120) == 0
     bar = shown.split(b"\r")[1]
     assert b"/3 files" in bar and b"of audio" in bar and b"h/h" in bar and b"ETA" in bar
@@ -197,12 +189,7 @@ def test_a_worker_killed_mid_file_hands_its_file_to_a_fresh_worker(tmp_path, wri
     for pid in workers:  # the one writing that file dies mid-file
         os.kill(pid, signal.SIGKILL)
     assert process.wait(timeout=120) == 0, process.stderr.read().decode()
-    assert visible_files(out) == sorted(signals) and partial_files(out) == []
-    for name, x in signals.items():
-        y = sf.read(out / name, dtype="float32", always_2d=True)[0]
-        assert y.shape == x.shape and np.abs(y - x).max() <= 2.0**-15
-    files = json.loads((tmp_path / "report.json").read_text())["files"]
-    assert files == {"total": 6, "restored": 6, "skipped": 0, "failed": 0}
+    assert_all_restored(out, signals, tmp_path / "report.json")
 
 
 # -- the plan ------------------------------------------------------------------------------------

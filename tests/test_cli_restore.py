@@ -16,6 +16,7 @@ import soundfile as sf
 
 from realtime.audiofile import output_subtype
 from realtime.cli import main
+from conftest import read_until_closed
 
 ODD_FRAMES = int(48_000 * 1.3) + 17
 
@@ -158,16 +159,7 @@ def test_progress_on_a_terminal(tmp_path, write_audio, passthrough_config, popen
         stderr=follower,
     )
     os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:  # EIO once the child has closed the terminal
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
+    shown = read_until_closed(leader)
     assert process.wait(timeout=60) == 0
     assert b"\r" in shown and b"%" in shown and b"restoring" in shown
 
@@ -231,15 +223,6 @@ def test_the_gate_verdict_is_one_line_on_a_terminal(tmp_path, popen_gapfill):
     leader, follower = pty.openpty()
     process = popen_gapfill("restore", str(tmp_path / "in.wav"), str(tmp_path / "out.wav"), stderr=follower)
     os.close(follower)
-    shown = b""
-    while True:
-        try:
-            chunk = os.read(leader, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        shown += chunk
-    os.close(leader)
+    shown = read_until_closed(leader)
     assert process.wait(timeout=120) == 0
     assert shown.decode().endswith("\r\x1b[Kgapfill: no codec damage detected: passed through unchanged\r\n")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batch_library import BAD_FILES, make_library, partial_files, restore_singly, visible_files
+from batch_library import assert_all_restored, BAD_FILES, make_library, partial_files, restore_singly, visible_files
 
 
 @pytest.fixture(scope="module")
@@ -64,9 +64,4 @@ def test_a_worker_killed_mid_file_leaves_no_duplicate_or_partial_output(
     for pid in worker_pids:  # the one writing that file dies mid-file; the nannies start new workers
         os.kill(pid, signal.SIGKILL)
     assert process.wait(timeout=240) == 0, process.stderr.read().decode()
-    assert visible_files(out) == sorted(signals) and partial_files(out) == []
-    for name, x in signals.items():
-        y = sf.read(out / name, dtype="float32", always_2d=True)[0]
-        assert y.shape == x.shape and np.abs(y - x).max() <= 2.0**-15
-    files = json.loads((tmp_path / "report.json").read_text())["files"]
-    assert files == {"total": 6, "restored": 6, "skipped": 0, "failed": 0}
+    assert_all_restored(out, signals, tmp_path / "report.json")
