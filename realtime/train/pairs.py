@@ -78,6 +78,7 @@ SAMPLE_FORMATS = (("float", 0.35), ("s16", 0.25), ("s16_tpdf", 0.3), ("s24", 0.1
 
 
 def _weighted(rng: random.Random, options):
+    """One option of [(option, weight)] drawn with one rng.random() (weights summing to 1)."""
     r, acc = rng.random(), 0.0
     for option, weight in options:
         acc += weight
@@ -89,11 +90,7 @@ def _weighted(rng: random.Random, options):
 def lame_pairing(seed: str) -> Pairing:
     """The `lame` mix's configuration for a segment id."""
     rng = random.Random(seed)
-    r, acc = rng.random(), 0.0
-    for w, br, stereo in LAME_MIX:
-        acc += w
-        if r < acc:
-            break
+    br, stereo = _weighted(rng, [((br, stereo), w) for w, br, stereo in LAME_MIX])
     return lame(br, 2 if stereo else 1, 44_100 if rng.random() < P_44K else SAMPLE_RATE)
 
 
