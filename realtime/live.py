@@ -63,8 +63,8 @@ from realtime.arguments import check_stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEFAULT_BLOCKSIZE = 256
-STATUS_INTERVAL_S = 0.25
-IDLE_WAIT_S = 3600.0  # without a status line or deadline the main thread only wakes for Ctrl-C or the end
+WAKE_S = 0.25  # the main thread wakes this often (status line, and Ctrl-C: one that the kernel hands to
+#               one of PortAudio's threads only sets Python's flag, seen when the main thread's wait ends)
 SWITCH_INTERVAL_S = 0.0005
 UNKNOWN_DEVICE_LATENCY_S = 60.0  # a device latency at least this long is PortAudio's "not known"
 
@@ -306,9 +306,8 @@ def run_live(
                 if not stream.active:  # PortAudio ended it: the device or the sound server went away
                     stopped_early = True
                     break
-                # Sleep without the GIL, waking only for the status line, the deadline or the stream's end.
-                wait = IDLE_WAIT_S if deadline is None else deadline - now
-                finished.wait(min(wait, STATUS_INTERVAL_S) if show_status else wait)
+                # Sleep without the GIL, waking for the status line, the deadline, the stream's end or Ctrl-C.
+                finished.wait(WAKE_S if deadline is None else min(WAKE_S, deadline - now))
                 if show_status:
                     status.write("\r" + meter.line() + "\x1b[K")
                     status.flush()

@@ -124,13 +124,15 @@ def run_gapfill() -> Callable[..., subprocess.CompletedProcess]:
 
 @pytest.fixture
 def popen_gapfill() -> Iterator[Callable[..., subprocess.Popen]]:
-    """popen_gapfill(*args, stderr=PIPE) -> Popen with stdin and stdout as byte pipes; killed at teardown."""
+    """popen_gapfill(*args, stderr=PIPE, prelude=None) -> Popen with stdin and stdout as byte pipes; killed
+    at teardown. prelude: Python run in the gapfill process before the command (e.g. a patch that stalls it)."""
     started: list[subprocess.Popen] = []
 
-    def start(*args: str, stderr: int = subprocess.PIPE) -> subprocess.Popen:
+    def start(*args: str, stderr: int = subprocess.PIPE, prelude: str | None = None) -> subprocess.Popen:
+        command = _gapfill_command(*args) if prelude is None else [
+            sys.executable, "-c", f"{prelude}\nimport sys\nfrom realtime.cli import main\nsys.exit(main())", *args]
         process = subprocess.Popen(
-            _gapfill_command(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-            env=_gapfill_env(), cwd=REPO_ROOT,
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=_gapfill_env(), cwd=REPO_ROOT,
         )
         started.append(process)
         return process

@@ -136,15 +136,30 @@ def test_read_error_midway_leaves_no_file(tmp_path, write_audio, passthrough_con
     assert not (tmp_path / "out.wav").exists() and leftovers(tmp_path) == []
 
 
+STALL_AFTER_FIRST_BLOCK = """
+import time
+import realtime.audiofile as audiofile
+_read_blocks = audiofile.read_blocks
+def read_blocks(*args, **kwargs):
+    blocks = _read_blocks(*args, **kwargs)
+    yield next(blocks)
+    while True:            # a reader that never delivers the second block: the restore is mid-file for good
+        time.sleep(1)
+audiofile.read_blocks = read_blocks
+"""
+
+
 def test_ctrl_c_removes_the_partial_file(tmp_path, write_audio, passthrough_config, popen_gapfill):
     write_audio(tmp_path / "long.wav", 48_000 * 60, 1, subtype="PCM_16")
     process = popen_gapfill(
-        "restore", str(tmp_path / "long.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config
+        "restore", str(tmp_path / "long.wav"), str(tmp_path / "out.wav"), "--config", passthrough_config,
+        prelude=STALL_AFTER_FIRST_BLOCK,
     )
     deadline = time.monotonic() + 60
     while not leftovers(tmp_path) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
     assert leftovers(tmp_path), "no partial file seen while restoring"
+    assert process.poll() is None, process.communicate()
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) == 130
     assert b"Traceback" not in process.stderr.read()

@@ -9,12 +9,15 @@ stepped core above them.
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import pty
+import signal
 import subprocess
 import threading
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,12 +27,16 @@ from jack_fixture import (
     RATE,
     REPO_ROOT,
     EngineFault,
+    PLAYER,
+    RECORDER,
     JackServer,
+    PlayRecord,
     SlowRestorer,
     gapfill_command,
     jack_unavailable,
     play_through_live,
     run_gapfill,
+    start_gapfill,
 )
 from realtime.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
 from realtime.live import _StatusCounts, audio_callback
@@ -293,6 +300,42 @@ def test_engine_failure_stops_live_with_one_line_error(jack_server):
     assert result.returncode == 1
     assert result.stderr.startswith("gapfill: internal error: RuntimeError: the engine stopped after ")
     assert "EngineFault: test fault at block 50" in result.stderr and result.stderr.count("\n") == 1
+
+
+def _threads_taking_sigint(pid: int) -> list[int]:
+    """Thread ids of process pid, other than its main thread, that do not block SIGINT (Linux /proc)."""
+    tids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        status = (task / "status").read_text()
+        blocked = int(next(line.split()[1] for line in status.splitlines() if line.startswith("SigBlk:")), 16)
+        if int(task.name) != pid and not blocked & (1 << (signal.SIGINT - 1)):
+            tids.append(int(task.name))
+    return sorted(tids)
+
+
+def test_ctrl_c_that_lands_on_another_thread_stops_live(jack_server, tmp_path, passthrough_yaml):
+    """The kernel may hand a process's SIGINT to any thread that does not block it (PortAudio's and JACK's
+    threads do not); Python only sets a flag there, so the main thread must not sleep through it."""
+    stats_path = tmp_path / "stats.json"
+    rig = PlayRecord(jack_server, np.zeros((PERIOD, 2), np.float32), PERIOD)
+    try:
+        process = start_gapfill(jack_server, "live", "--input", PLAYER, "--output", RECORDER, "--duration", "600",
+                                "--config", passthrough_yaml, "--stats-json", str(stats_path))
+        try:
+            rig.wait_for_gapfill(process)
+            others = _threads_taking_sigint(process.pid)
+            assert others, "gapfill live runs no thread besides the main one"
+            libc = ctypes.CDLL(None, use_errno=True)
+            assert libc.tgkill(process.pid, others[-1], int(signal.SIGINT)) == 0   # glibc >= 2.30
+            stdout, stderr = process.communicate(timeout=120)   # without the fix: only after --duration 600
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    finally:
+        rig.close()
+    assert process.returncode == 0, stderr
+    assert json.loads(stats_path.read_text())["interrupted"] is True
 
 
 @pytest.mark.timing
