@@ -15,7 +15,9 @@ Three groups (`CONDITIONS`):
   noise floor at -80 dBFS) and a -20 dB level change;
 - `codecs` (#12): LAME 24-128 kbit/s and ffmpeg's libmp3lame (CBR, VBR), libshine, aac, libvorbis, libopus
   and libtwolame, all through the usual 16-bit dithered ffmpeg decode at 48 kHz.
-These systems are scored against the clean reference (for the gain chain, the clean clip at that gain):
+These systems are scored against the clean reference (for the gain chain, the clean clip at that gain;
+its spectra are measured at the clip's own level, i.e. the gain undone before the metrics, so that the
+LSD's -100 dB floor cuts at the same depth below the signal as on every other condition):
 - `codec`: the decoded input as it is;
 - `treble_shelf`, `noise_fill`: what a user could reach for instead (benchmarks/baselines.py);
 - `gapfill`: the Restorer with the configured settings (shipped defaults unless --config/--model),
@@ -283,8 +285,9 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
             computed[key] = (reference, decoded, chain_facts, outputs, reports)
         reference, decoded, chain_facts, outputs, reports = computed[key]
         start = time.perf_counter()
-        reference_db = power_db(reference)
-        cutoff_bin = codec_cutoff_bin(reference_db, power_db(decoded))
+        level = 1.0 if condition.encoding is None else 10 ** (-condition.chain.gain_db / 20)   # gain undone
+        reference_db = power_db(reference * level)
+        cutoff_bin = codec_cutoff_bin(reference_db, power_db(decoded * level))
         seconds["spectral"] += time.perf_counter() - start
         scored = visqol_systems(condition, systems, selection) if use_visqol else ()
         for system in systems:
@@ -292,7 +295,7 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
             start = time.perf_counter()
             row = {"clip": clip.id, "kind": clip.kind, "condition": name, "system": system,
                    "cutoff_hz": round(cutoff_bin * SAMPLE_RATE / FFT_SIZE), **chain_facts,
-                   **clip_metrics(reference, output, cutoff_bin, reference_db)}
+                   **clip_metrics(reference * level, output * level, cutoff_bin, reference_db)}
             if system in reports:
                 row.update(_gate_fields(reports[system], output, decoded))
             seconds["spectral"] += time.perf_counter() - start
