@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from realtime.config import load_config
-from realtime.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, CodecGate
+from realtime.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, HOLE_RAMP_DB, CodecGate
 
 DEFAULTS = load_config(None).gate
 F = 513
@@ -97,12 +97,15 @@ def test_deep_holes_below_cutoff_take_the_prediction() -> None:
     _run(gate, frames)
     dec = np.ascontiguousarray(frames[-1])
     pred = dec.copy()
-    pred[0, 100] = dec[0, 100] * 10 ** (30 / 20)                          # 30 dB hole -> filled
-    pred[0, 101] = dec[0, 101] * 10 ** (3 / 20)                           # 3 dB -> decoded kept
+    hole_db = DEFAULTS["hole_db"]
+    pred[0, 100] = dec[0, 100] * 10 ** ((hole_db + 18) / 20)               # a deep hole -> filled
+    pred[0, 101] = dec[0, 101] * 10 ** ((hole_db - HOLE_RAMP_DB - 3) / 20)  # below the ramp -> decoded kept
+    pred[0, 102] = dec[0, 102] * 10 ** ((hole_db - HOLE_RAMP_DB / 2) / 20)  # on the ramp -> in between
     out = np.zeros_like(dec)
     gate.process(dec, pred, out)
     np.testing.assert_allclose(out[0, 100], pred[0, 100], rtol=1e-5)
     assert out[0, 101] == dec[0, 101]
+    assert dec[0, 102] * 1.001 < out[0, 102] < pred[0, 102] * 0.999
 
 
 def test_activity_ramps_smoothly_and_reset_forgets() -> None:
