@@ -17,7 +17,8 @@ import traceback
 from typing import Any, Callable, NoReturn
 
 from realtime import __version__
-from realtime.arguments import device_latency, positive_float, positive_int, rate_choice, stats_path, write_stats
+from realtime.arguments import (device_latency, non_negative_float, positive_float, positive_int, rate_choice,
+                                stats_path, write_stats)
 from realtime.errors import GapfillError
 
 DEBUG_ENV = "GAPFILL_DEBUG"
@@ -212,7 +213,7 @@ def _print_fact(key: str, value: Any, depth: int) -> None:
         print(f"{indent}{key}: {value}")
 
 
-# -- devices, live; spectrogram (its module registers it) ----------------------------------------
+# -- devices, live, spectrogram -----------------------------------------------------------------------
 def _add_devices(commands: Any) -> None:
     parser = commands.add_parser(
         "devices",
@@ -270,9 +271,33 @@ def _live(args: argparse.Namespace) -> int:
 
 
 def _add_spectrogram(commands: Any) -> None:
-    from realtime.spectrogram import register_spectrogram_command
+    from realtime.spectrogram import DEFAULT_RANGE_DB, MAX_DEFAULT_SECONDS, PLOT_EXTRA_HINT
 
-    register_spectrogram_command(commands)
+    parser = commands.add_parser(
+        "spectrogram",
+        help="draw spectrograms of audio files side by side (PNG)",
+        description="Draw the spectrogram of each IN (any file libsndfile reads, mixed to mono) side by side "
+        "in OUT.png, on one colour scale and one frequency axis, e.g. the clean, coded and restored versions "
+        f"of a clip. Needs matplotlib ({PLOT_EXTRA_HINT}).",
+    )
+    parser.add_argument("inputs", metavar="IN", nargs="+", help="audio files, one panel each, left to right")
+    parser.add_argument("-o", "--output", metavar="OUT.png", required=True, help="the picture to write (.png)")
+    parser.add_argument("--labels", metavar="LABEL", nargs="+", help="panel titles, one per IN (default: file names)")
+    parser.add_argument("--start", type=non_negative_float, default=0.0, metavar="S",
+                        help="skip S seconds of each file")
+    parser.add_argument("--duration", type=positive_float, metavar="S",
+                        help=f"show S seconds (default: the whole file, at most {MAX_DEFAULT_SECONDS:g} s)")
+    parser.add_argument("--range-db", type=positive_float, default=DEFAULT_RANGE_DB, metavar="DB",
+                        help=f"dynamic range shown below the loudest bin (default {DEFAULT_RANGE_DB:g})")
+    parser.add_argument("--max-freq", type=positive_float, metavar="KHZ", help="top of the frequency axis in kHz")
+    parser.add_argument("--force", action="store_true", help="overwrite OUT.png if it exists")
+    parser.set_defaults(handler=_spectrogram)
+
+
+def _spectrogram(args: argparse.Namespace) -> int:
+    from realtime.spectrogram import spectrogram_command
+
+    return spectrogram_command(args)
 
 
 # -- entry point ---------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from realtime.arguments import positive_float
 from realtime.errors import GapfillError
 
 DEFAULT_RANGE_DB = 80.0
@@ -154,41 +153,8 @@ def read_mono(path: str, start_s: float = 0.0, duration_s: float | None = None) 
     return data.mean(axis=1), rate, cut
 
 
-# -- the `gapfill spectrogram` command -------------------------------------------------------------
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value >= 0 or not np.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
-def register_spectrogram_command(subparsers: Any) -> None:
-    """Add `spectrogram` to the `gapfill` subcommands; its handler returns the exit status."""
-    parser = subparsers.add_parser(
-        "spectrogram",
-        help="draw spectrograms of audio files side by side (PNG)",
-        description="Draw the spectrogram of each IN (any file libsndfile reads, mixed to mono) side by side "
-        "in OUT.png, on one colour scale and one frequency axis, e.g. the clean, coded and restored versions "
-        f"of a clip. Needs matplotlib ({PLOT_EXTRA_HINT}).",
-    )
-    parser.add_argument("inputs", metavar="IN", nargs="+", help="audio files, one panel each, left to right")
-    parser.add_argument("-o", "--output", metavar="OUT.png", required=True, help="the picture to write (.png)")
-    parser.add_argument("--labels", metavar="LABEL", nargs="+", help="panel titles, one per IN (default: file names)")
-    parser.add_argument("--start", type=_non_negative_float, default=0.0, metavar="S",
-                        help="skip S seconds of each file")
-    parser.add_argument("--duration", type=positive_float, metavar="S",
-                        help=f"show S seconds (default: the whole file, at most {MAX_DEFAULT_SECONDS:g} s)")
-    parser.add_argument("--range-db", type=positive_float, default=DEFAULT_RANGE_DB, metavar="DB",
-                        help=f"dynamic range shown below the loudest bin (default {DEFAULT_RANGE_DB:g})")
-    parser.add_argument("--max-freq", type=positive_float, metavar="KHZ", help="top of the frequency axis in kHz")
-    parser.add_argument("--force", action="store_true", help="overwrite OUT.png if it exists")
-    parser.set_defaults(handler=run_spectrogram_command, func=run_spectrogram_command)
-
-
-def run_spectrogram_command(args: argparse.Namespace) -> int:
+# -- the `gapfill spectrogram` command (its arguments: realtime/cli.py) ------------------------------
+def spectrogram_command(args: argparse.Namespace) -> int:
     """`gapfill spectrogram`: read every input, render, write; problems raise GapfillError (exit status 2)."""
     out_path = Path(args.output)
     if out_path.suffix.lower() != ".png":

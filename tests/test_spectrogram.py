@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
@@ -10,15 +9,14 @@ import pytest
 import soundfile as sf
 
 from realtime.errors import GapfillError
-from realtime.spectrogram import register_spectrogram_command, spectrogram_db
+from realtime.cli import build_parser
+from realtime.spectrogram import spectrogram_db
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def run(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="gapfill")
-    register_spectrogram_command(parser.add_subparsers())
-    args = parser.parse_args(["spectrogram", *argv])
+    args = build_parser().parse_args(["spectrogram", *argv])
     return args.handler(args)
 
 
