@@ -12,11 +12,11 @@ Three groups (`CONDITIONS`):
 - `chains` (#11): LAME 32 kbit/s mono through every decode chain: the training chain (minimp3 at the MP3's
   rate, float), ffmpeg to float / 16-bit / dithered 16-bit at 48 kHz, scipy and soxr LQ resampling, the
   MP3 file itself (soundfile at 22.05 kHz), ffmpeg 16-bit at the MP3's rate, a sound card (24-bit, pink
-  noise floor at -80 dBFS) and a -20 dB level change;
+  noise floor at -80 dBFS; white at -75 dBFS) and level changes of -20, -30 (16-bit, dithered) and +6 dB;
 - `codecs` (#12): LAME 24-128 kbit/s and ffmpeg's libmp3lame (CBR, VBR), libshine, aac, libvorbis, libopus
   and libtwolame, all through the usual 16-bit dithered ffmpeg decode at 48 kHz.
-These systems are scored against the clean reference (for the gain chain, the clean clip at that gain;
-its spectra are measured at the clip's own level, i.e. the gain undone before the metrics, so that the
+These systems are scored against the clean reference (for the gain chains, the clean clip at that gain;
+their spectra are measured at the clip's own level, i.e. the gain undone before the metrics, so that the
 LSD's -100 dB floor cuts at the same depth below the signal as on every other condition):
 - `codec`: the decoded input as it is;
 - `treble_shelf`, `noise_fill`: what a user could reach for instead (benchmarks/baselines.py);
@@ -147,8 +147,13 @@ CONDITIONS: tuple[Condition, ...] = (
               DecodeChain("ffmpeg", sample_format="s16")),
     Condition("soundcard", "chains", "sound card: 24-bit, pink noise floor -80 dBFS", LAME_32K,
               _ffmpeg_48k("s24", noise_dbfs=-80.0, noise_color="pink")),
+    Condition("noise_white_75", "chains", "24-bit, white noise floor -75 dBFS", LAME_32K,
+              _ffmpeg_48k("s24", noise_dbfs=-75.0, noise_color="white")),
     Condition("gain_minus20", "chains", "gain -20 dB, 16-bit TPDF", LAME_32K,
               _ffmpeg_48k("s16_tpdf", gain_db=-20.0)),
+    Condition("gain_minus30", "chains", "gain -30 dB, 16-bit TPDF", LAME_32K,
+              _ffmpeg_48k("s16_tpdf", gain_db=-30.0)),
+    Condition("gain_plus6", "chains", "gain +6 dB, float", LAME_32K, _ffmpeg_48k(gain_db=6.0)),
     *(_codec(f"lame_{b}k", f"LAME {b} kbit/s (lameenc)", Encoding("lameenc", b)) for b in (24, 32, 48, 64, 128)),
     _codec("libmp3lame_32k", "libmp3lame 32 kbit/s CBR (ffmpeg)", Encoding("libmp3lame", 32)),
     _codec("libmp3lame_vbr_q9", "libmp3lame VBR -q 9 (ffmpeg)", Encoding("libmp3lame", quality=9)),

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 STAT_KEYS = ("p50_us", "p99_us", "p99_9_us", "max_us", "p50_pct", "p99_pct", "p99_9_pct", "max_pct")
 
 
-def run_benchmark(module: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+def run_benchmark(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
     done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
     assert done.returncode == 0, f"{module} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
@@ -155,8 +155,14 @@ def test_quality_conditions_cover_the_issues():
     groups = {g: [c for c in CONDITIONS if c.group == g] for g in ("clean", "chains", "codecs")}
     assert [c.chain.sample_format for c in groups["clean"]] == ["float", "s16", "s16_tpdf"]
     assert all(c.encoding is None for c in groups["clean"])
-    assert len(groups["chains"]) == 10 and all(c.encoding == Encoding("lameenc", 32) for c in groups["chains"])
-    assert len({c.chain for c in groups["chains"]}) == 10
+    chains = [c.chain for c in groups["chains"]]
+    assert all(c.encoding == Encoding("lameenc", 32) for c in groups["chains"]) and len(set(chains)) == len(chains)
+    assert {c.decoder for c in chains} == {"minimp3", "soundfile", "ffmpeg"}
+    assert {c.sample_format for c in chains} == {"float", "s16", "s16_tpdf", "s24"}
+    assert {"swr", "scipy", "soxr_lq"} <= {c.resampler for c in chains}
+    assert {c.gain_db for c in chains} >= {-30.0, -20.0, 0.0, 6.0}
+    assert {(c.noise_color, c.noise_dbfs) for c in chains if c.noise_dbfs is not None} == {("pink", -80.0),
+                                                                                         ("white", -75.0)}
     assert len(groups["codecs"]) == 14 and all(c.chain.sample_format == "s16_tpdf" for c in groups["codecs"])
     assert {c.encoding.encoder for c in groups["codecs"]} == set(ENCODERS)
     assert all(c.chain.decodes(c.encoding) for c in CONDITIONS if c.encoding is not None)
