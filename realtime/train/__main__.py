@@ -25,6 +25,7 @@ from pathlib import Path
 
 DEFAULT_ONNX = "models/gapfill-unet-mp3.onnx"
 CHAINS_MINUTES = 55.0
+CONFIDENCE_MINUTES = 60.0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="second stage: a warm restart of the schedule from the first stage's weights (0: none)")
     a.add_argument("--chains-minutes", type=float, default=CHAINS_MINUTES,
                    help="third stage: from the second stage's weights on every codec and decode chain (0: none)")
+    a.add_argument("--confidence-minutes", type=float, default=CONFIDENCE_MINUTES,
+                   help="fourth stage: the third stage's weights plus a confidence head, on every pair (0: none)")
     a.add_argument("--workers", type=int, default=2)
     a.add_argument("--out", default=DEFAULT_ONNX)
     args = p.parse_args(argv)
@@ -122,17 +125,18 @@ def main(argv: list[str] | None = None) -> int:
         mixes = ("lame",) if args.step == "all" else _mixes(args.mixes)
         rec = train(args.run, args.data, minutes=args.minutes, loss=args.loss, threads=args.threads,
                     init=args.init, synthetic=args.synthetic, max_steps=args.steps, seed=args.seed,
-                    batch=args.batch, mixes=mixes)
+                    batch=args.batch, mixes=mixes, confidence=args.step == "train" and args.confidence)
         print(json.dumps(rec))
     if args.step == "all":
-        for suffix, minutes, mixes in (("_ft", args.finetune_minutes, ("lame",)),
-                                       ("_chains", args.chains_minutes, None)):
+        for suffix, minutes, mixes, confidence in (("_ft", args.finetune_minutes, ("lame",), False),
+                                                   ("_chains", args.chains_minutes, None, False),
+                                                   ("_confidence", args.confidence_minutes, None, True)):
             if minutes <= 0:
                 continue
             previous = Path(args.run) / "last.pt"
             args.run = str(Path(args.run).with_name(Path(args.run).name.split("_")[0] + suffix))
             rec = train(args.run, args.data, minutes=minutes, loss=args.loss, threads=args.threads,
-                        init=str(previous), seed=args.seed, batch=args.batch, mixes=mixes)
+                        init=str(previous), seed=args.seed, batch=args.batch, mixes=mixes, confidence=confidence)
             print(json.dumps(rec))
     if args.step in ("export", "all"):
         from realtime.train.export import export_onnx, load_checkpoint, save_weights
@@ -179,6 +183,8 @@ def _train_args(t: argparse.ArgumentParser, minutes: float = 50.0) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--synthetic", action="store_true", help="synthetic data (smoke test, no corpus)")
     t.add_argument("--mixes", default="all", help="pair mixes to train on: lame, chains or all")
+    t.add_argument("--confidence", action="store_true",
+                   help="add a per-bin codec-made confidence head (warm start: --init without one)")
 
 
 def _mixes(text: str) -> tuple[str, ...] | None:

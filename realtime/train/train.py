@@ -13,6 +13,10 @@ clean signal is the input (after the same augmentation): the model must leave fu
 Loss (`--loss`):
     l1       mean |S_hat - S| / mean S                        (linear magnitudes; the issue's baseline)
     l1+log   l1 + LOG_WEIGHT * mean |log(S_hat + e) - log(S + e)|, e = LOSS_EPS
+A network with a confidence head (`--confidence`) adds CONFIDENCE_WEIGHT * the binary cross-entropy of
+its per-bin logit against the label "codec-made": the decoded bin is more than LABEL_DB away from the
+clean bin through the same augmentation (gain, noise floor, quantisation; levels floored at
+LABEL_FLOOR_DB re a full-scale sine). Identity crops are labelled 0 everywhere by construction.
 
 Learning rate: Adam, cosine from LR to LR/20 over the time budget (`--minutes`), so a run resumed
 after an interruption continues the same schedule. Checkpoints (atomic) every CHECKPOINT_S seconds
@@ -46,6 +50,8 @@ LOSS_EPS = 1e-3
 LOG_WEIGHT = 1.0
 CHECKPOINT_S = 180.0
 VAL_CROPS, VAL_FRAMES = 48, 375
+LABEL_DB, LABEL_FLOOR_DB = 6.0, -100.0
+CONFIDENCE_WEIGHT = 0.5
 
 
 def crop_audio(pair: np.ndarray, ch: int, start_frame: int, frames: int) -> np.ndarray:
@@ -60,29 +66,42 @@ def crop_audio(pair: np.ndarray, ch: int, start_frame: int, frames: int) -> np.n
     return x
 
 
-def crop_mags(audio: np.ndarray, frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """(2, m) samples from `crop_audio` -> (clean, decoded) magnitudes (frames, 513) f32 of its engine frames."""
+def crop_mags(audio: np.ndarray, frames: int) -> list[np.ndarray]:
+    """(rows, m) samples from `crop_audio` -> per row the magnitudes (frames, 513) f32 of its engine frames."""
     out = []
-    for j in range(2):
-        X = stft_offline(audio[j], FFT_SIZE, HOP)[SKIP + SKIP: SKIP + SKIP + frames]
+    for row in audio:
+        X = stft_offline(row, FFT_SIZE, HOP)[SKIP + SKIP: SKIP + SKIP + frames]
         out.append(np.abs(X).astype(np.float32))
-    return out[0], out[1]
+    return out
 
 
 def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool) -> np.ndarray:
-    """(2, m) [clean, decoded] -> the same with a random gain, noise floor and quantisation (module doc)."""
+    """(2, m) [clean, decoded] -> (3, m) [clean, decoded, clean through the chain]: a random gain on all,
+    and on the decoded side a noise floor and quantisation (module doc), which the third row gets too
+    (the same noise; its own dither) so that it tells what the decode chain did from what the codec did."""
     from realtime.train.chains import noise_floor, quantize
 
-    out = audio * 10 ** (rng.uniform(*GAIN_DB_RANGE) / 20)
+    gain = 10 ** (rng.uniform(*GAIN_DB_RANGE) / 20)
+    out = np.concatenate([audio, audio[:1]]) * gain
     if rng.random() < P_IDENTITY:
         out[1] = out[0]
         stored_float = True
     if rng.random() < P_NOISE:
         color = "pink" if rng.random() < 0.5 else "white"
-        out[1] += noise_floor(1, out.shape[1], rng.uniform(*NOISE_DBFS_RANGE), color, rng)[0]
+        noise = noise_floor(1, out.shape[1], rng.uniform(*NOISE_DBFS_RANGE), color, rng)[0]
+        out[1:] += noise
     if stored_float and rng.random() < P_QUANTIZE:
-        out[1] = quantize(out[1:], "s16_tpdf" if rng.random() < 0.5 else "s16", rng)[0]
+        kind = "s16_tpdf" if rng.random() < 0.5 else "s16"
+        out[1:] = quantize(out[1:], kind, rng)
     return out
+
+
+def codec_made(decoded: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Labels (..., 513) f32: 1 where decoded and reference magnitudes differ by more than LABEL_DB (levels
+    floored at LABEL_FLOOR_DB re a full-scale sine)."""
+    floor = FFT_SIZE / 4 * 10 ** (LABEL_FLOOR_DB / 20)
+    ratio = np.log10(np.maximum(decoded, floor) / np.maximum(reference, floor))
+    return (np.abs(20 * ratio) > LABEL_DB).astype(np.float32)
 
 
 class PairSource:
@@ -116,10 +135,6 @@ class PairSource:
         ch = int(self.rng.integers(0, arr.shape[1]))
         return crop_audio(arr, ch, start, frames), self.rows[i].get("chain", "float").endswith("float")
 
-    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        return crop_mags(self.sample_audio(frames)[0], frames)
-
-
 class SyntheticSource:
     """Tiny stand-in for tests and smoke runs: harmonic tones + noise; 'decoded' = band-limited to
     8 kHz with random spectral holes (no apt data, no encoder)."""
@@ -140,20 +155,22 @@ class SyntheticSource:
         pair = np.stack([x, y])[:, None, :]
         return crop_audio(pair, 0, 2 * SKIP + 1, frames), True
 
-    def sample(self, frames: int) -> tuple[np.ndarray, np.ndarray]:
-        return crop_mags(self.sample_audio(frames)[0], frames)
 
-
-def make_batch(src, frames: int, rng: np.random.Generator, augment: bool = True, batch: int = BATCH):
-    clean, dec = [], []
+def make_batch(src, frames: int, rng: np.random.Generator, augment: bool = True, batch: int = BATCH,
+               identity: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(decoded, clean, codec-made labels), each (batch, frames, 513) f32; `identity`: clean crops as input."""
+    clean, dec, labels = [], [], []
     for _ in range(batch):
         audio, stored_float = src.sample_audio(frames)
+        if identity:
+            audio = audio[[0, 0]]
         if augment:
             audio = augment_crop(audio, rng, stored_float)
-        c, d = crop_mags(audio, frames)
+        c, d, *through = crop_mags(audio, frames)
         clean.append(c)
         dec.append(d)
-    return torch.from_numpy(np.stack(dec)), torch.from_numpy(np.stack(clean))
+        labels.append(codec_made(d, through[0] if through else c))
+    return tuple(torch.from_numpy(np.stack(a)) for a in (dec, clean, labels))
 
 
 def loss_fn(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
@@ -165,6 +182,11 @@ def loss_fn(pred: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor
     raise ValueError(f"unknown loss {kind!r}")
 
 
+def confidence_loss(logit: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of logits (B, T, 512) against labels (B, T, 513) (Nyquist bin not predicted)."""
+    return torch.nn.functional.binary_cross_entropy_with_logits(logit, labels[..., :logit.shape[-1]])
+
+
 def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -100.0) -> float:
     """Mean log-spectral distance (dB) with a power floor `floor_db` re a full-scale sine."""
     ref = (FFT_SIZE / 4) ** 2
@@ -174,35 +196,46 @@ def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -100.0
 
 
 def validation_sets(data_root: str | Path | None, synthetic: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Fixed validation crops (decoded, clean): `reference` (LAME 32 kbit/s mono, the training chain) and
-    `chains` (the validation split's `chains` pairs, augmented as in training with a fixed seed)."""
+    """Fixed validation crops (decoded, clean, labels): `reference` (LAME 32 kbit/s mono, the training chain),
+    `chains` (the validation split's `chains` pairs, augmented as in training with a fixed seed) and
+    `clean` (the reference set's clean side as input, augmented: what must pass unchanged)."""
     rng = np.random.default_rng(123)
     if synthetic:
-        sources = {"reference": (SyntheticSource(seed=123), False), "chains": (SyntheticSource(seed=124), True)}
+        sources = {"reference": (SyntheticSource(seed=123), False, False),
+                   "chains": (SyntheticSource(seed=124), True, False), "clean": (SyntheticSource(seed=125), True, True)}
         n, frames = 2, 64
     else:
-        sources = {"reference": (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=123), False)}
+        sources = {"reference": (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=123), False, False)}
         if any(r.get("mix") == "chains" for r in json.loads((Path(data_root) / "manifest.json").read_text())["pairs"]
                if r["split"] == "val"):
-            sources["chains"] = (PairSource(data_root, "val", seed=124, mixes=("chains",)), True)
+            sources["chains"] = (PairSource(data_root, "val", seed=124, mixes=("chains",)), True, False)
+        sources["clean"] = (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=125), True, True)
         n, frames = VAL_CROPS, VAL_FRAMES
-    sets = {}
-    for name, (src, augment) in sources.items():
-        d, c = make_batch(src, frames, rng, augment=augment, batch=n)
-        sets[name] = (d, c)
-    return sets
+    return {name: make_batch(src, frames, rng, augment=augment, batch=n, identity=identity)
+            for name, (src, augment, identity) in sources.items()}
 
 
 @torch.no_grad()
-def validate(net: UNet, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], kind: str) -> dict:
-    """Loss and LSD (dB) of the model and of its input on each validation set (`val_` + set name)."""
+def validate(net: UNet, sets: dict[str, tuple[torch.Tensor, ...]], kind: str) -> dict:
+    """Loss and LSD (dB) of the model and of its input on each validation set (`val_` + set name); with a
+    confidence head also its cross-entropy, mean p, and the share of bins with p > 0.5 that are labelled
+    codec-made (precision) and of codec-made bins with p > 0.5 (recall)."""
     net.eval()
     rec = {}
-    for name, (d, c) in sets.items():
-        preds = torch.cat([net(d[i: i + 8]) for i in range(0, len(d), 8)])
+    for name, (d, c, labels) in sets.items():
+        outs = [net.forward_with_confidence(d[i: i + 8]) for i in range(0, len(d), 8)]
+        preds = torch.cat([o[0] for o in outs])
         prefix = "val" if name == "reference" else f"val_{name}"
         rec.update({f"{prefix}_loss": float(loss_fn(preds, c, kind)), f"{prefix}_lsd": quick_lsd(preds, c),
                     f"{prefix}_lsd_decoded": quick_lsd(d, c)})
+        if net.confidence:
+            logit = torch.cat([o[1] for o in outs])
+            y, hit = labels[..., :logit.shape[-1]], logit > 0
+            rec.update({f"{prefix}_bce": float(confidence_loss(logit, labels)),
+                        f"{prefix}_p_mean": float(torch.sigmoid(logit).mean()),
+                        f"{prefix}_labels_mean": float(y.mean()),
+                        f"{prefix}_precision": float((y * hit).sum() / hit.sum().clamp(min=1)),
+                        f"{prefix}_recall": float((y * hit).sum() / y.sum().clamp(min=1))})
     net.train()
     return rec
 
@@ -210,10 +243,12 @@ def validate(net: UNet, sets: dict[str, tuple[torch.Tensor, torch.Tensor]], kind
 def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float = 50.0, loss: str = "l1+log",
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
           model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
-          snapshots: tuple[int, ...] = (100, 200, 400), mixes: tuple[str, ...] | None = None) -> dict:
+          snapshots: tuple[int, ...] = (100, 200, 400), mixes: tuple[str, ...] | None = None,
+          confidence: bool = False) -> dict:
     """Train (or resume) into run/. Stops after `minutes` of training time or `max_steps` steps.
 
-    mixes: the pair mixes to train on (realtime/train/pairs.py; None: all)."""
+    mixes: the pair mixes to train on (realtime/train/pairs.py; None: all); confidence: give a new network
+    (or one started from `init` without it) a confidence head (module doc)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -235,17 +270,16 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         model_args = ck["model_args"]
         print(f"train: resuming {last} at step {step} ({elapsed / 60:.1f} of {budget_s / 60:.0f} min)")
     else:
-        net = UNet(**model_args)
+        net = UNet(**{**model_args, "confidence": confidence or model_args.get("confidence", False)})
         earlier_stages = []
         if init:
             ck0 = torch.load(init, map_location="cpu", weights_only=False)
-            model_args = ck0["model_args"]
-            net = UNet(**model_args)
-            net.load_state_dict(ck0["model"])
+            net = UNet(**{**ck0["model_args"], "confidence": confidence or ck0["model_args"].get("confidence", False)})
+            net.load_warm(ck0["model"])
             earlier_stages = ck0.get("stages", [])
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         step, elapsed = 0, 0.0
-        model_args = {"channels": list(net.channels), "hidden": net.hidden}
+        model_args = net.model_args
     src = SyntheticSource(seed) if synthetic else PairSource(data_root, "train", seed=seed + step, mixes=mixes)
     rng = np.random.default_rng(seed + step)
     val = validation_sets(data_root, synthetic)
@@ -254,7 +288,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
     def save():
         tmp = run / "last.tmp.pt"
         stage = {"steps": step, "minutes": round(elapsed / 60, 1), "init": init,
-                 "mixes": ",".join(mixes) if mixes else "all"}
+                 "mixes": ",".join(mixes) if mixes else "all", "confidence": net.confidence}
         torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
                     "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
                     "stages": earlier_stages + [stage], "init": init,
@@ -271,9 +305,11 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s))))
         for g in opt.param_groups:
             g["lr"] = lr
-        d, c = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch)
-        pred = net(d)
+        d, c, labels = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch)
+        pred, logit = net.forward_with_confidence(d)
         l = loss_fn(pred, c, loss)
+        if logit is not None:
+            l = l + CONFIDENCE_WEIGHT * confidence_loss(logit, labels)
         opt.zero_grad()
         l.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

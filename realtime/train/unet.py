@@ -2,7 +2,12 @@
 
 Shapes: offline `UNet.forward(mag (B, T, F=513)) -> (B, T, F)`, linear magnitudes (|rfft| of audio in
 [-1, 1], periodic Hann 1024, hop 256). Streaming `StreamingUNet.forward(mag (B, F), *states) ->
-(mag_out (B, F), *new_states)` computes exactly the same function one frame at a time.
+(mag_out (B, F), [confidence (B, F),] *new_states)` computes exactly the same function one frame at a time.
+
+With `confidence=True` the output conv has a second channel: a logit per bin that the decoded bin is
+codec-made (more than train.LABEL_DB away from the clean signal through the same decode chain);
+`forward_with_confidence` returns it, the streaming graph its sigmoid (Nyquist bin: 0). The codec gate
+replaces such bins with the prediction and uses their share to find codec damage that has no cliff.
 
 Inside the network:
     z = log(mag + EPS)                        log-compressed input (EPS ~ -128 dB re a full-scale sine)
@@ -30,14 +35,15 @@ import torch.nn.functional as fn
 EPS = 1e-4
 Z_MEAN, Z_SCALE = -5.0, 3.0
 BINS = 512               # bins through the U-Net; bin 512 (Nyquist) is passed through
+CONFIDENCE_INIT_LOGIT = -4.0   # a new confidence head starts at p = 0.018 everywhere (replaces nothing)
 
 
 class UNet(nn.Module):
     def __init__(self, channels: tuple[int, ...] = (8, 16, 24, 32, 48), hidden: int = 192,
-                 kernel_f: int = 4, in_kernel_f: int = 5):
+                 kernel_f: int = 4, in_kernel_f: int = 5, confidence: bool = False):
         super().__init__()
         assert len(channels) == 5, "input level + four U-Net levels"
-        self.channels, self.hidden = tuple(channels), hidden
+        self.channels, self.hidden, self.confidence = tuple(channels), hidden, bool(confidence)
         c = channels
         self.kf, self.in_kf = kernel_f, in_kernel_f
         self.register_buffer("position", torch.linspace(-1.0, 1.0, BINS).view(1, 1, 1, BINS), persistent=False)
@@ -58,10 +64,28 @@ class UNet(nn.Module):
             cin = c[i] * 2
             self.dec.append(nn.ConvTranspose2d(cin, c[i - 1], (1, kernel_f), stride=(1, 2),
                                                padding=(0, kernel_f // 2 - 1)))
-        self.out = nn.Conv2d(c[0] * 2, 1, (1, in_kernel_f), padding=(0, in_kernel_f // 2))
+        self.out = nn.Conv2d(c[0] * 2, 2 if confidence else 1, (1, in_kernel_f), padding=(0, in_kernel_f // 2))
         self.act = nn.LeakyReLU(0.1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)   # start as the identity (out = input magnitude)
+        if confidence:
+            nn.init.constant_(self.out.bias[1:], CONFIDENCE_INIT_LOGIT)
+
+    @property
+    def model_args(self) -> dict:
+        """Constructor arguments that rebuild this network (stored in checkpoints)."""
+        return {"channels": list(self.channels), "hidden": self.hidden, "confidence": self.confidence}
+
+    def load_warm(self, state: dict[str, torch.Tensor]) -> None:
+        """Load weights of the same network with or without a confidence channel; a missing confidence
+        channel keeps its initialisation (p = sigmoid(CONFIDENCE_INIT_LOGIT))."""
+        own = self.state_dict()
+        for key in ("out.weight", "out.bias"):
+            if state[key].shape != own[key].shape:
+                merged = own[key].clone()
+                merged[: state[key].shape[0]] = state[key][: merged.shape[0]]
+                state = {**state, key: merged}
+        self.load_state_dict(state)
 
     # --------------------------------------------------------------------------------------------
     def features(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,6 +103,10 @@ class UNet(nn.Module):
 
     def forward(self, mag: torch.Tensor) -> torch.Tensor:
         """Offline: mag (B, T, 513) linear magnitudes -> (B, T, 513); causal (zero past at t=0)."""
+        return self.forward_with_confidence(mag)[0]
+
+    def forward_with_confidence(self, mag: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Offline: mag (B, T, 513) -> (magnitude (B, T, 513), confidence logit (B, T, 512) or None)."""
         z, x = self.features(mag)
         h = self.act(self.inp(fn.pad(x, (0, 0, 1, 0))))
         skips = [h]
@@ -90,8 +118,8 @@ class UNet(nn.Module):
         h = self.act(self.bott_out(g)).view(b, t, ch, f).permute(0, 2, 1, 3)
         for i, conv in enumerate(self.dec):
             h = self.act(conv(torch.cat([h, skips[4 - i]], dim=1)))
-        corr = self.out(torch.cat([h, skips[0]], dim=1))[:, 0]
-        return self.head(z, corr)
+        out = self.out(torch.cat([h, skips[0]], dim=1))
+        return self.head(z, out[:, 0]), (out[:, 1] if self.confidence else None)
 
     # --------------------------------------------------------------------------------------------
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -118,7 +146,7 @@ class UNet(nn.Module):
         for i in range(4, 0, -1):
             macs += bins * 2 * c[i] * c[i - 1] * self.kf
             bins *= 2
-        macs += BINS * 2 * c[0] * self.in_kf
+        macs += BINS * 2 * c[0] * self.in_kf * (2 if self.confidence else 1)
         return macs
 
 
@@ -126,7 +154,7 @@ class StreamingUNet(nn.Module):
     """One frame in, one frame out; every piece of temporal state an explicit input and output.
 
     forward(mag (B, 513), s_inp (B, 2, 1, 512), s_enc1..s_enc4 (B, C, 1, bins), s_gru (B, 1, H))
-        -> (mag_out (B, 513), new states in the same order)
+        -> (mag_out (B, 513), [confidence (B, 513) in 0..1, with a confidence head,] new states in order)
     Batch B = audio channels (each channel an independent stream).
     """
 
@@ -150,9 +178,12 @@ class StreamingUNet(nn.Module):
         h = n.act(n.bott_out(g)).view(b, 1, ch, f).permute(0, 2, 1, 3)
         for i, conv in enumerate(n.dec):
             h = n.act(conv(torch.cat([h, skips[4 - i]], dim=1)))
-        corr = n.out(torch.cat([h, skips[0]], dim=1))[:, 0]
-        out = n.head(z, corr)[:, 0]
-        return (out, *new, hn.transpose(0, 1))
+        head = n.out(torch.cat([h, skips[0]], dim=1))
+        out = n.head(z, head[:, 0])[:, 0]
+        if not n.confidence:
+            return (out, *new, hn.transpose(0, 1))
+        confidence = fn.pad(torch.sigmoid(head[:, 1, 0]), (0, 1))   # Nyquist bin: passed through, p = 0
+        return (out, confidence, *new, hn.transpose(0, 1))
 
 
 def count_parameters(net: nn.Module) -> int:
