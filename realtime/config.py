@@ -90,6 +90,9 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "cutoff_slew_hz_per_s": _number(10.0, 100000.0),
         "crossfade_hz": _number(0.0, 4000.0),
         "hole_db": _number(6.0, 60.0),
+        "confidence_from": _number(0.01, 1.0),
+        "confidence_full": _number(0.01, 1.0),
+        "codec_share": _number(0.001, 1.0),
     },
 }
 

@@ -19,12 +19,19 @@ full-scale sine, N/4):
    and each needs HOLD_FRAMES active frames in a row that argue for it (for a band limit: scores of at
    least `cliff_db` at edges within EDGE_TOLERANCE_BANDS of each other); a detected cutoff then moves at
    most `cutoff_slew_hz_per_s`.
-3. Activity. While a band limit is detected the gate fades in, otherwise out, by 1 / ATTACK_FRAMES per
-   active hop; quiet frames change neither the statistics nor the activity.
-4. Per bin, in the log domain, out = decoded^(1 - w) * predicted^w with w = activity * max(
-   above-cutoff weight (0 -> 1 over `crossfade_hz` ending at the cutoff), hole weight (0 where the
-   prediction exceeds the decoded by <= hole_db - 6 dB, 1 from hole_db on)): holes are bins the model
-   finds far below what the signal around them implies, whatever floor fills them.
+3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
+   bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
+   The long-term share of bins it is at least `confidence_from` sure of (same averaging as 1) is the
+   second detector: codecs that leave no cliff (their encoders fill what they drop) count as codec
+   damage from a share of `codec_share` on, until it falls below half of that, with the same DECIDE_FRAMES
+   and HOLD_FRAMES rules. A model without the head reports 0 everywhere: only the cliff counts.
+4. Activity. While either detector says codec damage the gate fades in, otherwise out, by
+   1 / ATTACK_FRAMES per active hop; quiet frames change neither the statistics nor the activity.
+5. Per bin, in the log domain, out = decoded^(1 - w) * predicted^w with w = activity * max(
+   above-cutoff weight (0 -> 1 over `crossfade_hz` ending at the cutoff, while a band limit is
+   detected), hole weight (0 where the prediction exceeds the decoded by <= hole_db - 6 dB, 1 from
+   hole_db on), confidence weight (0 at `confidence_from`, 1 from `confidence_full` on)): holes are bins
+   the model finds far below what the signal around them implies, whatever floor fills them.
    Where w = 0 the output is the decoded magnitude bit for bit; with activity 0, everywhere.
 
 `report()` says what was detected since the last reset (for the front ends' messages and statistics).
@@ -46,14 +53,15 @@ BAND_BINS = 4
 FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
 # per-channel state columns
 (_ACTIVE_FRAMES, _FRAMES, _CUTOFF, _ACTIVITY, _DETECTED, _SCORE, _RESTORED_FRAMES, _FIRST_RESTORED,
- _RUN, _RUN_EDGE, _STATE_SIZE) = range(11)
+ _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _STATE_SIZE) = range(14)
 # parameter vector entries
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
- _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_SIZE) = range(16)
+ _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
+ _P_SIZE) = range(19)
 
 
 class CodecGate:
-    """`process(decoded_mag (C, F) f32, predicted_mag (C, F) f32, out_mag (C, F) f32)`; see module doc."""
+    """`process(decoded_mag, predicted_mag, confidence, out_mag)`, all (C, F) f32; see module doc."""
 
     def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int) -> None:
         """settings: the validated `gate:` section of the config (see default.yaml for each key)."""
@@ -79,6 +87,9 @@ class CodecGate:
         p[_P_HOLE_LO] = (s["hole_db"] - HOLE_RAMP_DB) / 20 * np.log(10)
         p[_P_ATTACK] = 1.0 / ATTACK_FRAMES
         p[_P_FULL_SCALE] = self.fft_size / 4.0                   # |rfft| of a full-scale sine, Hann window
+        p[_P_CONF_LO] = s["confidence_from"]
+        p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
+        p[_P_SHARE_ON] = s["codec_share"]
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
             raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
         self._params = p
@@ -118,6 +129,8 @@ class CodecGate:
 
         engaged: whether any frame was restored; engaged_now: whether the gate is open now;
         cutoff_hz: the detected cutoff (mean over the channels that have one, Hz) or None;
+        band_limit_now / codec_made_now: which detector says codec damage now (any channel);
+        codec_made_share: the long-term share of bins the model finds codec-made (mean over channels);
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
         restored_share: restored active frames / active frames (0..1).
         """
@@ -133,11 +146,16 @@ class CodecGate:
             "engaged_after_s": (round(float(first[first >= 0].min() + 1) * seconds_per_frame, 3)
                                 if np.any(first >= 0) else None),
             "restored_share": round(float(st[:, _RESTORED_FRAMES].sum()) / active, 4) if active else 0.0,
+            "band_limit_now": bool(np.any(st[:, _DETECTED] > 0)),
+            "codec_made_now": bool(np.any(st[:, _MADE] > 0)),
+            "codec_made_share": round(float(st[:, _SHARE].mean()), 4),
         }
 
-    def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, out_mag: np.ndarray) -> None:
-        """out_mag (C, F) f32 <- gated mix of decoded_mag and predicted_mag (C, F) f32."""
-        _gate(decoded_mag, predicted_mag, out_mag, self._bands, self._state, self._params)
+    def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, confidence: np.ndarray,
+                out_mag: np.ndarray) -> None:
+        """out_mag (C, F) f32 <- gated mix of decoded_mag and predicted_mag (C, F) f32, given the model's
+        confidence (C, F) f32 (0..1) that each decoded bin is codec-made."""
+        _gate(decoded_mag, predicted_mag, confidence, out_mag, self._bands, self._state, self._params)
 
 
 @njit("float64(float64[:, ::1], int64, int64)", cache=True, nogil=True)
@@ -149,9 +167,9 @@ def _spread_sum(bands, lo, hi):
     return total
 
 
-@njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], float64[:, ::1], float64[::1])",
-      cache=True, nogil=True)
-def _gate(dec, pred, out, bands, state, p):
+@njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], "
+      "float64[:, ::1], float64[::1])", cache=True, nogil=True)
+def _gate(dec, pred, conf, out, bands, state, p):
     channels, bins = dec.shape
     n_bands = bands.shape[2]
     tiny = 1e-12
@@ -216,9 +234,23 @@ def _gate(dec, pred, out, bands, state, p):
                         st[_CUTOFF] = edge_bin
                     else:
                         st[_CUTOFF] += min(p[_P_SLEW], max(-p[_P_SLEW], edge_bin - st[_CUTOFF]))
-            # 3. activity
+            # 3. the long-term share of codec-made bins, and its decision
+            made = 0.0
+            for k in range(bins - 1):
+                if conf[c, k] >= p[_P_CONF_LO]:
+                    made += 1.0
+            st[_SHARE] += alpha * (made / (bins - 1) - st[_SHARE])
+            if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
+                if st[_MADE] > 0.0:
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] < 0.5 * p[_P_SHARE_ON] else 0.0
+                else:
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] >= p[_P_SHARE_ON] else 0.0
+                if st[_MADE_RUN] >= HOLD_FRAMES:
+                    st[_MADE] = 0.0 if st[_MADE] > 0.0 else 1.0
+                    st[_MADE_RUN] = 0.0
+            # 4. activity
             a = st[_ACTIVITY]
-            if st[_DETECTED] > 0.0:
+            if st[_DETECTED] > 0.0 or st[_MADE] > 0.0:
                 a = min(1.0, a + p[_P_ATTACK])
             else:
                 a = max(0.0, a - p[_P_ATTACK])
@@ -227,15 +259,16 @@ def _gate(dec, pred, out, bands, state, p):
                 st[_RESTORED_FRAMES] += 1.0
                 if st[_FIRST_RESTORED] < 0.0:
                     st[_FIRST_RESTORED] = st[_FRAMES] - 1.0
-        # 4. per-bin mix
+        # 5. per-bin mix
         a = st[_ACTIVITY]
         if a <= 0.0:
             for k in range(bins):
                 out[c, k] = dec[c, k]
             continue
-        kc = st[_CUTOFF]
+        kc = st[_CUTOFF] if st[_DETECTED] > 0.0 else float(bins) + p[_P_XFADE]   # no band limit: no band above
         xfade = p[_P_XFADE]
         hole_lo, hole_hi = p[_P_HOLE_LO], p[_P_HOLE_HI]
+        conf_lo, conf_hi = p[_P_CONF_LO], p[_P_CONF_HI]
         for k in range(bins):
             d = dec[c, k]
             q = pred[c, k]
@@ -243,7 +276,8 @@ def _gate(dec, pred, out, bands, state, p):
             wa = min(1.0, max(0.0, wa))
             g = np.log(q + tiny) - np.log(d + tiny)        # how far the prediction exceeds the decoded (nepers)
             wh = min(1.0, max(0.0, (g - hole_lo) / (hole_hi - hole_lo)))
-            w = a * max(wa, wh)
+            wc = min(1.0, max(0.0, (conf[c, k] - conf_lo) / (conf_hi - conf_lo)))
+            w = a * max(wa, max(wh, wc))
             if w <= 0.0:
                 out[c, k] = d
             elif w >= 1.0:

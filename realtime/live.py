@@ -392,12 +392,14 @@ class _StatusMeter:
 
 
 def _codec_state(report: dict[str, Any]) -> str:
-    """The status line's codec gate field: 'codec 8.4 kHz, 97 % restored', 'codec none' or 'gate off'."""
+    """The status line's codec gate field: 'codec 8.4 kHz, 97 % restored', 'codec damage, 97 % restored'
+    (found by the model's codec-made bins, no band limit), 'codec none' or 'gate off'."""
     if not report["gate_enabled"]:
         return "gate off"
-    if not report["engaged"] or report["cutoff_hz"] is None:
+    if not report["engaged"]:
         return "codec none"
-    return f"codec {report['cutoff_hz'] / 1000:.1f} kHz, {100 * report['restored_share']:.0f} % restored"
+    found = "damage" if report["cutoff_hz"] is None else f"{report['cutoff_hz'] / 1000:.1f} kHz"
+    return f"codec {found}, {100 * report['restored_share']:.0f} % restored"
 
 
 def _dbfs(peak: float) -> str:

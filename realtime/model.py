@@ -2,7 +2,9 @@
 
 `PassThroughModel` returns its input (for comparison and for exact-reconstruction tests);
 `OnnxModel` runs an exported streaming U-Net (docs/CONTRACTS.md) with onnxruntime, explicit threads,
-sequential execution and I/O bound to buffers allocated in `prepare()`.
+sequential execution and I/O bound to buffers allocated in `prepare()`. A model may also give, per bin,
+its confidence (0..1) that the decoded bin is codec-made (output `confidence`); without one the
+confidence is 0 everywhere.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class MagnitudeModel(Protocol):
 
     def prepare(self, channels: int) -> None: ...
     def reset(self) -> None: ...
-    def process(self, magnitudes: np.ndarray, estimate: np.ndarray) -> None: ...
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None: ...
     def describe(self) -> dict[str, Any]: ...
 
 
@@ -44,9 +46,10 @@ class PassThroughModel:
     def reset(self) -> None:
         """No state."""
 
-    def process(self, magnitudes: np.ndarray, estimate: np.ndarray) -> None:
-        """estimate (C, F) f32 <- magnitudes (C, F) f32."""
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None:
+        """estimate (C, F) f32 <- magnitudes (C, F) f32; confidence (C, F) f32 <- 0."""
         np.copyto(estimate, magnitudes)
+        confidence[:] = 0.0
 
     def describe(self) -> dict[str, Any]:
         return {"name": "passthrough", "path": None, "lookahead_frames": 0}
@@ -104,6 +107,7 @@ class OnnxModel:
             raise GapfillError(
                 f"cannot load model '{self.path}': needs input 'magnitude' and output 'magnitude_out'"
             )
+        self.has_confidence = "confidence" in outputs
         self.state_shapes: dict[str, tuple[int, ...]] = {}
         for name, shape in inputs.items():
             if not name.startswith(_STATE_IN):
@@ -124,11 +128,14 @@ class OnnxModel:
         """Allocate input, output and state buffers for `channels` streams and bind them."""
         self._input = np.zeros((channels, self.bins), dtype=np.float32)
         self._output = np.zeros((channels, self.bins), dtype=np.float32)
+        self._confidence = np.zeros((channels, self.bins), dtype=np.float32)
         self._states_in = {s: np.zeros((channels, *shape), np.float32) for s, shape in self.state_shapes.items()}
         self._states_out = {s: np.zeros_like(a) for s, a in self._states_in.items()}
         binding = self.session.io_binding()
         self._bind(binding, "magnitude", self._input, output=False)
         self._bind(binding, "magnitude_out", self._output, output=True)
+        if self.has_confidence:
+            self._bind(binding, "confidence", self._confidence, output=True)
         for suffix in self.state_shapes:
             self._bind(binding, _STATE_IN + suffix, self._states_in[suffix], output=False)
             self._bind(binding, _STATE_OUT + suffix, self._states_out[suffix], output=True)
@@ -145,17 +152,18 @@ class OnnxModel:
         for state_in, _ in self._state_pairs:
             state_in[:] = 0.0
 
-    def process(self, magnitudes: np.ndarray, estimate: np.ndarray) -> None:
-        """estimate (C, F) f32 <- model(magnitudes (C, F) f32), frame k - lookahead_frames."""
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None:
+        """estimate, confidence (C, F) f32 <- model(magnitudes (C, F) f32), frame k - lookahead_frames."""
         np.copyto(self._input, magnitudes)
         self.session.run_with_iobinding(self._binding)
         np.copyto(estimate, self._output)
+        np.copyto(confidence, self._confidence)
         for state_in, state_out in self._state_pairs:
             np.copyto(state_in, state_out)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.path.stem, "path": str(self.path), "lookahead_frames": self.lookahead_frames,
-                "threads": self.threads}
+                "threads": self.threads, "confidence": self.has_confidence}
 
 
 def load_model(path_setting: str, threads: int, fft_size: int, hop: int) -> MagnitudeModel:

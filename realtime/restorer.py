@@ -112,6 +112,7 @@ class Restorer:
         self._spectra = np.zeros((depth, channels, bins), np.complex64)  # ring over model look-ahead
         self._magnitudes = np.zeros((depth, channels, bins), np.float32)
         self._estimate = np.zeros((channels, bins), np.float32)
+        self._confidence = np.zeros((channels, bins), np.float32)
         self._gated = np.zeros((channels, bins), np.float32)
         self._phased = np.zeros((channels, bins), np.complex64)
         self._counters = np.zeros(2, np.int64)  # [hop fill, non-finite samples replaced]
@@ -318,9 +319,9 @@ class Restorer:
         now = self._frame_index % depth
         aligned = (self._frame_index + 1) % depth  # the frame the model's output belongs to
         self._analysis.push_hop(self._hop_in, self._spectra[now], self._magnitudes[now])
-        self.model.process(self._magnitudes[now], self._estimate)
+        self.model.process(self._magnitudes[now], self._estimate, self._confidence)
         if self.gate_enabled:
-            self.gate.process(self._magnitudes[aligned], self._estimate, self._gated)
+            self.gate.process(self._magnitudes[aligned], self._estimate, self._confidence, self._gated)
             magnitudes = self._gated
         else:
             magnitudes = self._estimate

@@ -1,5 +1,6 @@
-"""CodecGate: finds a codec band limit relative to the signal (any gain, any floor), passes full-band input
-unchanged, fills only above the detected cutoff and in deep holes."""
+"""CodecGate: finds a codec band limit relative to the signal (any gain, any floor), or codec damage the
+model is confident of; passes full-band input unchanged, fills only above the detected cutoff, in deep
+holes and in bins the model finds codec-made."""
 
 from __future__ import annotations
 
@@ -39,13 +40,20 @@ def _gate(channels: int = 1) -> CodecGate:
     return gate
 
 
-def _run(gate: CodecGate, frames: np.ndarray, predicted: np.ndarray | None = None) -> np.ndarray:
-    """Feed (T, C, F) frames; returns the gate's outputs (T, C, F)."""
+def _run(gate: CodecGate, frames: np.ndarray, predicted: np.ndarray | None = None,
+         confidence: np.ndarray | None = None) -> np.ndarray:
+    """Feed (T, C, F) frames (with one predicted and one confidence frame (C, F) for all; default: the
+    frame itself and 0); returns the gate's outputs (T, C, F)."""
     out = np.zeros_like(frames)
+    none = np.zeros(frames.shape[1:], np.float32) if confidence is None else np.ascontiguousarray(confidence)
     for t, frame in enumerate(frames):
         pred = frame if predicted is None else predicted
-        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(pred), out[t])
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(pred), none, out[t])
     return out
+
+
+def _no_confidence(channels: int = 1) -> np.ndarray:
+    return np.zeros((channels, F), np.float32)
 
 
 def test_full_band_input_passes_bit_exact() -> None:
@@ -84,7 +92,7 @@ def test_band_limited_input_is_filled_above_cutoff_only() -> None:
     for frame in frames:
         pred = frame.copy()
         pred[:, CUT_BIN:] = 0.01                                         # the model's guess above the cutoff
-        gate.process(np.ascontiguousarray(frame), pred, out)
+        gate.process(np.ascontiguousarray(frame), pred, _no_confidence(), out)
     cut = int(round(gate.cutoff_hz[0] * 1024 / 48_000))
     xfade = int(np.ceil(DEFAULTS["crossfade_hz"] * 1024 / 48_000))
     np.testing.assert_array_equal(out[:, : cut - xfade - 1], frames[-1][:, : cut - xfade - 1])   # kept
@@ -102,7 +110,7 @@ def test_deep_holes_below_cutoff_take_the_prediction() -> None:
     pred[0, 101] = dec[0, 101] * 10 ** ((hole_db - HOLE_RAMP_DB - 3) / 20)  # below the ramp -> decoded kept
     pred[0, 102] = dec[0, 102] * 10 ** ((hole_db - HOLE_RAMP_DB / 2) / 20)  # on the ramp -> in between
     out = np.zeros_like(dec)
-    gate.process(dec, pred, out)
+    gate.process(dec, pred, _no_confidence(), out)
     np.testing.assert_allclose(out[0, 100], pred[0, 100], rtol=1e-5)
     assert out[0, 101] == dec[0, 101]
     assert dec[0, 102] * 1.001 < out[0, 102] < pred[0, 102] * 0.999
@@ -113,7 +121,7 @@ def test_activity_ramps_smoothly_and_reset_forgets() -> None:
     acts = []
     out = np.zeros((1, F), np.float32)
     for frame in _frames(200, CUT_BIN):
-        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame + 0.5), out)
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame + 0.5), _no_confidence(), out)
         acts.append(float(gate.activity[0]))
     assert np.all(np.abs(np.diff(acts)) <= 1.0 / ATTACK_FRAMES + 1e-12) and acts[-1] == 1.0
     first = DECIDE_FRAMES + HOLD_FRAMES - 2                               # the frame that completes the hold
@@ -126,7 +134,8 @@ def test_quiet_frames_change_nothing() -> None:
     gate = _gate()
     _run(gate, _frames(300, CUT_BIN, gain_db=-120.0))                    # near silence, band-limited
     assert gate.report() == {"engaged": False, "engaged_now": False, "cutoff_hz": None,
-                             "engaged_after_s": None, "restored_share": 0.0}
+                             "engaged_after_s": None, "restored_share": 0.0, "band_limit_now": False,
+                             "codec_made_now": False, "codec_made_share": 0.0}
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:
@@ -153,3 +162,66 @@ def test_channels_are_gated_independently() -> None:
     assert gate.activity[0] == 1.0 and gate.activity[1] == 0.0
     assert gate.report()["restored_share"] == pytest.approx(
         (300 - FRAMES_TO_ENGAGE + ATTACK_FRAMES) / 600, abs=0.02)
+
+
+def _confident(share: float, p: float, seed: int = 0) -> np.ndarray:
+    """(1, F) confidence: p on a random `share` of the bins, 0 elsewhere."""
+    conf = np.zeros((1, F), np.float32)
+    bins = np.random.default_rng(seed).choice(F - 1, int(round(share * (F - 1))), replace=False)
+    conf[0, bins] = p
+    return conf
+
+
+def test_confidence_below_its_threshold_changes_nothing() -> None:
+    gate = _gate()
+    frames = _frames(600)
+    below = np.full((1, F), DEFAULTS["confidence_from"] - 0.01, np.float32)
+    out = _run(gate, frames, np.ascontiguousarray(frames[0] * 3.0 + 1.0), below)
+    np.testing.assert_array_equal(out, frames)
+    assert gate.report()["engaged"] is False and gate.report()["codec_made_share"] == 0.0
+
+
+def test_codec_made_bins_engage_the_gate_without_a_cliff_and_take_the_prediction() -> None:
+    gate = _gate()
+    frames = _frames(300)                                                # full band: no cliff
+    share = min(1.0, 1.5 * DEFAULTS["codec_share"])
+    conf = _confident(share, 1.0)
+    out = np.zeros_like(frames)
+    for t, frame in enumerate(frames):                                   # the model: 6 dB quieter
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame * 0.5), conf, out[t])
+    pred = frames[-1] * 0.5
+    report = gate.report()
+    assert report["codec_made_now"] and not report["band_limit_now"] and report["cutoff_hz"] is None
+    assert report["codec_made_share"] == pytest.approx(share, abs=0.01)
+    made = conf[0] > 0
+    np.testing.assert_allclose(out[-1][0, made], pred[0, made], rtol=1e-5)    # codec-made: the prediction
+    np.testing.assert_array_equal(out[-1][0, ~made], frames[-1][0, ~made])    # the rest: decoded, bit exact
+    engaged_at = DECIDE_FRAMES + HOLD_FRAMES - 1
+    assert report["engaged_after_s"] == pytest.approx(engaged_at * 256 / 48_000, abs=2 * 256 / 48_000)
+
+
+def test_confidence_weight_ramps_between_its_thresholds() -> None:
+    gate = _gate()
+    frames = _frames(300)
+    lo, hi = DEFAULTS["confidence_from"], DEFAULTS["confidence_full"]
+    conf = _confident(min(1.0, 1.5 * DEFAULTS["codec_share"]), 1.0)
+    _run(gate, frames, confidence=conf)
+    dec = np.ascontiguousarray(frames[-1])
+    pred = np.ascontiguousarray(dec * 0.25)                               # quieter: no hole rule
+    conf = conf.copy()
+    conf[0, 10], conf[0, 11], conf[0, 12] = hi, (lo + hi) / 2, lo - 0.01
+    out = np.zeros_like(dec)
+    gate.process(dec, pred, conf, out)
+    np.testing.assert_allclose(out[0, 10], pred[0, 10], rtol=1e-5)
+    np.testing.assert_allclose(out[0, 11], dec[0, 11] * 0.5, rtol=1e-4)     # halfway in the log domain
+    assert out[0, 12] == dec[0, 12]
+
+
+def test_the_gate_lets_go_when_the_model_stops_finding_codec_made_bins() -> None:
+    gate = _gate()
+    frames = _frames(300)
+    _run(gate, frames, confidence=_confident(min(1.0, 1.5 * DEFAULTS["codec_share"]), 1.0))
+    assert gate.report()["codec_made_now"]
+    out = _run(gate, _frames(12 * HALF_SECOND, seed=7), confidence=_no_confidence())
+    assert not gate.report()["engaged_now"] and not gate.report()["codec_made_now"]
+    np.testing.assert_array_equal(out[-1], _frames(12 * HALF_SECOND, seed=7)[-1])

@@ -52,8 +52,9 @@ def test_streamed_onnx_equals_offline_pytorch(channels: int) -> None:
     model.reset()
     streamed = np.zeros_like(mags)
     frame_out = np.zeros((channels, 513), np.float32)
+    confidence = np.zeros((channels, 513), np.float32)
     for t in range(mags.shape[1]):
-        model.process(np.ascontiguousarray(mags[:, t]), frame_out)
+        model.process(np.ascontiguousarray(mags[:, t]), frame_out, confidence)
         streamed[:, t] = frame_out
     err = np.abs(streamed - offline)
     # relative to each frame's largest magnitude (bins at the -128 dB floor have no meaningful ratio)

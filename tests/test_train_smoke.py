@@ -33,7 +33,8 @@ def test_smoke_train_resume_export(tmp_path: Path) -> None:
     mag = np.random.default_rng(0).gamma(0.5, 1.0, (2, 40, 513)).astype(np.float32)
     mag[:, :, 200:] = 0.0                                    # band-limited like a codec output
     ref = net(torch.from_numpy(mag)).detach().numpy()
-    out = stream_onnx(onnx_path, mag)
+    out, confidence = stream_onnx(onnx_path, mag)
+    assert confidence is None
     assert np.max(np.abs(out - ref)) <= 1e-4 * np.max(np.abs(ref))
 
 
@@ -55,3 +56,26 @@ def test_streaming_module_equals_offline_and_is_causal() -> None:
     x2[:, 10:] = torch.rand(2, 15, 513)                       # the future does not change the past
     assert torch.equal(net(x2)[:, :10], y[:, :10])
     assert 3e5 <= sum(p.numel() for p in net.parameters()) <= 2e6
+
+
+def test_confidence_head_trains_warm_exports_and_streams(tmp_path: Path) -> None:
+    from realtime.model import OnnxModel
+
+    plain, run = tmp_path / "plain", tmp_path / "conf"
+    args = ["train", "--synthetic", "--batch", "2", "--minutes", "5", "--threads", "1", "--steps", "1"]
+    assert main(args + ["--run", str(plain)]) == 0
+    assert main(args + ["--run", str(run), "--confidence", "--init", str(plain / "last.pt")]) == 0
+    net, ck = load_checkpoint(run / "last.pt")
+    assert net.confidence and ck["model_args"]["confidence"] is True
+    log = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert 0.0 <= log[-1]["val_clean_p_mean"] <= 1.0 and log[-1]["val_clean_labels_mean"] == 0.0
+    onnx_path = tmp_path / "c.onnx"
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--out", str(onnx_path)]) == 0
+    mag = np.random.default_rng(1).gamma(0.5, 1.0, (2, 30, 513)).astype(np.float32)
+    with torch.no_grad():
+        ref, logit = net.forward_with_confidence(torch.from_numpy(mag))
+    out, confidence = stream_onnx(onnx_path, mag)
+    assert np.max(np.abs(out - ref.numpy())) <= 1e-4 * np.max(np.abs(ref.numpy()))
+    np.testing.assert_allclose(confidence[..., :512], torch.sigmoid(logit).numpy(), atol=1e-5)
+    assert np.all(confidence[..., 512] == 0.0)
+    assert OnnxModel(onnx_path, threads=1).has_confidence

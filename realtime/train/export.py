@@ -1,6 +1,7 @@
 """Export a trained UNet as the engine's streaming ONNX graph (docs/CONTRACTS.md).
 
-Graph: input `magnitude` float32 [batch, 513], output `magnitude_out` float32 [batch, 513];
+Graph: input `magnitude` float32 [batch, 513], output `magnitude_out` float32 [batch, 513] and, for a
+network with a confidence head, `confidence` float32 [batch, 513] (0..1, that the decoded bin is codec-made);
 temporal state `state_in.<name>` -> `state_out.<name>`, float32 [batch, ...fixed dims], zeros at
 stream start; batch = audio channels. Metadata: gapfill.sample_rate / fft_size / hop / lookahead_frames
 plus a few descriptive keys. Opset 17.
@@ -43,7 +44,7 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     batch = 2
     args = (torch.rand(batch, 513),) + tuple(torch.zeros(batch, *shapes[n]) for n in names)
     in_names = ["magnitude"] + [f"state_in.{n}" for n in names]
-    out_names = ["magnitude_out"] + [f"state_out.{n}" for n in names]
+    out_names = ["magnitude_out"] + (["confidence"] if net.confidence else []) + [f"state_out.{n}" for n in names]
     dyn = {n: {0: "batch"} for n in in_names + out_names}
     tmp = path.with_suffix(".tmp.onnx")
     with torch.no_grad():
@@ -53,7 +54,7 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     meta = {"gapfill.sample_rate": SAMPLE_RATE, "gapfill.fft_size": FFT_SIZE, "gapfill.hop": HOP,
             "gapfill.lookahead_frames": LOOKAHEAD_FRAMES, "gapfill.parameters": count_parameters(net),
             "gapfill.macs_per_frame": net.count_macs(),
-            "gapfill.model_args": json.dumps({"channels": list(net.channels), "hidden": net.hidden})}
+            "gapfill.model_args": json.dumps(net.model_args)}
     meta.update(extra_meta or {})
     del model.metadata_props[:]
     for k, v in meta.items():
@@ -65,19 +66,22 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     return path
 
 
-def stream_onnx(path: str | Path, mag: np.ndarray, threads: int = 1) -> np.ndarray:
-    """Run the ONNX graph frame by frame over mag (B, T, 513) float32 -> (B, T, 513)."""
+def stream_onnx(path: str | Path, mag: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
+    """Run the ONNX graph frame by frame over mag (B, T, 513) float32 -> (magnitudes (B, T, 513),
+    confidence (B, T, 513) or None without a confidence output)."""
     s = ort_session(path, threads)
     ins = [i for i in s.get_inputs() if i.name.startswith("state_in.")]
     states = {i.name: np.zeros((mag.shape[0], *i.shape[1:]), np.float32) for i in ins}
-    out = np.zeros_like(mag, dtype=np.float32)
-    outs = ["magnitude_out"] + [n.replace("state_in.", "state_out.") for n in states]
+    heads = ["magnitude_out"] + [o.name for o in s.get_outputs() if o.name == "confidence"]
+    out = {name: np.zeros_like(mag, dtype=np.float32) for name in heads}
+    outs = heads + [n.replace("state_in.", "state_out.") for n in states]
     for t in range(mag.shape[1]):
         res = s.run(outs, {"magnitude": np.ascontiguousarray(mag[:, t], np.float32), **states})
-        out[:, t] = res[0]
-        for k, v in zip(states, res[1:]):
+        for name, v in zip(heads, res):
+            out[name][:, t] = v
+        for k, v in zip(states, res[len(heads):]):
             states[k] = v
-    return out
+    return out["magnitude_out"], out.get("confidence")
 
 
 def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: int = 3000) -> dict:
@@ -88,7 +92,7 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
     ins = {i.name: np.zeros((channels, *(i.shape[1:] if i.name != "magnitude" else [513])), np.float32)
            for i in s.get_inputs()}
     ins["magnitude"][:] = np.random.default_rng(0).random((channels, 513), dtype=np.float32)
-    outs = {o.name: np.zeros_like(ins["state_in." + o.name[len("state_out."):]] if o.name != "magnitude_out"
+    outs = {o.name: np.zeros_like(ins["state_in." + o.name[len("state_out."):]] if o.name.startswith("state_out.")
                                   else ins["magnitude"]) for o in s.get_outputs()}
     b = s.io_binding()
     for n, a in ins.items():
@@ -112,7 +116,7 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
 def save_weights(net: UNet, path: str | Path) -> Path:
     """Weights only (state_dict + constructor args), the PyTorch twin of the shipped ONNX graph."""
     path = Path(path)
-    torch.save({"model_args": {"channels": list(net.channels), "hidden": net.hidden},
+    torch.save({"model_args": net.model_args,
                 "model": {k: v.detach().clone() for k, v in net.state_dict().items()}}, path)
     return path
 
