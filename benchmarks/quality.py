@@ -141,6 +141,8 @@ CONDITIONS: tuple[Condition, ...] = (
               _ffmpeg_48k(resampler="scipy")),
     Condition("soxr_lq_s16_48k", "chains", "soxr LQ to 48 kHz, 16-bit", LAME_32K,
               _ffmpeg_48k("s16", resampler="soxr_lq")),
+    Condition("src_fastest_s16_tpdf_48k", "chains", "libsamplerate fastest sinc to 48 kHz, 16-bit TPDF (not trained on)",
+              LAME_32K, _ffmpeg_48k("s16_tpdf", resampler="src_fastest")),
     Condition("mp3_file", "chains", "the MP3 file itself (soundfile, 22.05 kHz)", LAME_32K,
               DecodeChain("soundfile")),
     Condition("ffmpeg_s16_mp3_rate", "chains", "ffmpeg, 16-bit at the MP3's rate (22.05 kHz)", LAME_32K,

@@ -159,7 +159,7 @@ def test_quality_conditions_cover_the_issues():
     assert all(c.encoding == Encoding("lameenc", 32) for c in groups["chains"]) and len(set(chains)) == len(chains)
     assert {c.decoder for c in chains} == {"minimp3", "soundfile", "ffmpeg"}
     assert {c.sample_format for c in chains} == {"float", "s16", "s16_tpdf", "s24"}
-    assert {"swr", "scipy", "soxr_lq"} <= {c.resampler for c in chains}
+    assert {"swr", "scipy", "soxr_lq", "src_fastest"} <= {c.resampler for c in chains}
     assert {c.gain_db for c in chains} >= {-30.0, -20.0, 0.0, 6.0}
     assert {(c.noise_color, c.noise_dbfs) for c in chains if c.noise_dbfs is not None} == {("pink", -80.0),
                                                                                          ("white", -75.0)}

@@ -7,7 +7,8 @@ ffmpeg's encoders (libmp3lame, which keeps the input rate, libshine, aac, libvor
 A `DecodeChain` is what turns the compressed bytes back into samples, as a user's tools would, in order:
 1. the decoder: minimp3 (`miniaudio`), libmpg123 or libvorbis/libopus through `soundfile`, or ffmpeg;
 2. the rate the decoded file is stored at (`file_rate`: the codec's own, 44.1 or 48 kHz) and the
-   resampler that gets it there (soxr at a quality, ffmpeg's swr, scipy's `resample_poly`);
+   resampler that gets it there (soxr at a quality, ffmpeg's swr, scipy's `resample_poly`, and, for
+   evaluation only, libsamplerate's fastest sinc converter: a resampler the model never trained on);
 3. a gain (dB) and an added noise floor (white or pink, dBFS RMS), as a sound card or a level change adds;
 4. the sample format it is stored in: float, 16-bit without or with TPDF dither (+-1 LSB), 24-bit;
 5. to 48 kHz by gapfill's own streaming resampler when the file is not at 48 kHz (what the engine does).
@@ -34,7 +35,8 @@ ENCODERS = ("lameenc",) + FFMPEG_ENCODERS
 _CONTAINERS = {"lameenc": "mp3", "libmp3lame": "mp3", "libshine": "mp3", "aac": "adts", "libvorbis": "ogg",
                "libopus": "ogg", "libtwolame": "mp2"}
 DECODERS = ("minimp3", "soundfile", "ffmpeg")
-RESAMPLERS = ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "swr", "scipy")
+TRAINING_RESAMPLERS = ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "swr", "scipy")
+RESAMPLERS = TRAINING_RESAMPLERS + ("src_fastest",)
 SAMPLE_FORMATS = ("float", "s16", "s16_tpdf", "s24")
 _LAG_BAND_HZ = 5_000.0
 
@@ -201,6 +203,11 @@ def resample(y: np.ndarray, in_rate: int, out_rate: int, resampler: str) -> np.n
 
         g = gcd(in_rate, out_rate)
         return resample_poly(y, out_rate // g, in_rate // g, axis=1).astype(np.float32)
+    if resampler == "src_fastest":
+        import samplerate
+
+        out = samplerate.resample(np.ascontiguousarray(y.T), out_rate / in_rate, "sinc_fastest")
+        return np.ascontiguousarray(np.asarray(out, np.float32).reshape(-1, y.shape[0]).T)
     if resampler == "swr":
         channels = y.shape[0]
         raw = _ffmpeg(["-f", "f32le", "-ar", str(in_rate), "-ac", str(channels), "-i", "-", "-ar", str(out_rate),

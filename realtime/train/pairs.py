@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from realtime.train.chains import (
-    RESAMPLERS, TRAINING_CHAIN, DecodeChain, Encoding, degrade,
+    TRAINING_RESAMPLERS, TRAINING_CHAIN, DecodeChain, Encoding, degrade,
 )
 
 SAMPLE_RATE = 48_000
@@ -105,7 +105,7 @@ def chains_pairing(seed: str) -> Pairing:
                 else Encoding(encoder, quality=value, channels=channels, input_rate=rate))
     decoders = [d for d in ("minimp3", "soundfile", "ffmpeg") if DecodeChain(d).decodes(encoding)]
     chain = DecodeChain(decoder=rng.choice(decoders), file_rate=_weighted(rng, FILE_RATES),
-                        resampler=rng.choice(RESAMPLERS), sample_format=_weighted(rng, SAMPLE_FORMATS))
+                        resampler=rng.choice(TRAINING_RESAMPLERS), sample_format=_weighted(rng, SAMPLE_FORMATS))
     return Pairing(encoding, chain, "chains")
 
 
