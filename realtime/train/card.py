@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from realtime.train.evaluate import format_report
+from realtime.train.train import CONFIDENCE_WEIGHT, LABEL_DB, LABEL_FLOOR_DB
 
 
 def _hours(summary: dict, key: str) -> float:
@@ -41,11 +42,15 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
     L.append(f"- U-Net over frequency, four levels: input conv (2 frames x 5 bins) on 512 bins (Nyquist passed "
              f"through), four strided convs (2 frames x 4 bins, stride 2 in frequency) with channels "
              f"{args['channels']}, bottleneck 32 bins x {args['channels'][-1]} -> linear {args['hidden']} -> GRU "
-             f"{args['hidden']} -> linear, four transposed convs (x2 in frequency) with skip connections, output conv.")
+             f"{args['hidden']} -> linear, four transposed convs (x2 in frequency) with skip connections, output conv"
+             + (" with two channels: the log-domain correction and a per-bin logit that the decoded bin is "
+                "codec-made (the confidence head)." if args.get("confidence") else "."))
     L.append(f"- Parameters: {ck['parameters']:,}; {ck['macs_per_frame'] / 1e6:.2f} M multiply-accumulates per frame "
              "and channel.")
     L.append("- Streaming graph: inputs `magnitude` [batch, 513] and `state_in.{inp,enc1..enc4,gru}`, outputs "
-             "`magnitude_out` and `state_out.*` (previous input frame of each 2-frame conv, GRU hidden); "
+             "`magnitude_out`" + (", `confidence` [batch, 513] (sigmoid of the logit, 0 at Nyquist)"
+                                   if args.get("confidence") else "")
+             + " and `state_out.*` (previous input frame of each 2-frame conv, GRU hidden); "
              "batch = audio channels, zeros at stream start.")
     if timing:
         L.append(f"- Cost per hop (onnxruntime {timing.get('ort_version', '')}, 1 intra-op thread, sequential, "
@@ -104,11 +109,30 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
     stages = ck.get("stages") or [{"steps": ck["step"], "minutes": round(ck["elapsed_s"] / 60, 1),
                                     "mixes": "all", "init": None}]
     described = "; ".join(f"stage {i + 1}: {st['steps']} steps in {st['minutes']:.0f} min on "
-                          f"{st['mixes']} pairs" + (f", from {st['init']}" if st.get("init") else ", from scratch")
+                          f"{st['mixes']} pairs" + (" with the confidence head" if st.get("confidence") else "")
+                          + (f", from {st['init']}" if st.get("init") else ", from scratch")
                           for i, st in enumerate(stages))
     L.append(f"Loss `{ck['loss']}`, Adam 1e-3 cosine to 5e-5 per stage, batches of random crops of 192 frames "
              f"(1.0 s), augmented as under Data, 6 % identity (clean in, clean out); {described} "
              "(CPU threads of a 2-core machine shared with other jobs; see Notes).\n")
+    if args.get("confidence"):
+        log = [json.loads(x) for x in (Path(checkpoint).parent / "log.jsonl").read_text().splitlines() if x.strip()]
+        last = log[-1]
+        L.append(f"Confidence head: binary cross-entropy (weight {CONFIDENCE_WEIGHT}) against the label "
+                 f"\"codec-made\": the decoded bin differs from the clean bin by more than {LABEL_DB:g} dB "
+                 f"(levels floored at {LABEL_FLOOR_DB:g} dB re a full-scale sine), where the clean side went "
+                 "through the same gain, noise floor and quantisation as the decoded side, so a decode chain's "
+                 "own floor is not codec damage; identity crops are labelled 0. At the end of the last stage "
+                 "(fixed validation crops, p > 0.5 counted as codec-made):\n")
+        L.append("| validation set | labelled codec-made | mean p | precision | recall |")
+        L.append("|---|---|---|---|---|")
+        for name, prefix in (("reference (LAME 32k, training chain)", "val"), ("chains (every codec and chain)",
+                                                                             "val_chains"),
+                             ("clean input (must stay 0)", "val_clean")):
+            if f"{prefix}_p_mean" in last:
+                L.append(f"| {name} | {last[f'{prefix}_labels_mean']:.3f} | {last[f'{prefix}_p_mean']:.3f} | "
+                         f"{last[f'{prefix}_precision']:.3f} | {last[f'{prefix}_recall']:.3f} |")
+        L.append("")
     if compare_json and Path(compare_json).exists():
         cmp = json.loads(Path(compare_json).read_text())
         L.append("Loss comparison (model only, no gate; 48 fixed 2 s validation crops, MP3 32 kbit/s mono; "
