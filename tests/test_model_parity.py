@@ -1,6 +1,6 @@
 """The shipped ONNX model, streamed frame by frame through the engine's model stage
 (`realtime.model.OnnxModel`: IOBinding, state fed back each hop), equals its PyTorch twin run offline
-on the whole clip: max relative error 1e-4."""
+on the whole clip: max relative error 1e-4 on the magnitudes, 1e-4 absolute on the confidence."""
 
 from __future__ import annotations
 
@@ -46,16 +46,24 @@ def test_streamed_onnx_equals_offline_pytorch(channels: int) -> None:
     mags = _magnitudes(channels)
     net = load_weights(shipped_model_path().with_suffix(".pt"))
     with torch.no_grad():
-        offline = net(torch.from_numpy(mags)).numpy()
+        offline, logit = (x.numpy() if x is not None else None for x in net.forward_with_confidence(torch.from_numpy(mags)))
     model = OnnxModel(shipped_model_path(), threads=1)
+    assert model.has_confidence == net.confidence
     model.prepare(channels)
     model.reset()
     streamed = np.zeros_like(mags)
+    streamed_confidence = np.zeros_like(mags)
     frame_out = np.zeros((channels, 513), np.float32)
     confidence = np.zeros((channels, 513), np.float32)
     for t in range(mags.shape[1]):
         model.process(np.ascontiguousarray(mags[:, t]), frame_out, confidence)
         streamed[:, t] = frame_out
+        streamed_confidence[:, t] = confidence
+    if net.confidence:      # the head's probability per bin; Nyquist is not predicted (0)
+        np.testing.assert_allclose(streamed_confidence[..., :512], 1 / (1 + np.exp(-logit)), atol=1e-4)
+        assert np.all(streamed_confidence[..., 512] == 0.0)
+    else:
+        assert np.all(streamed_confidence == 0.0)
     err = np.abs(streamed - offline)
     # relative to each frame's largest magnitude (bins at the -128 dB floor have no meaningful ratio)
     rel = err / np.maximum(np.abs(offline).max(axis=2, keepdims=True), 1e-6)
