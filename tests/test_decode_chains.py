@@ -5,7 +5,8 @@ have (realtime/train/chains.py): a float decode, 16-bit with and without TPDF di
 the MP3 file itself at its own 22.05 kHz, and raw s16le through `gapfill stream`. On each, the gate must
 engage and the log-spectral distance to the clean clip drop by at least 20 %; the clean clip through the
 same chains must come out unchanged. A `gapfill live` run on JACK's dummy backend, fed MP3-coded speech
-over a -80 dBFS noise floor, must report the gate engaged.
+over a -80 dBFS noise floor, must report the gate engaged. shine-coded speech, which has no clean cliff,
+must be found by the model's codec-made bins (issue #12).
 """
 
 from __future__ import annotations
@@ -158,3 +159,18 @@ def test_live_input_with_a_noise_floor_engages_the_gate(clean: np.ndarray, tmp_p
     report = json.loads(stats_path.read_text())["codec_report"]
     assert report["engaged"] and 7_500 <= report["cutoff_hz"] <= 9_000, report
     assert "codec gate:" in stdout and "cutoff" in stdout
+
+
+def test_codec_made_bins_restore_what_has_no_clean_cliff(clean: np.ndarray) -> None:
+    """shine leaves holes and a ragged band edge rather than LAME's cliff: the shipped model's confidence
+    head finds the codec-made bins, the gate engages on them, and the LSD drops by at least 20 %; with that
+    detector switched off (codec_share 1) the cliff alone restores fewer frames."""
+    shine = Encoding("libshine", 32)
+    reference, decoded, _ = degrade(reference_for(clean, shine), shine, CHAINS["s16_tpdf"], seed=0)
+    restored, report = restored_with_report(decoded)
+    assert report["codec_made_now"] and report["codec_made_share"] >= Restorer.from_config(None).config.gate["codec_share"]
+    before, after = lsd_full(reference[0], decoded[0], decoded[0]), lsd_full(reference[0], restored[0], decoded[0])
+    assert after <= (1 - MIN_LSD_CUT) * before, f"LSD {before:.2f} -> {after:.2f} dB"
+    cliff_only = Restorer.from_config(None, {"gate": {"codec_share": 1.0}})
+    cliff_only.restore(decoded, RATE)
+    assert cliff_only.codec_report()["restored_share"] < report["restored_share"]
