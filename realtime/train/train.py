@@ -135,6 +135,7 @@ class PairSource:
         ch = int(self.rng.integers(0, arr.shape[1]))
         return crop_audio(arr, ch, start, frames), self.rows[i].get("chain", "float").endswith("float")
 
+
 class SyntheticSource:
     """Tiny stand-in for tests and smoke runs: harmonic tones + noise; 'decoded' = band-limited to
     8 kHz with random spectral holes (no apt data, no encoder)."""
@@ -195,7 +196,7 @@ def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -100.0
     return float(torch.sqrt(((p - t) ** 2).mean(-1)).mean())
 
 
-def validation_sets(data_root: str | Path | None, synthetic: bool) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def validation_sets(data_root: str | Path | None, synthetic: bool) -> dict[str, tuple[torch.Tensor, ...]]:
     """Fixed validation crops (decoded, clean, labels): `reference` (LAME 32 kbit/s mono, the training chain),
     `chains` (the validation split's `chains` pairs, augmented as in training with a fixed seed) and
     `clean` (the reference set's clean side as input, augmented: what must pass unchanged)."""
@@ -270,13 +271,12 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         model_args = ck["model_args"]
         print(f"train: resuming {last} at step {step} ({elapsed / 60:.1f} of {budget_s / 60:.0f} min)")
     else:
-        net = UNet(**{**model_args, "confidence": confidence or model_args.get("confidence", False)})
-        earlier_stages = []
-        if init:
-            ck0 = torch.load(init, map_location="cpu", weights_only=False)
-            net = UNet(**{**ck0["model_args"], "confidence": confidence or ck0["model_args"].get("confidence", False)})
+        ck0 = torch.load(init, map_location="cpu", weights_only=False) if init else None
+        args = ck0["model_args"] if ck0 else model_args
+        net = UNet(**{**args, "confidence": confidence or args.get("confidence", False)})
+        if ck0:
             net.load_warm(ck0["model"])
-            earlier_stages = ck0.get("stages", [])
+        earlier_stages = ck0.get("stages", []) if ck0 else []
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         step, elapsed = 0, 0.0
         model_args = net.model_args
