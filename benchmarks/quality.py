@@ -8,7 +8,8 @@ every condition: an `Encoding` and a `DecodeChain` of realtime/train/chains.py (
 lameenc or one of ffmpeg's encoders, decoded as a user's tools would, then to 48 kHz by gapfill's own
 resampler, aligned to the reference with sub-sample precision; the residual lag is reported per clip).
 Three groups (`CONDITIONS`):
-- `clean`: the clean clip as float, 16-bit and 16-bit with TPDF dither (no-harm check);
+- `clean`: the clean clip as float, 16-bit and 16-bit with TPDF dither, 30 dB quieter in dithered 16-bit, and
+  over a white noise floor at -75 dBFS (no-harm check);
 - `chains` (#11): LAME 32 kbit/s mono through every decode chain: the training chain (minimp3 at the MP3's
   rate, float), ffmpeg to float / 16-bit / dithered 16-bit at 48 kHz, scipy and soxr LQ resampling, the
   MP3 file itself (soundfile at 22.05 kHz), ffmpeg 16-bit at the MP3's rate, a sound card (24-bit, pink
@@ -73,7 +74,7 @@ from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, model_name, restore_offline, run_main, write_json,
 )
 from realtime.errors import GapfillError
-from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, quantize
+from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, noise_floor, quantize
 from realtime.train.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
 
 SAMPLE_RATE = 48_000
@@ -105,10 +106,14 @@ class Condition:
 
     @property
     def chain_name(self) -> str:
-        return f"clean_{self.chain.sample_format}" if self.encoding is None else self.chain.name
+        if self.encoding is not None:
+            return self.chain.name
+        return "_".join(["clean", self.chain.name.split("_", 2)[2]])   # the chain's name without decoder, rate
 
     def describe(self, systems: tuple[str, ...], visqol: bool) -> dict[str, Any]:
-        chain = ({"sample_format": self.chain.sample_format} if self.encoding is None else asdict(self.chain))
+        chain = asdict(self.chain)
+        if self.encoding is None:    # not decoded: only the level, noise floor and sample format apply
+            chain = {k: chain[k] for k in ("gain_db", "noise_dbfs", "noise_color", "sample_format")}
         return {"name": self.name, "group": self.group, "title": self.title,
                 "encoding": None if self.encoding is None else self.encoding.name,
                 "encoding_settings": None if self.encoding is None else asdict(self.encoding),
@@ -132,6 +137,10 @@ CONDITIONS: tuple[Condition, ...] = (
     Condition("clean_float", "clean", "clean, float", None, DecodeChain(sample_format="float")),
     Condition("clean_s16", "clean", "clean, 16-bit", None, DecodeChain(sample_format="s16")),
     Condition("clean_s16_tpdf", "clean", "clean, 16-bit TPDF dither", None, DecodeChain(sample_format="s16_tpdf")),
+    Condition("clean_quiet", "clean", "clean, gain -30 dB, 16-bit TPDF dither", None,
+              DecodeChain(sample_format="s16_tpdf", gain_db=-30.0)),
+    Condition("clean_noise_white_75", "clean", "clean, 24-bit, white noise floor -75 dBFS", None,
+              DecodeChain(sample_format="s24", noise_dbfs=-75.0)),
     Condition("training_chain", "chains", "minimp3 at the MP3's rate, float (training chain)", LAME_32K,
               TRAINING_CHAIN),
     Condition("ffmpeg_float_48k", "chains", "ffmpeg, float at 48 kHz (swr)", LAME_32K, _ffmpeg_48k()),
@@ -220,10 +229,16 @@ def systems_of(condition: Condition, default_method: str) -> tuple[str, ...]:
 
 
 def degraded(condition: Condition, clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(reference, decoded, facts) for mono clean (samples,) at 48 kHz under `condition`, aligned."""
+    """(reference, decoded, facts) for mono clean (samples,) at 48 kHz under `condition`, aligned; without an
+    encoding the clean clip only takes the chain's gain (the reference too), noise floor and sample format."""
     if condition.encoding is None:
-        stored = quantize(clean[None, :], condition.chain.sample_format, np.random.default_rng(seed))[0]
-        return clean, np.ascontiguousarray(stored, dtype=np.float32), {}
+        chain, rng = condition.chain, np.random.default_rng(seed)
+        reference = (clean * np.float32(10 ** (chain.gain_db / 20))).astype(np.float32)
+        stored = reference[None, :]
+        if chain.noise_dbfs is not None:
+            stored = stored + noise_floor(1, stored.shape[1], chain.noise_dbfs, chain.noise_color, rng)
+        stored = quantize(stored, chain.sample_format, rng)[0]
+        return reference, np.ascontiguousarray(stored, dtype=np.float32), {}
     reference, decoded, facts = degrade(clean[None, :], condition.encoding, condition.chain, seed)
     return reference[0], decoded[0], facts
 
@@ -294,7 +309,7 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
             computed[key] = (reference, decoded, chain_facts, outputs, reports)
         reference, decoded, chain_facts, outputs, reports = computed[key]
         start = time.perf_counter()
-        level = 1.0 if condition.encoding is None else 10 ** (-condition.chain.gain_db / 20)   # gain undone
+        level = 10 ** (-condition.chain.gain_db / 20)   # gain undone
         reference_db = power_db(reference * level)
         cutoff_bin = codec_cutoff_bin(reference_db, power_db(decoded * level))
         seconds["spectral"] += time.perf_counter() - start

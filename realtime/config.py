@@ -87,6 +87,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "above_hz": _number(100.0, 4000.0),
         "cliff_db": _number(3.0, 100.0),
         "release_db": _number(0.0, 50.0),
+        "floor_spread_db": _number(0.0, 20.0),
+        "floor_bonus_db": _number(0.0, 50.0),
         "cutoff_slew_hz_per_s": _number(10.0, 100000.0),
         "crossfade_hz": _number(0.0, 4000.0),
         "hole_db": _number(6.0, 60.0),

@@ -11,7 +11,11 @@ full-scale sine, N/4):
 2. Band-limit detection. A codec's low-pass is a cliff at a frequency that stays put. The cliff score
    at a band edge is the drop in mean level from the `below_hz` under it to the `above_hz` that starts
    `gap_hz` above it, plus how much steadier the bands above are than those below (spread below minus
-   spread above, when positive). The cutoff is the edge with the highest score between `min_cutoff_hz`
+   spread above, when positive), plus `floor_bonus_db` when the bands above are as steady as a noise floor
+   (mean spread at most `floor_spread_db`; steady noise itself spreads by about 2.8 dB in a 4-bin band):
+   a quiet signal (-30 dB, a 16-bit file's dither or a sound card's hiss close under it) reaches that
+   floor only sometimes, so its mean drop is smaller, but nothing that is music or speech is that steady.
+   The cutoff is the edge with the highest score between `min_cutoff_hz`
    and `max_cutoff_hz`; it counts as a codec band limit from a score of `cliff_db` on, until the score
    falls `release_db` below that. Nothing here is an absolute level: the same cliff is found at any
    gain and over any floor. Clean full-band audio has no such cliff below `max_cutoff_hz`, and a source
@@ -57,7 +61,7 @@ FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
 # parameter vector entries
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
- _P_SIZE) = range(19)
+ _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_SIZE) = range(21)
 
 
 class CodecGate:
@@ -90,6 +94,8 @@ class CodecGate:
         p[_P_CONF_LO] = s["confidence_from"]
         p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
         p[_P_SHARE_ON] = s["codec_share"]
+        p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
+        p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
             raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
         self._params = p
@@ -208,9 +214,11 @@ def _gate(dec, pred, conf, out, bands, state, p):
                     mean_above = 0.0
                     for j in range(e + gap, e + gap + above):
                         mean_above += b[1, j]
-                    steadier = (_spread_sum(b, e - below, e) / below
-                                - _spread_sum(b, e + gap, e + gap + above) / above)
+                    spread_above = _spread_sum(b, e + gap, e + gap + above) / above
+                    steadier = _spread_sum(b, e - below, e) / below - spread_above
                     score = mean_below / below - mean_above / above + max(0.0, steadier)
+                    if spread_above <= p[_P_FLOOR_SPREAD]:
+                        score += p[_P_FLOOR_BONUS]
                     if score >= best:
                         best, best_edge = score, e
                 st[_SCORE] = best

@@ -85,6 +85,29 @@ def test_a_band_limit_is_found_at_any_gain_over_any_floor(gain_db: float, floor:
     assert report["restored_share"] > 0.7
 
 
+def test_a_steady_noise_floor_close_under_the_signal_counts_as_a_band_limit() -> None:
+    """A floor only ~20 dB under the band below the cutoff (quiet input over dither or hiss): its mean drop
+    alone is under cliff_db, but the bands above are as steady as noise, which earns floor_bonus_db."""
+    frames = _frames(300, CUT_BIN, floor_db=-70.0)
+    without = CodecGate({**DEFAULTS, "floor_bonus_db": 0.0}, 48_000, 1024, 256)
+    _run(without, frames)
+    assert not without.report()["engaged"] and without.cliff_db[0] < DEFAULTS["cliff_db"]
+    gate = _gate()
+    _run(gate, frames)
+    report = gate.report()
+    assert report["engaged"] and report["engaged_after_s"] <= 0.5
+    assert abs(report["cutoff_hz"] - CUT_BIN * 48_000 / 1024) <= 200.0
+
+
+def test_steady_full_band_noise_is_not_a_band_limit() -> None:
+    """Hiss everywhere is as steady as a codec floor, but it has no drop: it passes unchanged."""
+    frames = (FULL_SCALE * 10 ** (-60 / 20) * np.random.default_rng(4).rayleigh(0.8, (600, 1, F))).astype(np.float32)
+    gate = _gate()
+    out = _run(gate, frames)
+    np.testing.assert_array_equal(out, frames)
+    assert not gate.report()["engaged"] and gate.cliff_db[0] < DEFAULTS["cliff_db"]
+
+
 def test_band_limited_input_is_filled_above_cutoff_only() -> None:
     gate = _gate()
     frames = _frames(300, CUT_BIN)
