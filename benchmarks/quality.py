@@ -17,8 +17,9 @@ Three groups (`CONDITIONS`):
 - `codecs` (#12): LAME 24-128 kbit/s and ffmpeg's libmp3lame (CBR, VBR), libshine, aac, libvorbis, libopus
   and libtwolame, all through the usual 16-bit dithered ffmpeg decode at 48 kHz.
 These systems are scored against the clean reference (for the gain chains, the clean clip at that gain;
-their spectra are measured at the clip's own level, i.e. the gain undone before the metrics, so that the
-LSD's -100 dB floor cuts at the same depth below the signal as on every other condition):
+every metric is taken at the clip's own level, i.e. the gain undone before it, so that the LSD's -100 dB
+floor cuts at the same depth below the signal as on every other condition, and ViSQOL, whose spectrogram
+has a fixed floor, hears what a listener who turns the quiet file up hears):
 - `codec`: the decoded input as it is;
 - `treble_shelf`, `noise_fill`: what a user could reach for instead (benchmarks/baselines.py);
 - `gapfill`: the Restorer with the configured settings (shipped defaults unless --config/--model),
@@ -327,7 +328,7 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
             if system in scored:
                 if (key, system) not in scores:
                     start = time.perf_counter()
-                    scores[(key, system)] = visqol_score(reference, output)
+                    scores[(key, system)] = visqol_score(reference * level, output * level)
                     seconds["visqol"] += time.perf_counter() - start
                 row["visqol"] = scores[(key, system)]
             rows.append({k: _json_number(v) for k, v in row.items()})

@@ -153,7 +153,8 @@ def test_quality_benchmark_quick_run(tmp_path):
 def test_quality_conditions_cover_the_issues():
     """Every condition is an encoding of chains.py and a decode chain; the groups hold what #11 and #12 list."""
     groups = {g: [c for c in CONDITIONS if c.group == g] for g in ("clean", "chains", "codecs")}
-    assert [c.chain.sample_format for c in groups["clean"]] == ["float", "s16", "s16_tpdf"]
+    assert [c.chain.sample_format for c in groups["clean"]] == ["float", "s16", "s16_tpdf", "s16_tpdf", "s24"]
+    assert [(c.chain.gain_db, c.chain.noise_dbfs) for c in groups["clean"]][3:] == [(-30.0, None), (0.0, -75.0)]
     assert all(c.encoding is None for c in groups["clean"])
     chains = [c.chain for c in groups["chains"]]
     assert all(c.encoding == Encoding("lameenc", 32) for c in groups["chains"]) and len(set(chains)) == len(chains)
