@@ -179,10 +179,12 @@ CONDITIONS: tuple[Condition, ...] = (
 )
 BY_NAME = {c.name: c for c in CONDITIONS}
 TRAINING = "training_chain"
-KEY_CONDITIONS = (TRAINING, "ffmpeg_s16_tpdf_48k", "mp3_file", "src_fastest_s16_tpdf_48k",
+KEY_CONDITIONS = (TRAINING, "ffmpeg_s16_tpdf_48k", "mp3_file", "src_fastest_s16_tpdf_48k", "noise_white_75",
+                  "gain_minus20", "gain_minus30",
                   *(c.name for c in CONDITIONS if c.group == "codecs" and c.name != "lame_128k"))
 """Where `--visqol key` measures: the training chain, the usual decode, the MP3 file, a resampler never trained
-on, and every codec condition whose decoded input is damaged (#12 asks ViSQOL of each)."""
+on, the chains where the codec's band edge sinks into a floor, and every codec condition whose decoded input is
+damaged (#12 asks ViSQOL of each)."""
 QUICK_CONDITIONS = ("clean_float", "clean_s16_tpdf", TRAINING, "ffmpeg_s16_tpdf_48k", "aac_32k")
 FIGURE = BY_NAME["ffmpeg_s16_tpdf_48k"]
 
