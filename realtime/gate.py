@@ -15,8 +15,8 @@ full-scale sine, N/4):
    (mean spread at most `floor_spread_db`; steady noise itself spreads by about 2.8 dB in a 4-bin band):
    a quiet signal (-30 dB, a 16-bit file's dither or a sound card's hiss close under it) reaches that
    floor only sometimes, so its mean drop is smaller, but nothing that is music or speech is that steady.
-   The cutoff is the edge with the highest score between `min_cutoff_hz` and `max_cutoff_hz`; it counts as a codec band limit from a score of `cliff_db` on, until the score
-   falls `release_db` below that. Nothing here is an absolute level: the same cliff is found at any
+   The cutoff is the edge with the highest score between `min_cutoff_hz` and `max_cutoff_hz`; it counts
+   as a codec band limit from a score of `cliff_db` on, until the score falls `release_db` below that. Nothing here is an absolute level: the same cliff is found at any
    gain and over any floor. Clean full-band audio has no such cliff below `max_cutoff_hz`, and a source
    whose own band ends above it counts as full band. Decisions start after DECIDE_FRAMES active frames
    and each needs HOLD_FRAMES active frames in a row that argue for it (for a band limit: scores of at
