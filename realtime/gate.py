@@ -8,20 +8,21 @@ full-scale sine, N/4):
    over time) of its level in dB are tracked (plain averages over the first frames, then exponential
    with time constant `spectrum_time_s`). A codec floor - zeros, 16-bit quantisation or dither, a
    resampler's leakage, a sound card's hiss - is low and steady; audio, however quiet, comes and goes.
-2. Band-limit detection. A codec's low-pass is a cliff at a frequency that stays put. The cliff score
-   at a band edge is the drop in mean level from the `below_hz` under it to the `above_hz` that starts
+2. Band-limit detection. A codec's low-pass is a cliff at a frequency that stays put. The cliff score at
+   a band edge is the drop in mean level from the `below_hz` under it to the `above_hz` that starts
    `gap_hz` above it, plus how much steadier the bands above are than those below (spread below minus
-   spread above, when positive), plus `floor_bonus_db` when the bands above are as steady as a noise floor
-   (mean spread at most `floor_spread_db`; steady noise itself spreads by about 2.8 dB in a 4-bin band):
-   a quiet signal (-30 dB, a 16-bit file's dither or a sound card's hiss close under it) reaches that
-   floor only sometimes, so its mean drop is smaller, but nothing that is music or speech is that steady.
-   The cutoff is the edge with the highest score between `min_cutoff_hz` and `max_cutoff_hz`; it counts
-   as a codec band limit from a score of `cliff_db` on, until the score falls `release_db` below that. Nothing here is an absolute level: the same cliff is found at any
-   gain and over any floor. Clean full-band audio has no such cliff below `max_cutoff_hz`, and a source
-   whose own band ends above it counts as full band. Decisions start after DECIDE_FRAMES active frames
-   and each needs HOLD_FRAMES active frames in a row that argue for it (for a band limit: scores of at
-   least `cliff_db` at edges within EDGE_TOLERANCE_BANDS of each other); a detected cutoff then moves at
-   most `cutoff_slew_hz_per_s`.
+   spread above, when positive), plus `floor_bonus_db` when the bands above are as steady as a noise
+   floor (mean spread at most `floor_spread_db`; steady noise itself spreads by about 2.8 dB in a 4-bin
+   band): a quiet signal (-30 dB, a 16-bit file's dither or a sound card's hiss close under it) reaches
+   that floor only sometimes, so its mean drop is smaller, but nothing that is music or speech is that
+   steady. The cutoff is the edge with the highest score between `min_cutoff_hz` and `max_cutoff_hz`; it
+   counts as a codec band limit from a score of `cliff_db` on, until the score falls `release_db` below
+   that. Nothing here is an absolute level: the same cliff is found at any gain and over any floor. Clean
+   full-band audio has no such cliff below `max_cutoff_hz`, and a source whose own band ends above it
+   counts as full band. Decisions start after DECIDE_FRAMES active frames and each needs HOLD_FRAMES
+   active frames in a row that argue for it (for a band limit: scores of at least `cliff_db` at edges
+   within EDGE_TOLERANCE_BANDS of each other); a detected cutoff then moves at most
+   `cutoff_slew_hz_per_s`.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (same averaging as 1) is the
