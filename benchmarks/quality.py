@@ -75,7 +75,7 @@ from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, model_name, restore_offline, run_main, write_json,
 )
 from realtime.errors import GapfillError
-from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, noise_floor, quantize
+from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
 from realtime.train.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
 
 SAMPLE_RATE = 48_000
@@ -107,9 +107,7 @@ class Condition:
 
     @property
     def chain_name(self) -> str:
-        if self.encoding is not None:
-            return self.chain.name
-        return "_".join(["clean", self.chain.name.split("_", 2)[2]])   # the chain's name without decoder, rate
+        return self.chain.name if self.encoding is not None else f"clean_{self.chain.storage_name}"
 
     def describe(self, systems: tuple[str, ...], visqol: bool) -> dict[str, Any]:
         chain = asdict(self.chain)
@@ -235,12 +233,8 @@ def degraded(condition: Condition, clean: np.ndarray, seed: int) -> tuple[np.nda
     """(reference, decoded, facts) for mono clean (samples,) at 48 kHz under `condition`, aligned; without an
     encoding the clean clip only takes the chain's gain (the reference too), noise floor and sample format."""
     if condition.encoding is None:
-        chain, rng = condition.chain, np.random.default_rng(seed)
-        reference = (clean * np.float32(10 ** (chain.gain_db / 20))).astype(np.float32)
-        stored = reference[None, :]
-        if chain.noise_dbfs is not None:
-            stored = stored + noise_floor(1, stored.shape[1], chain.noise_dbfs, chain.noise_color, rng)
-        stored = quantize(stored, chain.sample_format, rng)[0]
+        reference = (clean * np.float32(10 ** (condition.chain.gain_db / 20))).astype(np.float32)
+        stored = store(clean[None, :], condition.chain, np.random.default_rng(seed))[0]
         return reference, np.ascontiguousarray(stored, dtype=np.float32), {}
     reference, decoded, facts = degrade(clean[None, :], condition.encoding, condition.chain, seed)
     return reference[0], decoded[0], facts

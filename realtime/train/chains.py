@@ -96,7 +96,12 @@ class DecodeChain:
     def name(self) -> str:
         """e.g. `minimp3_codec_float`, `ffmpeg_48k-swr_s16_tpdf_noise-80pink`."""
         rate = "codec" if self.file_rate == "codec" else f"{int(self.file_rate) / 1000:g}k-{self.resampler}"
-        parts = [self.decoder, rate, self.sample_format]
+        return "_".join([self.decoder, rate, self.storage_name])
+
+    @property
+    def storage_name(self) -> str:
+        """The part of `name` that `store` applies: e.g. `float`, `s16_tpdf_gain-30`, `s24_noise-75white`."""
+        parts = [self.sample_format]
         if self.gain_db:
             parts.append(f"gain{self.gain_db:+g}")
         if self.noise_dbfs is not None:
@@ -262,13 +267,18 @@ def apply_chain(data: bytes, encoding: Encoding, chain: DecodeChain, seed: int =
     if y.shape[0] != encoding.channels:        # a decoder that upmixes or downmixes
         y = y.mean(0, keepdims=True) if encoding.channels == 1 else np.repeat(y[:1], 2, 0)
     target = rate if chain.file_rate == "codec" else int(chain.file_rate)
-    y = resample(y, rate, target, chain.resampler)
+    y = store(resample(y, rate, target, chain.resampler), chain, rng)
+    return engine_resample(np.ascontiguousarray(y, dtype=np.float32), target)
+
+
+def store(y: np.ndarray, chain: DecodeChain, rng: np.random.Generator) -> np.ndarray:
+    """What a file written through `chain` holds of y (C, n) float32 at its own rate: the chain's gain,
+    then its noise floor, then its sample format (noise and dither drawn from rng, in that order)."""
     if chain.gain_db:
         y = y * np.float32(10 ** (chain.gain_db / 20))
     if chain.noise_dbfs is not None:
         y = y + noise_floor(y.shape[0], y.shape[1], chain.noise_dbfs, chain.noise_color, rng)
-    y = quantize(y, chain.sample_format, rng)
-    return engine_resample(np.ascontiguousarray(y, dtype=np.float32), target)
+    return quantize(y, chain.sample_format, rng)
 
 
 def reference_for(x: np.ndarray, encoding: Encoding) -> np.ndarray:
