@@ -30,7 +30,8 @@ KINDS = ("speech", "music")
 
 @dataclass
 class Clip:
-    """A mono clean reference at 48 kHz: id, 'speech' or 'music', source, samples (n,) float32."""
+    """A clean reference at 48 kHz: id, 'speech' or 'music', source, samples (n,) float32 ((2, n) for
+    `stereo_clips`)."""
 
     id: str
     kind: str
@@ -67,6 +68,23 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
             samples = np.ascontiguousarray(mono[: int(seconds * SAMPLE_RATE)])
             clips.append(Clip(s["id"], kind, s.get("source", ""), samples))
     return clips
+
+
+def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS, split_file: Path = SPLIT_FILE) -> list[Clip]:
+    """`count` stereo music clips of the validation split (samples (2, n) float32, at most `seconds`), spread
+    over the sources like `validation_clips`."""
+    manifest_path = corpus / "manifest.json"
+    if not manifest_path.is_file():
+        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m realtime.train corpus')")
+    segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
+    validation = validation_units(split_file)
+    candidates = sorted((s for s in segments if s["kind"] == "music" and s.get("channels") == 2 and s["units"]
+                         and all(u in validation for u in s["units"])), key=lambda s: s["id"])
+    if len(candidates) < count:
+        raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
+    return [Clip(s["id"], "music", s.get("source", ""),
+                 np.ascontiguousarray(np.load(corpus / s["file"]).astype(np.float32)[:, : int(seconds * SAMPLE_RATE)]))
+            for s in _spread(candidates, count)]
 
 
 def _spread(candidates: list[dict], count: int) -> list[dict]:

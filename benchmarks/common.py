@@ -82,6 +82,17 @@ def environment() -> dict[str, Any]:
     }
 
 
+def mean_present(values: list[float | None]) -> float | None:
+    """Mean of the values that are not None (4 decimals); None when there are none."""
+    present = [v for v in values if v is not None]
+    return round(float(np.mean(present)), 4) if present else None
+
+
+def percent_change(after: float | None, before: float | None) -> float | None:
+    """after against before in % (1 decimal); None when either is missing or before is 0."""
+    return None if after is None or not before else round(100.0 * (after / before - 1.0), 1)
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
     """A plain-text table, columns right-aligned except the first; floats as given (pre-format them)."""
     text_rows = [[str(cell) for cell in row] for row in rows]

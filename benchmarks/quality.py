@@ -72,7 +72,16 @@ from benchmarks import codec
 from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import (
-    MODEL_CHOICES, engine_config, environment, markdown_table, model_name, restore_offline, run_main, write_json,
+    MODEL_CHOICES,
+    engine_config,
+    environment,
+    markdown_table,
+    mean_present,
+    model_name,
+    percent_change,
+    restore_offline,
+    run_main,
+    write_json,
 )
 from realtime.errors import GapfillError
 from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
@@ -369,19 +378,10 @@ def _json_number(value: Any) -> Any:
 
 
 # -- summary -------------------------------------------------------------------------------------------
-def _mean(values: list[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return round(float(np.mean(present)), 4) if present else None
-
-
 def _per_kind(rows: list[dict[str, Any]], value: Any) -> dict[str, Any]:
     """{speech, music, all}: value(rows of that kind)."""
     return {"speech": value([r for r in rows if r["kind"] == "speech"]),
             "music": value([r for r in rows if r["kind"] == "music"]), "all": value(rows)}
-
-
-def _change_pct(after: float | None, before: float | None) -> float | None:
-    return None if after is None or not before else round(100.0 * (after / before - 1.0), 1)
 
 
 def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -394,11 +394,11 @@ def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[st
         return [(c, g) for c, g in pairs if g["clip"] in clips]
 
     def change_pct(metric: str):
-        return lambda rows: _change_pct(_mean([g[metric] for _, g in kind(rows)]),
-                                        _mean([c[metric] for c, _ in kind(rows)]))
+        return lambda rows: percent_change(mean_present([g[metric] for _, g in kind(rows)]),
+                                        mean_present([c[metric] for c, _ in kind(rows)]))
 
     def delta(metric: str):
-        return lambda rows: _mean([g[metric] - c[metric] for c, g in kind(rows)
+        return lambda rows: mean_present([g[metric] - c[metric] for c, g in kind(rows)
                                    if g[metric] is not None and c[metric] is not None])
 
     engaged = [g for g in gapfill_rows if g["gate_engaged"]]
@@ -411,8 +411,8 @@ def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[st
             g["lsd_full"] > c["lsd_full"] + WORSE_DB for c, g in kind(rows)
             if g["lsd_full"] is not None and c["lsd_full"] is not None)),
         "gate_engaged": _per_kind(gapfill_rows, lambda rows: sum(bool(r["gate_engaged"]) for r in rows)),
-        "gate_cutoff_hz_mean": _mean([g["gate_cutoff_hz"] for g in engaged]),
-        "restored_share_mean": _per_kind(gapfill_rows, lambda rows: _mean([r["gate_restored_share"] for r in rows])),
+        "gate_cutoff_hz_mean": mean_present([g["gate_cutoff_hz"] for g in engaged]),
+        "restored_share_mean": _per_kind(gapfill_rows, lambda rows: mean_present([r["gate_restored_share"] for r in rows])),
         "visqol_delta": _per_kind(gapfill_rows, delta("visqol")),
         "max_abs_change": max((g["max_abs_change"] for g in gapfill_rows), default=None),
     }
@@ -426,10 +426,10 @@ def summarise(rows: list[dict[str, Any]], names: tuple[str, ...], default_method
         condition = BY_NAME[name]
         mine = [r for r in rows if r["condition"] == name]
         by_system = {s: [r for r in mine if r["system"] == s] for s in systems_of(condition, default_method)}
-        block = {system: {metric: _per_kind(these, lambda rs, m=metric: _mean([r[m] for r in rs]))
+        block = {system: {metric: _per_kind(these, lambda rs, m=metric: mean_present([r[m] for r in rs]))
                           for metric in METRICS} for system, these in by_system.items()}
         summary[name] = {"group": condition.group, "title": condition.title,
-                         "cutoff_hz_mean": _mean([r["cutoff_hz"] for r in by_system["codec"]]),
+                         "cutoff_hz_mean": mean_present([r["cutoff_hz"] for r in by_system["codec"]]),
                          "systems": block, "gapfill": gapfill_summary(by_system["codec"], by_system["gapfill"])}
     return summary
 

@@ -17,7 +17,9 @@ Inside, at the model rate (48 kHz): host samples fill a hop buffer; each full ho
 analysis -> model -> gate -> phase -> synthesis and yields one finalised hop, from which the next hop's
 output samples are read one sample ahead, so the delay is fft_size - 1 samples plus the look-ahead
 frames of the model and phase stages. Other host rates are resampled in and out in streaming fashion
-and the round trip is padded to a whole number of host samples.
+and the round trip is padded to a whole number of host samples. A stereo stream is restored as mid
+(L + R) / 2 and side (L - R) / 2 and turned back to left and right after synthesis (`model.stereo`
+mid_side, the default; `channels` restores left and right apart); other channel counts channel by channel.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Restorer:
-    """Streaming restorer; one instance per stream, channels processed independently."""
+    """Streaming restorer; one instance per stream, channels (or a stereo pair's mid and side) restored
+    independently."""
 
     supported_rates = SUPPORTED_RATES_HZ
     max_channels = MAX_CHANNELS
@@ -61,6 +64,7 @@ class Restorer:
         self.gate_enabled = bool(config.gate["enabled"]) and not isinstance(self.model, PassThroughModel)
         self.gate = CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop)
         self.phase = PhaseStage(config.phase, self.fft_size, self.hop)
+        self._mid_side = False        # this stream is a stereo pair restored as mid and side (set by prepare)
         self.sample_rate: int | None = None
         self.channels = self.max_block = 0
         self.nonfinite_count = 0
@@ -99,6 +103,7 @@ class Restorer:
         if max_block < 1:
             raise GapfillError(f"block size must be at least 1 sample, got {max_block}")
         self.sample_rate, self.channels, self.max_block = sample_rate, channels, max_block
+        self._mid_side = channels == 2 and self.config.model["stereo"] == "mid_side"
         bins = self.fft_size // 2 + 1
         depth = self.model.lookahead_frames + 1
 
@@ -318,6 +323,8 @@ class Restorer:
         depth = self._spectra.shape[0]
         now = self._frame_index % depth
         aligned = (self._frame_index + 1) % depth  # the frame the model's output belongs to
+        if self._mid_side:
+            _to_mid_side(self._hop_in)
         self._analysis.push_hop(self._hop_in, self._spectra[now], self._magnitudes[now])
         self.model.process(self._magnitudes[now], self._estimate, self._confidence)
         if self.gate_enabled:
@@ -327,6 +334,8 @@ class Restorer:
             magnitudes = self._estimate
         self.phase.process(magnitudes, self._spectra[aligned], self._phased)
         self._synthesis.push_frame(self._phased, self._hop_out)
+        if self._mid_side:
+            _from_mid_side(self._hop_out)
         self._frame_index += 1
 
     def describe(self) -> dict[str, Any]:
@@ -338,6 +347,7 @@ class Restorer:
                      "window": "hann (periodic), dual synthesis window"},
             "phase": dict(self.config.phase),
             "gate": {"enabled": self.gate_enabled},
+            "stereo": self.config.model["stereo"],
             "config": self.config.source,
             "supported_rates_hz": list(SUPPORTED_RATES_HZ),
             "max_channels": MAX_CHANNELS,
@@ -443,6 +453,24 @@ def _exchange(block, position, hop_in, hop_out, out, counters) -> int:
                 out[c, position + i] = hop_out[c, fill + i + 1]
     counters[0] = fill + take
     return position + take
+
+
+@njit("void(float32[:, ::1])", cache=True, nogil=True)
+def _to_mid_side(x) -> None:
+    """x (2, n) left, right -> mid (L + R) / 2, side (L - R) / 2, in place."""
+    for i in range(x.shape[1]):
+        left, right = x[0, i], x[1, i]
+        x[0, i] = 0.5 * (left + right)
+        x[1, i] = 0.5 * (left - right)
+
+
+@njit("void(float32[:, ::1])", cache=True, nogil=True)
+def _from_mid_side(x) -> None:
+    """x (2, n) mid, side -> left M + S, right M - S, in place."""
+    for i in range(x.shape[1]):
+        mid, side = x[0, i], x[1, i]
+        x[0, i] = mid + side
+        x[1, i] = mid - side
 
 
 @njit("void(float32[:, ::1], int64[::1], float32[:, :], float32[:, :])", cache=True, nogil=True)

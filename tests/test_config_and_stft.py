@@ -39,6 +39,7 @@ def test_defaults_load_and_validate():
         ("phase: {lookahead_frames: 2}", "config 'phase.lookahead_frames'"),
         ("model: {threads: 0}", "config 'model.threads': must be an integer between 1 and 16, got 0"),
         ("model: {threads: true}", "config 'model.threads'"),
+        ("model: {stereo: ms}", "config 'model.stereo': must be one of 'mid_side', 'channels'"),
         ("gate: {enabled: 'yes'}", "config 'gate.enabled': must be one of True, False"),
         ("stft: {window: hann}", "config 'stft.window': unknown key (allowed: fft_size, hop)"),
         ("colour: red", "config 'colour': unknown section"),

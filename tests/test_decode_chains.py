@@ -142,6 +142,20 @@ def test_restore_api_and_engine_agree(clean: np.ndarray) -> None:
     np.testing.assert_array_equal(restore(decoded[0], RATE), out)
 
 
+def test_mid_side_restores_a_mono_pair_as_each_channel_alone(clean: np.ndarray) -> None:
+    """Both channels the same: the side is silence, the mid is the channel, so mid/side and left/right restoring
+    agree to float rounding, and the shipped gate engages on the codec-damaged speech either way."""
+    _, decoded, _ = degrade(clean, LAME_32K, CHAINS["s16_tpdf"])
+    pair = np.repeat(decoded, 2, axis=0)
+    outputs = {}
+    for stereo in ("mid_side", "channels"):
+        restorer = Restorer.from_config(None, {"model": {"stereo": stereo}})
+        outputs[stereo] = restorer.restore(pair, RATE)
+        assert restorer.codec_report()["engaged"]
+    assert np.max(np.abs(outputs["mid_side"] - pair)) > 1e-3          # restored, not passed through
+    np.testing.assert_allclose(outputs["mid_side"], outputs["channels"], rtol=0, atol=1e-6)
+
+
 # -- live, on a sound card's noise floor ------------------------------------------------------------
 def test_live_input_with_a_noise_floor_engages_the_gate(clean: np.ndarray, tmp_path) -> None:
     from jack_fixture import JackServer, jack_unavailable, play_through_live

@@ -75,6 +75,18 @@ def test_impulse_comes_out_exactly_latency_samples_later(engine, rate):
         assert output[impulse_at + restorer.latency_samples] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("stereo", ["mid_side", "channels"])
+def test_stereo_impulse_stays_in_its_channel_latency_samples_later(engine, stereo):
+    restorer = make_restorer({**engine, "model": {**engine.get("model", {}), "stereo": stereo}}, max_block=512)
+    length = restorer.latency_samples + 12_000
+    signal = np.zeros((2, length), np.float32)
+    signal[0, 4_800] = 1.0
+    output = run_in_blocks(restorer, signal, [512])
+    assert int(np.argmax(np.abs(output[0]))) == 4_800 + restorer.latency_samples
+    assert output[0, 4_800 + restorer.latency_samples] == pytest.approx(1.0, abs=1e-5)
+    assert np.max(np.abs(output[1])) < 1e-5
+
+
 @pytest.mark.parametrize("rate", [44_100, 16_000, 96_000])
 def test_resampled_passthrough_returns_band_limited_input(rate):
     restorer = make_restorer(PASSTHROUGH, rate=rate, channels=2, max_block=1000)
