@@ -38,6 +38,19 @@ def test_smoke_train_resume_export(tmp_path: Path) -> None:
     assert np.max(np.abs(out - ref)) <= 1e-4 * np.max(np.abs(ref))
 
 
+def test_a_stage_keeps_its_gain_range_through_a_resume_and_the_card_names_it(tmp_path: Path) -> None:
+    from realtime.train.card import _gain_ranges
+
+    run = tmp_path / "levels"
+    args = ["train", "--synthetic", "--batch", "2", "--minutes", "5", "--run", str(run), "--threads", "1"]
+    assert main(args + ["--steps", "1", "--gain-db", "-35", "6"]) == 0
+    assert main(args + ["--steps", "2"]) == 0              # resumed without the option: keeps -35..+6
+    ck = torch.load(run / "last.pt", weights_only=False)
+    assert ck["step"] == 2 and ck["gain_db"] == [-35.0, 6.0] and ck["stages"][-1]["gain_db"] == [-35.0, 6.0]
+    earlier = [{"steps": 10}, {"steps": 10, "gain_db": [-20.0, 6.0]}]       # the first recorded none
+    assert _gain_ranges(earlier + ck["stages"][-1:]) == "-20..+6 dB (stage 3: -35..+6 dB)"
+
+
 def test_streaming_module_equals_offline_and_is_causal() -> None:
     torch.manual_seed(0)
     net = UNet().eval()

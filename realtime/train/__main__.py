@@ -7,10 +7,11 @@ From scratch on a fresh machine (Debian packages and PyPI only, see realtime/tra
     pip install -e '.[train]'
     python -m realtime.train all            # corpus -> pairs -> train -> export -> evaluate -> card
 
-(`all` trains three stages, as the shipped model was: --minutes 75 from scratch and --finetune-minutes 16 from those
-weights on the `lame` pairs, then --chains-minutes from those weights on both pair mixes, every codec family
-through every decode chain, with gain, noise-floor and quantisation augmentation (realtime/train/pairs.py,
-train.py). The loss comparison in the card comes from `train --loss l1 --run runs/cmp_l1 --steps 100` and `compare`.)
+(`all` trains four stages, as the shipped model was: --minutes 75 from scratch and --finetune-minutes 16 from
+those weights on the `lame` pairs, then --chains-minutes from those weights on both pair mixes, every codec
+family through every decode chain, with gain, noise-floor and quantisation augmentation (realtime/train/pairs.py,
+train.py), and --confidence-minutes adding the confidence head. The loss comparison in the card comes from
+`train --loss l1 --run runs/cmp_l1 --steps 100` and `compare`.)
 
 Every step shows progress and resumes after an interruption (finished files are skipped, training
 continues from <run>/last.pt). Steps can be run one by one: corpus, pairs, train, export, evaluate.
@@ -121,11 +122,12 @@ def main(argv: list[str] | None = None) -> int:
             m = build_pairs("data/clean", args.data, workers=args.workers)
         print(f"pairs: {len(m['pairs'])}, max |lag| after alignment {m['max_abs_lag_samples']:.2f} samples")
     if args.step in ("train", "all"):
-        from realtime.train.train import train
+        from realtime.train.train import GAIN_DB_RANGE, train
         mixes = ("lame",) if args.step == "all" else _mixes(args.mixes)
         rec = train(args.run, args.data, minutes=args.minutes, loss=args.loss, threads=args.threads,
                     init=args.init, synthetic=args.synthetic, max_steps=args.steps, seed=args.seed,
-                    batch=args.batch, mixes=mixes, confidence=args.step == "train" and args.confidence)
+                    batch=args.batch, mixes=mixes, confidence=args.step == "train" and args.confidence,
+                    gain_db=tuple(args.gain_db or GAIN_DB_RANGE))
         print(json.dumps(rec))
     if args.step == "all":
         for suffix, minutes, mixes, confidence in (("_ft", args.finetune_minutes, ("lame",), False),
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             previous = Path(args.run) / "last.pt"
             args.run = str(Path(args.run).with_name(Path(args.run).name.split("_")[0] + suffix))
             rec = train(args.run, args.data, minutes=minutes, loss=args.loss, threads=args.threads,
-                        init=str(previous), seed=args.seed, batch=args.batch, mixes=mixes, confidence=confidence)
+                        init=str(previous), seed=args.seed, batch=args.batch, mixes=mixes, confidence=confidence,
+                        gain_db=tuple(args.gain_db or GAIN_DB_RANGE))
             print(json.dumps(rec))
     if args.step in ("export", "all"):
         from realtime.train.export import export_onnx, load_checkpoint, save_weights
@@ -185,6 +188,9 @@ def _train_args(t: argparse.ArgumentParser, minutes: float = 50.0) -> None:
     t.add_argument("--mixes", default="all", help="pair mixes to train on: lame, chains or all")
     t.add_argument("--confidence", action="store_true",
                    help="add a per-bin codec-made confidence head (warm start: --init without one)")
+    t.add_argument("--gain-db", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="gain range of the training crops in dB (default: train.GAIN_DB_RANGE, -20 6; "
+                        "`all`: every stage's)")
 
 
 def _mixes(text: str) -> tuple[str, ...] | None:

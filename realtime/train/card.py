@@ -7,11 +7,30 @@ import json
 from pathlib import Path
 
 from realtime.train.evaluate import format_report
-from realtime.train.train import CONFIDENCE_WEIGHT, LABEL_DB, LABEL_FLOOR_DB
+from realtime.train.train import CONFIDENCE_WEIGHT, GAIN_DB_RANGE, LABEL_DB, LABEL_FLOOR_DB
 
 
 def _hours(summary: dict, key: str) -> float:
     return float(summary.get(key, 0.0))
+
+
+def _stages(ck: dict) -> list[dict]:
+    """The checkpoint's training stages, oldest first (a run from before stages were recorded: one)."""
+    return ck.get("stages") or [{"steps": ck["step"], "minutes": round(ck["elapsed_s"] / 60, 1), "mixes": "all",
+                                 "init": None}]
+
+
+def _gain_ranges(stages: list[dict]) -> str:
+    """'-20..+6 dB' or '-20..+6 dB (stage 5: -35..+6 dB)': the training crops' gain range of each stage
+    (stages that did not record one trained on GAIN_DB_RANGE, the only range before the key existed)."""
+    ranges = [tuple(st.get("gain_db", GAIN_DB_RANGE)) for st in stages]
+    common = collections.Counter(ranges).most_common(1)[0][0]
+
+    def text(r: tuple) -> str:
+        return f"{r[0]:+g}..{r[1]:+g} dB".lstrip("+")
+
+    others = [f"stage {i + 1}: {text(r)}" for i, r in enumerate(ranges) if r != common]
+    return text(common) + (f" ({'; '.join(others)})" if others else "")
 
 
 def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, clean_root: str | Path = "data/clean",
@@ -81,8 +100,9 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
              "libshine, aac, libvorbis, libopus, libtwolame) through a random decode chain (minimp3, libmpg123/"
              "libvorbis/libopus through soundfile, or ffmpeg; stored at the codec's rate, 44.1 or 48 kHz by soxr "
              "VHQ/HQ/MQ/LQ, ffmpeg swr or scipy; float, 16-bit with or without TPDF dither, or 24-bit; gapfill's "
-             "resampler to 48 kHz). Training crops add a gain of -20..+6 dB, a white or pink noise floor of "
-             "-95..-75 dBFS on 30 %, and 16-bit quantisation on 40 % of float pairs. Every pair is aligned by "
+             "resampler to 48 kHz). Training crops add a gain of "
+             f"{_gain_ranges(_stages(ck))}, a white or pink noise floor of -95..-75 dBFS on 30 %, and 16-bit "
+             "quantisation on 40 % of float pairs. Every pair is aligned by "
              f"cross-correlation; largest residual lag {pairs['max_abs_lag_samples']:.2f} samples. Validation: "
              "32 kbit/s mono (reference), 128 kbit/s mono (no harm) and one `chains` pair per segment.\n")
     families = collections.Counter((r["split"], r.get("mix", "lame"), r.get("encoder", "lameenc"))
@@ -106,8 +126,7 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
     L.append("`chains` pairs by decoder: " + ", ".join(f"{k} {v}" for k, v in sorted(decoders.items()))
              + "; by stored sample format: " + ", ".join(f"{k} {v}" for k, v in sorted(formats.items())) + ".\n")
     L.append("## Training\n")
-    stages = ck.get("stages") or [{"steps": ck["step"], "minutes": round(ck["elapsed_s"] / 60, 1),
-                                    "mixes": "all", "init": None}]
+    stages = _stages(ck)
     described = "; ".join(f"stage {i + 1}: {st['steps']} steps in {st['minutes']:.0f} min on "
                           f"{st['mixes']} pairs" + (" with the confidence head" if st.get("confidence") else "")
                           + (f", from {st['init']}" if st.get("init") else ", from scratch")

@@ -4,9 +4,10 @@ Batches: random ~1 s crops (CROP_FRAMES frames) of a random pair and channel; fe
 with `realtime.stft.stft_offline` on the crop (the crop starts on a hop boundary and its first 3
 frames, which would see the zero padding, are dropped), so they equal the engine's frames bit for bit.
 Augmentation, in the time domain before the STFT (`augment_crop`), as decode chains vary at run time:
-a gain of GAIN_DB_RANGE on both sides; on the decoded side, with probability P_NOISE a white or pink
-noise floor of NOISE_DBFS_RANGE (a sound card), and, for pairs whose chain stored float samples, 16-bit
-quantisation with probability P_QUANTIZE (half of it with TPDF dither). With probability P_IDENTITY the
+a gain drawn from `gain_db` (a stage's setting; GAIN_DB_RANGE by default and for the validation crops)
+on both sides; on the decoded side, with probability P_NOISE a white or pink noise floor of
+NOISE_DBFS_RANGE (a sound card), and, for pairs whose chain stored float samples, 16-bit quantisation
+with probability P_QUANTIZE (half of it with TPDF dither). With probability P_IDENTITY the
 clean signal is the input (after the same augmentation): the model must leave full-band audio alone.
 `mixes` chooses which pair mixes (realtime/train/pairs.py) the crops come from.
 
@@ -20,8 +21,8 @@ LABEL_FLOOR_DB re a full-scale sine). Identity crops are labelled 0 everywhere b
 
 Learning rate: Adam, cosine from LR to LR/20 over the time budget (`--minutes`), so a run resumed
 after an interruption continues the same schedule. Checkpoints (atomic) every CHECKPOINT_S seconds
-and at the end: <run>/last.pt; validation on fixed 2 s crops of the reference pairs (32 kbit/s mono)
-goes to <run>/log.jsonl.
+and at the end: <run>/last.pt; validation on fixed 2 s crops (`validation_sets`) every VALIDATE_S
+seconds, at the snapshots and at the end goes to <run>/log.jsonl.
 """
 
 from __future__ import annotations
@@ -43,12 +44,13 @@ SKIP = FFT_SIZE // HOP - 1            # frames that still see the crop's zero pa
 BATCH = 12
 LR = 1e-3
 P_IDENTITY = 0.06
-GAIN_DB_RANGE = (-20.0, 6.0)
+GAIN_DB_RANGE = (-20.0, 6.0)      # dB; also the validation crops' range, whatever a stage trains on
 P_NOISE, NOISE_DBFS_RANGE = 0.3, (-95.0, -75.0)
 P_QUANTIZE = 0.4
 LOSS_EPS = 1e-3
 LOG_WEIGHT = 1.0
 CHECKPOINT_S = 180.0
+VALIDATE_S = 900.0                # validation costs about 10 % of a 2-core machine at every checkpoint
 VAL_CROPS, VAL_FRAMES = 48, 375
 LABEL_DB, LABEL_FLOOR_DB = 6.0, -100.0
 CONFIDENCE_WEIGHT = 0.5
@@ -75,13 +77,14 @@ def crop_mags(audio: np.ndarray, frames: int) -> list[np.ndarray]:
     return out
 
 
-def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool) -> np.ndarray:
+def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool,
+                 gain_db: tuple[float, float] = GAIN_DB_RANGE) -> np.ndarray:
     """(2, m) [clean, decoded] -> (3, m) [clean, decoded, clean through the chain]: a random gain on all,
     and on the decoded side a noise floor and quantisation (module doc), which the third row gets too
     (the same noise; its own dither) so that it tells what the decode chain did from what the codec did."""
     from realtime.train.chains import noise_floor, quantize
 
-    gain = 10 ** (rng.uniform(*GAIN_DB_RANGE) / 20)
+    gain = 10 ** (rng.uniform(*gain_db) / 20)
     out = np.concatenate([audio, audio[:1]]) * gain
     if rng.random() < P_IDENTITY:
         out[1] = out[0]
@@ -158,15 +161,17 @@ class SyntheticSource:
 
 
 def make_batch(src, frames: int, rng: np.random.Generator, augment: bool = True, batch: int = BATCH,
-               identity: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(decoded, clean, codec-made labels), each (batch, frames, 513) f32; `identity`: clean crops as input."""
+               identity: bool = False, gain_db: tuple[float, float] = GAIN_DB_RANGE
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(decoded, clean, codec-made labels), each (batch, frames, 513) f32; `identity`: clean crops as input;
+    `gain_db`: the augmentation's gain range (dB)."""
     clean, dec, labels = [], [], []
     for _ in range(batch):
         audio, stored_float = src.sample_audio(frames)
         if identity:
             audio = audio[[0, 0]]
         if augment:
-            audio = augment_crop(audio, rng, stored_float)
+            audio = augment_crop(audio, rng, stored_float, gain_db)
         c, d, *through = crop_mags(audio, frames)
         clean.append(c)
         dec.append(d)
@@ -245,11 +250,12 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
           model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
           snapshots: tuple[int, ...] = (100, 200, 400), mixes: tuple[str, ...] | None = None,
-          confidence: bool = False) -> dict:
+          confidence: bool = False, gain_db: tuple[float, float] = GAIN_DB_RANGE) -> dict:
     """Train (or resume) into run/. Stops after `minutes` of training time or `max_steps` steps.
 
     mixes: the pair mixes to train on (realtime/train/pairs.py; None: all); confidence: give a new network
-    (or one started from `init` without it) a confidence head (module doc)."""
+    (or one started from `init` without it) a confidence head (module doc); gain_db: the training crops'
+    gain range (dB; a resumed run keeps its own)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
@@ -269,6 +275,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         init, earlier_stages = ck.get("init", init), ck.get("stages", [None])[:-1]
         budget_s = max(ck.get("budget_s", budget_s), budget_s)   # a resume may extend the budget
         model_args = ck["model_args"]
+        gain_db = tuple(ck.get("gain_db", gain_db))
         print(f"train: resuming {last} at step {step} ({elapsed / 60:.1f} of {budget_s / 60:.0f} min)")
     else:
         ck0 = torch.load(init, map_location="cpu", weights_only=False) if init else None
@@ -289,16 +296,18 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
     def save():
         tmp = run / "last.tmp.pt"
         stage = {"steps": step, "minutes": round(elapsed / 60, 1), "init": init,
-                 "mixes": ",".join(mixes) if mixes else "all", "confidence": net.confidence}
+                 "mixes": ",".join(mixes) if mixes else "all", "confidence": net.confidence,
+                 "gain_db": list(gain_db)}
         torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
                     "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
+                    "gain_db": list(gain_db),
                     "stages": earlier_stages + [stage], "init": init,
                     "parameters": count_parameters(net), "macs_per_frame": net.count_macs()}, tmp)
         tmp.replace(last)
 
     bar = tqdm(total=round(budget_s), initial=round(min(elapsed, budget_s)), unit="s", desc=f"train {run.name}",
                disable=quiet)
-    last_ck = time.time()
+    last_ck = last_val = time.time()
     running = None
     net.train()
     while elapsed < budget_s and (max_steps is None or step < max_steps):
@@ -306,7 +315,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s))))
         for g in opt.param_groups:
             g["lr"] = lr
-        d, c, labels = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch)
+        d, c, labels = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch, gain_db=gain_db)
         pred, logit = net.forward_with_confidence(d)
         l = loss_fn(pred, c, loss)
         if logit is not None:
@@ -331,10 +340,12 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
             import shutil
             shutil.copyfile(last, run / f"step{step}.pt")
         if time.time() - last_ck > CHECKPOINT_S:
-            rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "lr": lr,
-                   **validate(net, val, loss)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            if time.time() - last_val > VALIDATE_S:
+                rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "lr": lr,
+                       **validate(net, val, loss)}
+                log.write(json.dumps(rec) + "\n")
+                log.flush()
+                last_val = time.time()
             save()
             last_ck = time.time()
     bar.close()
