@@ -70,7 +70,8 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
     return clips
 
 
-def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS, split_file: Path = SPLIT_FILE) -> list[Clip]:
+def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
+                 split_file: Path = SPLIT_FILE) -> list[Clip]:
     """`count` stereo music clips of the validation split (samples (2, n) float32, at most `seconds`), spread
     over the sources like `validation_clips`."""
     manifest_path = corpus / "manifest.json"

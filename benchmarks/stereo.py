@@ -1,6 +1,7 @@
 """Stereo benchmark (#12, item 3): restore left/right as they come, or mid and side, on stereo codecs?
 
     python -m benchmarks.stereo [--clips 6] [--seconds 6] [--json PATH] [--model auto]
+    python -m benchmarks.stereo --quick        # CI smoke run: two synthetic 2 s stereo clips, QUICK_ENCODINGS
 
 Joint- and intensity-stereo coders spend fewer bits on the side (L - R) than on the mid (L + R), so the
 side loses more. The engine's `model.stereo` chooses: `channels` restores left and right apart,
@@ -8,16 +9,17 @@ side loses more. The engine's `model.stereo` chooses: `channels` restores left a
 (L = M + S, R = M - S). Stereo music clips of the validation split (benchmarks/clips.py; the corpus keeps
 music in stereo) are encoded in stereo (ENCODINGS) and decoded by ffmpeg to dithered 16-bit at 48 kHz (the
 quality benchmark's usual chain), or only stored that way (`clean_*`: no-harm); systems: `codec` (the
-decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (realtime/train/evaluate.py `clip_metrics`, cutoff per channel from the decoded
-and clean long-term spectra): LSD full band, below and above the cutoff and holes per channel, averaged
-over left and right, and the LSD of the side signal (how the stereo image is restored); per condition the
-change against the decoded input in %, clips made worse (mean full-band LSD up by more than WORSE_DB)
-and how many clips the gate engaged on (any channel).
+decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (realtime/train/evaluate.py
+`clip_metrics`, cutoff per channel from the decoded and clean long-term spectra): LSD full band, below and
+above the cutoff and holes per channel, averaged over left and right, and the LSD of the side signal (how
+the stereo image is restored); per condition the change against the decoded input in %, clips made worse
+(mean full-band LSD up by more than WORSE_DB), how many clips the gate engaged on (any channel) and the
+largest sample change.
 
-Prints a Markdown table; writes JSON (`--json`): `benchmark`, `environment`, `engine`, `clips`,
-`encodings`, `per_clip` [{clip, condition, system, lsd_full, lsd_below, lsd_above, holes, side_lsd_full,
-gate_engaged}], `summary` {condition: {system: {metric: mean}, changes: {system: {metric: %}},
-clips_worse: {system: n}, gate_engaged: {system: n}}}.
+Prints a Markdown table; writes JSON (`--json`): `benchmark`, `quick`, `environment`, `engine`, `clips`,
+`clean_formats`, `encodings`, `per_clip` [{clip, condition, system, lsd_full, lsd_below, lsd_above, holes,
+side_lsd_full, gate_engaged, max_abs_change}], `summary` {condition: {system: {metric: mean}, changes: {system:
+{metric: %}}, clips_worse, gate_engaged, max_abs_change: {system: value}}}, `readme_table`, `wall_s`.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.clips import stereo_clips
+from benchmarks.clips import Clip, stereo_clips
+from benchmarks.signals import program_material
 from benchmarks.common import (
     MODEL_CHOICES,
     engine_config,
@@ -60,6 +63,7 @@ ENCODINGS: dict[str, Encoding] = {
     "libopus_32k": Encoding("libopus", 32, channels=2),
     "libtwolame_96k": Encoding("libtwolame", 96, channels=2),
 }
+QUICK_ENCODINGS = ("lame_32k", "aac_32k")
 SYSTEMS = ("codec", "gapfill_lr", "gapfill_ms")
 METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "side_lsd_full")
 
@@ -91,34 +95,45 @@ def restore(restorer: Restorer, audio: np.ndarray) -> tuple[np.ndarray, bool]:
     return out, bool(restorer.codec_report()["engaged"])
 
 
-def conditions(clip: np.ndarray, seed: int) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-    """(name, reference, decoded) for a clean (2, n) clip: stored clean (CLEAN_FORMATS), then every encoding."""
+def synthetic_stereo_clips(seconds: float) -> list[Clip]:
+    """Two music-like stereo clips (independent voices left and right) from fixed seeds, for --quick."""
+    return [Clip(f"synthetic/stereo{seed}", "music", "benchmarks.signals",
+                 program_material(seconds, SAMPLE_RATE, 2, seed)) for seed in (7, 8)]
+
+
+def conditions(clip: np.ndarray, seed: int, encodings: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """(name, reference, decoded) for a clean (2, n) clip: stored clean (CLEAN_FORMATS), then `encodings`."""
     for sample_format in CLEAN_FORMATS:
         stored = store(clip, DecodeChain(sample_format=sample_format), np.random.default_rng(seed))
         yield f"clean_{sample_format}", clip, np.ascontiguousarray(stored, dtype=np.float32)
-    for name, encoding in ENCODINGS.items():
-        reference, decoded, _ = degrade(clip, encoding, USUAL_CHAIN, seed=seed)
+    for name in encodings:
+        reference, decoded, _ = degrade(clip, ENCODINGS[name], USUAL_CHAIN, seed=seed)
         yield name, reference, decoded
 
 
-def run(clips: list, restorers: dict[str, Restorer], progress: bool = True) -> list[dict[str, Any]]:
+def run(clips: list[Clip], restorers: dict[str, Restorer], encodings: tuple[str, ...] = tuple(ENCODINGS),
+        progress: bool = True) -> list[dict[str, Any]]:
     """Rows of metrics per clip, condition and system; `restorers`: gapfill system name -> Restorer."""
     rows = []
     for index, clip in enumerate(clips):
-        for name, reference, decoded in conditions(clip.samples, index):
+        for name, reference, decoded in conditions(clip.samples, index, encodings):
             outputs = {"codec": (decoded, False)} | {s: restore(r, decoded) for s, r in restorers.items()}
             for system, (output, engaged) in outputs.items():
                 metrics = stereo_metrics(reference, output, decoded)
+                change = float(np.max(np.abs(output.astype(np.float64) - decoded)))
                 rows.append({"clip": clip.id, "condition": name, "system": system, "gate_engaged": engaged,
-                             **{k: None if np.isnan(v) else round(v, 4) for k, v in metrics.items()}})
+                             **{k: None if np.isnan(v) else round(v, 4) for k, v in metrics.items()},
+                             "max_abs_change": float(f"{change:.3g}")})
         if progress:
             print(f"stereo: clip {index + 1}/{len(clips)} {clip.id}", flush=True)
     return rows
 
 
-def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def summarise(rows: list[dict[str, Any]], encodings: tuple[str, ...] = tuple(ENCODINGS)) -> dict[str, Any]:
+    """condition -> per system the mean of each metric; per gapfill system the change against the decoded
+    input in %, clips worse, clips engaged and the largest sample change."""
     summary = {}
-    for name in (*(f"clean_{f}" for f in CLEAN_FORMATS), *ENCODINGS):
+    for name in (*(f"clean_{f}" for f in CLEAN_FORMATS), *encodings):
         by_system = {s: [r for r in rows if r["condition"] == name and r["system"] == s] for s in SYSTEMS}
         means = {s: {m: mean_present([r[m] for r in rs]) for m in METRICS} for s, rs in by_system.items()}
         codec_by_clip = {r["clip"]: r for r in by_system["codec"]}
@@ -128,23 +143,31 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "clips_worse": {s: sum(r["lsd_full"] > codec_by_clip[r["clip"]]["lsd_full"] + WORSE_DB
                                    for r in by_system[s]) for s in SYSTEMS[1:]},
             "gate_engaged": {s: sum(r["gate_engaged"] for r in by_system[s]) for s in SYSTEMS[1:]},
+            "max_abs_change": {s: max(r["max_abs_change"] for r in by_system[s]) for s in SYSTEMS[1:]},
         }
     return summary
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} %"
+
+
 def table(summary: dict[str, Any], clips: int) -> str:
+    """The README table: per condition the decoded input's LSD and, for left/right then mid/side restoring,
+    the changes, clips worse, clips engaged and the largest sample change ('-': the decoded value is 0)."""
     rows = []
+    gapfill = SYSTEMS[1:]
     for name, block in summary.items():
         c = block["changes"]
-        rows.append([name, f"{block['codec']['lsd_full']:.2f}",
-                     *(f"{c[s]['lsd_full']:+.1f} %" for s in SYSTEMS[1:]),
-                     *(f"{c[s]['holes']:+.1f} %" for s in SYSTEMS[1:]),
-                     f"{block['codec']['side_lsd_full']:.2f}", *(f"{c[s]['side_lsd_full']:+.1f} %" for s in SYSTEMS[1:]),
-                     *(f"{block['clips_worse'][s]}/{clips}" for s in SYSTEMS[1:]),
-                     *(f"{block['gate_engaged'][s]}/{clips}" for s in SYSTEMS[1:])])
-    return markdown_table(["stereo codec", "decoded LSD dB", "LSD L/R", "LSD M/S", "holes L/R", "holes M/S",
+        rows.append([name, f"{block['codec']['lsd_full']:.2f}", *(_percent(c[s]["lsd_full"]) for s in gapfill),
+                     *(_percent(c[s]["holes"]) for s in gapfill), f"{block['codec']['side_lsd_full']:.2f}",
+                     *(_percent(c[s]["side_lsd_full"]) for s in gapfill),
+                     *(f"{block['clips_worse'][s]}/{clips}" for s in gapfill),
+                     *(f"{block['gate_engaged'][s]}/{clips}" for s in gapfill),
+                     *(f"{block['max_abs_change'][s]:.2g}" for s in gapfill)])
+    return markdown_table(["stereo input", "decoded LSD dB", "LSD L/R", "LSD M/S", "holes L/R", "holes M/S",
                            "decoded side LSD dB", "side LSD L/R", "side LSD M/S", "worse L/R", "worse M/S",
-                           "engaged L/R", "engaged M/S"], rows)
+                           "engaged L/R", "engaged M/S", "max change L/R", "max change M/S"], rows)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -154,6 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--model", default="auto", help=MODEL_CHOICES)
     p.add_argument("--config", default=None, help="engine YAML (default: the shipped settings)")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--quick", action="store_true", help="smoke run: two synthetic 2 s clips, QUICK_ENCODINGS")
     return p.parse_args(argv)
 
 
@@ -163,16 +187,17 @@ def main(argv: list[str] | None = None) -> int:
     config = engine_config(args.config, args.model)
     restorers = {f"gapfill_{short}": Restorer(replace(config, model={**config.model, "stereo": stereo}))
                  for short, stereo in (("lr", "channels"), ("ms", "mid_side"))}
-    clips = stereo_clips(args.clips, args.seconds)
-    rows = run(clips, restorers)
-    summary = summarise(rows)
+    clips = synthetic_stereo_clips(2.0) if args.quick else stereo_clips(args.clips, args.seconds)
+    encodings = QUICK_ENCODINGS if args.quick else tuple(ENCODINGS)
+    rows = run(clips, restorers, encodings)
+    summary = summarise(rows, encodings)
     text = table(summary, len(clips))
     print(text)
-    write_json({"benchmark": "stereo", "environment": environment(),
+    write_json({"benchmark": "stereo", "quick": args.quick, "environment": environment(),
                 "engine": {"model": model_name(config), "gate": dict(config.gate)},
                 "clean_formats": list(CLEAN_FORMATS),
                 "clips": [{"id": c.id, "source": c.source, "seconds": c.samples.shape[1] / SAMPLE_RATE} for c in clips],
-                "encodings": {k: e.name for k, e in ENCODINGS.items()}, "per_clip": rows, "summary": summary,
+                "encodings": {k: ENCODINGS[k].name for k in encodings}, "per_clip": rows, "summary": summary,
                 "readme_table": text, "wall_s": round(time.perf_counter() - start, 1)}, args.json)
     return 0
 

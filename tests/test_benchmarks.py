@@ -204,3 +204,24 @@ def test_baselines_keep_length_and_leave_clean_input_alone():
     shelved = treble_shelf(x)
     assert filled.shape == shelved.shape == x.shape
     assert np.std(shelved) > np.std(x)  # +6 dB above 4 kHz on white noise
+
+
+def test_stereo_benchmark_quick_run(tmp_path):
+    from benchmarks.stereo import CLEAN_FORMATS, METRICS as STEREO_METRICS, QUICK_ENCODINGS, SYSTEMS as STEREO_SYSTEMS
+
+    out = tmp_path / "stereo.json"
+    done = run_benchmark("benchmarks.stereo", "--quick", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "stereo" and result["quick"] is True
+    names = [f"clean_{f}" for f in CLEAN_FORMATS] + list(QUICK_ENCODINGS)
+    assert list(result["summary"]) == names and list(result["encodings"]) == list(QUICK_ENCODINGS)
+    assert len(result["per_clip"]) == len(result["clips"]) * len(names) * len(STEREO_SYSTEMS)
+    for row in result["per_clip"]:
+        assert set(STEREO_METRICS) <= set(row)
+        if row["condition"].startswith("clean_") and row["system"] != "codec":   # clean stereo: left alone
+            assert row["gate_engaged"] is False and row["max_abs_change"] < 1e-6, row
+    for system in STEREO_SYSTEMS[1:]:             # MP3 32 kbit/s stereo: found and restored both ways
+        block = result["summary"]["lame_32k"]
+        assert block["gate_engaged"][system] == len(result["clips"])
+        assert block["changes"][system]["lsd_full"] < 0 and block["clips_worse"][system] == 0
+    assert result["readme_table"].startswith("| stereo input |") and result["readme_table"] in done.stdout
