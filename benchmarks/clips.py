@@ -47,19 +47,25 @@ def validation_units(split_file: Path = SPLIT_FILE) -> set[str]:
     return {unit for unit, split in units.items() if split == "val"}
 
 
-def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
-                     split_file: Path = SPLIT_FILE) -> list[Clip]:
-    """`per_kind` speech and `per_kind` music clips from the validation split, spread over the sources."""
+def validation_segments(corpus: Path = DEFAULT_CORPUS, split_file: Path = SPLIT_FILE) -> list[dict]:
+    """The corpus's segments (manifest entries) cut only from source units of the validation split, by id."""
     manifest_path = corpus / "manifest.json"
     if not manifest_path.is_file():
         raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m realtime.train corpus', or "
                            "run with --quick for synthetic clips)")
     segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
     validation = validation_units(split_file)
+    return sorted((s for s in segments if s["units"] and all(u in validation for u in s["units"])),
+                  key=lambda s: s["id"])
+
+
+def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
+                     split_file: Path = SPLIT_FILE) -> list[Clip]:
+    """`per_kind` speech and `per_kind` music clips from the validation split, spread over the sources."""
+    segments = validation_segments(corpus, split_file)
     clips = []
     for kind in KINDS:
-        candidates = sorted((s for s in segments if s["kind"] == kind and s["units"]
-                             and all(u in validation for u in s["units"])), key=lambda s: s["id"])
+        candidates = [s for s in segments if s["kind"] == kind]
         if len(candidates) < per_kind:
             raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
         for s in _spread(candidates, per_kind):
@@ -74,13 +80,7 @@ def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
                  split_file: Path = SPLIT_FILE) -> list[Clip]:
     """`count` stereo music clips of the validation split (samples (2, n) float32, at most `seconds`), spread
     over the sources like `validation_clips`."""
-    manifest_path = corpus / "manifest.json"
-    if not manifest_path.is_file():
-        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m realtime.train corpus')")
-    segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
-    validation = validation_units(split_file)
-    candidates = sorted((s for s in segments if s["kind"] == "music" and s.get("channels") == 2 and s["units"]
-                         and all(u in validation for u in s["units"])), key=lambda s: s["id"])
+    candidates = [s for s in validation_segments(corpus, split_file) if s["kind"] == "music" and s.get("channels") == 2]
     if len(candidates) < count:
         raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
     return [Clip(s["id"], "music", s.get("source", ""),

@@ -93,6 +93,12 @@ def percent_change(after: float | None, before: float | None) -> float | None:
     return None if after is None or not before else round(100.0 * (after / before - 1.0), 1)
 
 
+def max_abs_change(output: np.ndarray, decoded: np.ndarray) -> float:
+    """Largest |output - decoded| sample difference (3 significant digits; 0 for empty signals)."""
+    change = float(np.max(np.abs(output.astype(np.float64) - decoded))) if decoded.size else 0.0
+    return float(f"{change:.3g}")
+
+
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], title: str | None = None) -> str:
     """A plain-text table, columns right-aligned except the first; floats as given (pre-format them)."""
     text_rows = [[str(cell) for cell in row] for row in rows]

@@ -72,16 +72,8 @@ from benchmarks import codec
 from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import (
-    MODEL_CHOICES,
-    engine_config,
-    environment,
-    markdown_table,
-    mean_present,
-    model_name,
-    percent_change,
-    restore_offline,
-    run_main,
-    write_json,
+    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name,
+    percent_change, restore_offline, run_main, write_json,
 )
 from realtime.errors import GapfillError
 from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
@@ -280,10 +272,9 @@ def system_outputs(decoded: np.ndarray, systems: tuple[str, ...]) -> tuple[dict[
 
 
 def _gate_fields(report: dict[str, Any], output: np.ndarray, decoded: np.ndarray) -> dict[str, Any]:
-    change = float(np.max(np.abs(output.astype(np.float64) - decoded))) if len(decoded) else 0.0
     return {"gate_engaged": bool(report["engaged"]), "gate_cutoff_hz": report["cutoff_hz"],
             "gate_engaged_after_s": report["engaged_after_s"], "gate_restored_share": report["restored_share"],
-            "max_abs_change": float(f"{change:.3g}")}
+            "max_abs_change": max_abs_change(output, decoded)}
 
 
 def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any]:
@@ -395,11 +386,11 @@ def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[st
 
     def change_pct(metric: str):
         return lambda rows: percent_change(mean_present([g[metric] for _, g in kind(rows)]),
-                                        mean_present([c[metric] for c, _ in kind(rows)]))
+                                           mean_present([c[metric] for c, _ in kind(rows)]))
 
     def delta(metric: str):
         return lambda rows: mean_present([g[metric] - c[metric] for c, g in kind(rows)
-                                   if g[metric] is not None and c[metric] is not None])
+                                          if g[metric] is not None and c[metric] is not None])
 
     engaged = [g for g in gapfill_rows if g["gate_engaged"]]
     return {
@@ -412,7 +403,8 @@ def gapfill_summary(codec_rows: list[dict[str, Any]], gapfill_rows: list[dict[st
             if g["lsd_full"] is not None and c["lsd_full"] is not None)),
         "gate_engaged": _per_kind(gapfill_rows, lambda rows: sum(bool(r["gate_engaged"]) for r in rows)),
         "gate_cutoff_hz_mean": mean_present([g["gate_cutoff_hz"] for g in engaged]),
-        "restored_share_mean": _per_kind(gapfill_rows, lambda rows: mean_present([r["gate_restored_share"] for r in rows])),
+        "restored_share_mean": _per_kind(gapfill_rows,
+                                         lambda rows: mean_present([r["gate_restored_share"] for r in rows])),
         "visqol_delta": _per_kind(gapfill_rows, delta("visqol")),
         "max_abs_change": max((g["max_abs_change"] for g in gapfill_rows), default=None),
     }

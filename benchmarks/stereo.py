@@ -35,15 +35,8 @@ import numpy as np
 from benchmarks.clips import Clip, stereo_clips
 from benchmarks.signals import program_material
 from benchmarks.common import (
-    MODEL_CHOICES,
-    engine_config,
-    environment,
-    markdown_table,
-    mean_present,
-    model_name,
-    percent_change,
-    run_main,
-    write_json,
+    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name,
+    percent_change, run_main, write_json,
 )
 from benchmarks.quality import USUAL_CHAIN, WORSE_DB
 from realtime.restorer import Restorer
@@ -120,10 +113,9 @@ def run(clips: list[Clip], restorers: dict[str, Restorer], encodings: tuple[str,
             outputs = {"codec": (decoded, False)} | {s: restore(r, decoded) for s, r in restorers.items()}
             for system, (output, engaged) in outputs.items():
                 metrics = stereo_metrics(reference, output, decoded)
-                change = float(np.max(np.abs(output.astype(np.float64) - decoded)))
                 rows.append({"clip": clip.id, "condition": name, "system": system, "gate_engaged": engaged,
                              **{k: None if np.isnan(v) else round(v, 4) for k, v in metrics.items()},
-                             "max_abs_change": float(f"{change:.3g}")})
+                             "max_abs_change": max_abs_change(output, decoded)})
         if progress:
             print(f"stereo: clip {index + 1}/{len(clips)} {clip.id}", flush=True)
     return rows
