@@ -36,6 +36,7 @@ from realtime.config import BLOCK_SAMPLES, MODEL_RATE_HZ, EngineConfig, load_con
 from realtime.errors import GapfillError
 from realtime.gate import CodecGate
 from realtime.model import PassThroughModel, load_model
+from realtime.level import InputLevel
 from realtime.phase import PhaseStage
 from realtime.resample import StreamingResampler, round_trip_padding
 from realtime.stft import StreamingAnalysis, StreamingSynthesis
@@ -63,6 +64,9 @@ class Restorer:
         self.model = load_model(config.model["path"], config.model["threads"], self.fft_size, self.hop)
         self.gate_enabled = bool(config.gate["enabled"]) and not isinstance(self.model, PassThroughModel)
         self.gate = CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop)
+        boost = config.model["max_boost_db"] if not isinstance(self.model, PassThroughModel) else 0.0
+        self.level = InputLevel(config.model["input_level_db"], boost, config.gate["active_db"], MODEL_RATE_HZ,
+                                self.fft_size, self.hop)
         self.phase = PhaseStage(config.phase, self.fft_size, self.hop)
         self._mid_side = False        # this stream is a stereo pair restored as mid and side (set by prepare)
         self.sample_rate: int | None = None
@@ -109,6 +113,7 @@ class Restorer:
 
         self.model.prepare(channels)
         self.gate.prepare(channels)
+        self.level.prepare(channels)
         self.phase.prepare(channels)
         self._analysis = StreamingAnalysis(self.fft_size, self.hop, channels)
         self._synthesis = StreamingSynthesis(self.fft_size, self.hop, channels)
@@ -116,6 +121,7 @@ class Restorer:
         self._hop_out = np.zeros((channels, self.hop), np.float32)
         self._spectra = np.zeros((depth, channels, bins), np.complex64)  # ring over model look-ahead
         self._magnitudes = np.zeros((depth, channels, bins), np.float32)
+        self._model_in = np.zeros((channels, bins), np.float32)
         self._estimate = np.zeros((channels, bins), np.float32)
         self._confidence = np.zeros((channels, bins), np.float32)
         self._gated = np.zeros((channels, bins), np.float32)
@@ -194,6 +200,7 @@ class Restorer:
         self._require_prepared()
         self.model.reset()
         self.gate.reset()
+        self.level.reset()
         self.phase.reset()
         self._analysis.reset()
         self._synthesis.reset()
@@ -319,14 +326,19 @@ class Restorer:
                 self._counters[0] = 0
 
     def _process_hop(self) -> None:
-        """One hop: analysis -> model -> gate -> phase -> synthesis into `_hop_out`."""
+        """One hop: analysis -> (level ->) model -> gate -> phase -> synthesis into `_hop_out`."""
         depth = self._spectra.shape[0]
         now = self._frame_index % depth
         aligned = (self._frame_index + 1) % depth  # the frame the model's output belongs to
         if self._mid_side:
             _to_mid_side(self._hop_in)
         self._analysis.push_hop(self._hop_in, self._spectra[now], self._magnitudes[now])
-        self.model.process(self._magnitudes[now], self._estimate, self._confidence)
+        if self.level.enabled:
+            self.level.scale_in(self._magnitudes[now], self._model_in)
+            self.model.process(self._model_in, self._estimate, self._confidence)
+            self.level.scale_out(self._estimate)
+        else:
+            self.model.process(self._magnitudes[now], self._estimate, self._confidence)
         if self.gate_enabled:
             self.gate.process(self._magnitudes[aligned], self._estimate, self._confidence, self._gated)
             magnitudes = self._gated

@@ -40,6 +40,8 @@ def test_defaults_load_and_validate():
         ("model: {threads: 0}", "config 'model.threads': must be an integer between 1 and 16, got 0"),
         ("model: {threads: true}", "config 'model.threads'"),
         ("model: {stereo: ms}", "config 'model.stereo': must be one of 'mid_side', 'channels'"),
+        ("model: {max_boost_db: -3}", "config 'model.max_boost_db'"),
+        ("model: {input_level_db: 5}", "config 'model.input_level_db'"),
         ("gate: {enabled: 'yes'}", "config 'gate.enabled': must be one of True, False"),
         ("stft: {window: hann}", "config 'stft.window': unknown key (allowed: fft_size, hop)"),
         ("colour: red", "config 'colour': unknown section"),

@@ -1,0 +1,109 @@
+"""The model input level stage (realtime/level.py) and its place in the engine."""
+
+import numpy as np
+import pytest
+
+from realtime.level import LEVEL_TIME_S, InputLevel
+from realtime.restorer import Restorer
+
+N, HOP, RATE = 1024, 256, 48_000
+BINS = N // 2 + 1
+
+
+def frame_at(level_db: float, channels: int = 1) -> np.ndarray:
+    """(channels, BINS) f32 magnitudes whose frame level is level_db (one bin carries all the power)."""
+    mag = np.zeros((channels, BINS), np.float32)
+    mag[:, 40] = N / 4 * 10 ** (level_db / 20)
+    return mag
+
+
+def stage(target_db: float = -35.0, max_boost_db: float = 30.0, channels: int = 1) -> InputLevel:
+    level = InputLevel(target_db, max_boost_db, -70.0, RATE, N, HOP)
+    level.prepare(channels)
+    return level
+
+
+@pytest.mark.parametrize("level_db, expected_db", [(-50.0, 15.0), (-35.0, 0.0), (-10.0, 0.0), (-75.0 + 10, 30.0)])
+def test_gain_brings_the_level_to_the_target_within_the_limits(level_db, expected_db):
+    level = stage()
+    scaled = np.zeros((1, BINS), np.float32)
+    for _ in range(10):
+        level.scale_in(frame_at(level_db), scaled)
+    assert level.gain_db == pytest.approx(expected_db, abs=1e-6)
+    assert scaled[0, 40] == pytest.approx(frame_at(level_db)[0, 40] * 10 ** (expected_db / 20), rel=1e-6)
+
+
+def test_estimate_is_divided_by_the_gain_the_input_took():
+    level = stage()
+    scaled = np.zeros((1, BINS), np.float32)
+    mag = frame_at(-55.0)
+    level.scale_in(mag, scaled)
+    level.scale_out(scaled)
+    np.testing.assert_allclose(scaled, mag, rtol=1e-6)
+
+
+def test_silent_frames_leave_the_level_alone_and_the_first_active_frame_sets_it():
+    level = stage()
+    scaled = np.zeros((1, BINS), np.float32)
+    level.scale_in(frame_at(-100.0), scaled)         # below active_db: silence
+    assert level.gain_db == 0.0
+    level.scale_in(frame_at(-45.0), scaled)
+    assert level.gain_db == pytest.approx(10.0, abs=1e-6)
+    level.scale_in(frame_at(-100.0), scaled)
+    assert level.gain_db == pytest.approx(10.0, abs=1e-6)
+
+
+def test_level_follows_with_its_time_constant():
+    level = stage()
+    scaled = np.zeros((1, BINS), np.float32)
+    frames = int(LEVEL_TIME_S * RATE / HOP)
+    for _ in range(frames):
+        level.scale_in(frame_at(-45.0), scaled)
+    for _ in range(frames):                          # one time constant at a level 10 dB lower
+        level.scale_in(frame_at(-55.0), scaled)
+    assert 10.0 + 10.0 * (1 - np.exp(-1)) * 0.95 < level.gain_db < 10.0 + 10.0 * (1 - np.exp(-1)) * 1.05
+
+
+def test_one_gain_for_all_channels_from_the_loudest():
+    level = stage(channels=2)
+    mag = np.concatenate([frame_at(-50.0), frame_at(-80.0)])
+    scaled = np.zeros_like(mag)
+    level.scale_in(mag, scaled)
+    assert level.gain_db == pytest.approx(15.0, abs=1e-6)
+    np.testing.assert_allclose(scaled / np.maximum(mag, 1e-30), np.where(mag > 0, 10 ** 0.75, 0), rtol=1e-6)
+
+
+def test_boost_off_and_pass_through_model_leave_the_engine_as_it_was():
+    assert not Restorer.from_config(None, {"model": {"max_boost_db": 0.0}}).level.enabled
+    assert not Restorer.from_config(None, {"model": {"path": "passthrough"}}).level.enabled
+    assert Restorer.from_config(None).level.enabled
+
+
+def _model_inputs(restorer: Restorer, audio: np.ndarray) -> np.ndarray:
+    """(hops, BINS) the magnitudes the engine's model saw for mono `audio` at 48 kHz."""
+    seen = []
+    original = restorer.model.process
+
+    def spy(magnitudes, estimate, confidence):
+        seen.append(magnitudes[0].copy())
+        original(magnitudes, estimate, confidence)
+
+    restorer.model.process = spy
+    restorer.restore(audio[None, :], RATE)
+    return np.array(seen)
+
+
+def test_the_engine_model_sees_quiet_input_times_the_gain():
+    """A -50 dBFS tone over -90 dBFS noise (frame level about -48 dB): once the level has settled the model
+    input is the analysis magnitudes times 10^(gain / 20), about 13 dB here."""
+    t = np.arange(RATE * 2) / RATE
+    noise = np.random.default_rng(3).standard_normal(t.size) * 10 ** (-90 / 20)
+    quiet = (10 ** (-50 / 20) * np.sin(2 * np.pi * 440.0 * t) + noise).astype(np.float32)
+    boosted = Restorer.from_config(None)
+    plain = Restorer.from_config(None, {"model": {"max_boost_db": 0.0}})
+    seen, plain_seen = _model_inputs(boosted, quiet), _model_inputs(plain, quiet)
+    gain = 10 ** (boosted.level.gain_db / 20)
+    assert 10 ** (12 / 20) < gain < 10 ** (14 / 20)
+    settled = slice(len(seen) // 2, len(seen) * 3 // 4)          # before the flush's silence
+    ratio = seen[settled].sum(axis=1) / plain_seen[settled].sum(axis=1)
+    np.testing.assert_allclose(ratio, gain, rtol=1e-3)
