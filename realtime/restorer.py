@@ -360,6 +360,8 @@ class Restorer:
             "phase": dict(self.config.phase),
             "gate": {"enabled": self.gate_enabled},
             "stereo": self.config.model["stereo"],
+            "input_level": {"enabled": self.level.enabled, "target_db": self.config.model["input_level_db"],
+                            "max_boost_db": self.config.model["max_boost_db"]},
             "config": self.config.source,
             "supported_rates_hz": list(SUPPORTED_RATES_HZ),
             "max_channels": MAX_CHANNELS,

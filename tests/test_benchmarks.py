@@ -225,3 +225,36 @@ def test_stereo_benchmark_quick_run(tmp_path):
         assert block["gate_engaged"][system] == len(result["clips"])
         assert block["changes"][system]["lsd_full"] < 0 and block["clips_worse"][system] == 0
     assert result["readme_table"].startswith("| stereo input |") and result["readme_table"] in done.stdout
+
+
+def test_headroom_benchmark_quick_run(tmp_path):
+    from benchmarks.headroom import QUICK_CONDITIONS, SYSTEMS as HEADROOM_SYSTEMS
+
+    out = tmp_path / "headroom.json"
+    done = run_benchmark("benchmarks.headroom", "--quick", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "headroom" and result["quick"] is True
+    assert list(result["summary"]) == list(QUICK_CONDITIONS)
+    assert len(result["per_clip"]) == len(result["clips"]) * len(QUICK_CONDITIONS)
+    for row in result["per_clip"]:
+        assert all(np.isfinite(row[s]) and row[s] >= 0 for s in HEADROOM_SYSTEMS), row
+    assert result["table"] in done.stdout
+
+
+def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
+    """The recorder's decoded frames line up with the offline STFT of the input: their LSD from the magnitudes
+    equals the signal's LSD as clip_metrics computes it, and clean input recorded through the gate comes back
+    as the gate's output unchanged."""
+    from benchmarks.clips import synthetic_clips
+    from benchmarks.headroom import Recorder, magnitude_lsd
+    from realtime.restorer import Restorer
+    from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, power_db
+
+    clean = synthetic_clips(2.0)[1].samples
+    coded = (clean + np.random.default_rng(1).standard_normal(clean.size) * 0.01).astype(np.float32)
+    _, frames = Recorder(Restorer.from_config(None)).run(coded)
+    reference_db = power_db(clean)
+    expected = clip_metrics(clean, coded, codec_cutoff_bin(reference_db, power_db(coded)), reference_db)["lsd_full"]
+    assert magnitude_lsd(frames["decoded"], reference_db, 1.0) == pytest.approx(expected, abs=0.02)
+    assert not frames["active"].any()
+    np.testing.assert_array_equal(frames["gated"], frames["decoded"])

@@ -1,0 +1,174 @@
+"""Headroom benchmark: which stage limits restoration, the model, the gate or the phase?
+
+    python -m benchmarks.headroom [--clips 4] [--seconds 6] [--conditions a,b] [--json PATH] [--model auto]
+    python -m benchmarks.headroom --quick      # CI smoke run: the synthetic clips, 2 s, one condition
+
+Per clip (mono validation clips, benchmarks/clips.py) and quality-benchmark condition (benchmarks/quality.py
+`degraded`, seed = clip index), the engine restores the decoded input while its per-hop magnitudes are
+recorded; then the full-band LSD against the clean reference (realtime/train/evaluate.py, at the clip's level)
+of, on the same frames:
+
+- `decoded`: the decoded input;
+- `engine`: the engine's output (re-analysed);
+- `gated`: the gate's magnitudes themselves (what the phase stage is asked to realise): engine minus gated is
+  what the phase stage loses;
+- `clean_phase`: the gated magnitudes resynthesised with the clean signal's phase (an oracle no real-time
+  stage has, so engine minus clean_phase bounds what any phase estimate could add);
+- `model_wide_open`: the model's estimate in every bin of every frame the gate restores (its gain, not
+  its bin choice): gated minus this is what the gate's choice of bins costs (negative: what it saves).
+
+Prints a table of means per kind with the changes against the decoded input; writes JSON (`--json`):
+`benchmark`, `quick`, `environment`, `engine`, `clips`, `conditions`, `per_clip` [{clip, kind, condition,
+<system>: LSD dB}], `summary` {condition: {kind: {system: mean LSD dB}}}, `table`, `wall_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+
+from benchmarks.clips import Clip, synthetic_clips, validation_clips
+from benchmarks.common import MODEL_CHOICES, engine_config, environment, format_table, model_name, run_main, write_json
+from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
+from realtime.restorer import Restorer
+from realtime.stft import istft_offline, stft_offline
+from realtime.train.evaluate import FLOOR_DB, REF_POWER, clip_metrics, codec_cutoff_bin, power_db
+
+SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
+DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
+QUICK_CONDITIONS = ("ffmpeg_s16_tpdf_48k",)
+MAX_FRAME_OFFSET = 8
+
+
+class Recorder:
+    """Wraps a Restorer's gate to keep, per hop, channel 0's decoded, estimated and gated magnitudes and
+    whether the gate was restoring."""
+
+    def __init__(self, restorer: Restorer) -> None:
+        self.restorer = restorer
+        self.hops: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
+        gate_process = restorer.gate.process
+
+        def process(decoded, predicted, confidence, out):
+            gate_process(decoded, predicted, confidence, out)
+            self.hops.append((decoded[0].copy(), predicted[0].copy(), out[0].copy(),
+                              bool(restorer.gate.activity[0] > 0)))
+
+        restorer.gate.process = process
+
+    def run(self, decoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(output (n,), {'decoded', 'estimate', 'gated': (frames, F), 'active': (frames,)}) for mono decoded
+        (n,), the recorded hops aligned with `stft_offline(decoded)`'s frames (frames the engine did not
+        reach stay zero)."""
+        self.hops.clear()
+        output = self.restorer.restore(decoded[None, :], SAMPLE_RATE)[0]
+        spectra = np.abs(stft_offline(decoded, self.restorer.fft_size, self.restorer.hop))
+        recorded = np.array([h[0] for h in self.hops])
+        offset = _frame_offset(recorded, spectra)
+        frames = {k: np.zeros_like(spectra, dtype=np.float32) for k in ("decoded", "estimate", "gated")}
+        frames["active"] = np.zeros(len(spectra), bool)
+        for j, (dec, est, out, active) in enumerate(self.hops):
+            t = j - offset
+            if 0 <= t < len(spectra):
+                frames["decoded"][t], frames["estimate"][t], frames["gated"][t] = dec, est, out
+                frames["active"][t] = active
+        return output, frames
+
+
+def _frame_offset(recorded: np.ndarray, spectra: np.ndarray) -> int:
+    """The k with recorded[j] == spectra[j - k] (the engine's stream starts with padding)."""
+    def error(k: int) -> float:
+        a, b = recorded[max(0, k):], spectra[max(0, -k):]
+        m = min(len(a), len(b))
+        return float(np.abs(a[:m] - b[:m]).max())
+    return min(range(-MAX_FRAME_OFFSET, MAX_FRAME_OFFSET + 1), key=error)
+
+
+def magnitude_lsd(magnitudes: np.ndarray, reference_db: np.ndarray, level: float) -> float:
+    """Full-band LSD (dB) of (frames, F) magnitudes at `level` against reference power in dB, as clip_metrics
+    computes it for a signal (same floor, same active frames)."""
+    power = (magnitudes.astype(np.float64) * level) ** 2 / REF_POWER
+    db = 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
+    n = min(len(db), len(reference_db))
+    r, o = reference_db[:n], db[:n]
+    active = r.max(axis=1) > -60.0
+    return float(np.mean(np.sqrt(np.mean((o[active] - r[active]) ** 2, axis=1))))
+
+
+def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) -> dict[str, Any]:
+    """One row: the LSD of every system for `clip` under the condition."""
+    condition = BY_NAME[condition_name]
+    reference, decoded, _ = degraded(condition, clip.samples, index)
+    fft_size, hop = recorder.restorer.fft_size, recorder.restorer.hop
+    output, frames = recorder.run(decoded)
+    level = 10 ** (-condition.chain.gain_db / 20)
+    reference_db = power_db(reference * level)
+    cutoff = codec_cutoff_bin(reference_db, power_db(decoded * level))
+    clean_phase = np.exp(1j * np.angle(stft_offline(reference, fft_size, hop)))
+    resynthesised = istft_offline(frames["gated"] * clean_phase, fft_size, hop)[fft_size - 1:]
+    resynthesised = np.concatenate([resynthesised, np.zeros(len(decoded) - len(resynthesised))])
+    wide_open = np.where(frames["active"][:, None], frames["estimate"], frames["decoded"])
+    return {"clip": clip.id, "kind": clip.kind, "condition": condition_name,
+            "decoded": clip_metrics(reference * level, decoded * level, cutoff, reference_db)["lsd_full"],
+            "engine": clip_metrics(reference * level, output * level, cutoff, reference_db)["lsd_full"],
+            "gated": magnitude_lsd(frames["gated"], reference_db, level),
+            "clean_phase": clip_metrics(reference * level, resynthesised * level, cutoff, reference_db)["lsd_full"],
+            "model_wide_open": magnitude_lsd(wide_open, reference_db, level)}
+
+
+def summarise(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
+    """condition -> kind -> system -> mean LSD (dB)."""
+    return {c: {kind: {s: round(float(np.mean([r[s] for r in rows if r["condition"] == c and r["kind"] == kind])), 3)
+                       for s in SYSTEMS}
+                for kind in sorted({r["kind"] for r in rows})} for c in conditions}
+
+
+def table(summary: dict[str, Any]) -> str:
+    """Mean LSD per condition and kind, each system with its change against the decoded input."""
+    rows = []
+    for condition, kinds in summary.items():
+        for kind, means in kinds.items():
+            base = means["decoded"]
+            rows.append([f"{condition} {kind}", f"{base:.2f}",
+                         *(f"{means[s]:.2f} ({100 * (means[s] / base - 1):+.1f} %)" for s in SYSTEMS[1:])])
+    return format_table(["condition", "decoded dB", *SYSTEMS[1:]], rows, "full-band LSD (dB)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.headroom", description=__doc__.split("\n\n")[0])
+    p.add_argument("--clips", type=int, default=4, help="validation clips per kind (speech, music)")
+    p.add_argument("--seconds", type=float, default=6.0)
+    p.add_argument("--conditions", default=",".join(DEFAULT_CONDITIONS), help="quality-benchmark condition names")
+    p.add_argument("--model", default="auto", help=MODEL_CHOICES)
+    p.add_argument("--config", default=None, help="engine YAML (default: the shipped settings)")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--quick", action="store_true", help="smoke run: the synthetic clips, 2 s, QUICK_CONDITIONS")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    conditions = QUICK_CONDITIONS if args.quick else tuple(args.conditions.split(","))
+    unknown = [c for c in conditions if c not in BY_NAME]
+    if unknown:
+        raise SystemExit(f"headroom: unknown condition {unknown[0]!r} (see benchmarks/quality.py)")
+    config = engine_config(args.config, args.model)
+    recorder = Recorder(Restorer(config))
+    clips = synthetic_clips(2.0) if args.quick else validation_clips(args.clips, args.seconds)
+    rows = [evaluate(clip, index, name, recorder) for name in conditions for index, clip in enumerate(clips)]
+    summary = summarise(rows, conditions)
+    text = table(summary)
+    print(text)
+    write_json({"benchmark": "headroom", "quick": args.quick, "environment": environment(),
+                "engine": {"model": model_name(config)}, "conditions": list(conditions),
+                "clips": [{"id": c.id, "kind": c.kind} for c in clips], "per_clip": rows, "summary": summary,
+                "table": text, "wall_s": round(time.perf_counter() - start, 1)}, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
