@@ -8,7 +8,9 @@ exponential with time constant LEVEL_TIME_S). The gain, one for all channels so 
 balance, is target_db minus the loudest channel's mean level, clipped to 0..max_boost_db: input is only
 ever boosted, never attenuated. The model sees magnitudes times that gain, its magnitude estimate is
 divided by it, its confidence is used as it is. The gate and the phase stage see the decoded magnitudes
-unscaled, so whatever the gate keeps stays bit-exact; max_boost_db 0 turns the stage off.
+unscaled, so whatever the gate keeps stays bit-exact; max_boost_db 0 turns the stage off. (A model with
+look-ahead has its estimate divided by the gain of the newest hop, one that moves slowly; the shipped model
+is causal, so input and estimate take the same gain.)
 """
 
 from __future__ import annotations
