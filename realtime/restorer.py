@@ -300,10 +300,12 @@ class Restorer:
     def codec_report(self) -> dict[str, Any]:
         """What the codec gate detected since the last `reset`: `engaged` (bool), `cutoff_hz` (float or
         None), `engaged_after_s` (s from stream start to the first engagement, or None), `restored_share`
-        (share of active frames the gate restored anything in, 0..1), and `gate_enabled` (False with the
-        pass-through model, which has nothing to add)."""
+        (share of active frames the gate restored anything in, 0..1), `gate_enabled` (False with the
+        pass-through model, which has nothing to add) and `model_input_gain_db` (the gain the level stage
+        gives the model's input now, dB; 0 when off)."""
         report = dict(self.gate.report())
         report["gate_enabled"] = self.gate_enabled
+        report["model_input_gain_db"] = round(self.level.gain_db, 2)
         return report
 
     def _delay_by_pad(self, block: np.ndarray) -> np.ndarray:

@@ -107,3 +107,5 @@ def test_the_engine_model_sees_quiet_input_times_the_gain():
     settled = slice(len(seen) // 2, len(seen) * 3 // 4)          # before the flush's silence
     ratio = seen[settled].sum(axis=1) / plain_seen[settled].sum(axis=1)
     np.testing.assert_allclose(ratio, gain, rtol=1e-3)
+    assert boosted.codec_report()["model_input_gain_db"] == pytest.approx(boosted.level.gain_db, abs=0.01)
+    assert plain.codec_report()["model_input_gain_db"] == 0.0
