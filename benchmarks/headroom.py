@@ -33,9 +33,10 @@ import numpy as np
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import MODEL_CHOICES, engine_config, environment, format_table, model_name, run_main, write_json
 from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
+from realtime.errors import GapfillError
 from realtime.restorer import Restorer
 from realtime.stft import istft_offline, stft_offline
-from realtime.train.evaluate import FLOOR_DB, REF_POWER, clip_metrics, codec_cutoff_bin, power_db
+from realtime.train.evaluate import ACTIVE_DB, FLOOR_DB, REF_POWER, clip_metrics, codec_cutoff_bin, power_db
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
@@ -94,7 +95,7 @@ def magnitude_lsd(magnitudes: np.ndarray, reference_db: np.ndarray, level: float
     db = 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
     n = min(len(db), len(reference_db))
     r, o = reference_db[:n], db[:n]
-    active = r.max(axis=1) > -60.0
+    active = r.max(axis=1) > ACTIVE_DB
     return float(np.mean(np.sqrt(np.mean((o[active] - r[active]) ** 2, axis=1))))
 
 
@@ -155,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     conditions = QUICK_CONDITIONS if args.quick else tuple(args.conditions.split(","))
     unknown = [c for c in conditions if c not in BY_NAME]
     if unknown:
-        raise SystemExit(f"headroom: unknown condition {unknown[0]!r} (see benchmarks/quality.py)")
+        raise GapfillError(f"unknown condition {unknown[0]!r} (see benchmarks/quality.py)")
     config = engine_config(args.config, args.model)
     recorder = Recorder(Restorer(config))
     clips = synthetic_clips(2.0) if args.quick else validation_clips(args.clips, args.seconds)
