@@ -36,7 +36,7 @@ from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
 from realtime.errors import GapfillError
 from realtime.restorer import Restorer
 from realtime.stft import istft_offline, stft_offline
-from realtime.train.evaluate import ACTIVE_DB, FLOOR_DB, REF_POWER, clip_metrics, codec_cutoff_bin, power_db
+from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
@@ -88,17 +88,6 @@ def _frame_offset(recorded: np.ndarray, spectra: np.ndarray) -> int:
     return min(range(-MAX_FRAME_OFFSET, MAX_FRAME_OFFSET + 1), key=error)
 
 
-def magnitude_lsd(magnitudes: np.ndarray, reference_db: np.ndarray, level: float) -> float:
-    """Full-band LSD (dB) of (frames, F) magnitudes at `level` against reference power in dB, as clip_metrics
-    computes it for a signal (same floor, same active frames)."""
-    power = (magnitudes.astype(np.float64) * level) ** 2 / REF_POWER
-    db = 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
-    n = min(len(db), len(reference_db))
-    r, o = reference_db[:n], db[:n]
-    active = r.max(axis=1) > ACTIVE_DB
-    return float(np.mean(np.sqrt(np.mean((o[active] - r[active]) ** 2, axis=1))))
-
-
 def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) -> dict[str, Any]:
     """One row: the LSD of every system for `clip` under the condition."""
     condition = BY_NAME[condition_name]
@@ -115,9 +104,9 @@ def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) ->
     return {"clip": clip.id, "kind": clip.kind, "condition": condition_name,
             "decoded": clip_metrics(reference * level, decoded * level, cutoff, reference_db)["lsd_full"],
             "engine": clip_metrics(reference * level, output * level, cutoff, reference_db)["lsd_full"],
-            "gated": magnitude_lsd(frames["gated"], reference_db, level),
+            "gated": spectrum_metrics(reference_db, magnitude_db(frames["gated"] * level), cutoff)["lsd_full"],
             "clean_phase": clip_metrics(reference * level, resynthesised * level, cutoff, reference_db)["lsd_full"],
-            "model_wide_open": magnitude_lsd(wide_open, reference_db, level)}
+            "model_wide_open": spectrum_metrics(reference_db, magnitude_db(wide_open * level), cutoff)["lsd_full"]}
 
 
 def summarise(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:

@@ -62,9 +62,10 @@ class Restorer:
         self.config = config
         self.fft_size, self.hop = config.fft_size, config.hop
         self.model = load_model(config.model["path"], config.model["threads"], self.fft_size, self.hop)
-        self.gate_enabled = bool(config.gate["enabled"]) and not isinstance(self.model, PassThroughModel)
+        passthrough = isinstance(self.model, PassThroughModel)
+        self.gate_enabled = bool(config.gate["enabled"]) and not passthrough
         self.gate = CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop)
-        boost = config.model["max_boost_db"] if not isinstance(self.model, PassThroughModel) else 0.0
+        boost = 0.0 if passthrough else config.model["max_boost_db"]
         self.level = InputLevel(config.model["input_level_db"], boost, config.gate["active_db"], MODEL_RATE_HZ,
                                 self.fft_size, self.hop)
         self.phase = PhaseStage(config.phase, self.fft_size, self.hop)

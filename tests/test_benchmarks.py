@@ -246,15 +246,17 @@ def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
     equals the signal's LSD as clip_metrics computes it, and clean input recorded through the gate comes back
     as the gate's output unchanged."""
     from benchmarks.clips import synthetic_clips
-    from benchmarks.headroom import Recorder, magnitude_lsd
+    from benchmarks.headroom import Recorder
     from realtime.restorer import Restorer
-    from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, power_db
+    from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
 
     clean = synthetic_clips(2.0)[1].samples
     coded = (clean + np.random.default_rng(1).standard_normal(clean.size) * 0.01).astype(np.float32)
     _, frames = Recorder(Restorer.from_config(None)).run(coded)
     reference_db = power_db(clean)
-    expected = clip_metrics(clean, coded, codec_cutoff_bin(reference_db, power_db(coded)), reference_db)["lsd_full"]
-    assert magnitude_lsd(frames["decoded"], reference_db, 1.0) == pytest.approx(expected, abs=0.02)
+    cutoff = codec_cutoff_bin(reference_db, power_db(coded))
+    expected = clip_metrics(clean, coded, cutoff, reference_db)["lsd_full"]
+    recorded = spectrum_metrics(reference_db, magnitude_db(frames["decoded"]), cutoff)["lsd_full"]
+    assert recorded == pytest.approx(expected, abs=0.02)
     assert not frames["active"].any()
     np.testing.assert_array_equal(frames["gated"], frames["decoded"])

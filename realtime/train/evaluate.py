@@ -37,10 +37,15 @@ TOP_HZ = 20_000.0
 REF_POWER = (FFT_SIZE / 4) ** 2
 
 
+def magnitude_db(magnitudes: np.ndarray) -> np.ndarray:
+    """(frames, 513) linear |rfft| magnitudes -> power in dB re a full-scale sine, floored at FLOOR_DB."""
+    power = np.asarray(magnitudes, np.float64) ** 2 / REF_POWER
+    return 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
+
+
 def power_db(x: np.ndarray) -> np.ndarray:
     """(samples,) -> (frames, 513) power in dB re a full-scale sine, floored at FLOOR_DB."""
-    X = stft_offline(np.asarray(x, np.float64), FFT_SIZE, HOP)
-    return 10 * np.log10(np.maximum(np.abs(X).astype(np.float64) ** 2 / REF_POWER, 10 ** (FLOOR_DB / 10)))
+    return magnitude_db(np.abs(stft_offline(np.asarray(x, np.float64), FFT_SIZE, HOP)))
 
 
 def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
@@ -52,8 +57,12 @@ def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
 
 
 def clip_metrics(clean: np.ndarray, out: np.ndarray, cutoff: int, ref_db: np.ndarray | None = None) -> dict:
-    r = power_db(clean) if ref_db is None else ref_db
-    o = power_db(out)
+    return spectrum_metrics(power_db(clean) if ref_db is None else ref_db, power_db(out), cutoff)
+
+
+def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict:
+    """LSD full / below / above and holes (module doc) of output power o against reference power r, both
+    (frames, 513) dB from `power_db` or `magnitude_db`."""
     active = r.max(axis=1) > ACTIVE_DB
     r, o = r[active], o[active]
     top = int(TOP_HZ * FFT_SIZE / 48_000)
