@@ -460,10 +460,10 @@ def peer_run(config: Any, seconds: float) -> dict[str, Any]:
     lag = cross_correlation_lag(audio[0, : len(response)].astype(np.float64), response)
     return {
         "chunk": PEER_CHUNK, "rate_hz": MODEL_RATE_HZ, "channels": 1, "seconds": round(timed_s, 2),
-        "gapfill": {"cpu_s": round(ours, 3), "rtf": round(ours / timed_s, 4),
+        "gapfill": {"cpu_s": round(ours, 6), "rtf": round(ours / timed_s, 4),
                     "latency_samples": restorer.latency_samples,
                     "latency_ms": round(1000.0 * restorer.latency_samples / MODEL_RATE_HZ, 2)},
-        "deepfilternet3": {"cpu_s": round(theirs, 3), "rtf": round(theirs / timed_s, 4),
+        "deepfilternet3": {"cpu_s": round(theirs, 6), "rtf": round(theirs / timed_s, 4),
                            "output_lag_samples": lag,
                            "latency_ms": round(1000.0 * (lag + PEER_CHUNK) / MODEL_RATE_HZ, 2)},
         "cpu_ratio": round(ours / theirs, 3),
