@@ -17,9 +17,15 @@ of, on the same frames:
 - `model_wide_open`: the model's estimate in every bin of every frame the gate restores (its gain, not
   its bin choice): gated minus this is what the gate's choice of bins costs (negative: what it saves).
 
-Prints a table of means per kind with the changes against the decoded input; writes JSON (`--json`):
-`benchmark`, `quick`, `environment`, `engine`, `clips`, `conditions`, `per_clip` [{clip, kind, condition,
-<system>: LSD dB}], `summary` {condition: {kind: {system: mean LSD dB}}}, `table`, `wall_s`.
+LSD says how far each system is from the clean clip; a second measure says which way above the cutoff: the
+mean signed level error there (dB, system minus clean; realtime/train/evaluate.py `level_error_above`), e.g.
+how much quieter the engine's output is than the magnitudes the phase stage was given.
+
+Prints a table of mean LSD per kind with the changes against the decoded input and one of the level errors;
+writes JSON (`--json`): `benchmark`, `quick`, `environment`, `engine`, `clips`, `conditions`, `per_clip`
+[{clip, kind, condition, <system>: LSD dB, level_above: {<system>: dB or null}}], `summary` {condition:
+{kind: {system: mean LSD dB}}}, `level_above` {condition: {kind: {system: mean dB or null}}}, `table`,
+`wall_s`.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
 from realtime.errors import GapfillError
 from realtime.restorer import Restorer
 from realtime.stft import istft_offline, stft_offline
-from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
+from realtime.train.evaluate import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
@@ -95,23 +101,34 @@ def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) ->
     fft_size, hop = recorder.restorer.fft_size, recorder.restorer.hop
     output, frames = recorder.run(decoded)
     level = 10 ** (-condition.chain.gain_db / 20)
-    reference_db = power_db(reference * level)
-    cutoff = codec_cutoff_bin(reference_db, power_db(decoded * level))
+    reference_db, decoded_db = power_db(reference * level), power_db(decoded * level)
+    cutoff = codec_cutoff_bin(reference_db, decoded_db)
     clean_phase = np.exp(1j * np.angle(stft_offline(reference, fft_size, hop)))
     resynthesised = istft_offline(frames["gated"] * clean_phase, fft_size, hop)[fft_size - 1:]
     resynthesised = np.concatenate([resynthesised, np.zeros(len(decoded) - len(resynthesised))])
     wide_open = np.where(frames["active"][:, None], frames["estimate"], frames["decoded"])
+    spectra = {"decoded": decoded_db, "engine": power_db(output * level),
+               "gated": magnitude_db(frames["gated"] * level), "clean_phase": power_db(resynthesised * level),
+               "model_wide_open": magnitude_db(wide_open * level)}
     return {"clip": clip.id, "kind": clip.kind, "condition": condition_name,
-            "decoded": clip_metrics(reference * level, decoded * level, cutoff, reference_db)["lsd_full"],
-            "engine": clip_metrics(reference * level, output * level, cutoff, reference_db)["lsd_full"],
-            "gated": spectrum_metrics(reference_db, magnitude_db(frames["gated"] * level), cutoff)["lsd_full"],
-            "clean_phase": clip_metrics(reference * level, resynthesised * level, cutoff, reference_db)["lsd_full"],
-            "model_wide_open": spectrum_metrics(reference_db, magnitude_db(wide_open * level), cutoff)["lsd_full"]}
+            **{s: spectrum_metrics(reference_db, spectra[s], cutoff)["lsd_full"] for s in SYSTEMS},
+            "level_above": {s: level_error_above(reference_db, spectra[s], cutoff) for s in SYSTEMS}}
 
 
 def summarise(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
     """condition -> kind -> system -> mean LSD (dB)."""
     return {c: {kind: {s: round(float(np.mean([r[s] for r in rows if r["condition"] == c and r["kind"] == kind])), 3)
+                       for s in SYSTEMS}
+                for kind in sorted({r["kind"] for r in rows})} for c in conditions}
+
+
+def summarise_level(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
+    """condition -> kind -> system -> mean signed level error above the cutoff (dB), None where no clip has
+    a region above the cutoff."""
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return round(float(np.mean(known)), 2) if known else None
+    return {c: {kind: {s: mean([r["level_above"][s] for r in rows if r["condition"] == c and r["kind"] == kind])
                        for s in SYSTEMS}
                 for kind in sorted({r["kind"] for r in rows})} for c in conditions}
 
@@ -125,6 +142,13 @@ def table(summary: dict[str, Any]) -> str:
             rows.append([f"{condition} {kind}", f"{base:.2f}",
                          *(f"{means[s]:.2f} ({100 * (means[s] / base - 1):+.1f} %)" for s in SYSTEMS[1:])])
     return format_table(["condition", "decoded dB", *SYSTEMS[1:]], rows, "full-band LSD (dB)")
+
+
+def level_table(level: dict[str, Any]) -> str:
+    """Mean signed level error above the cutoff per condition and kind ("-": no region above the cutoff)."""
+    rows = [[f"{condition} {kind}", *("-" if means[s] is None else f"{means[s]:+.2f}" for s in SYSTEMS)]
+            for condition, kinds in level.items() for kind, means in kinds.items()]
+    return format_table(["condition", *SYSTEMS], rows, "level above the cutoff against the clean clip (dB, mean signed)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -150,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     recorder = Recorder(Restorer(config))
     clips = synthetic_clips(2.0) if args.quick else validation_clips(args.clips, args.seconds)
     rows = [evaluate(clip, index, name, recorder) for name in conditions for index, clip in enumerate(clips)]
-    summary = summarise(rows, conditions)
-    text = table(summary)
+    summary, level = summarise(rows, conditions), summarise_level(rows, conditions)
+    text = table(summary) + "\n\n" + level_table(level)
     print(text)
     write_json({"benchmark": "headroom", "quick": args.quick, "environment": environment(),
                 "engine": {"model": model_name(config)}, "conditions": list(conditions),
                 "clips": [{"id": c.id, "kind": c.kind} for c in clips], "per_clip": rows, "summary": summary,
+                "level_above": level,
                 "table": text, "wall_s": round(time.perf_counter() - start, 1)}, args.json)
     return 0
 

@@ -238,7 +238,22 @@ def test_headroom_benchmark_quick_run(tmp_path):
     assert len(result["per_clip"]) == len(result["clips"]) * len(QUICK_CONDITIONS)
     for row in result["per_clip"]:
         assert all(np.isfinite(row[s]) and row[s] >= 0 for s in HEADROOM_SYSTEMS), row
-    assert result["table"] in done.stdout
+        assert set(row["level_above"]) == set(HEADROOM_SYSTEMS), row
+    assert result["table"] in done.stdout and "level above the cutoff" in done.stdout
+    assert list(result["level_above"]) == list(QUICK_CONDITIONS)
+
+
+def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
+    """Above the cutoff, an output 6 dB louder than the reference reads +6, a missing band (the floor) reads
+    negative, and a cutoff at the top of the measured band leaves nothing to measure (None)."""
+    from realtime.train.evaluate import FLOOR_DB, level_error_above
+
+    reference = np.full((20, 513), -40.0)
+    louder = reference.copy()
+    louder[:, 200:] += 6.0
+    assert level_error_above(reference, louder, 200) == pytest.approx(6.0)
+    assert level_error_above(reference, np.full_like(reference, FLOOR_DB), 200) == pytest.approx(FLOOR_DB + 40.0)
+    assert level_error_above(reference, louder, 500) is None
 
 
 def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():

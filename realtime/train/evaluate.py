@@ -35,6 +35,7 @@ ACTIVE_DB = -60.0
 HOLE_DB = 20.0
 TOP_HZ = 20_000.0
 REF_POWER = (FFT_SIZE / 4) ** 2
+_TOP_BIN = int(TOP_HZ * FFT_SIZE / 48_000)
 
 
 def magnitude_db(magnitudes: np.ndarray) -> np.ndarray:
@@ -51,9 +52,19 @@ def power_db(x: np.ndarray) -> np.ndarray:
 def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
     lt_c = 10 * np.log10(np.mean(10 ** (clean_db / 10), axis=0))
     lt_d = 10 * np.log10(np.mean(10 ** (dec_db / 10), axis=0))
-    top = int(TOP_HZ * FFT_SIZE / 48_000)
+    top = _TOP_BIN
     ok = np.nonzero((lt_d[:top] >= lt_c[:top] - 30.0) & (lt_d[:top] > FLOOR_DB + 10.0))[0]
     return int(ok[-1]) + 1 if len(ok) else 0
+
+
+def level_error_above(r: np.ndarray, o: np.ndarray, cutoff: int) -> float | None:
+    """Mean signed level error (dB, o minus r) above the cutoff (bins cutoff..20 kHz, active frames) of
+    output power o against reference power r, both (frames, 513) dB; None where that region is empty. LSD
+    says how far; this says which way: too loud (> 0) or too quiet."""
+    active = r.max(axis=1) > ACTIVE_DB
+    if cutoff >= _TOP_BIN or not active.any():
+        return None
+    return float(np.mean(o[active, cutoff:_TOP_BIN] - r[active, cutoff:_TOP_BIN]))
 
 
 def clip_metrics(clean: np.ndarray, out: np.ndarray, cutoff: int, ref_db: np.ndarray | None = None) -> dict:
@@ -65,7 +76,7 @@ def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict:
     (frames, 513) dB from `power_db` or `magnitude_db`."""
     active = r.max(axis=1) > ACTIVE_DB
     r, o = r[active], o[active]
-    top = int(TOP_HZ * FFT_SIZE / 48_000)
+    top = _TOP_BIN
 
     def lsd(lo: int, hi: int) -> float:
         if hi <= lo or len(r) == 0:
@@ -228,7 +239,7 @@ def compare_checkpoints(checkpoints: list[str], pairs_root: str | Path = "data/p
         o_db_all = db(out)
         acc = {"l1": float(np.abs(out - clean.numpy()).mean() / clean.numpy().mean())}
         parts: dict[str, list] = {"lsd_full": [], "lsd_below": [], "lsd_above": [], "holes": []}
-        top = int(TOP_HZ * FFT_SIZE / 48_000)
+        top = _TOP_BIN
         for r, o, k in zip(c_db_all, o_db_all, cut):
             act = r.max(1) > ACTIVE_DB
             r, o = r[act], o[act]
