@@ -92,3 +92,28 @@ def test_confidence_head_trains_warm_exports_and_streams(tmp_path: Path) -> None
     np.testing.assert_allclose(confidence[..., :512], torch.sigmoid(logit).numpy(), atol=1e-5)
     assert np.all(confidence[..., 512] == 0.0)
     assert OnnxModel(onnx_path, threads=1).has_confidence
+
+
+def test_compare_scores_checkpoints_on_the_validation_crops(tmp_path: Path, monkeypatch) -> None:
+    """`compare` (model-only metrics of checkpoints) runs on a training checkpoint and on the shipped, stripped
+    one, and scores the decoded crops as evaluate.spectrum_metrics does, crop by crop."""
+    import realtime.train.train as training
+    from realtime.train.evaluate import codec_cutoff_bin, magnitude_db, spectrum_metrics
+
+    synthetic = training.validation_sets(None, synthetic=True)
+    monkeypatch.setattr(training, "validation_sets", lambda root, synthetic_=False, **_: synthetic)
+    run = tmp_path / "run"
+    assert main(["train", "--synthetic", "--batch", "2", "--minutes", "5", "--run", str(run), "--threads", "1",
+                 "--steps", "1"]) == 0
+    out = tmp_path / "compare.json"
+    shipped = str(Path(__file__).resolve().parents[1] / "models" / "gapfill-unet-mp3.pt")
+    assert main(["compare", str(run / "last.pt"), shipped, "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res[str(run / "last.pt")]["step"] == 1 and res[shipped]["step"] is None
+
+    dec, clean, _ = synthetic["reference"]
+    c_db, d_db = magnitude_db(clean.numpy()), magnitude_db(dec.numpy())
+    lsd = np.mean([spectrum_metrics(c, d, codec_cutoff_bin(c, d))["lsd_full"] for c, d in zip(c_db, d_db)])
+    assert res["crops"] == len(dec) and res["mp3"]["lsd_full"] == pytest.approx(lsd)
+    for name in ("mp3", str(run / "last.pt"), shipped):
+        assert set(res[name]) >= {"l1", "lsd_full", "lsd_below", "lsd_above", "holes"}

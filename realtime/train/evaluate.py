@@ -227,34 +227,20 @@ def compare_checkpoints(checkpoints: list[str], pairs_root: str | Path = "data/p
     from realtime.train.export import load_checkpoint
     from realtime.train.train import validation_sets
 
-    dec, clean = validation_sets(pairs_root, synthetic=False)["reference"]
+    dec, clean, _ = validation_sets(pairs_root, synthetic=False)["reference"]
 
-    def db(m: np.ndarray) -> np.ndarray:
-        return 10 * np.log10(np.maximum(m.astype(np.float64) ** 2 / REF_POWER, 10 ** (FLOOR_DB / 10)))
-
-    c_db_all, d_db_all = db(clean.numpy()), db(dec.numpy())
+    c_db_all, d_db_all = magnitude_db(clean.numpy()), magnitude_db(dec.numpy())
     cut = [codec_cutoff_bin(c, d) for c, d in zip(c_db_all, d_db_all)]
 
     def metrics(out: np.ndarray) -> dict:
-        o_db_all = db(out)
-        acc = {"l1": float(np.abs(out - clean.numpy()).mean() / clean.numpy().mean())}
-        parts: dict[str, list] = {"lsd_full": [], "lsd_below": [], "lsd_above": [], "holes": []}
-        top = _TOP_BIN
-        for r, o, k in zip(c_db_all, o_db_all, cut):
-            act = r.max(1) > ACTIVE_DB
-            r, o = r[act], o[act]
-            parts["lsd_full"].append(np.mean(np.sqrt(np.mean((o - r) ** 2, 1))))
-            parts["lsd_below"].append(np.mean(np.sqrt(np.mean((o[:, :k] - r[:, :k]) ** 2, 1))))
-            parts["lsd_above"].append(np.mean(np.sqrt(np.mean((o[:, k:top] - r[:, k:top]) ** 2, 1))))
-            cand = r[:, :k] >= FLOOR_DB + HOLE_DB
-            parts["holes"].append(((r[:, :k] - o[:, :k] >= HOLE_DB) & cand).sum() / max(1, cand.sum()))
-        acc.update({k: float(np.mean(v)) for k, v in parts.items()})
-        return acc
+        per_crop = [spectrum_metrics(r, o, k) for r, o, k in zip(c_db_all, magnitude_db(out), cut)]
+        return {"l1": float(np.abs(out - clean.numpy()).mean() / clean.numpy().mean()),
+                **{key: float(np.mean([m[key] for m in per_crop])) for key in per_crop[0]}}
 
     res = {"crops": len(dec), "mp3": metrics(dec.numpy())}
     for ck in checkpoints:
         net, info = load_checkpoint(ck)
         with torch.no_grad():
             out = torch.cat([net(dec[i: i + 8]) for i in range(0, len(dec), 8)]).numpy()
-        res[ck] = {"loss": info["loss"], "step": info["step"], **metrics(out)}
+        res[ck] = {"loss": info.get("loss"), "step": info.get("step"), **metrics(out)}
     return res
