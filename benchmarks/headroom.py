@@ -115,22 +115,24 @@ def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) ->
             "level_above": {s: level_error_above(reference_db, spectra[s], cutoff) for s in SYSTEMS}}
 
 
+def _by_group(rows: list[dict[str, Any]], conditions: tuple[str, ...], reduce: Any) -> dict[str, Any]:
+    """condition -> kind -> system -> reduce(rows of that condition and kind, system)."""
+    return {c: {kind: {s: reduce([r for r in rows if r["condition"] == c and r["kind"] == kind], s) for s in SYSTEMS}
+                for kind in sorted({r["kind"] for r in rows})} for c in conditions}
+
+
 def summarise(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
     """condition -> kind -> system -> mean LSD (dB)."""
-    return {c: {kind: {s: round(float(np.mean([r[s] for r in rows if r["condition"] == c and r["kind"] == kind])), 3)
-                       for s in SYSTEMS}
-                for kind in sorted({r["kind"] for r in rows})} for c in conditions}
+    return _by_group(rows, conditions, lambda group, s: round(float(np.mean([r[s] for r in group])), 3))
 
 
 def summarise_level(rows: list[dict[str, Any]], conditions: tuple[str, ...]) -> dict[str, Any]:
     """condition -> kind -> system -> mean signed level error above the cutoff (dB), None where no clip has
     a region above the cutoff."""
-    def mean(values: list[float | None]) -> float | None:
-        known = [v for v in values if v is not None]
+    def mean(group: list[dict[str, Any]], s: str) -> float | None:
+        known = [r["level_above"][s] for r in group if r["level_above"][s] is not None]
         return round(float(np.mean(known)), 2) if known else None
-    return {c: {kind: {s: mean([r["level_above"][s] for r in rows if r["condition"] == c and r["kind"] == kind])
-                       for s in SYSTEMS}
-                for kind in sorted({r["kind"] for r in rows})} for c in conditions}
+    return _by_group(rows, conditions, mean)
 
 
 def table(summary: dict[str, Any]) -> str:

@@ -52,8 +52,7 @@ def power_db(x: np.ndarray) -> np.ndarray:
 def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
     lt_c = 10 * np.log10(np.mean(10 ** (clean_db / 10), axis=0))
     lt_d = 10 * np.log10(np.mean(10 ** (dec_db / 10), axis=0))
-    top = _TOP_BIN
-    ok = np.nonzero((lt_d[:top] >= lt_c[:top] - 30.0) & (lt_d[:top] > FLOOR_DB + 10.0))[0]
+    ok = np.nonzero((lt_d[:_TOP_BIN] >= lt_c[:_TOP_BIN] - 30.0) & (lt_d[:_TOP_BIN] > FLOOR_DB + 10.0))[0]
     return int(ok[-1]) + 1 if len(ok) else 0
 
 
@@ -76,7 +75,6 @@ def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict:
     (frames, 513) dB from `power_db` or `magnitude_db`."""
     active = r.max(axis=1) > ACTIVE_DB
     r, o = r[active], o[active]
-    top = _TOP_BIN
 
     def lsd(lo: int, hi: int) -> float:
         if hi <= lo or len(r) == 0:
@@ -85,7 +83,7 @@ def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict:
 
     cand = r[:, :cutoff] >= FLOOR_DB + HOLE_DB
     holes = (r[:, :cutoff] - o[:, :cutoff] >= HOLE_DB) & cand
-    return {"lsd_full": lsd(0, r.shape[1]), "lsd_below": lsd(0, cutoff), "lsd_above": lsd(cutoff, top),
+    return {"lsd_full": lsd(0, r.shape[1]), "lsd_below": lsd(0, cutoff), "lsd_above": lsd(cutoff, _TOP_BIN),
             "holes": float(holes.sum() / max(1, cand.sum()))}
 
 
