@@ -150,7 +150,8 @@ def level_table(level: dict[str, Any]) -> str:
     """Mean signed level error above the cutoff per condition and kind ("-": no region above the cutoff)."""
     rows = [[f"{condition} {kind}", *("-" if means[s] is None else f"{means[s]:+.2f}" for s in SYSTEMS)]
             for condition, kinds in level.items() for kind, means in kinds.items()]
-    return format_table(["condition", *SYSTEMS], rows, "level above the cutoff against the clean clip (dB, mean signed)")
+    return format_table(["condition", *SYSTEMS], rows,
+                        "level above the cutoff against the clean clip (dB, mean signed)")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
