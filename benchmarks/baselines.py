@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.stft import istft_offline, stft_offline
+from realtime.engine.stft import istft_offline, stft_offline
 
 SAMPLE_RATE = 48_000
 SHELF_GAIN_DB, SHELF_CORNER_HZ = 6.0, 4_000.0

@@ -1,8 +1,8 @@
 """Clips for the quality benchmark: validation segments of the training corpus, or synthetic stand-ins.
 
-Validation clips come from the corpus that `python -m realtime.train corpus` builds (data/clean/
+Validation clips come from the corpus that `python -m training corpus` builds (data/clean/
 manifest.json, one .npy per segment) and are checked against the committed split
-(realtime/train/split.json): a segment is used only when every source unit it was cut from is in the
+(training/split.json): a segment is used only when every source unit it was cut from is in the
 validation split, so no clip was ever trained on. Each clip is mixed to mono and cut to at most
 `seconds` from its start. `synthetic_clips` makes one speech-like and one music-like clip from a seed for
 runs without the corpus (CI).
@@ -51,7 +51,7 @@ def validation_segments(corpus: Path = DEFAULT_CORPUS, split_file: Path = SPLIT_
     """The corpus's segments (manifest entries) cut only from source units of the validation split, by id."""
     manifest_path = corpus / "manifest.json"
     if not manifest_path.is_file():
-        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m realtime.train corpus', or "
+        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m training corpus', or "
                            "run with --quick for synthetic clips)")
     segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
     validation = validation_units(split_file)

@@ -1,4 +1,4 @@
-"""MP3 round trip for the benchmarks: the training pairs' reference chain (realtime/train/pairs.py, chains.py:
+"""MP3 round trip for the benchmarks: the training pairs' reference chain (training/pairs.py, chains.py:
 LAME CBR -q 2 through lameenc, minimp3 through miniaudio at the MP3's rate, soxr back to 48 kHz, the codec
 delay removed), so benchmark inputs are degraded exactly as the model's validation pairs are.
 
@@ -33,7 +33,7 @@ def mp3_roundtrip(audio: np.ndarray, bitrate_kbps: int) -> tuple[np.ndarray, dic
     """
     if not available():
         raise GapfillError("MP3 benchmarks need lameenc, miniaudio and soxr: pip install 'gapfill[train]'")
-    from realtime.train.pairs import lame, make_pair
+    from training.pairs import lame, make_pair
 
     channels = audio.shape[0]
     if channels not in (1, 2):

@@ -13,9 +13,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from realtime.config import BLOCK_SAMPLES, EngineConfig, load_config
+from realtime.engine.config import BLOCK_SAMPLES, EngineConfig, load_config
 from realtime.errors import GapfillError
-from realtime.model import shipped_model_path
+from realtime.engine.model import shipped_model_path
 
 MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 

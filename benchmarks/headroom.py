@@ -5,7 +5,7 @@
 
 Per clip (mono validation clips, benchmarks/clips.py) and quality-benchmark condition (benchmarks/quality.py
 `degraded`, seed = clip index), the engine restores the decoded input while its per-hop magnitudes are
-recorded; then the full-band LSD against the clean reference (realtime/train/evaluate.py, at the clip's level)
+recorded; then the full-band LSD against the clean reference (training/evaluate.py, at the clip's level)
 of, on the same frames:
 
 - `decoded`: the decoded input;
@@ -18,7 +18,7 @@ of, on the same frames:
   its bin choice): gated minus this is what the gate's choice of bins costs (negative: what it saves).
 
 LSD says how far each system is from the clean clip; a second measure says which way above the cutoff: the
-mean signed level error there (dB, system minus clean; realtime/train/evaluate.py `level_error_above`), e.g.
+mean signed level error there (dB, system minus clean; training/evaluate.py `level_error_above`), e.g.
 how much quieter the engine's output is than the magnitudes the phase stage was given.
 
 Prints a table of mean LSD per kind with the changes against the decoded input and one of the level errors;
@@ -40,9 +40,9 @@ from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import MODEL_CHOICES, engine_config, environment, format_table, model_name, run_main, write_json
 from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
 from realtime.errors import GapfillError
-from realtime.restorer import Restorer
-from realtime.stft import istft_offline, stft_offline
-from realtime.train.evaluate import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
+from realtime.engine.restorer import Restorer
+from realtime.engine.stft import istft_offline, stft_offline
+from training.evaluate import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")

@@ -62,8 +62,8 @@ from benchmarks.common import (
 )
 from benchmarks.signals import click_train, program_material
 from benchmarks.startup_probe import peak_rss_kib
-from realtime.config import MODEL_RATE_HZ
-from realtime.restorer import Restorer
+from realtime.engine.config import MODEL_RATE_HZ
+from realtime.engine.restorer import Restorer
 
 STAGES = ("stft", "model", "gate", "phase", "synthesis")
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 4096)

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from realtime.config import MODEL_RATE_HZ, load_config
-from realtime.phase import PhaseStage
-from realtime.stft import istft_offline, stft_offline
+from realtime.engine.config import MODEL_RATE_HZ, load_config
+from realtime.engine.phase import PhaseStage
+from realtime.engine.stft import istft_offline, stft_offline
 
 SR, N, H = MODEL_RATE_HZ, load_config().fft_size, load_config().hop  # the engine's defaults
 F = N // 2 + 1

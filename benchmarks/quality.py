@@ -4,7 +4,7 @@
     python -m benchmarks.quality --quick          # CI smoke run: two synthetic 2 s clips, five conditions
 
 Every validation clip (never a training one, see benchmarks/clips.py), mono at 48 kHz, is degraded under
-every condition: an `Encoding` and a `DecodeChain` of realtime/train/chains.py (`degrade`: encoded by
+every condition: an `Encoding` and a `DecodeChain` of evaluation/chains.py (`degrade`: encoded by
 lameenc or one of ffmpeg's encoders, decoded as a user's tools would, then to 48 kHz by gapfill's own
 resampler, aligned to the reference with sub-sample precision; the residual lag is reported per clip).
 Three groups (`CONDITIONS`):
@@ -25,7 +25,7 @@ has a fixed floor, hears what a listener who turns the quiet file up hears):
 - `gapfill`: the Restorer with the configured settings (shipped defaults unless --config/--model),
   delay-compensated; on the training chain also `gapfill/<method>` for the other phase methods.
 Metrics per clip, averaged for speech, music and all: the training's validation metrics
-(realtime/train/evaluate.py: log-spectral distance over the full band, below the codec cutoff and from it
+(training/evaluate.py: log-spectral distance over the full band, below the codec cutoff and from it
 to 20 kHz, the hole ratio below the cutoff; the cutoff from the decoded and clean long-term spectra) and
 ViSQOL v3 in audio mode (MOS-LQO, visqol-python 3.8.0, its identity score checked against the reference
 implementation's conformance value). ViSQOL costs about a CPU second per audio second: `--visqol key`
@@ -76,8 +76,8 @@ from benchmarks.common import (
     percent_change, restore_offline, run_main, write_json,
 )
 from realtime.errors import GapfillError
-from realtime.train.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
-from realtime.train.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
+from evaluation.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
+from training.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
 
 SAMPLE_RATE = 48_000
 GROUPS = ("clean", "chains", "codecs")
@@ -242,7 +242,7 @@ def degraded(condition: Condition, clean: np.ndarray, seed: int) -> tuple[np.nda
 
 
 def _init_worker(config_path: str | None, model: str, use_visqol: bool) -> None:
-    from realtime.restorer import Restorer
+    from realtime.engine.restorer import Restorer
 
     default = engine_config(config_path, model)
     _worker["default_method"] = default.phase["method"]
@@ -510,8 +510,8 @@ def render_figure(clips: list[Clip], config_path: str | None, model: str, png: P
     """Spectrograms clean / LAME 32 kbit/s through the dithered 16-bit ffmpeg decode / restored of the first
     speech and first music clip, colours in dB re the loudest bin of each row; {"path", "clips",
     "condition"}, or None (reason printed) without matplotlib."""
-    from realtime.restorer import Restorer
-    from realtime.spectrogram import Panel, render
+    from realtime.engine.restorer import Restorer
+    from realtime.frontends.spectrogram import Panel, render
 
     restorer = Restorer(engine_config(config_path, model))
     rows, titles, shown = [], [], []

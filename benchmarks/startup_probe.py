@@ -35,7 +35,7 @@ def peak_rss_kib() -> int:
 def main(config_file: str, rate: int, channels: int, spawned: float) -> None:
     marks = {"interpreter_s": time.time() - spawned}
     start = time.perf_counter()
-    from realtime.restorer import Restorer
+    from realtime.engine.restorer import Restorer
 
     marks["import_s"] = time.perf_counter() - start
     start = time.perf_counter()

@@ -9,7 +9,7 @@ side loses more. The engine's `model.stereo` chooses: `channels` restores left a
 (L = M + S, R = M - S). Stereo music clips of the validation split (benchmarks/clips.py; the corpus keeps
 music in stereo) are encoded in stereo (ENCODINGS) and decoded by ffmpeg to dithered 16-bit at 48 kHz (the
 quality benchmark's usual chain), or only stored that way (`clean_*`: no-harm); systems: `codec` (the
-decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (realtime/train/evaluate.py
+decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (training/evaluate.py
 `clip_metrics`, cutoff per channel from the decoded and clean long-term spectra): LSD full band, below and
 above the cutoff and holes per channel, averaged over left and right, and the LSD of the side signal (how
 the stereo image is restored); per condition the change against the decoded input in %, clips made worse
@@ -39,9 +39,9 @@ from benchmarks.common import (
     percent_change, run_main, write_json,
 )
 from benchmarks.quality import USUAL_CHAIN, WORSE_DB
-from realtime.restorer import Restorer
-from realtime.train.chains import DecodeChain, Encoding, degrade, store
-from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, power_db
+from realtime.engine.restorer import Restorer
+from evaluation.chains import DecodeChain, Encoding, degrade, store
+from training.evaluate import clip_metrics, codec_cutoff_bin, power_db
 
 SAMPLE_RATE = 48_000
 CLEAN_FORMATS = ("float", "s16_tpdf")

@@ -19,14 +19,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 __all__ = ["EngineConfig", "GapfillError", "Restorer", "load_config", "restore", "restore_file"]
 
-_HOMES = {"EngineConfig": "realtime.config", "load_config": "realtime.config", "GapfillError": "realtime.errors",
-          "Restorer": "realtime.restorer", "restore": "realtime.restorer", "restore_file": "realtime.audiofile"}
+_HOMES = {"EngineConfig": "realtime.engine.config", "load_config": "realtime.engine.config", "GapfillError": "realtime.errors",
+          "Restorer": "realtime.engine.restorer", "restore": "realtime.engine.restorer", "restore_file": "realtime.frontends.audiofile"}
 
 if TYPE_CHECKING:
-    from realtime.audiofile import restore_file
-    from realtime.config import EngineConfig, load_config
+    from realtime.frontends.audiofile import restore_file
+    from realtime.engine.config import EngineConfig, load_config
     from realtime.errors import GapfillError
-    from realtime.restorer import Restorer, restore
+    from realtime.engine.restorer import Restorer, restore
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 import sys
 
-from realtime.cli import main
+from realtime.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from realtime.cli import main
+from realtime.cli.main import main
 
 # relative path -> (sample rate in Hz, channels, seconds); about 3 s of audio in all
 GOOD_FILES = {

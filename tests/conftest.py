@@ -137,7 +137,7 @@ def popen_gapfill() -> Iterator[Callable[..., subprocess.Popen]]:
 
     def start(*args: str, stderr: int = subprocess.PIPE, prelude: str | None = None) -> subprocess.Popen:
         command = _gapfill_command(*args) if prelude is None else [
-            sys.executable, "-c", f"{prelude}\nimport sys\nfrom realtime.cli import main\nsys.exit(main())", *args]
+            sys.executable, "-c", f"{prelude}\nimport sys\nfrom realtime.cli.main import main\nsys.exit(main())", *args]
         process = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=_gapfill_env(), cwd=REPO_ROOT,
         )

@@ -185,7 +185,7 @@ class SlowRestorer:
 
     def __init__(self, config: str | None, gain: float, after_onset: int, slow_blocks: int,
                  sleep_s: float, fail_after: int | None = None) -> None:
-        from realtime.restorer import Restorer
+        from realtime.engine.restorer import Restorer
 
         self.inner = Restorer.from_config(config)
         self.gain = np.float32(gain)
@@ -232,8 +232,8 @@ class EngineFault(Exception):
 def slow_live_main(argv: list[str]) -> int:
     """`gapfill live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S[,FAIL_AFTER]'; the
     rest: `live OPTIONS`. Errors are reported as `gapfill` reports them."""
-    from realtime.cli import build_parser, run
-    from realtime.live import live_command
+    from realtime.cli.main import build_parser, run
+    from realtime.frontends.live import live_command
 
     gain, after_onset, slow_blocks, sleep_s, *fail = argv[0].split(",")
     args = build_parser().parse_args(argv[1:])

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.cli import main
+from realtime.cli.main import main
 
 def _wav(path: Path, frames: int = 4800, rate: int = 48_000, channels: int = 1) -> Path:
     sf.write(path, np.zeros((frames, channels), np.float32), rate, subtype="PCM_16")
@@ -151,7 +151,7 @@ def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capfd):
     def broken(args):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr("realtime.cli._info", broken)
+    monkeypatch.setattr("realtime.cli.main._info", broken)
     monkeypatch.delenv("GAPFILL_DEBUG", raising=False)
     assert main(["info"]) == 1
     err = capfd.readouterr().err

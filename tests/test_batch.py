@@ -19,8 +19,8 @@ import pytest
 import soundfile as sf
 
 from batch_library import assert_all_restored, BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly, visible_files
-from realtime.batch import discover_inputs, engine_spec, output_paths, read_sidecar
-from realtime.cli import main
+from realtime.batch.run import discover_inputs, engine_spec, output_paths, read_sidecar
+from realtime.cli.main import main
 from conftest import read_until_closed
 
 
@@ -272,7 +272,7 @@ def test_fingerprint_covers_config_and_model_bytes(tmp_path, passthrough_config)
     other_phase = tmp_path / "rtpghi.yaml"
     other_phase.write_text("phase: {method: rtpghi}\n")
     assert engine_spec(str(other_phase)).fingerprint != shipped.fingerprint
-    from realtime.model import shipped_model_path
+    from realtime.engine.model import shipped_model_path
 
     model = tmp_path / "copy.onnx"
     shutil.copyfile(shipped_model_path(), model)

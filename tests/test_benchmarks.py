@@ -23,7 +23,7 @@ from benchmarks.latency import (
 from benchmarks.quality import (
     BY_NAME, CONDITIONS, KEY_CONDITIONS, METRICS, PHASE_METHODS, QUICK_CONDITIONS, SCHEMA_VERSION, SYSTEMS, TRAINING,
 )
-from realtime.train.chains import ENCODERS, Encoding
+from evaluation.chains import ENCODERS, Encoding
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -246,7 +246,7 @@ def test_headroom_benchmark_quick_run(tmp_path):
 def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
     """Above the cutoff, an output 6 dB louder than the reference reads +6, a missing band (the floor) reads
     negative, and a cutoff at the top of the measured band leaves nothing to measure (None)."""
-    from realtime.train.evaluate import FLOOR_DB, level_error_above
+    from training.evaluate import FLOOR_DB, level_error_above
 
     reference = np.full((20, 513), -40.0)
     louder = reference.copy()
@@ -262,8 +262,8 @@ def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
     as the gate's output unchanged."""
     from benchmarks.clips import synthetic_clips
     from benchmarks.headroom import Recorder
-    from realtime.restorer import Restorer
-    from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
+    from realtime.engine.restorer import Restorer
+    from training.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
 
     clean = synthetic_clips(2.0)[1].samples
     coded = (clean + np.random.default_rng(1).standard_normal(clean.size) * 0.01).astype(np.float32)

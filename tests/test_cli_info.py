@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from realtime import __version__
-from realtime.cli import main
-from realtime.restorer import Restorer
+from realtime.cli.main import main
+from realtime.engine.restorer import Restorer
 
 
 def test_info_text_shows_model_stft_and_latency_parts(passthrough_config, capsys):

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.audiofile import output_subtype
-from realtime.cli import main
+from realtime.frontends.audiofile import output_subtype
+from realtime.cli.main import main
 from conftest import read_until_closed
 
 ODD_FRAMES = int(48_000 * 1.3) + 17
@@ -138,7 +138,7 @@ def test_read_error_midway_leaves_no_file(tmp_path, write_audio, passthrough_con
 
 STALL_AFTER_FIRST_BLOCK = """
 import time
-import realtime.audiofile as audiofile
+import realtime.frontends.audiofile as audiofile
 _read_blocks = audiofile.read_blocks
 def read_blocks(*args, **kwargs):
     blocks = _read_blocks(*args, **kwargs)

@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from realtime.pipe import PcmCodec, run_stream
-from realtime.restorer import Restorer
+from realtime.frontends.pipe import PcmCodec, run_stream
+from realtime.engine.restorer import Restorer
 
 RATE = 48_000
 ODD_FRAMES = int(RATE * 1.3) + 17  # a multiple of neither hop, block nor read size
@@ -20,7 +20,7 @@ TOLERANCE = {"f32le": 1e-5, "s16le": 1.0, "s24le": 1.0}  # f32: full scale; ints
 
 
 def to_raw(x: np.ndarray, fmt: str) -> bytes:
-    """(frames, channels) float -> interleaved little-endian PCM (independent of realtime.pipe)."""
+    """(frames, channels) float -> interleaved little-endian PCM (independent of realtime.frontends.pipe)."""
     if fmt == "f32le":
         return x.astype("<f4").tobytes()
     bits = 8 * SAMPLE_BYTES[fmt]

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.config import load_config
+from realtime.engine.config import load_config
 from realtime.errors import GapfillError
-from realtime.fft import FFTPlan
-from realtime.stft import (
+from realtime.engine.fft import FFTPlan
+from realtime.engine.stft import (
     StreamingAnalysis,
     StreamingSynthesis,
     analysis_window,

@@ -1,7 +1,7 @@
 """The shipped model restores MP3 however it was decoded, and leaves clean audio alone (issue #11).
 
 The bundled speech clip is coded with LAME at 32 kbit/s here and reaches gapfill through the chains users
-have (realtime/train/chains.py): a float decode, 16-bit with and without TPDF dither, scipy's resampler,
+have (evaluation/chains.py): a float decode, 16-bit with and without TPDF dither, scipy's resampler,
 the MP3 file itself at its own 22.05 kHz, 30 dB down in dithered 16-bit, over a -75 dBFS white floor in
 24-bit, and raw s16le through `gapfill stream`. On each, the gate must
 engage and the log-spectral distance to the clean clip drop by at least 20 %; the clean clip through the
@@ -24,13 +24,13 @@ pytest.importorskip("lameenc")      # the `train` extra; strict CI turns a skip 
 pytest.importorskip("soxr")
 
 from realtime import restore  # noqa: E402
-from realtime.config import load_config  # noqa: E402
-from realtime.restorer import Restorer  # noqa: E402
-from realtime.train.chains import (  # noqa: E402
+from realtime.engine.config import load_config  # noqa: E402
+from realtime.engine.restorer import Restorer  # noqa: E402
+from evaluation.chains import (  # noqa: E402
     DecodeChain, Encoding, advance, degrade, encode, engine_resample, measure_lag, noise_floor, quantize,
     reference_for, store,
 )
-from realtime.train.evaluate import clip_metrics, codec_cutoff_bin, power_db  # noqa: E402
+from training.evaluate import clip_metrics, codec_cutoff_bin, power_db  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 

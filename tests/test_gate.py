@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.config import load_config
-from realtime.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, HOLE_RAMP_DB, CodecGate
+from realtime.engine.config import load_config
+from realtime.engine.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, HOLE_RAMP_DB, CodecGate
 
 DEFAULTS = load_config(None).gate
 F = 513

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from realtime.level import LEVEL_TIME_S, InputLevel
-from realtime.restorer import Restorer
+from realtime.engine.level import LEVEL_TIME_S, InputLevel
+from realtime.engine.restorer import Restorer
 
 N, HOP, RATE = 1024, 256, 48_000
 BINS = N // 2 + 1

@@ -38,9 +38,9 @@ from jack_fixture import (
     run_gapfill,
     start_gapfill,
 )
-from realtime.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
-from realtime.live import _StatusCounts, audio_callback
-from realtime.restorer import Restorer
+from realtime.frontends.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
+from realtime.frontends.live import _StatusCounts, audio_callback
+from realtime.engine.restorer import Restorer
 from test_restorer import compiled_signatures
 
 PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"

@@ -1,5 +1,5 @@
 """The shipped ONNX model, streamed frame by frame through the engine's model stage
-(`realtime.model.OnnxModel`: IOBinding, state fed back each hop), equals its PyTorch twin run offline
+(`realtime.engine.model.OnnxModel`: IOBinding, state fed back each hop), equals its PyTorch twin run offline
 on the whole clip: max relative error 1e-4 on the magnitudes, 1e-4 absolute on the confidence."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.model import OnnxModel, shipped_model_path
-from realtime.stft import stft_offline
+from realtime.engine.model import OnnxModel, shipped_model_path
+from realtime.engine.stft import stft_offline
 
 torch = pytest.importorskip("torch")
 
-from realtime.train.export import load_weights  # noqa: E402
-from realtime.train.unet import EPS  # noqa: E402
+from training.export import load_weights  # noqa: E402
+from training.unet import EPS  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "examples" / "hedgewars-british-32k.mp3"

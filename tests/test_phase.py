@@ -1,7 +1,7 @@
-"""Tests of realtime.phase on signals with known answers.
+"""Tests of realtime.engine.phase on signals with known answers.
 
 Quality is the spectral convergence SC = ||S - |STFT(ISTFT(S e^{j phi}))||| / ||S|| in dB (lower is better)
-of magnitudes S given a phase phi, with the engine's own STFT (realtime.stft).
+of magnitudes S given a phase phi, with the engine's own STFT (realtime.engine.stft).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import soundfile
 from numba import njit
 
 from benchmarks.phase import SR, H, N, finish, spectral_convergence_db
-from realtime.phase import PhaseStage, _process_frame
-from realtime.stft import stft_offline
+from realtime.engine.phase import PhaseStage, _process_frame
+from realtime.engine.stft import stft_offline
 
 F = N // 2 + 1
 SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.flac"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from realtime.resample import MODEL_RATE_HZ as MODEL_RATE
-from realtime.resample import StreamingResampler, prototype_filter, round_trip_padding
+from realtime.engine.resample import MODEL_RATE_HZ as MODEL_RATE
+from realtime.engine.resample import StreamingResampler, prototype_filter, round_trip_padding
 
 HOST_RATES = [44100, 32000, 24000, 22050, 16000, 88200, 96000]
 

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from numba.core.registry import CPUDispatcher
 
 from conftest import ENGINES
-from realtime.config import load_config
+from realtime.engine.config import load_config
 from realtime.errors import GapfillError
-from realtime.restorer import SUPPORTED_RATES_HZ, Restorer
+from realtime.engine.restorer import SUPPORTED_RATES_HZ, Restorer
 
 PASSTHROUGH = ENGINES["passthrough"]
 

@@ -1,4 +1,4 @@
-"""`gapfill spectrogram` and realtime.spectrogram: the picture, the options, the one-line errors."""
+"""`gapfill spectrogram` and realtime.frontends.spectrogram: the picture, the options, the one-line errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from realtime.errors import GapfillError
-from realtime.cli import build_parser
-from realtime.spectrogram import spectrogram_db
+from realtime.cli.main import build_parser
+from realtime.frontends.spectrogram import spectrogram_db
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -84,7 +84,7 @@ def test_missing_matplotlib_is_a_clear_error(tmp_path, wavs, monkeypatch):
 
 def test_gapfill_command_has_the_subcommand_once_wired(tmp_path, wavs):
     pytest.importorskip("matplotlib")
-    from realtime import cli
+    from realtime.cli import main as cli
 
     if "spectrogram" not in cli.build_parser().format_help():
         pytest.skip("cli.py does not list the spectrogram command yet")

@@ -9,8 +9,8 @@ pytest.importorskip("lameenc")
 pytest.importorskip("miniaudio")
 pytest.importorskip("soxr")      # the `train` extra; strict CI turns a skip into a failure
 
-from realtime.train.chains import DecodeChain, Encoding, advance, measure_lag  # noqa: E402
-from realtime.train.pairs import REFERENCE, Pairing, chains_pairing, lame, make_pair  # noqa: E402
+from evaluation.chains import DecodeChain, Encoding, advance, measure_lag  # noqa: E402
+from training.pairs import REFERENCE, Pairing, chains_pairing, lame, make_pair  # noqa: E402
 
 
 def _music_like(seconds: float = 1.5, seed: int = 0) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""`python -m realtime.train` end to end on synthetic data in seconds: train, resume, export, parity."""
+"""`python -m training` end to end on synthetic data in seconds: train, resume, export, parity."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from realtime.train.__main__ import main  # noqa: E402
-from realtime.train.export import load_checkpoint, stream_onnx  # noqa: E402
-from realtime.train.unet import StreamingUNet, UNet  # noqa: E402
+from training.__main__ import main  # noqa: E402
+from training.export import load_checkpoint, stream_onnx  # noqa: E402
+from training.unet import StreamingUNet, UNet  # noqa: E402
 
 
 def test_smoke_train_resume_export(tmp_path: Path) -> None:
@@ -39,7 +39,7 @@ def test_smoke_train_resume_export(tmp_path: Path) -> None:
 
 
 def test_a_stage_keeps_its_gain_range_through_a_resume_and_the_card_names_it(tmp_path: Path) -> None:
-    from realtime.train.card import _gain_ranges
+    from training.card import _gain_ranges
 
     run = tmp_path / "levels"
     args = ["train", "--synthetic", "--batch", "2", "--minutes", "5", "--run", str(run), "--threads", "1"]
@@ -72,7 +72,7 @@ def test_streaming_module_equals_offline_and_is_causal() -> None:
 
 
 def test_confidence_head_trains_warm_exports_and_streams(tmp_path: Path) -> None:
-    from realtime.model import OnnxModel
+    from realtime.engine.model import OnnxModel
 
     plain, run = tmp_path / "plain", tmp_path / "conf"
     args = ["train", "--synthetic", "--batch", "2", "--minutes", "5", "--threads", "1", "--steps", "1"]
@@ -97,8 +97,8 @@ def test_confidence_head_trains_warm_exports_and_streams(tmp_path: Path) -> None
 def test_compare_scores_checkpoints_on_the_validation_crops(tmp_path: Path, monkeypatch) -> None:
     """`compare` (model-only metrics of checkpoints) runs on a training checkpoint and on the shipped, stripped
     one, and scores the decoded crops as evaluate.spectrum_metrics does, crop by crop."""
-    import realtime.train.train as training
-    from realtime.train.evaluate import codec_cutoff_bin, magnitude_db, spectrum_metrics
+    import training.train as training
+    from training.evaluate import codec_cutoff_bin, magnitude_db, spectrum_metrics
 
     synthetic = training.validation_sets(None, synthetic=True)
     monkeypatch.setattr(training, "validation_sets", lambda root, synthetic_=False, **_: synthetic)

@@ -1,0 +1,296 @@
+"""Codec gate: find codec damage relative to the signal, keep what the codec kept, fill only what it dropped.
+
+Per channel and hop (all in place, no allocation in `process`; levels in dB re the magnitude of a
+full-scale sine, N/4):
+
+1. Long-term band statistics. Each active frame (peak above `active_db`) is summed into bands of
+   BAND_BINS bins (188 Hz at 48 kHz, N = 1024); per band the mean and the spread (standard deviation
+   over time) of its level in dB are tracked (plain averages over the first frames, then exponential
+   with time constant `spectrum_time_s`). A codec floor - zeros, 16-bit quantisation or dither, a
+   resampler's leakage, a sound card's hiss - is low and steady; audio, however quiet, comes and goes.
+2. Band-limit detection. A codec's low-pass is a cliff at a frequency that stays put. The cliff score at
+   a band edge is the drop in mean level from the `below_hz` under it to the `above_hz` that starts
+   `gap_hz` above it, plus how much steadier the bands above are than those below (spread below minus
+   spread above, when positive), plus `floor_bonus_db` when the bands above are as steady as a noise
+   floor (mean spread at most `floor_spread_db`; steady noise itself spreads by about 2.8 dB in a 4-bin
+   band): a quiet signal (-30 dB, a 16-bit file's dither or a sound card's hiss close under it) reaches
+   that floor only sometimes, so its mean drop is smaller, but nothing that is music or speech is that
+   steady. The cutoff is the edge with the highest score between `min_cutoff_hz` and `max_cutoff_hz`; it
+   counts as a codec band limit from a score of `cliff_db` on, until the score falls `release_db` below
+   that. Nothing here is an absolute level: the same cliff is found at any gain and over any floor. Clean
+   full-band audio has no such cliff below `max_cutoff_hz`, and a source whose own band ends above it
+   counts as full band. Decisions start after DECIDE_FRAMES active frames and each needs HOLD_FRAMES
+   active frames in a row that argue for it (for a band limit: scores of at least `cliff_db` at edges
+   within EDGE_TOLERANCE_BANDS of each other); a detected cutoff then moves at most
+   `cutoff_slew_hz_per_s`.
+3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
+   bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
+   The long-term share of bins it is at least `confidence_from` sure of (same averaging as 1) is the
+   second detector: codecs that leave no cliff (their encoders fill what they drop) count as codec
+   damage from a share of `codec_share` on, until it falls below half of that, with the same DECIDE_FRAMES
+   and HOLD_FRAMES rules. A model without the head reports 0 everywhere: only the cliff counts.
+4. Activity. While either detector says codec damage the gate fades in, otherwise out, by
+   1 / ATTACK_FRAMES per active hop; quiet frames change neither the statistics nor the activity.
+5. Per bin, in the log domain, out = decoded^(1 - w) * predicted^w with w = activity * max(
+   above-cutoff weight (0 -> 1 over `crossfade_hz` ending at the cutoff, while a band limit is
+   detected), hole weight (0 where the prediction exceeds the decoded by <= hole_db - 6 dB, 1 from
+   hole_db on), confidence weight (0 at `confidence_from`, 1 from `confidence_full` on)): holes are bins
+   the model finds far below what the signal around them implies, whatever floor fills them.
+   Where w = 0 the output is the decoded magnitude bit for bit; with activity 0, everywhere.
+
+`report()` says what was detected since the last reset (for the front ends' messages and statistics).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+from realtime.engine.windows import full_scale_magnitude
+
+HOLE_RAMP_DB = 6.0
+ATTACK_FRAMES = 8
+DECIDE_FRAMES = 48
+HOLD_FRAMES = 32                  # a decision (band limit or none) must hold this many active frames in a row
+EDGE_TOLERANCE_BANDS = 2          # ... at a cutoff that stays within this many bands
+BAND_BINS = 4
+FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
+# per-channel state columns
+(_ACTIVE_FRAMES, _FRAMES, _CUTOFF, _ACTIVITY, _DETECTED, _SCORE, _RESTORED_FRAMES, _FIRST_RESTORED,
+ _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _STATE_SIZE) = range(14)
+# parameter vector entries
+(_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
+ _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
+ _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_SIZE) = range(21)
+
+
+class CodecGate:
+    """`process(decoded_mag, predicted_mag, confidence, out_mag)`, all (C, F) f32; see module doc."""
+
+    def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int) -> None:
+        """settings: the validated `gate:` section of the config (see default.yaml for each key)."""
+        s = settings
+        self.settings = s
+        self.sample_rate, self.fft_size, self.hop = int(sample_rate), int(fft_size), int(hop)
+        self.bands = (self.fft_size // 2) // BAND_BINS
+        bands_per_hz = self.fft_size / self.sample_rate / BAND_BINS
+        frames_per_s = self.sample_rate / self.hop
+        p = np.zeros(_P_SIZE, np.float64)
+        p[_P_ACTIVE] = s["active_db"]
+        p[_P_ALPHA] = 1.0 / max(1.0, s["spectrum_time_s"] * frames_per_s)
+        p[_P_MIN_EDGE] = round(s["min_cutoff_hz"] * bands_per_hz)      # edge e: between bands e - 1 and e
+        p[_P_MAX_EDGE] = round(s["max_cutoff_hz"] * bands_per_hz)
+        p[_P_BELOW] = max(1, round(s["below_hz"] * bands_per_hz))
+        p[_P_GAP] = max(0, round(s["gap_hz"] * bands_per_hz))
+        p[_P_ABOVE] = max(1, round(s["above_hz"] * bands_per_hz))
+        p[_P_CLIFF] = s["cliff_db"]
+        p[_P_RELEASE] = s["cliff_db"] - s["release_db"]
+        p[_P_SLEW] = s["cutoff_slew_hz_per_s"] * self.fft_size / self.sample_rate / frames_per_s   # bins/hop
+        p[_P_XFADE] = max(1.0, s["crossfade_hz"] * self.fft_size / self.sample_rate)
+        p[_P_HOLE_HI] = s["hole_db"] / 20 * np.log(10)          # nepers (natural log of magnitude)
+        p[_P_HOLE_LO] = (s["hole_db"] - HOLE_RAMP_DB) / 20 * np.log(10)
+        p[_P_ATTACK] = 1.0 / ATTACK_FRAMES
+        p[_P_FULL_SCALE] = full_scale_magnitude(self.fft_size)
+        p[_P_CONF_LO] = s["confidence_from"]
+        p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
+        p[_P_SHARE_ON] = s["codec_share"]
+        p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
+        p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
+        if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
+            raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
+        self._params = p
+        self.prepare(1)
+
+    def prepare(self, channels: int) -> None:
+        """Allocate per-channel state for `channels` streams."""
+        self._bands = np.zeros((channels, 3, self.bands), np.float64)   # [this frame's dB, mean dB, mean dB^2]
+        self._state = np.zeros((channels, _STATE_SIZE), np.float64)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the statistics, the detection and the counts (pass-through until a band limit is found)."""
+        self._bands[:] = 0.0
+        self._state[:] = 0.0
+        self._state[:, _CUTOFF] = -1.0                                  # undecided
+        self._state[:, _FIRST_RESTORED] = -1.0
+
+    @property
+    def activity(self) -> np.ndarray:
+        """(C,) 0 = passing the decoded magnitudes through, 1 = fully gated."""
+        return self._state[:, _ACTIVITY]
+
+    @property
+    def cutoff_hz(self) -> np.ndarray:
+        """(C,) the detected codec cutoff in Hz, NaN while none has been detected."""
+        cut = self._state[:, _CUTOFF]
+        return np.where(cut >= 0, cut * self.sample_rate / self.fft_size, np.nan)
+
+    @property
+    def cliff_db(self) -> np.ndarray:
+        """(C,) the best cliff score at the last active frame (dB)."""
+        return self._state[:, _SCORE].copy()
+
+    def report(self) -> dict[str, Any]:
+        """What was detected since the last reset, over all channels.
+
+        engaged: whether any frame was restored; engaged_now: whether the gate is open now;
+        cutoff_hz: the detected cutoff (mean over the channels that have one, Hz) or None;
+        band_limit_now / codec_made_now: which detector says codec damage now (any channel);
+        codec_made_share: the long-term share of bins the model finds codec-made (mean over channels);
+        engaged_after_s: time from the stream start to the first restored frame (s) or None;
+        restored_share: restored active frames / active frames (0..1).
+        """
+        st = self._state
+        cut = self.cutoff_hz
+        first = st[:, _FIRST_RESTORED]
+        active = float(st[:, _ACTIVE_FRAMES].sum())
+        seconds_per_frame = self.hop / self.sample_rate
+        return {
+            "engaged": bool(np.any(first >= 0)),
+            "engaged_now": bool(np.any(st[:, _ACTIVITY] > 0)),
+            "cutoff_hz": round(float(np.nanmean(cut)), 1) if np.any(np.isfinite(cut)) else None,
+            "engaged_after_s": (round(float(first[first >= 0].min() + 1) * seconds_per_frame, 3)
+                                if np.any(first >= 0) else None),
+            "restored_share": round(float(st[:, _RESTORED_FRAMES].sum()) / active, 4) if active else 0.0,
+            "band_limit_now": bool(np.any(st[:, _DETECTED] > 0)),
+            "codec_made_now": bool(np.any(st[:, _MADE] > 0)),
+            "codec_made_share": round(float(st[:, _SHARE].mean()), 4),
+        }
+
+    def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, confidence: np.ndarray,
+                out_mag: np.ndarray) -> None:
+        """out_mag (C, F) f32 <- gated mix of decoded_mag and predicted_mag (C, F) f32, given the model's
+        confidence (C, F) f32 (0..1) that each decoded bin is codec-made."""
+        _gate(decoded_mag, predicted_mag, confidence, out_mag, self._bands, self._state, self._params)
+
+
+@njit("float64(float64[:, ::1], int64, int64)", cache=True, nogil=True)
+def _spread_sum(bands, lo, hi):
+    """Sum over bands lo..hi-1 of the standard deviation of the level (dB), from mean and mean square."""
+    total = 0.0
+    for j in range(lo, hi):
+        total += np.sqrt(max(0.0, bands[2, j] - bands[1, j] * bands[1, j]))
+    return total
+
+
+@njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], "
+      "float64[:, ::1], float64[::1])", cache=True, nogil=True)
+def _gate(dec, pred, conf, out, bands, state, p):
+    channels, bins = dec.shape
+    n_bands = bands.shape[2]
+    tiny = 1e-12
+    full_scale = p[_P_FULL_SCALE]
+    active = full_scale * 10.0 ** (p[_P_ACTIVE] / 20.0)
+    floor_power = (full_scale * 10.0 ** (FLOOR_DB / 20.0)) ** 2 * BAND_BINS
+    lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
+    below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
+    for c in range(channels):
+        st = state[c]
+        b = bands[c]
+        st[_FRAMES] += 1.0
+        peak = 0.0
+        for k in range(bins):
+            if dec[c, k] > peak:
+                peak = dec[c, k]
+        if peak > active:                     # quiet frames change neither statistics nor activity
+            st[_ACTIVE_FRAMES] += 1.0
+            # 1. band levels (dB) and their running mean and mean square
+            alpha = max(p[_P_ALPHA], 1.0 / st[_ACTIVE_FRAMES])
+            for j in range(n_bands):
+                power = 0.0
+                for k in range(j * BAND_BINS, (j + 1) * BAND_BINS):
+                    power += dec[c, k] * dec[c, k]
+                db = 10.0 * np.log10(max(power, floor_power) / (full_scale * full_scale * BAND_BINS))
+                b[0, j] = db
+                b[1, j] += alpha * (db - b[1, j])
+                b[2, j] += alpha * (db * db - b[2, j])
+            # 2. the highest cliff score over the edges lo..hi
+            if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
+                best, best_edge = -1e9, lo
+                for e in range(lo, hi + 1):
+                    mean_below = 0.0
+                    for j in range(e - below, e):
+                        mean_below += b[1, j]
+                    mean_above = 0.0
+                    for j in range(e + gap, e + gap + above):
+                        mean_above += b[1, j]
+                    spread_above = _spread_sum(b, e + gap, e + gap + above) / above
+                    steadier = _spread_sum(b, e - below, e) / below - spread_above
+                    score = mean_below / below - mean_above / above + max(0.0, steadier)
+                    if spread_above <= p[_P_FLOOR_SPREAD]:
+                        score += p[_P_FLOOR_BONUS]
+                    if score >= best:
+                        best, best_edge = score, e
+                st[_SCORE] = best
+                # a decision needs HOLD_FRAMES frames in a row that argue for it, a band limit at one edge
+                detected = st[_DETECTED] > 0.0
+                if not detected and best >= p[_P_CLIFF]:
+                    if st[_RUN] > 0.0 and abs(best_edge - st[_RUN_EDGE]) <= EDGE_TOLERANCE_BANDS:
+                        st[_RUN] += 1.0
+                    else:
+                        st[_RUN], st[_RUN_EDGE] = 1.0, best_edge
+                elif detected and best < p[_P_RELEASE]:
+                    st[_RUN] += 1.0
+                else:
+                    st[_RUN] = 0.0
+                if st[_RUN] >= HOLD_FRAMES:
+                    st[_DETECTED] = 0.0 if detected else 1.0
+                    st[_RUN] = 0.0
+                if st[_DETECTED] > 0.0:
+                    edge_bin = best_edge * BAND_BINS
+                    if st[_CUTOFF] < 0.0:
+                        st[_CUTOFF] = edge_bin
+                    else:
+                        st[_CUTOFF] += min(p[_P_SLEW], max(-p[_P_SLEW], edge_bin - st[_CUTOFF]))
+            # 3. the long-term share of codec-made bins, and its decision
+            made = 0.0
+            for k in range(bins - 1):
+                if conf[c, k] >= p[_P_CONF_LO]:
+                    made += 1.0
+            st[_SHARE] += alpha * (made / (bins - 1) - st[_SHARE])
+            if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
+                if st[_MADE] > 0.0:
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] < 0.5 * p[_P_SHARE_ON] else 0.0
+                else:
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] >= p[_P_SHARE_ON] else 0.0
+                if st[_MADE_RUN] >= HOLD_FRAMES:
+                    st[_MADE] = 0.0 if st[_MADE] > 0.0 else 1.0
+                    st[_MADE_RUN] = 0.0
+            # 4. activity
+            a = st[_ACTIVITY]
+            if st[_DETECTED] > 0.0 or st[_MADE] > 0.0:
+                a = min(1.0, a + p[_P_ATTACK])
+            else:
+                a = max(0.0, a - p[_P_ATTACK])
+            st[_ACTIVITY] = a
+            if a > 0.0:
+                st[_RESTORED_FRAMES] += 1.0
+                if st[_FIRST_RESTORED] < 0.0:
+                    st[_FIRST_RESTORED] = st[_FRAMES] - 1.0
+        # 5. per-bin mix
+        a = st[_ACTIVITY]
+        if a <= 0.0:
+            for k in range(bins):
+                out[c, k] = dec[c, k]
+            continue
+        kc = st[_CUTOFF] if st[_DETECTED] > 0.0 else float(bins) + p[_P_XFADE]   # no band limit: no band above
+        xfade = p[_P_XFADE]
+        hole_lo, hole_hi = p[_P_HOLE_LO], p[_P_HOLE_HI]
+        conf_lo, conf_hi = p[_P_CONF_LO], p[_P_CONF_HI]
+        for k in range(bins):
+            d = dec[c, k]
+            q = pred[c, k]
+            wa = (k + 1.0 - (kc - xfade)) / xfade          # above-cutoff weight: 0 at kc - xfade, 1 at kc
+            wa = min(1.0, max(0.0, wa))
+            g = np.log(q + tiny) - np.log(d + tiny)        # how far the prediction exceeds the decoded (nepers)
+            wh = min(1.0, max(0.0, (g - hole_lo) / (hole_hi - hole_lo)))
+            wc = min(1.0, max(0.0, (conf[c, k] - conf_lo) / (conf_hi - conf_lo)))
+            w = a * max(wa, max(wh, wc))
+            if w <= 0.0:
+                out[c, k] = d
+            elif w >= 1.0:
+                out[c, k] = q
+            else:
+                out[c, k] = np.exp((1.0 - w) * np.log(d + tiny) + w * np.log(q + tiny))

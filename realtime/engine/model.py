@@ -1,0 +1,182 @@
+"""Magnitude models: one STFT magnitude frame per hop in, the estimate of the clean frame out.
+
+`PassThroughModel` returns its input (for comparison and for exact-reconstruction tests);
+`OnnxModel` runs an exported streaming U-Net (docs/CONTRACTS.md) with onnxruntime, explicit threads,
+sequential execution and I/O bound to buffers allocated in `prepare()`. A model may also give, per bin,
+its confidence (0..1) that the decoded bin is codec-made (output `confidence`); without one the
+confidence is 0 everywhere.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from realtime.engine.config import MODEL_RATE_HZ
+from realtime.errors import GapfillError
+
+SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
+_STATE_IN, _STATE_OUT = "state_in.", "state_out."
+
+
+class MagnitudeModel(Protocol):
+    """What the engine needs of a model stage."""
+
+    sample_rate: int
+    lookahead_frames: int
+
+    def prepare(self, channels: int) -> None: ...
+    def reset(self) -> None: ...
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None: ...
+    def describe(self) -> dict[str, Any]: ...
+
+
+class PassThroughModel:
+    """Output magnitude = input magnitude; works with any STFT settings."""
+
+    sample_rate = MODEL_RATE_HZ
+    lookahead_frames = 0
+
+    def prepare(self, channels: int) -> None:
+        """Nothing to allocate."""
+
+    def reset(self) -> None:
+        """No state."""
+
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None:
+        """estimate (C, F) f32 <- magnitudes (C, F) f32; confidence (C, F) f32 <- 0."""
+        np.copyto(estimate, magnitudes)
+        confidence[:] = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "passthrough", "path": None, "lookahead_frames": 0}
+
+
+def shipped_model_path() -> Path:
+    """Path of the U-Net shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
+    source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
+    if source_tree.is_file():
+        return source_tree
+    try:
+        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
+    except ModuleNotFoundError:
+        return source_tree  # reported as missing when loaded
+
+
+def ort_session(path: str | Path, threads: int) -> Any:
+    """onnxruntime session with the engine's settings: `threads` intra-op threads, one inter-op thread,
+    sequential execution, all graph optimisations, CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+class OnnxModel:
+    """A streaming ONNX magnitude model; temporal state is carried between hops in bound buffers."""
+
+    def __init__(self, path: Path, threads: int) -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise GapfillError(f"cannot load model '{self.path}': it is a directory")
+        if not self.path.is_file():
+            raise GapfillError(f"cannot load model '{self.path}': no such file")
+        try:
+            self.session = ort_session(self.path, threads)
+        except Exception as exc:  # onnxruntime raises several private exception types
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GapfillError(f"cannot load model '{self.path}': not a valid ONNX model ({reason})") from None
+        self.threads = threads
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.sample_rate = self._meta_int(meta, "gapfill.sample_rate")
+        self.fft_size = self._meta_int(meta, "gapfill.fft_size")
+        self.hop = self._meta_int(meta, "gapfill.hop")
+        self.lookahead_frames = self._meta_int(meta, "gapfill.lookahead_frames")
+        self.bins = self.fft_size // 2 + 1
+        inputs = {i.name: i.shape for i in self.session.get_inputs()}
+        outputs = {o.name for o in self.session.get_outputs()}
+        if "magnitude" not in inputs or "magnitude_out" not in outputs:
+            raise GapfillError(
+                f"cannot load model '{self.path}': needs input 'magnitude' and output 'magnitude_out'"
+            )
+        self.has_confidence = "confidence" in outputs
+        self.state_shapes: dict[str, tuple[int, ...]] = {}
+        for name, shape in inputs.items():
+            if not name.startswith(_STATE_IN):
+                continue
+            suffix = name[len(_STATE_IN):]
+            if _STATE_OUT + suffix not in outputs or not all(isinstance(d, int) for d in shape[1:]):
+                raise GapfillError(f"cannot load model '{self.path}': state '{suffix}' is malformed")
+            self.state_shapes[suffix] = tuple(shape[1:])
+        self._binding = None
+
+    def _meta_int(self, meta: dict[str, str], key: str) -> int:
+        try:
+            return int(meta[key])
+        except (KeyError, ValueError):
+            raise GapfillError(f"cannot load model '{self.path}': metadata '{key}' missing") from None
+
+    def prepare(self, channels: int) -> None:
+        """Allocate input, output and state buffers for `channels` streams and bind them."""
+        self._input = np.zeros((channels, self.bins), dtype=np.float32)
+        self._output = np.zeros((channels, self.bins), dtype=np.float32)
+        self._confidence = np.zeros((channels, self.bins), dtype=np.float32)
+        self._states_in = {s: np.zeros((channels, *shape), np.float32) for s, shape in self.state_shapes.items()}
+        self._states_out = {s: np.zeros_like(a) for s, a in self._states_in.items()}
+        binding = self.session.io_binding()
+        self._bind(binding, "magnitude", self._input, output=False)
+        self._bind(binding, "magnitude_out", self._output, output=True)
+        if self.has_confidence:
+            self._bind(binding, "confidence", self._confidence, output=True)
+        for suffix in self.state_shapes:
+            self._bind(binding, _STATE_IN + suffix, self._states_in[suffix], output=False)
+            self._bind(binding, _STATE_OUT + suffix, self._states_out[suffix], output=True)
+        self._binding = binding
+        self._state_pairs = [(self._states_in[s], self._states_out[s]) for s in self.state_shapes]
+
+    @staticmethod
+    def _bind(binding: Any, name: str, array: np.ndarray, output: bool) -> None:
+        bind = binding.bind_output if output else binding.bind_input
+        bind(name, "cpu", 0, np.float32, list(array.shape), array.ctypes.data)
+
+    def reset(self) -> None:
+        """Zero the temporal state (a silent past)."""
+        for state_in, _ in self._state_pairs:
+            state_in[:] = 0.0
+
+    def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None:
+        """estimate, confidence (C, F) f32 <- model(magnitudes (C, F) f32), frame k - lookahead_frames."""
+        np.copyto(self._input, magnitudes)
+        self.session.run_with_iobinding(self._binding)
+        np.copyto(estimate, self._output)
+        np.copyto(confidence, self._confidence)
+        for state_in, state_out in self._state_pairs:
+            np.copyto(state_in, state_out)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.path.stem, "path": str(self.path), "lookahead_frames": self.lookahead_frames,
+                "threads": self.threads, "confidence": self.has_confidence}
+
+
+def load_model(path_setting: str, threads: int, fft_size: int, hop: int) -> MagnitudeModel:
+    """Build the model named by config `model.path`; check that its STFT settings match the config's."""
+    if path_setting == "passthrough":
+        return PassThroughModel()
+    path = shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
+    model = OnnxModel(path, threads)
+    if model.sample_rate != MODEL_RATE_HZ:
+        raise GapfillError(f"model '{path}': sample rate {model.sample_rate} Hz is not supported (48000 only)")
+    if (model.fft_size, model.hop) != (fft_size, hop):
+        raise GapfillError(
+            f"config 'stft': model '{path.name}' was trained with fft_size {model.fft_size} and hop "
+            f"{model.hop}, config has {fft_size} and {hop}"
+        )
+    return model

@@ -1,0 +1,333 @@
+"""File front end (`gapfill restore`): any file libsndfile reads -> a restored WAV or FLAC file.
+
+The input is streamed in blocks of BLOCK_FRAMES (hours of audio never sit in memory) through a
+delay-compensated `Restorer`, so output sample t lines up with input sample t and both have the same
+duration and channels.
+
+Output rate (`output_rate`): 48 kHz, the model rate, for inputs below 44.1 kHz (a 32 kbit/s MP3 is often
+stored at 16 or 22.05 kHz, and the band the model restores above that file's Nyquist frequency would
+not fit in it), else the input's rate; `rate="keep"` keeps the input's, an integer chooses a supported
+rate. The input is then read through `read_blocks`, which resamples it to the output rate in streaming
+fashion (delay compensated, frames * out_rate / in_rate samples rounded half up) and restored at that rate.
+
+The output is written to a hidden temporary file beside it
+(`.NAME.partial-XXXXXXXX.wav`) and renamed over NAME only when complete; on any error or Ctrl-C the
+temporary file is removed.
+
+Output sample format: the input's own when the output format has it (WAV: PCM_16, PCM_24, FLOAT;
+FLAC: PCM_16, PCM_24); otherwise FLOAT for WAV (lossless for whatever the model produces) and PCM_24
+for FLAC (its finest). Samples beyond +-1 are clipped (never wrapped) for integer formats and kept
+in FLOAT.
+
+Truncation: a WAV whose data chunk is shorter than its header says, or a file that yields fewer frames
+than its header promises, is an error. MP3 is exempt from the second check: libsndfile estimates an
+MP3's length when it has no Xing header.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import soundfile as sf
+
+from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ
+from realtime.errors import GapfillError
+
+if TYPE_CHECKING:  # the engine is imported when a file is restored, not when the command line is parsed
+    from realtime.engine.restorer import Restorer
+
+BLOCK_FRAMES = BLOCK_SAMPLES
+FULL_BAND_RATE_HZ = 44_100
+"""Inputs below this rate (Hz) are restored into MODEL_RATE_HZ files by default."""
+OUTPUT_RATE_POLICY = (
+    f"restore writes {MODEL_RATE_HZ} Hz (the model rate) for inputs below {FULL_BAND_RATE_HZ} Hz, so that the "
+    "band restored above their Nyquist frequency survives, else the input's rate (--rate keep|R to choose); "
+    "stream and live keep the input's rate (stream --output-rate R to choose)"
+)
+OUTPUT_FORMATS = {".wav": "WAV", ".flac": "FLAC"}
+_KEPT_SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "FLOAT"), "FLAC": ("PCM_16", "PCM_24")}
+_DEFAULT_SUBTYPES = {"WAV": "FLOAT", "FLAC": "PCM_24"}
+_WAV_DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
+_UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes written by streaming encoders (e.g. ffmpeg to a pipe)
+
+
+def output_format(path: str) -> str:
+    """libsndfile format name ('WAV' or 'FLAC') for an output path, chosen by its suffix."""
+    fmt = OUTPUT_FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise GapfillError(f"cannot write '{path}': the output name must end in .wav or .flac")
+    return fmt
+
+
+def output_subtype(input_subtype: str, fmt: str) -> str:
+    """Sample format of the output: the input's when `fmt` has it, else FLOAT (WAV) / PCM_24 (FLAC)."""
+    return input_subtype if input_subtype in _KEPT_SUBTYPES[fmt] else _DEFAULT_SUBTYPES[fmt]
+
+
+@contextmanager
+def _c_stderr_muted() -> Iterator[None]:
+    """Silence file descriptor 2 (libmpg123 prints warnings there); Python's own stderr is flushed first."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _reason(exc: Exception) -> str:
+    """A short, user-facing reason for a libsndfile or OS error."""
+    if isinstance(exc, OSError):
+        return (exc.strerror or str(exc)).lower()
+    text = getattr(exc, "error_string", None) or str(exc)
+    if "Format not recognised" in text or "does not exist or is not a regular file" in text:
+        return "not an audio file libsndfile can read (unknown format or corrupt data)"
+    return text.strip().rstrip(".")
+
+
+def open_input(path: str) -> sf.SoundFile:
+    """Open an audio file for reading; every problem becomes `GapfillError("cannot read 'path': ...")`."""
+    if os.path.isdir(path):
+        raise GapfillError(f"cannot read '{path}': it is a directory")
+    try:
+        with open(path, "rb"):
+            pass
+        with _c_stderr_muted():
+            source = sf.SoundFile(path)
+    except (OSError, sf.LibsndfileError) as exc:
+        raise GapfillError(f"cannot read '{path}': {_reason(exc)}") from None
+    problem = _length_problem(source)
+    if problem:
+        source.close()
+        raise GapfillError(f"cannot read '{path}': {problem}")
+    return source
+
+
+def _length_problem(source: sf.SoundFile) -> str | None:
+    """Why the file's length is unusable (no audio, truncated WAV data), or None."""
+    if source.frames == 0:
+        return "it contains no audio"
+    sizes = _WAV_DATA_SIZE.search(source.extra_info) if source.format in ("WAV", "WAVEX") else None
+    if sizes and int(sizes[1]) not in _UNKNOWN_SIZES and int(sizes[2]) < int(sizes[1]):
+        return f"truncated (the header announces {sizes[1]} bytes of audio, the file holds {sizes[2]})"
+    return None
+
+
+def output_rate(input_rate: int, choice: int | str | None = None) -> int:
+    """The rate (Hz) `restore_file` writes: see OUTPUT_RATE_POLICY; choice None (automatic), 'keep' or Hz."""
+    if choice == "keep":
+        return input_rate
+    if choice is None:
+        return MODEL_RATE_HZ if input_rate < FULL_BAND_RATE_HZ else input_rate
+    return int(choice)
+
+
+def read_blocks(source: sf.SoundFile, path: str, rate: int, progress: _Progress | None = None) -> Iterator[np.ndarray]:
+    """The whole of `source` as (channels, n) float32 blocks at `rate` Hz, each valid until the next step:
+    its own blocks, or resampled (delay compensated, frames * rate / source rate samples, half up)."""
+    blocks = _input_blocks(source, path, progress)
+    if rate == source.samplerate:
+        return blocks
+    from realtime.engine.resample import resample_blocks
+
+    return resample_blocks(blocks, source.channels, source.samplerate, rate, BLOCK_FRAMES)
+
+
+def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -> Iterator[np.ndarray]:
+    """(channels, n) float32 blocks of the whole file, n <= BLOCK_FRAMES, each valid until the next step."""
+    frames = np.zeros((BLOCK_FRAMES, source.channels), np.float32)
+    planar = np.zeros(BLOCK_FRAMES * source.channels, np.float32)
+    total = 0
+    while True:
+        try:
+            with _c_stderr_muted():
+                data = source.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=frames)
+        except sf.LibsndfileError as exc:
+            where = _timestamp(total, source.samplerate)
+            raise GapfillError(
+                f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})"
+            ) from None
+        n = data.shape[0]
+        if n == 0:
+            break
+        total += n
+        block = planar[: n * source.channels].reshape(source.channels, n)
+        block[...] = data.T
+        yield block
+        if progress:
+            progress.update(total)
+    if source.format != "MP3" and total < source.frames:
+        where = _timestamp(total, source.samplerate)
+        raise GapfillError(
+            f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)"
+        )
+
+
+def _timestamp(frames: int, sample_rate: int) -> str:
+    """A position as HH:MM:SS.mmm."""
+    minutes, seconds = divmod(frames / sample_rate, 60.0)
+    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:06.3f}"
+
+
+@contextmanager
+def _partial_file(path: str, force: bool) -> Iterator[str]:
+    """Yield a new temporary path beside `path`; rename it to `path` on success, remove it otherwise."""
+    target = Path(path)
+    temp = target.with_name(f".{target.stem}.partial-{secrets.token_hex(4)}{target.suffix}")
+    try:
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:
+        raise GapfillError(f"cannot write '{path}': {_reason(exc)}") from None
+    try:
+        yield str(temp)
+        if not force and target.exists():
+            raise GapfillError(f"'{path}' appeared while restoring; use --force to overwrite it")
+        os.replace(temp, target)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+class _Progress:
+    """A one-line progress report on a terminal's stderr, redrawn at most 10 times a second."""
+
+    def __init__(self, label: str, total_frames: int, sample_rate: int) -> None:
+        self.label, self.total, self.rate = label, max(total_frames, 1), sample_rate
+        self._next_draw = 0.0
+
+    def update(self, done_frames: int) -> None:
+        now = time.monotonic()
+        if now < self._next_draw:
+            return
+        self._next_draw = now + 0.1
+        percent = min(100.0, 100.0 * done_frames / self.total)
+        done_s, total_s = done_frames / self.rate, self.total / self.rate
+        sys.stderr.write(f"\r{self.label}: {percent:3.0f}% ({done_s:.1f} of {total_s:.1f} s)")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\r\033[K")
+        sys.stderr.flush()
+
+
+@dataclass(frozen=True)
+class FileResult:
+    """What one `restore_file` did: paths, rates (Hz), frames, latency (samples at the output rate),
+    the codec gate's report (`Restorer.codec_report()`), non-finite samples replaced, wall time (s)."""
+
+    input: str
+    output: str
+    input_rate_hz: int
+    output_rate_hz: int
+    channels: int
+    input_frames: int
+    output_frames: int
+    latency_samples: int
+    codec: dict[str, Any]
+    nonfinite_samples: int
+    wall_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        """The `gapfill restore --stats-json` record."""
+        return {
+            "input": self.input, "output": self.output,
+            "rates": {"input_hz": self.input_rate_hz, "output_hz": self.output_rate_hz,
+                      "why": OUTPUT_RATE_POLICY},
+            "channels": self.channels,
+            "frames": {"input": self.input_frames, "output": self.output_frames},
+            "latency": {"samples": self.latency_samples,
+                        "ms": round(1000.0 * self.latency_samples / self.output_rate_hz, 3),
+                        "compensated": True},
+            "codec_report": self.codec, "nonfinite_samples": self.nonfinite_samples,
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+def restore_file(
+    restorer: Restorer | None, in_path: str, out_path: str, force: bool = False, show_progress: bool = False,
+    *, rate: int | str | None = None,
+) -> FileResult:
+    """Restore `in_path` into `out_path` (.wav or .flac): same channels and duration, aligned, at
+    `output_rate(input rate, rate)` Hz (rate None: automatic, 'keep', or Hz). restorer None: the defaults.
+
+    Raises GapfillError for anything the user can fix; leaves no output file unless it succeeds.
+    """
+    from realtime.engine.restorer import Restorer, check_sample_rate, compensated
+
+    started = time.perf_counter()
+    fmt = output_format(out_path)
+    if not force and os.path.lexists(out_path):
+        raise GapfillError(f"'{out_path}' exists; use --force to overwrite it")
+    restorer = Restorer() if restorer is None else restorer
+    with open_input(in_path) as source:
+        out_rate = output_rate(source.samplerate, rate)
+        try:
+            check_sample_rate(source.samplerate)
+            restorer.prepare(out_rate, source.channels, BLOCK_FRAMES)
+        except GapfillError as exc:
+            raise GapfillError(f"cannot restore '{in_path}': {exc}") from None
+        subtype = output_subtype(source.subtype, fmt)
+        progress = None
+        if show_progress:
+            progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate)
+        written = 0
+        try:
+            with _partial_file(out_path, force) as temp:
+                with _open_output(temp, out_path, out_rate, source.channels, fmt, subtype) as sink:
+                    for out in compensated(restorer, read_blocks(source, in_path, out_rate, progress)):
+                        sink.write(out)
+                        written += out.shape[1]
+        finally:
+            if progress:
+                progress.close()
+        return FileResult(
+            input=in_path, output=out_path, input_rate_hz=source.samplerate, output_rate_hz=out_rate,
+            channels=source.channels, input_frames=source.tell(), output_frames=written,
+            latency_samples=restorer.latency_samples, codec=restorer.codec_report(),
+            nonfinite_samples=restorer.nonfinite_count, wall_s=time.perf_counter() - started,
+        )
+
+
+class _Output:
+    """Writes (channels, n) float32 blocks to an open SoundFile through one preallocated interleaving buffer.
+
+    For integer subtypes libsndfile clips to +-1 (soundfile turns SFC_SET_CLIPPING on for every file).
+    """
+
+    def __init__(self, sink: sf.SoundFile, out_path: str) -> None:
+        self._sink, self._out_path = sink, out_path
+        self._frames = np.zeros((BLOCK_FRAMES, sink.channels), np.float32)
+
+    def write(self, block: np.ndarray) -> None:
+        for start in range(0, block.shape[1], BLOCK_FRAMES):
+            chunk = block[:, start : start + BLOCK_FRAMES]
+            frames = self._frames[: chunk.shape[1]]
+            frames[...] = chunk.T
+            try:
+                self._sink.write(frames)
+            except (OSError, sf.LibsndfileError) as exc:
+                raise GapfillError(f"cannot write '{self._out_path}': {_reason(exc)}") from None
+
+
+@contextmanager
+def _open_output(temp: str, out_path: str, rate: int, channels: int, fmt: str, subtype: str) -> Iterator[_Output]:
+    """The temporary output file, at `rate` Hz with `channels`, as an `_Output`."""
+    try:
+        sink = sf.SoundFile(temp, "w", rate, channels, subtype, format=fmt)
+    except (OSError, sf.LibsndfileError) as exc:
+        raise GapfillError(f"cannot write '{out_path}': {_reason(exc)}") from None
+    with sink:
+        yield _Output(sink, out_path)
