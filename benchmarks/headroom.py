@@ -38,11 +38,13 @@ import numpy as np
 
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import MODEL_CHOICES, engine_config, environment, format_table, model_name, run_main, write_json
-from benchmarks.quality import BY_NAME, SAMPLE_RATE, degraded
+from benchmarks.quality import BY_NAME, degraded
+from realtime.engine.config import MODEL_RATE_HZ as SAMPLE_RATE
 from realtime.errors import GapfillError
 from realtime.engine.restorer import Restorer
+from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import istft_offline, stft_offline
-from training.evaluate import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
+from evaluation.metrics import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
@@ -51,20 +53,23 @@ MAX_FRAME_OFFSET = 8
 
 
 class Recorder:
-    """Wraps a Restorer's gate to keep, per hop, channel 0's decoded, estimated and gated magnitudes and
-    whether the gate was restoring."""
+    """Observes a Restorer's gate stage (`Restorer.observe`) to keep, per hop, channel 0's decoded,
+    estimated and gated magnitudes and whether the gate was restoring."""
 
     def __init__(self, restorer: Restorer) -> None:
         self.restorer = restorer
         self.hops: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
-        gate_process = restorer.gate.process
+        self._gate = restorer.stages["gate"]
+        restorer.observe(self)
 
-        def process(decoded, predicted, confidence, out):
-            gate_process(decoded, predicted, confidence, out)
-            self.hops.append((decoded[0].copy(), predicted[0].copy(), out[0].copy(),
-                              bool(restorer.gate.activity[0] > 0)))
+    def stage_started(self, stage: str) -> None:
+        """Observer hook: nothing to do before a stage."""
 
-        restorer.gate.process = process
+    def stage_finished(self, stage: str, buffers: HopBuffers) -> None:
+        """Observer hook: after the gate, copy what it was given and what it wrote."""
+        if stage == "gate":
+            self.hops.append((buffers.aligned_magnitudes[0].copy(), buffers.estimate[0].copy(),
+                              buffers.gated[0].copy(), bool(self._gate.activity[0] > 0)))
 
     def run(self, decoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(output (n,), {'decoded', 'estimate', 'gated': (frames, F), 'active': (frames,)}) for mono decoded

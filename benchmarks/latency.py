@@ -4,7 +4,8 @@
     python -m benchmarks.latency --quick          # the CI smoke run: seconds, same JSON structure
 
 What it measures (everything with the configured model, phase method and gate):
-- per-hop compute time of each stage (framing/STFT, model, gate, phase, synthesis), the whole hop and the
+- per-hop compute time of each stage (analysis, level, model, gate, phase, synthesis; observed through
+  `Restorer.observe`), the whole hop and the
   whole `process()` call, over `--seconds` (60) of stereo 48 kHz audio in 256-sample blocks: p50, p99,
   p99.9 and max, in microseconds and as a share of the hop duration (256 samples = 5.33 ms), as wall time
   (what the host sees) and as thread CPU time (what the code costs; on a shared machine the difference is
@@ -65,7 +66,8 @@ from benchmarks.startup_probe import peak_rss_kib
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
 
-STAGES = ("stft", "model", "gate", "phase", "synthesis")
+STAGES = ("analysis", "level", "model", "gate", "phase", "synthesis")
+"""The engine's stages in signal order (`Restorer.stages`; checked when a run starts)."""
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 4096)
 RATES_HZ = (48_000, 44_100)
 CHANNEL_COUNTS = (1, 2)
@@ -85,20 +87,13 @@ _HOP, _CPU = len(STAGES), len(STAGES) + 1  # columns of HopTimer.ns after the st
 _STAGE_CPU = len(STAGES) + 2  # first of the stages' thread CPU times
 
 
-class _Noop:
-    def call(self, *args: Any) -> None:
-        """Does nothing: the allocation baseline of a wrapped call."""
-
-
 class HopTimer:
-    """Times every stage of every hop of one Restorer, from outside: after `prepare()`, `attach` replaces
-    the stage methods that `Restorer._process_hop` calls (and `_process_hop` itself) on those instances
-    with timing wrappers. restorer.py is not changed; the wrappers add about a microsecond per stage.
+    """Times every stage of every hop of one Restorer through its public observer hook
+    (`Restorer.observe`); the engine is not changed, and the hook costs about a microsecond per stage.
 
-    ns[i] = (wall time of stft, model, gate, phase, synthesis, of the whole hop; thread CPU time of the whole
-    hop, of stft, model, gate, phase, synthesis) in ns for hop i. CPU time is what the code cost; wall time
-    also holds the time the thread waited for a core. A stage that did not run in a hop (the gate with the
-    pass-through model) stays 0.
+    ns[i] = (wall time of each of STAGES, of the whole hop; thread CPU time of the whole hop, of each of
+    STAGES) in ns for hop i. CPU time is what the code cost; wall time also holds the time the thread waited
+    for a core. The whole hop runs from the first stage's start to the last stage's end.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -107,56 +102,59 @@ class HopTimer:
         self.count = 0
         self.gc_events: list[tuple[int, int, int]] = []  # (start ns, stop ns, generation)
         self._gc_start = 0
-        self.audit_hops: set[int] = set()  # hops whose stage calls are audited with tracemalloc instead
+        self.audit_hops: set[int] = set()  # hops whose stages are audited with tracemalloc instead
         self.audit: dict[int, dict[str, int]] = {}  # hop -> stage -> bytes allocated
+        self._stage_wall = self._stage_cpu = self._hop_wall = self._hop_cpu = 0
+        self._audit_before = 0
+        self._audit_baseline = 0
 
     def attach(self, restorer: Restorer) -> None:
-        """Wrap the stage methods of a prepared restorer (call again after every `prepare`)."""
-        targets = ((restorer._analysis, "push_hop"), (restorer.model, "process"), (restorer.gate, "process"),
-                   (restorer.phase, "process"), (restorer._synthesis, "push_frame"))
-        for column, (stage, name) in enumerate(targets):
-            method = getattr(type(stage), name).__get__(stage)  # the class's method, never an older wrapper
-            setattr(stage, name, self._timed(method, column))
-        restorer._process_hop = self._timed_hop(type(restorer)._process_hop.__get__(restorer))
+        """Observe a restorer's stages (the engine's stage names must be STAGES)."""
+        if tuple(restorer.stages) != STAGES:
+            raise RuntimeError(f"the engine's stages are {tuple(restorer.stages)}, the benchmark times {STAGES}")
+        if self.audit_hops:
+            self._audit_baseline = self._noop_allocation()
+        restorer.observe(self)
 
-    def _timed(self, method: Callable[..., None], column: int) -> Callable[..., None]:
-        ns, clock, cpu_clock, cpu_column = self.ns, time.perf_counter_ns, time.thread_time_ns, _STAGE_CPU + column
-
-        def timed(*args: Any) -> None:
-            if self.count in self.audit_hops:
-                return self._audited(method, column, args)
-            cpu_start = cpu_clock()
-            start = clock()
-            method(*args)
-            ns[self.count, column] = clock() - start
-            ns[self.count, cpu_column] = cpu_clock() - cpu_start
-
-        return timed
-
-    def _audited(self, method: Callable[..., None], column: int, args: tuple) -> None:
-        """Bytes allocated by method(*args) beyond what calling a no-op method the same way allocates."""
-        sizes = []
-        for call in (_Noop().call, method):
+    def stage_started(self, stage: str) -> None:
+        """Observer hook: remember when `stage` started (and, in audited hops, the traced memory)."""
+        if self.count in self.audit_hops:
             tracemalloc.reset_peak()
-            before = tracemalloc.get_traced_memory()[0]
-            call(*args)
-            sizes.append(tracemalloc.get_traced_memory()[1] - before)
-        self.audit.setdefault(self.count, {})[STAGES[column]] = max(0, sizes[1] - sizes[0])
+            self._audit_before = tracemalloc.get_traced_memory()[0]
+            return
+        self._stage_cpu = time.thread_time_ns()
+        self._stage_wall = time.perf_counter_ns()
+        if stage == STAGES[0]:
+            self._hop_wall, self._hop_cpu = self._stage_wall, self._stage_cpu
 
-    def _timed_hop(self, hop: Callable[[], None]) -> Callable[[], None]:
-        ns, starts, clock, cpu_clock = self.ns, self.start_ns, time.perf_counter_ns, time.thread_time_ns
-
-        def timed_hop() -> None:
-            i = self.count
-            cpu_start = cpu_clock()
-            start = clock()
-            hop()
-            ns[i, _HOP] = clock() - start
-            ns[i, _CPU] = cpu_clock() - cpu_start
-            starts[i] = start
+    def stage_finished(self, stage: str, buffers: Any) -> None:
+        """Observer hook: record `stage`'s wall and CPU time (or its allocation); the last stage ends the hop."""
+        i = self.count
+        if i in self.audit_hops:
+            allocated = tracemalloc.get_traced_memory()[1] - self._audit_before
+            self.audit.setdefault(i, {})[stage] = max(0, allocated - self._audit_baseline)
+        else:
+            wall, cpu = time.perf_counter_ns(), time.thread_time_ns()
+            column = STAGES.index(stage)
+            self.ns[i, column] = wall - self._stage_wall
+            self.ns[i, _STAGE_CPU + column] = cpu - self._stage_cpu
+            if stage == STAGES[-1]:
+                self.ns[i, _HOP] = wall - self._hop_wall
+                self.ns[i, _CPU] = cpu - self._hop_cpu
+                self.start_ns[i] = self._hop_wall
+        if stage == STAGES[-1]:
             self.count = i + 1
 
-        return timed_hop
+    def _noop_allocation(self) -> int:
+        """Bytes the audit itself sees around a stage that does nothing: subtracted from every stage."""
+        tracemalloc.start()
+        try:
+            tracemalloc.reset_peak()
+            before = tracemalloc.get_traced_memory()[0]
+            _noop_stage(None)
+            return max(0, tracemalloc.get_traced_memory()[1] - before)
+        finally:
+            tracemalloc.stop()
 
     def on_gc(self, phase: str, info: dict) -> None:
         """gc.callbacks hook: record when each collection ran."""
@@ -241,8 +239,8 @@ def stage_run(config: Any, audio: np.ndarray, rate: int, block: int) -> dict[str
     first_call["hop_total"] = round(float(ns[0, _HOP]) / 1000.0, 1)
     first_call["host_io"] = round(float(host_ns[:warm_blocks].sum()) / 1000.0, 1)
     first_call["process_call"] = round(float(block_ns[:warm_blocks].sum()) / 1000.0, 1)
-    if not ns[:, STAGES.index("gate")].any():
-        per_hop["gate"]["note"] = "not run (gate disabled or pass-through model)"
+    if not restorer.gate_enabled:
+        per_hop["gate"]["note"] = "gate off (disabled or pass-through model): copies the estimate"
     return {
         "rate_hz": rate, "channels": channels, "block": block, "seconds": round(n / rate, 2), "hops": count,
         "hop_us": round(hop_us, 2), "per_hop": per_hop, "per_hop_cpu": per_hop_cpu, "first_call_us": first_call,
@@ -299,14 +297,20 @@ def worst_hop_trace(timer: HopTimer, count: int, hop_us: float) -> list[dict[str
     return trace
 
 
+def _noop_stage(buffers: Any) -> None:
+    """A stage that does nothing: the baseline of the timing and allocation measurements."""
+
+
 def timing_overhead_us() -> float:
-    """Cost of one timing wrapper around a call that does nothing (µs), the bias of each stage time."""
+    """Cost of the observer's hooks around a stage that does nothing (µs), the bias of each stage time."""
     timer = HopTimer(2)
-    wrapped = timer._timed(lambda: None, 0)
+    stage = STAGES[1]
     runs = 20_000
     start = time.perf_counter_ns()
     for _ in range(runs):
-        wrapped()
+        timer.stage_started(stage)
+        _noop_stage(None)
+        timer.stage_finished(stage, None)
     return round((time.perf_counter_ns() - start) / runs / 1000.0, 3)
 
 

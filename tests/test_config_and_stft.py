@@ -8,14 +8,10 @@ import pytest
 from realtime.engine.config import load_config
 from realtime.errors import GapfillError
 from realtime.engine.fft import FFTPlan
-from realtime.engine.stft import (
-    StreamingAnalysis,
-    StreamingSynthesis,
-    analysis_window,
-    istft_offline,
-    stft_offline,
-    synthesis_window,
-)
+from realtime.engine.analysis import AnalysisStage
+from realtime.engine.stft import istft_offline, stft_offline
+from realtime.engine.synthesis import SynthesisStage
+from realtime.engine.windows import analysis_window, asymmetric_windows, synthesis_window
 
 
 def write(tmp_path, text: str):
@@ -91,12 +87,22 @@ def test_windows_reconstruct_perfectly(fft_size, hop):
     assert np.allclose(overlap, 1.0)
 
 
+@pytest.mark.parametrize("fft_size, hop", [(1024, 128), (1024, 256), (512, 128), (768, 64)])
+def test_asymmetric_windows_reconstruct_perfectly_within_the_last_two_hops(fft_size, hop):
+    analysis, synthesis = asymmetric_windows(fft_size, hop)
+    products = analysis * synthesis
+    overlap = sum(products[start : start + hop] for start in range(0, fft_size, hop))
+    assert np.allclose(overlap, 1.0)
+    assert np.all(synthesis[: fft_size - 2 * hop] == 0.0)                   # the delay is 2 * hop - 1
+    assert analysis.max() == pytest.approx(1.0) and np.all(analysis >= 0.0)
+
+
 def test_streaming_analysis_and_synthesis_equal_offline():
     fft_size, hop = 1024, 256
     signal = np.random.default_rng(3).standard_normal(40 * hop).astype(np.float32)
     offline = stft_offline(signal, fft_size, hop)
-    analysis = StreamingAnalysis(fft_size, hop, 1)
-    synthesis = StreamingSynthesis(fft_size, hop, 1)
+    analysis = AnalysisStage(fft_size, hop)
+    synthesis = SynthesisStage(fft_size, hop)
     spectra = np.zeros((1, fft_size // 2 + 1), np.complex64)
     magnitudes = np.zeros((1, fft_size // 2 + 1), np.float32)
     hop_out = np.zeros((1, hop), np.float32)

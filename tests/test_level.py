@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from realtime.engine.level import LEVEL_TIME_S, InputLevel
+from realtime.engine.level import LEVEL_TIME_S, InputLevel, undo_gain
+from realtime.engine.stage import HopBuffers
 from realtime.engine.restorer import Restorer
 
 N, HOP, RATE = 1024, 256, 48_000
@@ -35,11 +36,13 @@ def test_gain_brings_the_level_to_the_target_within_the_limits(level_db, expecte
 
 def test_estimate_is_divided_by_the_gain_the_input_took():
     level = stage()
-    scaled = np.zeros((1, BINS), np.float32)
+    buffers = HopBuffers(1, N, HOP, 0)
     mag = frame_at(-55.0)
-    level.scale_in(mag, scaled)
-    level.scale_out(scaled)
-    np.testing.assert_allclose(scaled, mag, rtol=1e-6)
+    buffers.newest_magnitudes[:] = mag
+    level.process_hop(buffers)
+    assert buffers.model_gain[0] == pytest.approx(10 ** (level.gain_db / 20)) and level.gain_db > 0
+    undo_gain(buffers.model_in, buffers.model_gain)
+    np.testing.assert_allclose(buffers.model_in, mag, rtol=1e-6)
 
 
 def test_silent_frames_leave_the_level_alone_and_the_first_active_frame_sets_it():
@@ -74,23 +77,29 @@ def test_one_gain_for_all_channels_from_the_loudest():
 
 
 def test_boost_off_and_pass_through_model_leave_the_engine_as_it_was():
-    assert not Restorer.from_config(None, {"model": {"max_boost_db": 0.0}}).level.enabled
-    assert not Restorer.from_config(None, {"model": {"path": "passthrough"}}).level.enabled
-    assert Restorer.from_config(None).level.enabled
+    assert not Restorer.from_config(None, {"model": {"max_boost_db": 0.0}}).stages["level"].enabled
+    assert not Restorer.from_config(None, {"model": {"path": "passthrough"}}).stages["level"].enabled
+    assert Restorer.from_config(None).stages["level"].enabled
 
 
 def _model_inputs(restorer: Restorer, audio: np.ndarray) -> np.ndarray:
     """(hops, BINS) the magnitudes the engine's model saw for mono `audio` at 48 kHz."""
-    seen = []
-    original = restorer.model.process
+    class ModelInputs:
+        def __init__(self) -> None:
+            self.seen: list[np.ndarray] = []
 
-    def spy(magnitudes, estimate, confidence):
-        seen.append(magnitudes[0].copy())
-        original(magnitudes, estimate, confidence)
+        def stage_started(self, stage: str) -> None:
+            pass
 
-    restorer.model.process = spy
+        def stage_finished(self, stage: str, buffers: HopBuffers) -> None:
+            if stage == "model":
+                self.seen.append(buffers.model_in[0].copy())
+
+    tap = ModelInputs()
+    restorer.observe(tap)
     restorer.restore(audio[None, :], RATE)
-    return np.array(seen)
+    restorer.observe(None)
+    return np.array(tap.seen)
 
 
 def test_the_engine_model_sees_quiet_input_times_the_gain():
@@ -102,10 +111,10 @@ def test_the_engine_model_sees_quiet_input_times_the_gain():
     boosted = Restorer.from_config(None)
     plain = Restorer.from_config(None, {"model": {"max_boost_db": 0.0}})
     seen, plain_seen = _model_inputs(boosted, quiet), _model_inputs(plain, quiet)
-    gain = 10 ** (boosted.level.gain_db / 20)
+    gain = 10 ** (boosted.stages["level"].gain_db / 20)
     assert 10 ** (12 / 20) < gain < 10 ** (14 / 20)
     settled = slice(len(seen) // 2, len(seen) * 3 // 4)          # before the flush's silence
     ratio = seen[settled].sum(axis=1) / plain_seen[settled].sum(axis=1)
     np.testing.assert_allclose(ratio, gain, rtol=1e-3)
-    assert boosted.codec_report()["model_input_gain_db"] == pytest.approx(boosted.level.gain_db, abs=0.01)
+    assert boosted.codec_report()["model_input_gain_db"] == pytest.approx(boosted.stages["level"].gain_db, abs=0.01)
     assert plain.codec_report()["model_input_gain_db"] == 0.0

@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from realtime.engine.stage import HopBuffers
 from realtime.engine.windows import full_scale_magnitude
 
 HOLE_RAMP_DB = 6.0
@@ -67,12 +68,19 @@ FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
 
 
 class CodecGate:
-    """`process(decoded_mag, predicted_mag, confidence, out_mag)`, all (C, F) f32; see module doc."""
+    """The gate stage: `process(decoded_mag, predicted_mag, confidence, out_mag)`, all (C, F) f32, per
+    hop; see the module doc."""
 
-    def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int) -> None:
-        """settings: the validated `gate:` section of the config (see default.yaml for each key)."""
+    name = "gate"
+    latency_samples = 0
+
+    def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int,
+                 enabled: bool = True) -> None:
+        """settings: the validated `gate:` section of the config (see default.yaml for each key);
+        enabled False: the stage hands the model's estimate on everywhere (nothing is detected)."""
         s = settings
         self.settings = s
+        self.enabled = enabled
         self.sample_rate, self.fft_size, self.hop = int(sample_rate), int(fft_size), int(hop)
         self.bands = (self.fft_size // 2) // BAND_BINS
         bands_per_hz = self.fft_size / self.sample_rate / BAND_BINS
@@ -164,6 +172,14 @@ class CodecGate:
         """out_mag (C, F) f32 <- gated mix of decoded_mag and predicted_mag (C, F) f32, given the model's
         confidence (C, F) f32 (0..1) that each decoded bin is codec-made."""
         _gate(decoded_mag, predicted_mag, confidence, out_mag, self._bands, self._state, self._params)
+
+    def process_hop(self, buffers: HopBuffers) -> None:
+        """buffers.gated <- the gated mix of the aligned decoded magnitudes and the estimate (enabled), or
+        a copy of the estimate (disabled)."""
+        if self.enabled:
+            self.process(buffers.aligned_magnitudes, buffers.estimate, buffers.confidence, buffers.gated)
+        else:
+            np.copyto(buffers.gated, buffers.estimate)
 
 
 @njit("float64(float64[:, ::1], int64, int64)", cache=True, nogil=True)

@@ -6,9 +6,10 @@ in dB re a full-scale sine (N = fft_size); active frames (largest bin above `act
 the gate's silence threshold) update its running mean in dB (plain average over the first frames, then
 exponential with time constant LEVEL_TIME_S). The gain, one for all channels so a stereo pair keeps its
 balance, is target_db minus the loudest channel's mean level, clipped to 0..max_boost_db: input is only
-ever boosted, never attenuated. The model sees magnitudes times that gain, its magnitude estimate is
-divided by it, its confidence is used as it is. The gate and the phase stage see the decoded magnitudes
-unscaled, so whatever the gate keeps stays bit-exact; max_boost_db 0 turns the stage off. (A model with
+ever boosted, never attenuated. The model sees magnitudes times that gain; the model stage divides its
+magnitude estimate by it (`undo_gain`) and uses its confidence as it is. The gate and the phase stage see
+the decoded magnitudes unscaled, so whatever the gate keeps stays bit-exact; max_boost_db 0 turns the
+stage off. (A model with
 look-ahead has its estimate divided by the gain of the newest hop, one that moves slowly; the shipped model
 is causal, so input and estimate take the same gain.)
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from realtime.engine.stage import HopBuffers
 from realtime.engine.windows import full_scale_magnitude
 
 LEVEL_TIME_S = 3.0
@@ -28,7 +30,10 @@ _P_ACTIVE, _P_ALPHA, _P_TARGET, _P_MAX_BOOST, _P_FULL_SCALE, _P_SIZE = range(6)
 
 
 class InputLevel:
-    """`scale_in(magnitudes, scaled)` and `scale_out(estimate)`, all (C, F) f32; see the module doc."""
+    """The level stage: `scale_in(magnitudes, scaled)`, (C, F) f32, per hop; see the module doc."""
+
+    name = "level"
+    latency_samples = 0
 
     def __init__(self, target_db: float, max_boost_db: float, active_db: float, sample_rate: int,
                  fft_size: int, hop: int) -> None:
@@ -63,9 +68,20 @@ class InputLevel:
         """Update the level from this hop's magnitudes (C, F) f32; scaled (C, F) f32 <- magnitudes * gain."""
         _scale_in(magnitudes, scaled, self._state, self._params)
 
-    def scale_out(self, estimate: np.ndarray) -> None:
-        """estimate (C, F) f32 /= gain, in place."""
-        _scale_out(estimate, self._state)
+    def process_hop(self, buffers: HopBuffers) -> None:
+        """buffers.model_in <- the newest magnitudes times the gain; buffers.model_gain <- the gain (linear).
+        Off: model_in is a copy of the newest magnitudes and the gain stays 1."""
+        if self.enabled:
+            _scale_in(buffers.newest_magnitudes, buffers.model_in, self._state, self._params)
+            buffers.model_gain[0] = self._state[_GAIN]
+        else:
+            np.copyto(buffers.model_in, buffers.newest_magnitudes)
+
+
+def undo_gain(estimate: np.ndarray, gain: np.ndarray) -> None:
+    """estimate (C, F) f32 /= gain[0] (linear, the level stage's gain), in place: the model stage's
+    estimate back at the decoded level."""
+    _undo_gain(estimate, gain)
 
 
 @njit("void(float32[:, ::1], float32[:, ::1], float64[::1], float64[::1])", cache=True, nogil=True)
@@ -98,8 +114,8 @@ def _scale_in(mag, scaled, state, p):
 
 
 @njit("void(float32[:, ::1], float64[::1])", cache=True, nogil=True)
-def _scale_out(estimate, state):
-    inverse = np.float32(1.0 / state[_GAIN])
+def _undo_gain(estimate, gain):
+    inverse = np.float32(1.0 / gain[0])
     channels, bins = estimate.shape
     for c in range(channels):
         for k in range(bins):

@@ -1,8 +1,9 @@
 """Magnitude models: one STFT magnitude frame per hop in, the estimate of the clean frame out.
 
-`PassThroughModel` returns its input (for comparison and for exact-reconstruction tests);
-`OnnxModel` runs an exported streaming U-Net (docs/CONTRACTS.md) with onnxruntime, explicit threads,
-sequential execution and I/O bound to buffers allocated in `prepare()`. A model may also give, per bin,
+`PassThroughModel` returns its input (for comparison and for exact-reconstruction tests); `OnnxModel`
+runs an exported streaming U-Net (docs/CONTRACTS.md) with onnxruntime, explicit threads, sequential
+execution and I/O bound to buffers allocated in `prepare()`; `ModelStage` runs either as the engine's
+model stage. A model may also give, per bin,
 its confidence (0..1) that the decoded bin is codec-made (output `confidence`); without one the
 confidence is 0 everywhere.
 """
@@ -16,6 +17,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from realtime.engine.config import MODEL_RATE_HZ
+from realtime.engine.level import undo_gain
+from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError
 
 SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
@@ -164,6 +167,34 @@ class OnnxModel:
     def describe(self) -> dict[str, Any]:
         return {"name": self.path.stem, "path": str(self.path), "lookahead_frames": self.lookahead_frames,
                 "threads": self.threads, "confidence": self.has_confidence}
+
+
+class ModelStage:
+    """The model stage: buffers.model_in -> buffers.estimate (at the decoded level) and buffers.confidence."""
+
+    name = "model"
+
+    def __init__(self, model: MagnitudeModel, hop: int) -> None:
+        self.model, self.hop = model, hop
+
+    @property
+    def latency_samples(self) -> int:
+        """The model's look-ahead, hop * lookahead_frames samples at the model rate."""
+        return self.hop * self.model.lookahead_frames
+
+    def prepare(self, channels: int) -> None:
+        """Allocate the model's buffers and state for `channels` streams."""
+        self.model.prepare(channels)
+
+    def reset(self) -> None:
+        """Zero the model's temporal state."""
+        self.model.reset()
+
+    def process_hop(self, buffers: HopBuffers) -> None:
+        """Run the model on buffers.model_in and divide its estimate by the level stage's gain."""
+        self.model.process(buffers.model_in, buffers.estimate, buffers.confidence)
+        if buffers.model_gain[0] != 1.0:
+            undo_gain(buffers.estimate, buffers.model_gain)
 
 
 def load_model(path_setting: str, threads: int, fft_size: int, hop: int) -> MagnitudeModel:

@@ -30,6 +30,8 @@ import math
 import numpy as np
 from numba import njit
 
+from realtime.engine.stage import HopBuffers
+
 HANN_GAMMA = 0.25645
 """gamma / N**2 of a Hann window of N samples: the Gaussian exp(-pi t**2 / gamma) matching its spread."""
 
@@ -49,6 +51,8 @@ class PhaseStage:
     settings: the `phase:` config section: `method`, `lookahead_frames` (0 or 1), `tolerance_db`,
     `keep_db`. `process` is called once per hop and, given frame k, writes frame k - lookahead_frames.
     """
+
+    name = "phase"
 
     def __init__(self, settings: dict, fft_size: int, hop: int) -> None:
         method = settings["method"]
@@ -118,6 +122,11 @@ class PhaseStage:
             self._decoded_delay, self._random, self._random_pos, self._freq_grad,
             self._target_phase, self._state, self._heap_keys, self._heap_items,
         )
+
+    def process_hop(self, buffers: HopBuffers) -> None:
+        """buffers.phased <- the spectrum of frame k - lookahead_frames for the gated magnitudes of frame k,
+        given the aligned decoded spectra."""
+        self.process(buffers.gated, buffers.aligned_spectra, buffers.phased)
 
 
 @njit(cache=True, nogil=True, inline="always")

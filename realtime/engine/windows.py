@@ -29,3 +29,25 @@ def synthesis_window(fft_size: int, hop: int) -> np.ndarray:
 def full_scale_magnitude(fft_size: int) -> float:
     """|rfft| of a full-scale sine under the periodic Hann analysis window of `fft_size` samples: N / 4."""
     return fft_size / 4.0
+
+
+def asymmetric_windows(fft_size: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Low-latency analysis and synthesis windows, each (fft_size,) float64 (Mauler and Martin 2011;
+    Wang et al. 2022).
+
+    Analysis: a square-root Hann rise over the first fft_size - hop samples and a square-root Hann fall
+    over the last hop samples, so the spectrum keeps the frequency resolution of a long frame.
+    Synthesis: zero except on the last 2 * hop samples, where analysis times synthesis is a periodic Hann
+    of 2 * hop samples, whose copies at hop spacing sum to 1. The delay of analysis plus synthesis is set
+    by the synthesis window: 2 * hop - 1 samples with a hop clock, whatever fft_size is.
+    """
+    if fft_size < 2 * hop:
+        raise ValueError(f"asymmetric windows need fft_size >= 2 * hop, got {fft_size} and {hop}")
+    rise = fft_size - hop
+    analysis = np.zeros(fft_size)
+    analysis[:rise] = np.sqrt(analysis_window(2 * rise)[:rise])
+    analysis[rise:] = np.sqrt(analysis_window(2 * hop)[hop:])
+    synthesis = np.zeros(fft_size)
+    tail = slice(fft_size - 2 * hop, fft_size)
+    synthesis[tail] = analysis_window(2 * hop) / analysis[tail]
+    return analysis, synthesis
