@@ -24,6 +24,8 @@ STRICT_ENV = "GAPFILL_TEST_STRICT"
 ENGINES = {
     "passthrough": {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}},
     "shipped": {},  # the shipped U-Net, codec gate and completion phase: the defaults
+    # the low-latency framing (asymmetric windows, hop 128: 383 samples at 48 kHz) with completion phase
+    "asymmetric": {"model": {"path": "passthrough"}, "stft": {"window": "asymmetric", "hop": 128}},
 }
 """Config overrides of the engines the Restorer's behaviour is proven for."""
 

@@ -11,7 +11,14 @@ from realtime.engine.fft import FFTPlan
 from realtime.engine.analysis import AnalysisStage
 from realtime.engine.stft import istft_offline, stft_offline
 from realtime.engine.synthesis import SynthesisStage
-from realtime.engine.windows import analysis_window, asymmetric_windows, synthesis_window
+from realtime.engine.phase import HANN_GAMMA, gaussian_gamma
+from realtime.engine.windows import (
+    analysis_window,
+    asymmetric_windows,
+    full_scale_magnitude,
+    synthesis_span,
+    synthesis_window,
+)
 
 
 def write(tmp_path, text: str):
@@ -31,6 +38,7 @@ def test_defaults_load_and_validate():
     [
         ("stft: {hop: 300}", "config 'stft.hop': must be a power of two between 64 and 1024, got 300"),
         ("stft: {fft_size: 256, hop: 256}", "config 'stft.hop': must be at most half"),
+        ("stft: {window: kaiser}", "config 'stft.window': must be one of 'hann', 'asymmetric'"),
         ("phase: {method: magic}", "config 'phase.method': must be one of 'decoded', 'rtpghi', 'completion'"),
         ("phase: {lookahead_frames: 2}", "config 'phase.lookahead_frames'"),
         ("model: {threads: 0}", "config 'model.threads': must be an integer between 1 and 16, got 0"),
@@ -39,7 +47,7 @@ def test_defaults_load_and_validate():
         ("model: {max_boost_db: -3}", "config 'model.max_boost_db'"),
         ("model: {input_level_db: 5}", "config 'model.input_level_db'"),
         ("gate: {enabled: 'yes'}", "config 'gate.enabled': must be one of True, False"),
-        ("stft: {window: hann}", "config 'stft.window': unknown key (allowed: fft_size, hop)"),
+        ("stft: {overlap: 4}", "config 'stft.overlap': unknown key (allowed: fft_size, hop, window)"),
         ("colour: red", "config 'colour': unknown section"),
         ("- a\n- b", "must be a mapping of sections"),
         ("stft: 5", "config 'stft': must be a mapping of keys"),
@@ -97,12 +105,13 @@ def test_asymmetric_windows_reconstruct_perfectly_within_the_last_two_hops(fft_s
     assert analysis.max() == pytest.approx(1.0) and np.all(analysis >= 0.0)
 
 
-def test_streaming_analysis_and_synthesis_equal_offline():
-    fft_size, hop = 1024, 256
+@pytest.mark.parametrize("window, hop", [("hann", 256), ("asymmetric", 128), ("asymmetric", 256)])
+def test_streaming_analysis_and_synthesis_equal_offline(window, hop):
+    fft_size = 1024
     signal = np.random.default_rng(3).standard_normal(40 * hop).astype(np.float32)
-    offline = stft_offline(signal, fft_size, hop)
-    analysis = AnalysisStage(fft_size, hop)
-    synthesis = SynthesisStage(fft_size, hop)
+    offline = stft_offline(signal, fft_size, hop, window)
+    analysis = AnalysisStage(fft_size, hop, window=window)
+    synthesis = SynthesisStage(fft_size, hop, window=window)
     spectra = np.zeros((1, fft_size // 2 + 1), np.complex64)
     magnitudes = np.zeros((1, fft_size // 2 + 1), np.float32)
     hop_out = np.zeros((1, hop), np.float32)
@@ -114,8 +123,27 @@ def test_streaming_analysis_and_synthesis_equal_offline():
         synthesis.push_frame(spectra, hop_out)
         hops.append(hop_out[0].copy())
     streamed = np.concatenate(hops)
-    resynthesised = istft_offline(offline, fft_size, hop)
+    resynthesised = istft_offline(offline, fft_size, hop, window)
     # streaming emits hop k at the end of hop k; the offline version places it one sample later
     assert np.allclose(streamed[: -(hop - 1)], resynthesised[hop - 1 :], atol=1e-5)
-    latency = fft_size - 1
+    latency = synthesis_span(fft_size, hop, window) - 1
+    assert latency + 1 == synthesis.latency_samples + hop
     assert np.allclose(resynthesised[latency + fft_size :], signal[fft_size : len(signal) - latency], atol=1e-5)
+
+
+@pytest.mark.parametrize("window, hop", [("hann", 256), ("asymmetric", 128)])
+def test_full_scale_magnitude_is_the_peak_bin_of_a_full_scale_sine(window, hop):
+    fft_size = 1024
+    bin_index = 100                                      # a sine on a bin centre: no scalloping
+    t = np.arange(8 * fft_size)
+    sine = np.sin(2 * np.pi * bin_index * t / fft_size)
+    peak = np.abs(stft_offline(sine, fft_size, hop, window)[-1, bin_index])
+    assert peak == pytest.approx(full_scale_magnitude(fft_size, window, hop), rel=1e-4)
+
+
+def test_phase_gamma_of_a_window_follows_its_spread():
+    """4 pi times the variance of the squared window: about the published 0.25645 N^2 for Hann (0.2514),
+    wider for the asymmetric window's long rise."""
+    hann = gaussian_gamma(analysis_window(1024)) / 1024**2
+    assert hann == pytest.approx(HANN_GAMMA, rel=0.03)
+    assert gaussian_gamma(asymmetric_windows(1024, 128)[0]) / 1024**2 > hann

@@ -1,7 +1,7 @@
 """Analysis stage: a hop of samples in, the windowed spectrum of the newest frame out (per channel).
 
 Frame k covers input samples [k*H + H - N, k*H + H) (zeros before the start), N = fft_size, H = hop: the
-frame completed by the k-th full hop, windowed by `realtime.engine.windows.analysis_window` and transformed
+frame completed by the k-th full hop, windowed by the analysis window of the framing (`realtime.engine.windows.stft_windows`) and transformed
 by the allocation-free rfft (numpy's convention). A stereo pair restored as mid and side (`model.stereo:
 mid_side`) is turned into mid (L + R) / 2 and side (L - R) / 2 here, before framing. Adds no delay.
 """
@@ -13,7 +13,7 @@ from numba import njit
 
 from realtime.engine.fft import _TABLES, FFTPlan, _rfft
 from realtime.engine.stage import HopBuffers
-from realtime.engine.windows import analysis_window
+from realtime.engine.windows import stft_windows
 
 
 class AnalysisStage:
@@ -22,11 +22,12 @@ class AnalysisStage:
     name = "analysis"
     latency_samples = 0
 
-    def __init__(self, fft_size: int, hop: int, stereo: str = "channels") -> None:
-        """stereo: `model.stereo` of the config; 'mid_side' turns a stereo pair into mid and side."""
+    def __init__(self, fft_size: int, hop: int, stereo: str = "channels", window: str = "hann") -> None:
+        """stereo: `model.stereo` of the config, 'mid_side' turns a stereo pair into mid and side; window:
+        the framing (`stft.window`)."""
         self.fft_size, self.hop, self.stereo = fft_size, hop, stereo
         self.plan = FFTPlan(fft_size)
-        self.window = analysis_window(fft_size)
+        self.window = stft_windows(fft_size, hop, window)[0]
         self.windowed = np.zeros(fft_size)
         self.mid_side = False
         self.prepare(1)

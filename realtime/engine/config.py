@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
+from realtime.engine.windows import WINDOWS
 from realtime.errors import GapfillError
 
 DEFAULT_CONFIG_PATH = Path(str(resources.files("realtime.engine").joinpath("default.yaml")))
@@ -70,7 +71,7 @@ _BOOL = _choice(True, False)
 SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "model": {"path": _model_path, "threads": _integer(1, 16), "stereo": _choice("mid_side", "channels"),
               "input_level_db": _number(-80.0, 0.0), "max_boost_db": _number(0.0, 60.0)},
-    "stft": {"fft_size": _power_of_two(256, 4096), "hop": _power_of_two(64, 1024)},
+    "stft": {"fft_size": _power_of_two(256, 4096), "hop": _power_of_two(64, 1024), "window": _choice(*WINDOWS)},
     "phase": {
         "method": _choice("decoded", "rtpghi", "completion"),
         "lookahead_frames": _choice(0, 1),
@@ -119,6 +120,11 @@ class EngineConfig:
     def hop(self) -> int:
         """Hop in samples at the model rate."""
         return int(self.stft["hop"])
+
+    @property
+    def window(self) -> str:
+        """The framing, one of `realtime.engine.windows.WINDOWS`."""
+        return str(self.stft["window"])
 
 
 def _read_yaml(path: Path) -> Any:

@@ -1,7 +1,7 @@
 """Codec gate: find codec damage relative to the signal, keep what the codec kept, fill only what it dropped.
 
 Per channel and hop (all in place, no allocation in `process`; levels in dB re the magnitude of a
-full-scale sine, N/4):
+full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
 
 1. Long-term band statistics. Each active frame (peak above `active_db`) is summed into bands of
    BAND_BINS bins (188 Hz at 48 kHz, N = 1024); per band the mean and the spread (standard deviation
@@ -75,7 +75,7 @@ class CodecGate:
     latency_samples = 0
 
     def __init__(self, settings: dict[str, Any], sample_rate: int, fft_size: int, hop: int,
-                 enabled: bool = True) -> None:
+                 enabled: bool = True, window: str = "hann") -> None:
         """settings: the validated `gate:` section of the config (see default.yaml for each key);
         enabled False: the stage hands the model's estimate on everywhere (nothing is detected)."""
         s = settings
@@ -100,7 +100,7 @@ class CodecGate:
         p[_P_HOLE_HI] = s["hole_db"] / 20 * np.log(10)          # nepers (natural log of magnitude)
         p[_P_HOLE_LO] = (s["hole_db"] - HOLE_RAMP_DB) / 20 * np.log(10)
         p[_P_ATTACK] = 1.0 / ATTACK_FRAMES
-        p[_P_FULL_SCALE] = full_scale_magnitude(self.fft_size)
+        p[_P_FULL_SCALE] = full_scale_magnitude(self.fft_size, window, self.hop)
         p[_P_CONF_LO] = s["confidence_from"]
         p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
         p[_P_SHARE_ON] = s["codec_share"]

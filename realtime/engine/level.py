@@ -1,8 +1,8 @@
 """Model input level: quiet input is scaled up to a level the model restores well, its estimate back down.
 
 The shipped model restores quiet input worse than the same input played louder (README, Quality: the
--20 and -30 dB chains). Per hop, for every channel, the frame level is 10 log10(sum_k |X_k|^2 / (N/4)^2)
-in dB re a full-scale sine (N = fft_size); active frames (largest bin above `active_db` re full scale,
+-20 and -30 dB chains). Per hop, for every channel, the frame level is 10 log10(sum_k |X_k|^2 / R^2)
+in dB re a full-scale sine (R = `full_scale_magnitude`, N/4 for the Hann framing, N = fft_size); active frames (largest bin above `active_db` re full scale,
 the gate's silence threshold) update its running mean in dB (plain average over the first frames, then
 exponential with time constant LEVEL_TIME_S). The gain, one for all channels so a stereo pair keeps its
 balance, is target_db minus the loudest channel's mean level, clipped to 0..max_boost_db: input is only
@@ -36,7 +36,7 @@ class InputLevel:
     latency_samples = 0
 
     def __init__(self, target_db: float, max_boost_db: float, active_db: float, sample_rate: int,
-                 fft_size: int, hop: int) -> None:
+                 fft_size: int, hop: int, window: str = "hann") -> None:
         """target_db: model input level to reach (dB re full scale); max_boost_db: largest gain (dB, >= 0);
         active_db: frames whose largest bin is below this (dB re full scale) leave the level alone."""
         p = np.zeros(_P_SIZE, np.float64)
@@ -44,7 +44,7 @@ class InputLevel:
         p[_P_ALPHA] = 1.0 / max(1.0, LEVEL_TIME_S * sample_rate / hop)
         p[_P_TARGET] = target_db
         p[_P_MAX_BOOST] = max_boost_db
-        p[_P_FULL_SCALE] = full_scale_magnitude(fft_size)
+        p[_P_FULL_SCALE] = full_scale_magnitude(fft_size, window, hop)
         self.enabled = max_boost_db > 0.0
         self._params = p
         self.prepare(1)

@@ -103,6 +103,7 @@ class OnnxModel:
         self.fft_size = self._meta_int(meta, "gapfill.fft_size")
         self.hop = self._meta_int(meta, "gapfill.hop")
         self.lookahead_frames = self._meta_int(meta, "gapfill.lookahead_frames")
+        self.window = meta.get("gapfill.window", "hann")
         self.bins = self.fft_size // 2 + 1
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
@@ -197,7 +198,7 @@ class ModelStage:
             undo_gain(buffers.estimate, buffers.model_gain)
 
 
-def load_model(path_setting: str, threads: int, fft_size: int, hop: int) -> MagnitudeModel:
+def load_model(path_setting: str, threads: int, fft_size: int, hop: int, window: str = "hann") -> MagnitudeModel:
     """Build the model named by config `model.path`; check that its STFT settings match the config's."""
     if path_setting == "passthrough":
         return PassThroughModel()
@@ -210,4 +211,7 @@ def load_model(path_setting: str, threads: int, fft_size: int, hop: int) -> Magn
             f"config 'stft': model '{path.name}' was trained with fft_size {model.fft_size} and hop "
             f"{model.hop}, config has {fft_size} and {hop}"
         )
+    if model.window != window:
+        raise GapfillError(f"config 'stft.window': model '{path.name}' was trained with the {model.window} "
+                           f"framing, config has {window}")
     return model

@@ -5,7 +5,8 @@ Methods (config `phase.method`):
   a random table.
 - `rtpghi`: Real-Time Phase Gradient Heap Integration (Průša & Holighaus; phaseret's `rtpghi`). The phase
   gradients of a Gaussian window of the same time-frequency spread (gamma = 0.25645 * N**2 for a Hann
-  window of N samples) come from the log-magnitude: along time, a centred difference across frequency;
+  window of N samples; for another analysis window, 4 pi times the variance of its squared shape, which
+  gives 0.2514 * N**2 for Hann) come from the log-magnitude: along time, a centred difference across frequency;
   along frequency, a difference across time (centred with one frame of look-ahead, second-order backward
   without). The phase is integrated with the trapezoidal rule from the previous frame and across bins,
   always spreading from the strongest bin done so far (a max-heap on log-magnitude). Bins more than
@@ -31,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from realtime.engine.stage import HopBuffers
+from realtime.engine.windows import stft_windows
 
 HANN_GAMMA = 0.25645
 """gamma / N**2 of a Hann window of N samples: the Gaussian exp(-pi t**2 / gamma) matching its spread."""
@@ -45,6 +47,15 @@ _UNKNOWN, _DONE, _SMALL = 0, 1, 2  # state of a bin of the target frame during i
 _MAG_FLOOR = 1e-9  # added to magnitudes before the log, far below any audible bin
 
 
+def gaussian_gamma(window: np.ndarray) -> float:
+    """gamma (samples^2) of the Gaussian exp(-pi t^2 / gamma) with the time spread of `window`: its
+    squared shape, exp(-2 pi t^2 / gamma), has variance gamma / (4 pi)."""
+    energy = window**2 / np.sum(window**2)
+    t = np.arange(window.size)
+    mean = float(np.sum(energy * t))
+    return 4.0 * math.pi * float(np.sum(energy * (t - mean) ** 2))
+
+
 class PhaseStage:
     """Streaming phase estimator for (channels, F) frames; F = fft_size // 2 + 1.
 
@@ -54,7 +65,7 @@ class PhaseStage:
 
     name = "phase"
 
-    def __init__(self, settings: dict, fft_size: int, hop: int) -> None:
+    def __init__(self, settings: dict, fft_size: int, hop: int, window: str = "hann") -> None:
         method = settings["method"]
         if method not in METHODS:
             raise ValueError(f"phase method must be one of {METHODS}, got {method!r}")
@@ -69,7 +80,7 @@ class PhaseStage:
         self.bins = fft_size // 2 + 1
         self.tolerance_db = float(settings["tolerance_db"])
         self.keep_db = float(settings["keep_db"])
-        gamma = HANN_GAMMA * fft_size**2
+        gamma = HANN_GAMMA * fft_size**2 if window == "hann" else gaussian_gamma(stft_windows(fft_size, hop, window)[0])
         # Gradients in radians per hop (time) and per bin (frequency), from log-magnitude differences.
         self._time_scale = hop * fft_size / (2.0 * gamma)  # times a two-bin difference
         self._time_advance = 2.0 * math.pi * hop / fft_size  # per bin index

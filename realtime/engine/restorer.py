@@ -47,6 +47,10 @@ LATENCY_PART_NAMES = {HOP_CLOCK: "stft", "analysis": "stft", "synthesis": "stft"
 """How `latency_parts` names the chain's parts: the framing (hop clock, analysis, synthesis) is 'stft'; a
 stage not named here that adds delay appears under its own name; the resampler's part is 'resampling'."""
 
+WINDOW_DESCRIPTIONS = {"hann": "hann (periodic), dual synthesis window",
+                       "asymmetric": "asymmetric: long analysis window, synthesis window of two hops"}
+"""What `gapfill info` says of each framing (`stft.window`)."""
+
 ConfigSource = Union[str, Path, EngineConfig, Mapping[str, Mapping[str, Any]], None]
 """What `restore` takes as `config`: a YAML path, a loaded config, overrides of the defaults, or None."""
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
@@ -64,19 +68,21 @@ class Restorer:
         config = load_config(None) if config is None else config
         self.config = config
         self.fft_size, self.hop = config.fft_size, config.hop
-        self.model = load_model(config.model["path"], config.model["threads"], self.fft_size, self.hop)
+        window = config.window
+        self.model = load_model(config.model["path"], config.model["threads"], self.fft_size, self.hop, window)
         passthrough = isinstance(self.model, PassThroughModel)
         self.gate_enabled = bool(config.gate["enabled"]) and not passthrough
         boost = 0.0 if passthrough else config.model["max_boost_db"]
         stereo = config.model["stereo"]
         stages: tuple[Stage, ...] = (
-            AnalysisStage(self.fft_size, self.hop, stereo),
+            AnalysisStage(self.fft_size, self.hop, stereo, window),
             InputLevel(config.model["input_level_db"], boost, config.gate["active_db"], MODEL_RATE_HZ,
-                       self.fft_size, self.hop),
+                       self.fft_size, self.hop, window),
             ModelStage(self.model, self.hop),
-            CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop, enabled=self.gate_enabled),
-            PhaseStage(config.phase, self.fft_size, self.hop),
-            SynthesisStage(self.fft_size, self.hop, stereo),
+            CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop, enabled=self.gate_enabled,
+                      window=window),
+            PhaseStage(config.phase, self.fft_size, self.hop, window),
+            SynthesisStage(self.fft_size, self.hop, stereo, window),
         )
         self.stages: Mapping[str, Stage] = MappingProxyType({stage.name: stage for stage in stages})
         """The engine's stages by name, in signal order (read them; never call their process methods)."""
@@ -253,7 +259,7 @@ class Restorer:
             "model": self.model.describe(),
             "model_rate_hz": MODEL_RATE_HZ,
             "stft": {"fft_size": self.fft_size, "hop": self.hop, "bins": self.fft_size // 2 + 1,
-                     "window": "hann (periodic), dual synthesis window"},
+                     "window": WINDOW_DESCRIPTIONS[self.config.window]},
             "phase": dict(self.config.phase),
             "gate": {"enabled": self.gate_enabled},
             "stereo": self.config.model["stereo"],

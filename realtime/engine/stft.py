@@ -12,32 +12,34 @@ from __future__ import annotations
 
 import numpy as np
 
-from realtime.engine.windows import analysis_window, synthesis_window
+from realtime.engine.windows import stft_windows, synthesis_span
 
 
-def stft_offline(signal: np.ndarray, fft_size: int, hop: int) -> np.ndarray:
+def stft_offline(signal: np.ndarray, fft_size: int, hop: int, window: str = "hann") -> np.ndarray:
     """Spectra of a whole mono signal (samples,) -> (frames, fft_size // 2 + 1) complex64.
 
-    frames = len(signal) // hop; frame k is exactly the engine's k-th frame.
+    frames = len(signal) // hop; frame k is exactly the engine's k-th frame with the framing `window`.
     """
     signal = np.asarray(signal, dtype=np.float64)
     frames = len(signal) // hop
     padded = np.concatenate([np.zeros(fft_size - hop), signal[: frames * hop]])
     starts = np.arange(frames)[:, None] * hop
     segments = padded[starts + np.arange(fft_size)[None, :]]
-    return np.fft.rfft(segments * analysis_window(fft_size), axis=1).astype(np.complex64)
+    return np.fft.rfft(segments * stft_windows(fft_size, hop, window)[0], axis=1).astype(np.complex64)
 
 
-def istft_offline(spectra: np.ndarray, fft_size: int, hop: int) -> np.ndarray:
+def istft_offline(spectra: np.ndarray, fft_size: int, hop: int, window: str = "hann") -> np.ndarray:
     """Overlap-add synthesis of (frames, F) spectra -> (frames * hop,) float64, delayed as the engine is.
 
-    Output sample t corresponds to input sample t - (fft_size - 1) of `stft_offline`'s signal.
+    Output sample t corresponds to input sample t - (L - 1) of `stft_offline`'s signal, L the synthesis
+    window's support (`synthesis_span`: fft_size for Hann).
     """
     frames = spectra.shape[0]
-    segments = np.fft.irfft(spectra, fft_size, axis=1) * synthesis_window(fft_size, hop)
-    accumulated = np.zeros(frames * hop + fft_size)
+    span = synthesis_span(fft_size, hop, window)
+    segments = (np.fft.irfft(spectra, fft_size, axis=1) * stft_windows(fft_size, hop, window)[1])[:, fft_size - span:]
+    accumulated = np.zeros(frames * hop + span)
     for k in range(frames):
-        accumulated[k * hop : k * hop + fft_size] += segments[k]
+        accumulated[k * hop : k * hop + span] += segments[k]
     # Frame k is finalised after hop k and emitted from the end of hop k on: shift by hop - 1.
     out = np.zeros(frames * hop)
     out[hop - 1 :] = accumulated[: frames * hop - hop + 1]

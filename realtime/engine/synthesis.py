@@ -1,10 +1,11 @@
 """Synthesis stage: the complex spectrum of a frame in, a finalised hop of samples out (per channel).
 
-Inverse rfft, the synthesis window (`realtime.engine.windows.synthesis_window`, the analysis window's dual
-for the hop) and overlap-add; the hop that no later frame overlaps any more is written out. With the
-engine's hop clock, analysis and synthesis delay the signal by fft_size - 1 samples: this stage counts
-fft_size - hop of them (the frame's span beyond its newest hop), the clock the other hop - 1. A stereo
-pair restored as mid and side is turned back into left M + S and right M - S here.
+Inverse rfft, the synthesis window of the framing (`realtime.engine.windows.stft_windows`: the Hann
+window's dual, or the asymmetric framing's short window) and overlap-add over the window's support, the
+last L samples of the frame (`synthesis_span`: fft_size for Hann, 2 * hop for the asymmetric framing); the
+hop that no later frame overlaps any more is written out. With the engine's hop clock, analysis and
+synthesis delay the signal by L - 1 samples: this stage counts L - hop of them, the clock the other
+hop - 1. A stereo pair restored as mid and side is turned back into left M + S and right M - S here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from numba import njit
 
 from realtime.engine.fft import _TABLES, FFTPlan, _irfft
 from realtime.engine.stage import HopBuffers
-from realtime.engine.windows import synthesis_window
+from realtime.engine.windows import stft_windows, synthesis_span
 
 
 class SynthesisStage:
@@ -22,11 +23,13 @@ class SynthesisStage:
 
     name = "synthesis"
 
-    def __init__(self, fft_size: int, hop: int, stereo: str = "channels") -> None:
-        """stereo: `model.stereo` of the config; 'mid_side' turns mid and side back into a stereo pair."""
+    def __init__(self, fft_size: int, hop: int, stereo: str = "channels", window: str = "hann") -> None:
+        """stereo: `model.stereo` of the config, 'mid_side' turns mid and side back into a stereo pair;
+        window: the framing (`stft.window`)."""
         self.fft_size, self.hop, self.stereo = fft_size, hop, stereo
+        self.span = synthesis_span(fft_size, hop, window)
         self.plan = FFTPlan(fft_size)
-        self.window = synthesis_window(fft_size, hop)
+        self.window = stft_windows(fft_size, hop, window)[1]
         self.segment = np.zeros(fft_size)
         self.spectrum = np.zeros(fft_size // 2 + 1, dtype=np.complex128)
         self.mid_side = False
@@ -34,12 +37,12 @@ class SynthesisStage:
 
     @property
     def latency_samples(self) -> int:
-        """fft_size - hop samples at the model rate (see the module docstring)."""
-        return self.fft_size - self.hop
+        """span - hop samples at the model rate (see the module docstring)."""
+        return self.span - self.hop
 
     def prepare(self, channels: int) -> None:
         """Allocate the overlap-add tail of `channels` streams."""
-        self.accumulator = np.zeros((channels, self.fft_size))
+        self.accumulator = np.zeros((channels, self.span))  # the window's support, the frame's last samples
         self.mid_side = channels == 2 and self.stereo == "mid_side"
 
     def reset(self) -> None:
@@ -65,12 +68,13 @@ def _synthesise(spectra, accumulator, window, segment, spectrum, hop_out,
                 bit_reverse, twiddles, split, scratch) -> None:
     channels, hop = hop_out.shape
     size = accumulator.shape[1]
+    offset = segment.shape[0] - size  # the synthesis window is zero before the frame's last `size` samples
     for c in range(channels):
         for k in range(spectrum.shape[0]):
             spectrum[k] = spectra[c, k]
         _irfft(spectrum, segment, bit_reverse, twiddles, split, scratch)
         for i in range(size):
-            accumulator[c, i] += segment[i] * window[i]
+            accumulator[c, i] += segment[offset + i] * window[offset + i]
         for i in range(hop):
             hop_out[c, i] = accumulator[c, i]
         for i in range(size - hop):

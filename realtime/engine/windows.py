@@ -1,9 +1,14 @@
 """The STFT windows and the level reference every stage, metric and the training code share.
 
-- analysis window: periodic Hann of `fft_size` N samples;
-- synthesis window: its dual for hop H (analysis times synthesis, summed over the overlapping frames, is 1);
-- full scale: the rfft magnitude of a full-scale sine under the analysis window, N/4; levels in dB
-  "re full scale" are 20 log10(magnitude / full_scale_magnitude(N)).
+Two framings (config `stft.window`, recorded in a model's metadata):
+- 'hann': analysis window a periodic Hann of `fft_size` N samples, synthesis window its dual for hop H
+  (analysis times synthesis, summed over the overlapping frames, is 1); the synthesis window spans the
+  whole frame, so analysis plus synthesis delay the signal by N - 1 samples with a hop clock;
+- 'asymmetric': a long analysis window with a short synthesis window of 2 H samples at the frame's end
+  (`asymmetric_windows`): the frequency resolution of N samples at a delay of 2 H - 1.
+`synthesis_span(...)` is the synthesis window's support (the last L samples of the frame; the delay is
+L - 1). Full scale: the rfft magnitude of a full-scale sine under the analysis window (N/4 for Hann);
+levels in dB "re full scale" are 20 log10(magnitude / full_scale_magnitude(N, window)).
 """
 
 from __future__ import annotations
@@ -26,9 +31,31 @@ def synthesis_window(fft_size: int, hop: int) -> np.ndarray:
     return window / np.tile(overlap, fft_size // hop)
 
 
-def full_scale_magnitude(fft_size: int) -> float:
-    """|rfft| of a full-scale sine under the periodic Hann analysis window of `fft_size` samples: N / 4."""
-    return fft_size / 4.0
+WINDOWS = ("hann", "asymmetric")
+"""The framings the engine runs (config `stft.window`)."""
+
+
+def stft_windows(fft_size: int, hop: int, window: str = "hann") -> tuple[np.ndarray, np.ndarray]:
+    """(analysis, synthesis) windows of `window` (one of WINDOWS), each (fft_size,) float64."""
+    if window == "hann":
+        return analysis_window(fft_size), synthesis_window(fft_size, hop)
+    if window == "asymmetric":
+        return asymmetric_windows(fft_size, hop)
+    raise ValueError(f"window must be one of {WINDOWS}, got {window!r}")
+
+
+def synthesis_span(fft_size: int, hop: int, window: str = "hann") -> int:
+    """L, the samples at the end of a frame where the synthesis window is not zero: N for Hann, 2 H for
+    the asymmetric framing. With a hop clock, analysis and synthesis delay the signal by L - 1 samples."""
+    return fft_size if window == "hann" else 2 * hop
+
+
+def full_scale_magnitude(fft_size: int, window: str = "hann", hop: int = 0) -> float:
+    """|rfft| of a full-scale sine under the analysis window of `window` and `fft_size` samples: half the
+    window's sum, N / 4 for the periodic Hann window. The asymmetric window depends on `hop` too."""
+    if window == "hann":
+        return fft_size / 4.0
+    return float(stft_windows(fft_size, hop, window)[0].sum() / 2.0)
 
 
 def asymmetric_windows(fft_size: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
