@@ -1,5 +1,7 @@
 """What a user could reach for instead of gapfill, applied offline to a decoded mono signal (samples,).
 
+Spectra are taken at the metrics' resolution (evaluation/metrics.py: FFT_SIZE, HOP).
+
 - `treble_shelf`: a tone control: +6 dB high shelf at 4 kHz (RBJ cookbook, slope 1), applied zero-phase
   through its magnitude response.
 - `noise_fill`: a crude bandwidth extension: above the codec cutoff, each STFT frame gets noise whose level
@@ -14,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from evaluation.metrics import FFT_SIZE, HOP
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.stft import istft_offline, stft_offline
 
-SAMPLE_RATE = 48_000
 SHELF_GAIN_DB, SHELF_CORNER_HZ = 6.0, 4_000.0
 FILL_SLOPE_DB_PER_OCTAVE = -6.0
-FFT_SIZE, HOP = 1024, 256
 CUTOFF_RANGE_DB, ACTIVE_RANGE_DB, FULL_BAND_HZ = 70.0, 60.0, 20_000.0
 
 
@@ -31,12 +33,12 @@ def detect_cutoff_hz(x: np.ndarray) -> float | None:
         return None
     spectrum = np.median(p[energy > energy.max() * 10 ** (-ACTIVE_RANGE_DB / 10)], axis=0)
     audible = np.nonzero(spectrum > spectrum.max() * 10 ** (-CUTOFF_RANGE_DB / 10))[0]
-    cutoff = (audible[-1] + 0.5) * SAMPLE_RATE / FFT_SIZE
+    cutoff = (audible[-1] + 0.5) * MODEL_RATE_HZ / FFT_SIZE
     return None if cutoff >= FULL_BAND_HZ else float(cutoff)
 
 
 def shelf_response(freqs_hz: np.ndarray, gain_db: float = SHELF_GAIN_DB, corner_hz: float = SHELF_CORNER_HZ,
-                   rate: int = SAMPLE_RATE) -> np.ndarray:
+                   rate: int = MODEL_RATE_HZ) -> np.ndarray:
     """|H(f)| of the RBJ high shelf (slope S = 1) at freqs_hz."""
     a = 10 ** (gain_db / 40)
     w0 = 2 * np.pi * corner_hz / rate
@@ -54,7 +56,7 @@ def treble_shelf(x: np.ndarray) -> np.ndarray:
     """x (samples,) with the treble shelf applied (zero-phase), float32."""
     n = len(x)
     size = 1 << int(np.ceil(np.log2(n + 1)))
-    spectrum = np.fft.rfft(x, size) * shelf_response(np.fft.rfftfreq(size, 1.0 / SAMPLE_RATE))
+    spectrum = np.fft.rfft(x, size) * shelf_response(np.fft.rfftfreq(size, 1.0 / MODEL_RATE_HZ))
     return np.fft.irfft(spectrum, size)[:n].astype(np.float32)
 
 
@@ -65,8 +67,8 @@ def noise_fill(x: np.ndarray, cutoff_hz: float | None, seed: int = 0) -> np.ndar
     n = len(x)
     padded = np.concatenate([np.asarray(x, np.float64), np.zeros(FFT_SIZE + HOP)])
     spectra = stft_offline(padded, FFT_SIZE, HOP).astype(np.complex128)
-    freqs = np.arange(spectra.shape[1]) * SAMPLE_RATE / FFT_SIZE
-    top = int(np.ceil(cutoff_hz * FFT_SIZE / SAMPLE_RATE))
+    freqs = np.arange(spectra.shape[1]) * MODEL_RATE_HZ / FFT_SIZE
+    top = int(np.ceil(cutoff_hz * FFT_SIZE / MODEL_RATE_HZ))
     octave = slice(int(top // 2), top)
     level = np.sqrt(np.mean(np.abs(spectra[:, octave]) ** 2, axis=1, keepdims=True))
     above = freqs[top:]

@@ -19,12 +19,12 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.signals import program_material, speech_like
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.errors import GapfillError
+from training.corpus import SPLIT_FILE
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO / "data" / "clean"
-SPLIT_FILE = REPO / "realtime" / "train" / "split.json"
-SAMPLE_RATE = 48_000
 KINDS = ("speech", "music")
 
 
@@ -69,10 +69,9 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
         if len(candidates) < per_kind:
             raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
         for s in _spread(candidates, per_kind):
-            audio = np.load(corpus / s["file"]).astype(np.float32)
+            audio = _load(corpus, s, seconds)
             mono = audio.mean(axis=0) if audio.ndim == 2 else audio
-            samples = np.ascontiguousarray(mono[: int(seconds * SAMPLE_RATE)])
-            clips.append(Clip(s["id"], kind, s.get("source", ""), samples))
+            clips.append(Clip(s["id"], kind, s.get("source", ""), np.ascontiguousarray(mono)))
     return clips
 
 
@@ -83,9 +82,13 @@ def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
     candidates = [s for s in validation_segments(corpus, split_file) if s["kind"] == "music" and s.get("channels") == 2]
     if len(candidates) < count:
         raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
-    return [Clip(s["id"], "music", s.get("source", ""),
-                 np.ascontiguousarray(np.load(corpus / s["file"]).astype(np.float32)[:, : int(seconds * SAMPLE_RATE)]))
+    return [Clip(s["id"], "music", s.get("source", ""), np.ascontiguousarray(_load(corpus, s, seconds)))
             for s in _spread(candidates, count)]
+
+
+def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
+    """A corpus segment's samples, float32 (channels, samples) (or (samples,)), at most `seconds` from its start."""
+    return np.load(corpus / segment["file"]).astype(np.float32)[..., : int(seconds * MODEL_RATE_HZ)]
 
 
 def _spread(candidates: list[dict], count: int) -> list[dict]:
@@ -110,6 +113,6 @@ def _spread(candidates: list[dict], count: int) -> list[dict]:
 
 def synthetic_clips(seconds: float) -> list[Clip]:
     """One speech-like and one music-like clip (mono, 48 kHz) from fixed seeds."""
-    return [Clip("synthetic/speech", "speech", "benchmarks.signals", speech_like(seconds, SAMPLE_RATE, seed=5)[0]),
+    return [Clip("synthetic/speech", "speech", "benchmarks.signals", speech_like(seconds, MODEL_RATE_HZ, seed=5)[0]),
             Clip("synthetic/music", "music", "benchmarks.signals",
-                 program_material(seconds, SAMPLE_RATE, 1, seed=6)[0])]
+                 program_material(seconds, MODEL_RATE_HZ, 1, seed=6)[0])]

@@ -1,4 +1,4 @@
-"""MP3 round trip for the benchmarks: the training pairs' reference chain (training/pairs.py, chains.py:
+"""MP3 round trip for the benchmarks: the training pairs' reference chain (training/pairs.py, evaluation/chains.py:
 LAME CBR -q 2 through lameenc, minimp3 through miniaudio at the MP3's rate, soxr back to 48 kHz, the codec
 delay removed), so benchmark inputs are degraded exactly as the model's validation pairs are.
 
@@ -10,8 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from realtime.errors import GapfillError
-
-SAMPLE_RATE = 48_000
 
 
 def available() -> bool:
@@ -38,7 +36,7 @@ def mp3_roundtrip(audio: np.ndarray, bitrate_kbps: int) -> tuple[np.ndarray, dic
     channels = audio.shape[0]
     if channels not in (1, 2):
         raise ValueError(f"mp3_roundtrip takes 1 or 2 channels, got {channels}")
-    configuration = lame(int(bitrate_kbps), channels, SAMPLE_RATE)
+    configuration = lame(int(bitrate_kbps), channels)
     pair, facts = make_pair(np.asarray(audio, np.float32), configuration)
     return np.ascontiguousarray(pair[1]), {"bitrate_kbps": int(bitrate_kbps), "codec": configuration.name,
                                           "residual_lag_samples": facts["residual_lag_samples"]}

@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmarks: engine configuration, offline restoration, environment facts, tables."""
+"""Helpers shared by the benchmarks: engine configuration, environment facts, tables, JSON, the entry point."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 import yaml
 
-from realtime.engine.config import BLOCK_SAMPLES, EngineConfig, load_config
+from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.engine.model import shipped_model_path
 
@@ -47,11 +47,6 @@ def write_config(config: EngineConfig, path: Path) -> Path:
     sections = {name: dict(getattr(config, name)) for name in ("model", "stft", "phase", "gate")}
     path.write_text(yaml.safe_dump(sections, sort_keys=False), encoding="utf-8")
     return path
-
-
-def restore_offline(restorer: Any, audio: np.ndarray, rate: int, block: int = BLOCK_SAMPLES) -> np.ndarray:
-    """(channels, n) float32 through `restorer` in blocks of `block`, delay-compensated (`Restorer.restore`)."""
-    return restorer.restore(audio, rate, block)
 
 
 def model_name(config: EngineConfig) -> str:

@@ -5,7 +5,7 @@
 
 Per clip (mono validation clips, benchmarks/clips.py) and quality-benchmark condition (benchmarks/quality.py
 `degraded`, seed = clip index), the engine restores the decoded input while its per-hop magnitudes are
-recorded; then the full-band LSD against the clean reference (training/evaluate.py, at the clip's level)
+recorded; then the full-band LSD against the clean reference (evaluation/metrics.py, at the clip's level)
 of, on the same frames:
 
 - `decoded`: the decoded input;
@@ -18,7 +18,7 @@ of, on the same frames:
   its bin choice): gated minus this is what the gate's choice of bins costs (negative: what it saves).
 
 LSD says how far each system is from the clean clip; a second measure says which way above the cutoff: the
-mean signed level error there (dB, system minus clean; training/evaluate.py `level_error_above`), e.g.
+mean signed level error there (dB, system minus clean; evaluation/metrics.py `level_error_above`), e.g.
 how much quieter the engine's output is than the magnitudes the phase stage was given.
 
 Prints a table of mean LSD per kind with the changes against the decoded input and one of the level errors;
@@ -39,7 +39,7 @@ import numpy as np
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import MODEL_CHOICES, engine_config, environment, format_table, model_name, run_main, write_json
 from benchmarks.quality import BY_NAME, degraded
-from realtime.engine.config import MODEL_RATE_HZ as SAMPLE_RATE
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.errors import GapfillError
 from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
@@ -76,7 +76,7 @@ class Recorder:
         (n,), the recorded hops aligned with `stft_offline(decoded)`'s frames (frames the engine did not
         reach stay zero)."""
         self.hops.clear()
-        output = self.restorer.restore(decoded[None, :], SAMPLE_RATE)[0]
+        output = self.restorer.restore(decoded[None, :], MODEL_RATE_HZ)[0]
         spectra = np.abs(stft_offline(decoded, self.restorer.fft_size, self.restorer.hop))
         recorded = np.array([h[0] for h in self.hops])
         offset = _frame_offset(recorded, spectra)

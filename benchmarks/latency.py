@@ -69,11 +69,11 @@ from realtime.engine.restorer import Restorer
 STAGES = ("analysis", "level", "model", "gate", "phase", "synthesis")
 """The engine's stages in signal order (`Restorer.stages`; checked when a run starts)."""
 BLOCK_SIZES = (32, 64, 128, 256, 512, 1024, 4096)
-RATES_HZ = (48_000, 44_100)
+RATES_HZ = (MODEL_RATE_HZ, 44_100)  # the model rate and a rate the engine resamples
 CHANNEL_COUNTS = (1, 2)
 THREAD_COUNTS = (1, 2)
 PHASE_METHODS = ("decoded", "rtpghi", "completion")
-STAGE_RUN = {"rate_hz": 48_000, "channels": 2, "block": 256}
+STAGE_RUN = {"rate_hz": MODEL_RATE_HZ, "channels": 2, "block": 256}
 WORST_HOPS = 10
 WARMUP_HOPS = 8  # hops 1..7 of a stream are labelled warm-up in the trace (still counted in the statistics)
 ALLOCATION_CAUSE_BYTES = 1024  # a slow hop's stage allocating this much more than usual is named a cause
@@ -703,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     peer = peer_run(config, 2.0 if args.quick else args.seconds)
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-") as scratch:
         config_file = write_config(config, Path(scratch) / "engine.yaml")
-        pairs = ((48_000, 1), (44_100, 2)) if args.quick else ((48_000, 1), (48_000, 2), (44_100, 1), (44_100, 2))
+        pairs = ((MODEL_RATE_HZ, 1), (44_100, 2)) if args.quick else tuple((r, c) for r in RATES_HZ for c in CHANNEL_COUNTS)
         runs = [measure_latency(config, config_file, rate, channels) for rate, channels in pairs]
         # 44.1 kHz runs every kernel (the resamplers too); at 48 kHz the first process() call is the first
         # use of Numba in the process.
@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 start_facts["cold"] = startup(config_file, cache, 44_100, 2)
             start_facts["warm"] = startup(config_file, cache, 44_100, 2)
-            start_facts["warm_48k"] = startup(config_file, cache, 48_000, 2)
+            start_facts["warm_48k"] = startup(config_file, cache, MODEL_RATE_HZ, 2)
     result = {
         "benchmark": "latency", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": env,
         "engine": {"model": model_name(config), "threads": config.model["threads"],

@@ -25,7 +25,7 @@ has a fixed floor, hears what a listener who turns the quiet file up hears):
 - `gapfill`: the Restorer with the configured settings (shipped defaults unless --config/--model),
   delay-compensated; on the training chain also `gapfill/<method>` for the other phase methods.
 Metrics per clip, averaged for speech, music and all: the training's validation metrics
-(training/evaluate.py: log-spectral distance over the full band, below the codec cutoff and from it
+(evaluation/metrics.py: log-spectral distance over the full band, below the codec cutoff and from it
 to 20 kHz, the hole ratio below the cutoff; the cutoff from the decoded and clean long-term spectra) and
 ViSQOL v3 in audio mode (MOS-LQO, visqol-python 3.8.0, its identity score checked against the reference
 implementation's conformance value). ViSQOL costs about a CPU second per audio second: `--visqol key`
@@ -73,18 +73,18 @@ from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name,
-    percent_change, restore_offline, run_main, write_json,
+    percent_change, run_main, write_json,
 )
-from realtime.errors import GapfillError
 from evaluation.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
-from training.evaluate import FFT_SIZE, clip_metrics, codec_cutoff_bin, power_db
+from evaluation.metrics import bin_hz, clip_metrics, codec_cutoff_bin, power_db
+from realtime.engine.config import MODEL_RATE_HZ
+from realtime.errors import GapfillError
 
-SAMPLE_RATE = 48_000
 GROUPS = ("clean", "chains", "codecs")
 PHASE_METHODS = ("decoded", "rtpghi", "completion")
 BASELINES = ("codec", "treble_shelf", "noise_fill")
 SYSTEMS = BASELINES + ("gapfill",)
-METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "visqol")  # evaluate.py's names, and ViSQOL
+METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "visqol")  # evaluation/metrics.py's names, and ViSQOL
 WORSE_DB = 0.01  # a clip is made worse when gapfill's full-band LSD exceeds the decoded input's by more
 VISQOL_CHOICES = ("all", "key", "none")
 VISQOL_VERSION = "3.8.0"
@@ -121,12 +121,12 @@ class Condition:
 
 
 LAME_32K = Encoding("lameenc", 32)
-USUAL_CHAIN = DecodeChain("ffmpeg", SAMPLE_RATE, "swr", sample_format="s16_tpdf")
+USUAL_CHAIN = DecodeChain("ffmpeg", MODEL_RATE_HZ, "swr", sample_format="s16_tpdf")
 """ffmpeg to 16-bit at 48 kHz with TPDF dither: what sox, Audacity and most editors write."""
 
 
 def _ffmpeg_48k(sample_format: str = "float", resampler: str = "swr", **extra: Any) -> DecodeChain:
-    return DecodeChain("ffmpeg", SAMPLE_RATE, resampler, sample_format=sample_format, **extra)
+    return DecodeChain("ffmpeg", MODEL_RATE_HZ, resampler, sample_format=sample_format, **extra)
 
 
 def _codec(name: str, title: str, encoding: Encoding) -> Condition:
@@ -211,7 +211,7 @@ def _as_16_bit(x: np.ndarray) -> np.ndarray:
 def visqol_score(reference: np.ndarray, test: np.ndarray) -> float:
     """ViSQOL v3 audio-mode MOS-LQO of test against reference, both mono (samples,) at 48 kHz."""
     api = _worker["visqol"]
-    result = api.measure_from_arrays(_as_16_bit(reference), _as_16_bit(test), sample_rate=SAMPLE_RATE)
+    result = api.measure_from_arrays(_as_16_bit(reference), _as_16_bit(test), sample_rate=MODEL_RATE_HZ)
     return float(result.moslqo)
 
 
@@ -266,7 +266,7 @@ def system_outputs(decoded: np.ndarray, systems: tuple[str, ...]) -> tuple[dict[
     for system in systems:
         if system.startswith("gapfill"):
             restorer = _worker["restorers"][system]
-            outputs[system] = restore_offline(restorer, decoded[None, :], SAMPLE_RATE)[0]
+            outputs[system] = restorer.restore(decoded[None, :], MODEL_RATE_HZ)[0]
             reports[system] = restorer.codec_report()
     return outputs, reports
 
@@ -315,7 +315,7 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
             output = outputs[system]
             start = time.perf_counter()
             row = {"clip": clip.id, "kind": clip.kind, "condition": name, "system": system,
-                   "cutoff_hz": round(cutoff_bin * SAMPLE_RATE / FFT_SIZE), **chain_facts,
+                   "cutoff_hz": round(bin_hz(cutoff_bin)), **chain_facts,
                    **clip_metrics(reference * level, output * level, cutoff_bin, reference_db)}
             if system in reports:
                 row.update(_gate_fields(reports[system], output, decoded))
@@ -520,10 +520,10 @@ def render_figure(clips: list[Clip], config_path: str | None, model: str, png: P
         if clip is None:
             continue
         reference, decoded, _ = degraded(FIGURE, clip.samples, seed=0)
-        restored = restore_offline(restorer, decoded[None, :], SAMPLE_RATE)[0]
-        rows.append([Panel("clean", reference, SAMPLE_RATE),
-                     Panel("MP3 32 kbit/s, 16-bit dithered", decoded, SAMPLE_RATE),
-                     Panel("gapfill", restored, SAMPLE_RATE)])
+        restored = restorer.restore(decoded[None, :], MODEL_RATE_HZ)[0]
+        rows.append([Panel("clean", reference, MODEL_RATE_HZ),
+                     Panel("MP3 32 kbit/s, 16-bit dithered", decoded, MODEL_RATE_HZ),
+                     Panel("gapfill", restored, MODEL_RATE_HZ)])
         titles.append(kind)
         shown.append(clip.id)
     try:
@@ -610,7 +610,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "quality", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": environment(),
         "engine": {"model": model_name(config), "phase_method": method, "gate": bool(config.gate["enabled"])},
         "clip_source": clip_source,
-        "clips": [{"id": c.id, "kind": c.kind, "source": c.source, "seconds": round(len(c.samples) / SAMPLE_RATE, 3)}
+        "clips": [{"id": c.id, "kind": c.kind, "source": c.source, "seconds": round(len(c.samples) / MODEL_RATE_HZ, 3)}
                   for c in clips],
         "conditions": [BY_NAME[n].describe(systems_of(BY_NAME[n], method),
                                            use_visqol and bool(visqol_systems(BY_NAME[n], SYSTEMS, args.visqol)))

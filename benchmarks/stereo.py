@@ -9,7 +9,7 @@ side loses more. The engine's `model.stereo` chooses: `channels` restores left a
 (L = M + S, R = M - S). Stereo music clips of the validation split (benchmarks/clips.py; the corpus keeps
 music in stereo) are encoded in stereo (ENCODINGS) and decoded by ffmpeg to dithered 16-bit at 48 kHz (the
 quality benchmark's usual chain), or only stored that way (`clean_*`: no-harm); systems: `codec` (the
-decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (training/evaluate.py
+decoded input), `gapfill_lr` (`channels`) and `gapfill_ms` (`mid_side`). Metrics (evaluation/metrics.py
 `clip_metrics`, cutoff per channel from the decoded and clean long-term spectra): LSD full band, below and
 above the cutoff and holes per channel, averaged over left and right, and the LSD of the side signal (how
 the stereo image is restored); per condition the change against the decoded input in %, clips made worse
@@ -39,11 +39,11 @@ from benchmarks.common import (
     percent_change, run_main, write_json,
 )
 from benchmarks.quality import USUAL_CHAIN, WORSE_DB
-from realtime.engine.restorer import Restorer
 from evaluation.chains import DecodeChain, Encoding, degrade, store
-from training.evaluate import clip_metrics, codec_cutoff_bin, power_db
+from evaluation.metrics import clip_metrics, codec_cutoff_bin, power_db
+from realtime.engine.config import MODEL_RATE_HZ
+from realtime.engine.restorer import Restorer
 
-SAMPLE_RATE = 48_000
 CLEAN_FORMATS = ("float", "s16_tpdf")
 ENCODINGS: dict[str, Encoding] = {
     "lame_32k": Encoding("lameenc", 32, channels=2),
@@ -84,14 +84,14 @@ def stereo_metrics(reference: np.ndarray, output: np.ndarray, decoded: np.ndarra
 
 def restore(restorer: Restorer, audio: np.ndarray) -> tuple[np.ndarray, bool]:
     """(2, n) through the restorer, delay-compensated; whether its gate engaged."""
-    out = restorer.restore(audio, SAMPLE_RATE)
+    out = restorer.restore(audio, MODEL_RATE_HZ)
     return out, bool(restorer.codec_report()["engaged"])
 
 
 def synthetic_stereo_clips(seconds: float) -> list[Clip]:
     """Two music-like stereo clips (independent voices left and right) from fixed seeds, for --quick."""
     return [Clip(f"synthetic/stereo{seed}", "music", "benchmarks.signals",
-                 program_material(seconds, SAMPLE_RATE, 2, seed)) for seed in (7, 8)]
+                 program_material(seconds, MODEL_RATE_HZ, 2, seed)) for seed in (7, 8)]
 
 
 def conditions(clip: np.ndarray, seed: int, encodings: tuple[str, ...]) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -188,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     write_json({"benchmark": "stereo", "quick": args.quick, "environment": environment(),
                 "engine": {"model": model_name(config), "gate": dict(config.gate)},
                 "clean_formats": list(CLEAN_FORMATS),
-                "clips": [{"id": c.id, "source": c.source, "seconds": c.samples.shape[1] / SAMPLE_RATE} for c in clips],
+                "clips": [{"id": c.id, "source": c.source, "seconds": c.samples.shape[1] / MODEL_RATE_HZ}
+                          for c in clips],
                 "encodings": {k: ENCODINGS[k].name for k in encodings}, "per_clip": rows, "summary": summary,
                 "readme_table": text, "wall_s": round(time.perf_counter() - start, 1)}, args.json)
     return 0

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 48_000
+from realtime.engine.config import MODEL_RATE_HZ
+
 FFMPEG_ENCODERS = ("libmp3lame", "libshine", "aac", "libvorbis", "libopus", "libtwolame")
 ENCODERS = ("lameenc",) + FFMPEG_ENCODERS
 _CONTAINERS = {"lameenc": "mp3", "libmp3lame": "mp3", "libshine": "mp3", "aac": "adts", "libvorbis": "ogg",
@@ -49,7 +50,7 @@ class Encoding:
     bitrate_kbps: int | None = None
     quality: float | None = None
     channels: int = 1
-    input_rate: int = SAMPLE_RATE
+    input_rate: int = MODEL_RATE_HZ
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -142,8 +143,8 @@ def _soxr(y: np.ndarray, in_rate: int, out_rate: int, quality: str = "VHQ") -> n
 def encode(reference: np.ndarray, encoding: Encoding) -> bytes:
     """Reference (encoding.channels, n) float32 at 48 kHz -> the compressed stream's bytes."""
     pcm = np.asarray(reference, np.float32)
-    if encoding.input_rate != SAMPLE_RATE:
-        pcm = _soxr(pcm, SAMPLE_RATE, encoding.input_rate)
+    if encoding.input_rate != MODEL_RATE_HZ:
+        pcm = _soxr(pcm, MODEL_RATE_HZ, encoding.input_rate)
     if encoding.encoder == "lameenc":
         import lameenc
 
@@ -156,7 +157,7 @@ def encode(reference: np.ndarray, encoding: Encoding) -> bytes:
         return bytes(enc.encode(np.ascontiguousarray(samples).tobytes()) + enc.flush())
     setting = (["-b:a", f"{encoding.bitrate_kbps}k"] if encoding.bitrate_kbps is not None
                else ["-q:a", f"{encoding.quality:g}"])
-    rate = ["-ar", str(SAMPLE_RATE)] if encoding.encoder == "libopus" else []  # Opus codes at 48 kHz only
+    rate = ["-ar", str(MODEL_RATE_HZ)] if encoding.encoder == "libopus" else []  # Opus codes at 48 kHz only
     with tempfile.TemporaryDirectory() as folder:   # a seekable file gets its Xing/LAME header written
         path = Path(folder) / f"encoded.{encoding.container}"
         _ffmpeg(["-f", "f32le", "-ar", str(encoding.input_rate), "-ac", str(encoding.channels), "-i", "-",
@@ -225,10 +226,10 @@ def engine_resample(y: np.ndarray, in_rate: int) -> np.ndarray:
     """(C, n) float32 at `in_rate` -> 48 kHz through gapfill's own streaming resampler (delay kept)."""
     from realtime.engine.resample import StreamingResampler
 
-    if in_rate == SAMPLE_RATE:
+    if in_rate == MODEL_RATE_HZ:
         return y
-    stage = StreamingResampler(in_rate, SAMPLE_RATE)
-    tail = int(np.ceil(float(stage.delay_in_output_samples) * in_rate / SAMPLE_RATE)) + 1
+    stage = StreamingResampler(in_rate, MODEL_RATE_HZ)
+    tail = int(np.ceil(float(stage.delay_in_output_samples) * in_rate / MODEL_RATE_HZ)) + 1
     padded = np.ascontiguousarray(np.pad(y, ((0, 0), (0, tail))), dtype=np.float32)
     stage.prepare(y.shape[0], padded.shape[1])
     return np.array(stage.process(padded))
@@ -239,7 +240,7 @@ def noise_floor(channels: int, n: int, dbfs: float, color: str, rng: np.random.G
     noise = rng.standard_normal((channels, n))
     if color == "pink":
         spectrum = np.fft.rfft(noise, axis=1)
-        f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+        f = np.fft.rfftfreq(n, 1.0 / MODEL_RATE_HZ)
         spectrum /= np.sqrt(np.maximum(f, 20.0))
         noise = np.fft.irfft(spectrum, n, axis=1)
     noise *= 10 ** (dbfs / 20) / max(float(np.sqrt(np.mean(noise ** 2))), 1e-30)
@@ -320,7 +321,7 @@ def measure_lag(ref: np.ndarray, deg: np.ndarray, max_lag: int = 8192) -> float:
     n = len(ref) + len(deg)
     nfft = 1 << (n - 1).bit_length()
     spectrum_ref, spectrum_deg = np.fft.rfft(ref, nfft), np.fft.rfft(deg, nfft)
-    f = np.fft.rfftfreq(nfft, 1 / SAMPLE_RATE)
+    f = np.fft.rfftfreq(nfft, 1 / MODEL_RATE_HZ)
     c = np.fft.irfft(spectrum_deg * np.conj(spectrum_ref) * (f < _LAG_BAND_HZ), nfft)
     c = np.concatenate([c[-max_lag:], c[: max_lag + 1]])
     k = int(np.argmax(c))

@@ -24,6 +24,7 @@ from benchmarks.quality import (
     BY_NAME, CONDITIONS, KEY_CONDITIONS, METRICS, PHASE_METHODS, QUICK_CONDITIONS, SCHEMA_VERSION, SYSTEMS, TRAINING,
 )
 from evaluation.chains import ENCODERS, Encoding
+from realtime.engine.config import MODEL_RATE_HZ
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -151,7 +152,8 @@ def test_quality_benchmark_quick_run(tmp_path):
 
 
 def test_quality_conditions_cover_the_issues():
-    """Every condition is an encoding of chains.py and a decode chain; the groups hold what #11 and #12 list."""
+    """Every condition is an encoding of evaluation/chains.py and a decode chain; the groups hold what #11 and #12
+    list."""
     groups = {g: [c for c in CONDITIONS if c.group == g] for g in ("clean", "chains", "codecs")}
     assert [c.chain.sample_format for c in groups["clean"]] == ["float", "s16", "s16_tpdf", "s16_tpdf", "s24"]
     assert [(c.chain.gain_db, c.chain.noise_dbfs) for c in groups["clean"]][3:] == [(-30.0, None), (0.0, -75.0)]
@@ -180,7 +182,7 @@ def test_cross_correlation_lag_is_exact():
 
 @pytest.mark.skipif(not codec.available(), reason="lameenc/miniaudio/soxr not installed")
 def test_mp3_roundtrip_is_aligned_to_the_sample():
-    rate = 48_000
+    rate = MODEL_RATE_HZ
     t = np.arange(rate) / rate
     x = (0.3 * np.sin(2 * np.pi * 440 * t) * (t > 0.3)).astype(np.float32)[None, :]
     decoded, facts = codec.mp3_roundtrip(x, 64)
@@ -189,9 +191,9 @@ def test_mp3_roundtrip_is_aligned_to_the_sample():
 
 
 def test_blind_cutoff_detection_finds_a_low_pass():
-    x = np.random.default_rng(2).standard_normal(48_000) * 0.1
+    x = np.random.default_rng(2).standard_normal(MODEL_RATE_HZ) * 0.1
     spectrum = np.fft.rfft(x)
-    spectrum[np.fft.rfftfreq(len(x), 1 / 48_000) > 8_000] = 0
+    spectrum[np.fft.rfftfreq(len(x), 1 / MODEL_RATE_HZ) > 8_000] = 0
     cutoff = detect_cutoff_hz(np.fft.irfft(spectrum, len(x)))
     assert cutoff is not None and abs(cutoff - 8_000) < 500  # window leakage blurs the edge
     assert detect_cutoff_hz(x) is None
@@ -246,7 +248,7 @@ def test_headroom_benchmark_quick_run(tmp_path):
 def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
     """Above the cutoff, an output 6 dB louder than the reference reads +6, a missing band (the floor) reads
     negative, and a cutoff at the top of the measured band leaves nothing to measure (None)."""
-    from training.evaluate import FLOOR_DB, level_error_above
+    from evaluation.metrics import FLOOR_DB, level_error_above
 
     reference = np.full((20, 513), -40.0)
     louder = reference.copy()
@@ -263,7 +265,7 @@ def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
     from benchmarks.clips import synthetic_clips
     from benchmarks.headroom import Recorder
     from realtime.engine.restorer import Restorer
-    from training.evaluate import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
+    from evaluation.metrics import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
 
     clean = synthetic_clips(2.0)[1].samples
     coded = (clean + np.random.default_rng(1).standard_normal(clean.size) * 0.01).astype(np.float32)

@@ -24,19 +24,19 @@ pytest.importorskip("lameenc")      # the `train` extra; strict CI turns a skip 
 pytest.importorskip("soxr")
 
 from realtime import restore  # noqa: E402
-from realtime.engine.config import load_config  # noqa: E402
+from realtime.engine.config import MODEL_RATE_HZ, load_config  # noqa: E402
 from realtime.engine.restorer import Restorer  # noqa: E402
 from evaluation.chains import (  # noqa: E402
     DecodeChain, Encoding, advance, degrade, encode, engine_resample, measure_lag, noise_floor, quantize,
     reference_for, store,
 )
-from training.evaluate import clip_metrics, codec_cutoff_bin, power_db  # noqa: E402
+from evaluation.metrics import clip_metrics, codec_cutoff_bin, power_db  # noqa: E402
 
 from conftest import REPO_ROOT  # noqa: E402
 
 CLIP = REPO_ROOT / "tests" / "data" / "hedgewars-default-speech-48k.flac"
 LAME_32K = Encoding("lameenc", 32)
-RATE = 48_000
+RATE = MODEL_RATE_HZ
 MIN_LSD_CUT = 0.20
 CHAINS = {
     "float": DecodeChain("ffmpeg", RATE, "swr"),

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from realtime.engine.config import MODEL_RATE_HZ, load_config
 from realtime.engine.model import OnnxModel, shipped_model_path
 from realtime.engine.stft import stft_offline
 
 torch = pytest.importorskip("torch")
 
-from training.export import load_weights  # noqa: E402
-from training.unet import EPS  # noqa: E402
+from training.export import LOOKAHEAD_FRAMES, load_weights  # noqa: E402
+from training.unet import EPS, FFT_SIZE, HOP  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "examples" / "hedgewars-british-32k.mp3"
@@ -25,16 +26,18 @@ CLIP = REPO / "examples" / "hedgewars-british-32k.mp3"
 def _magnitudes(channels: int) -> np.ndarray:
     """(channels, frames, 513) f32: the 32 kbit/s example clip (and a louder copy as channel 2)."""
     x, sr = sf.read(str(CLIP), dtype="float32")
-    assert sr == 48_000
-    mags = [np.abs(stft_offline(x * g, 1024, 256)) for g in (1.0, 2.5)[:channels]]
+    assert sr == MODEL_RATE_HZ
+    mags = [np.abs(stft_offline(x * g, FFT_SIZE, HOP)) for g in (1.0, 2.5)[:channels]]
     return np.stack(mags).astype(np.float32)
 
 
 def test_shipped_model_contract() -> None:
+    """The shipped model has the framing training declares (training.unet), which is also the shipped config's."""
     path = shipped_model_path()
     assert path.is_file() and path.stat().st_size < 8e6
     m = OnnxModel(path, threads=1)
-    assert (m.sample_rate, m.fft_size, m.hop, m.lookahead_frames) == (48_000, 1024, 256, 0)
+    assert (m.sample_rate, m.fft_size, m.hop, m.lookahead_frames) == (MODEL_RATE_HZ, FFT_SIZE, HOP, LOOKAHEAD_FRAMES)
+    assert (load_config(None).fft_size, load_config(None).hop) == (FFT_SIZE, HOP)
     assert m.state_shapes                       # temporal state is explicit
     import onnx
     model = onnx.load(str(path))

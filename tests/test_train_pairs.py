@@ -10,14 +10,15 @@ pytest.importorskip("miniaudio")
 pytest.importorskip("soxr")      # the `train` extra; strict CI turns a skip into a failure
 
 from evaluation.chains import DecodeChain, Encoding, advance, measure_lag  # noqa: E402
+from realtime.engine.config import MODEL_RATE_HZ  # noqa: E402
 from training.pairs import REFERENCE, Pairing, chains_pairing, lame, make_pair  # noqa: E402
 
 
 def _music_like(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
     """(2, samples) f32 at 48 kHz: chords with onsets and noise bursts, different per channel."""
     rng = np.random.default_rng(seed)
-    n = int(seconds * 48_000)
-    t = np.arange(n) / 48_000
+    n = int(seconds * MODEL_RATE_HZ)
+    t = np.arange(n) / MODEL_RATE_HZ
     env = (np.sin(2 * np.pi * 2.5 * t) > 0) * np.exp(-((t * 2.5) % 1.0) * 4)
     out = []
     for ch in range(2):
@@ -28,12 +29,14 @@ def _music_like(seconds: float = 1.5, seed: int = 0) -> np.ndarray:
 
 
 PAIRINGS = [REFERENCE, lame(24), lame(64, 1, 44_100), lame(32, 2), lame(128),
-            Pairing(Encoding("aac", 32), DecodeChain("ffmpeg", 48_000, "swr", sample_format="s16_tpdf"), "chains"),
+            Pairing(Encoding("aac", 32), DecodeChain("ffmpeg", MODEL_RATE_HZ, "swr", sample_format="s16_tpdf"),
+                    "chains"),
             Pairing(Encoding("libopus", 16), DecodeChain("soundfile", sample_format="s16"), "chains"),
             Pairing(Encoding("libvorbis", quality=0, channels=2), DecodeChain("ffmpeg", 44_100, "scipy"), "chains"),
-            Pairing(Encoding("libtwolame", 64, input_rate=44_100), DecodeChain("ffmpeg", 48_000, "soxr_lq"), "chains"),
+            Pairing(Encoding("libtwolame", 64, input_rate=44_100), DecodeChain("ffmpeg", MODEL_RATE_HZ, "soxr_lq"),
+                    "chains"),
             Pairing(Encoding("libshine", 32), DecodeChain("minimp3", sample_format="s24"), "chains"),
-            Pairing(Encoding("libmp3lame", quality=9), DecodeChain("soundfile", 48_000, "soxr_hq"), "chains")]
+            Pairing(Encoding("libmp3lame", quality=9), DecodeChain("soundfile", MODEL_RATE_HZ, "soxr_hq"), "chains")]
 
 
 @pytest.mark.parametrize("codec", PAIRINGS, ids=lambda c: c.name)

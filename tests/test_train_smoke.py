@@ -96,9 +96,9 @@ def test_confidence_head_trains_warm_exports_and_streams(tmp_path: Path) -> None
 
 def test_compare_scores_checkpoints_on_the_validation_crops(tmp_path: Path, monkeypatch) -> None:
     """`compare` (model-only metrics of checkpoints) runs on a training checkpoint and on the shipped, stripped
-    one, and scores the decoded crops as evaluate.spectrum_metrics does, crop by crop."""
+    one, and scores the decoded crops as evaluation.metrics.spectrum_metrics does, crop by crop."""
     import training.train as training
-    from training.evaluate import codec_cutoff_bin, magnitude_db, spectrum_metrics
+    from evaluation.metrics import codec_cutoff_bin, magnitude_db, spectrum_metrics
 
     synthetic = training.validation_sets(None, synthetic=True)
     monkeypatch.setattr(training, "validation_sets", lambda root, synthetic_=False, **_: synthetic)

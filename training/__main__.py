@@ -27,6 +27,7 @@ from pathlib import Path
 DEFAULT_ONNX = "models/gapfill-unet-mp3.onnx"
 CHAINS_MINUTES = 55.0
 CONFIDENCE_MINUTES = 60.0
+TIMING_HOPS = 5000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--out", default="runs/eval.json")
     ev.add_argument("--phase", default=None, help="phase.method for the engine (default: the config's)")
     ev.add_argument("--no-gate", action="store_true", help="model output unchanged (gate off)")
-    ev.add_argument("--phase-fix", action="store_true",
-                    help="evaluate the proposed phase change: bins the gate filled take no decoded phase")
     tm = sub.add_parser("timing", help="per-hop inference cost of an ONNX model (1 thread, IOBinding)")
     tm.add_argument("--model", default=DEFAULT_ONNX)
-    tm.add_argument("--hops", type=int, default=5000)
+    tm.add_argument("--hops", type=int, default=TIMING_HOPS)
     tm.add_argument("--out", default="runs/timing.json")
     cd = sub.add_parser("card", help="write the model card from run artefacts")
     cd.add_argument("--model", default=DEFAULT_ONNX)
@@ -85,13 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     if args.step == "timing":
-        import onnxruntime
-
-        from training.export import time_per_hop
-        res = {"mono": time_per_hop(args.model, 1, 1, args.hops), "stereo": time_per_hop(args.model, 2, 1, args.hops),
-               "hops": args.hops, "ort_version": onnxruntime.__version__}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        from training.export import timing_report
+        res = timing_report(args.model, args.hops)
+        _write_json(args.out, res)
         print(json.dumps(res, indent=1))
         return 0
     if args.step == "card":
@@ -106,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.step == "compare":
         from training.evaluate import compare_checkpoints
         res = compare_checkpoints(args.checkpoints, args.pairs)
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        _write_json(args.out, res)
         print(json.dumps(res, indent=1))
         return 0
     if args.step in ("corpus", "all"):
@@ -154,24 +149,25 @@ def main(argv: list[str] | None = None) -> int:
         from training.evaluate import evaluate, format_report
         model = args.model if args.step == "evaluate" else args.out
         res = evaluate(model, getattr(args, "pairs", "data/pairs"), clips_per_kind=getattr(args, "clips", 16),
-                       gate=not getattr(args, "no_gate", False), phase=getattr(args, "phase", None),
-                       phase_fix=getattr(args, "phase_fix", False))
-        out = Path(getattr(args, "out", "runs/eval.json") if args.step == "evaluate" else "runs/eval.json")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(res, indent=1))
+                       gate=not getattr(args, "no_gate", False), phase=getattr(args, "phase", None))
+        _write_json(args.out if args.step == "evaluate" else "runs/eval.json", res)
         print(format_report(res))
     if args.step == "all":
-        import onnxruntime
-
         from training.card import write_card
-        from training.export import time_per_hop
-        timing = {"mono": time_per_hop(args.out, 1, 1, 5000), "stereo": time_per_hop(args.out, 2, 1, 5000),
-                  "hops": 5000, "ort_version": onnxruntime.__version__}
-        Path("runs/timing.json").write_text(json.dumps(timing, indent=1))
+        from training.export import timing_report
+        timing = timing_report(args.out, TIMING_HOPS)
+        _write_json("runs/timing.json", timing)
         card = write_card(Path(args.out).with_suffix(".md"), args.out, Path(args.run) / "last.pt",
                           compare_json=None, eval_json="runs/eval.json", timing=timing)
         print(f"card: {card}")
     return 0
+
+
+def _write_json(path: str | Path, data: dict) -> None:
+    """`data` as indented JSON at `path` (its folder made if needed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1))
 
 
 def _train_args(t: argparse.ArgumentParser, minutes: float = 50.0) -> None:

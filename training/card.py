@@ -6,8 +6,10 @@ import collections
 import json
 from pathlib import Path
 
+from realtime.engine.config import MODEL_RATE_HZ
 from training.evaluate import format_report
 from training.train import CONFIDENCE_WEIGHT, GAIN_DB_RANGE, LABEL_DB, LABEL_FLOOR_DB
+from training.unet import FFT_SIZE, HOP
 
 
 def _hours(summary: dict, key: str) -> float:
@@ -51,11 +53,12 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
              f"`{onnx_path.with_suffix('.pt').name}` (weights, used by the parity test). Retrain from scratch: "
              "`python -m training all` (see `training/__main__.py`).\n")
     L.append("## What it does\n")
-    L.append("One STFT magnitude frame of decoded audio in (48 kHz, periodic Hann N = 1024, hop 256, 513 bins, "
-             "linear |rfft| of audio in [-1, 1]), an estimate of the clean frame's magnitudes out. "
-             "It estimates magnitudes directly (log-domain residual: `out = exp(log(x + 1e-4) + net) - 1e-4`), "
-             "not a mask, so it can put energy back where the codec left zeros. Causal: no look-ahead "
-             "(`gapfill.lookahead_frames = 0`); the engine's latency stays N - 1 samples plus the phase stage's.\n")
+    L.append(f"One STFT magnitude frame of decoded audio in (48 kHz, periodic Hann N = {FFT_SIZE}, hop {HOP}, "
+             f"{FFT_SIZE // 2 + 1} bins, linear |rfft| of audio in [-1, 1]), an estimate of the clean frame's "
+             "magnitudes out. It estimates magnitudes directly (log-domain residual: "
+             "`out = exp(log(x + 1e-4) + net) - 1e-4`), not a mask, so it can put energy back where the codec left "
+             "zeros. Causal: no look-ahead (`gapfill.lookahead_frames = 0`); the engine's latency stays N - 1 samples "
+             "plus the phase stage's.\n")
     L.append("## Architecture\n")
     args = ck["model_args"]
     L.append(f"- U-Net over frequency, four levels: input conv (2 frames x 5 bins) on 512 bins (Nyquist passed "
@@ -72,13 +75,14 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
              + " and `state_out.*` (previous input frame of each 2-frame conv, GRU hidden); "
              "batch = audio channels, zeros at stream start.")
     if timing:
+        hop_ms = 1000 * HOP / MODEL_RATE_HZ
         L.append(f"- Cost per hop (onnxruntime {timing.get('ort_version', '')}, 1 intra-op thread, sequential, "
                  f"ORT_ENABLE_ALL, IOBinding, {timing['hops']} hops, shared 2-core machine): mono median "
                  f"{timing['mono']['median_ms']:.3f} ms, 99th percentile {timing['mono']['p99_ms']:.3f} ms, mean "
                  f"{timing['mono']['mean_ms']:.3f} ms, CPU time per call {timing['mono']['cpu_mean_ms']:.3f} ms; "
                  f"stereo median {timing['stereo']['median_ms']:.3f} ms, CPU {timing['stereo']['cpu_mean_ms']:.3f} ms. "
-                 "Budget: a quarter of the 5.33 ms hop = 1.33 ms. (Wall-clock tails are preemption by other "
-                 "jobs on the shared machine; the CPU time is the cost.)")
+                 f"Budget: a quarter of the {hop_ms:.2f} ms hop = {hop_ms / 4:.2f} ms. (Wall-clock tails are preemption "
+                 "by other jobs on the shared machine; the CPU time is the cost.)")
     L.append("")
     L.append("## Data\n")
     L.append("Built by `python -m training corpus` and `... pairs` from Debian/PyPI packages only "
@@ -94,8 +98,8 @@ def write_card(out: str | Path, onnx_path: str | Path, checkpoint: str | Path, c
     L.append("")
     srcs = ", ".join(f"{k.split('/', 2)[2]} {v:.2f} h ({k.split('/')[1]})" for k, v in summ.items() if k.count("/") == 2)
     L.append(f"By source: {srcs}.\n")
-    L.append("Pairs (training/pairs.py, chains.py), one of each mix per training segment: `lame`, LAME CBR "
-             "through lameenc decoded by minimp3 at the MP3's own rate and soxr VHQ to 48 kHz (the first model's "
+    L.append("Pairs (training/pairs.py, evaluation/chains.py), one of each mix per training segment: `lame`, LAME "
+             "CBR through lameenc decoded by minimp3 at the MP3's own rate and soxr VHQ to 48 kHz (the first model's "
              "data); `chains`, a random codec setting from every family (lameenc; ffmpeg's libmp3lame CBR/VBR, "
              "libshine, aac, libvorbis, libopus, libtwolame) through a random decode chain (minimp3, libmpg123/"
              "libvorbis/libopus through soundfile, or ffmpeg; stored at the codec's rate, 44.1 or 48 kHz by soxr "

@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 48_000
+from realtime.engine.config import MODEL_RATE_HZ
+from training.atomic import written_atomically
+
 SEG_MIN_S, SEG_MAX_S = 5.0, 10.0
 SPLIT_FILE = Path(__file__).with_name("split.json")
 VAL_FRACTION = 0.12
@@ -128,74 +130,86 @@ def assign_split(units: list[Unit], write: bool = False) -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- audio helpers
+def _to_model_rate(x: np.ndarray, rate: int) -> np.ndarray:
+    """(samples, channels) float32 at `rate` Hz -> (channels, samples) float32 at 48 kHz (soxr VHQ), a view."""
+    import soxr
+
+    if rate != MODEL_RATE_HZ:
+        x = soxr.resample(x, rate, MODEL_RATE_HZ, quality="VHQ").astype(np.float32)
+    return x.T
+
+
 def read_48k(path: str) -> np.ndarray | None:
     """Decode any soundfile-readable file to float32 (channels, samples) at 48 kHz; None if rejected."""
     import soundfile as sf
-    import soxr
+
     x, sr = sf.read(path, dtype="float32", always_2d=True)
     if x.shape[0] < 1024:
         return None
     if np.mean(np.abs(x) >= 0.98) > 0.001:       # clipped
         return None
-    if sr != SAMPLE_RATE:
-        x = soxr.resample(x, sr, SAMPLE_RATE, quality="VHQ").astype(np.float32)
-    x = np.ascontiguousarray(x.T)
+    x = np.ascontiguousarray(_to_model_rate(x, sr))
     if not _has_high_band(x):
         return None
     return x
 
 
 def _has_high_band(x: np.ndarray, n: int = 4096) -> bool:
-    """Long-term spectrum above 16 kHz within 70 dB of its peak."""
+    """Long-term spectrum above 16 kHz within 70 dB of its peak. A filter of its own (n-point symmetric Hann,
+    `np.hanning`), not the engine's analysis window: changing it would change which files the corpus keeps."""
     m = x.mean(0)
     if len(m) < n:
         m = np.pad(m, (0, n - len(m)))
     frames = np.lib.stride_tricks.sliding_window_view(m, n)[:: n // 2][:400]
     p = np.mean(np.abs(np.fft.rfft(frames * np.hanning(n), axis=1)) ** 2, axis=0) + 1e-30
-    f = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
+    f = np.fft.rfftfreq(n, 1 / MODEL_RATE_HZ)
     return 10 * np.log10(p[f > 16_000].max() / p.max()) > -70
+
+
+LEVEL_FRAME = MODEL_RATE_HZ // 100    # samples: the 10 ms frames of `frame_levels_db`
+
+
+def frame_levels_db(x: np.ndarray) -> np.ndarray:
+    """(channels, samples) -> (frames,) RMS level in dB of the channel mean per LEVEL_FRAME frame (a partial
+    last frame dropped)."""
+    m = x.mean(0)
+    nfr = len(m) // LEVEL_FRAME
+    return 10 * np.log10(np.mean(m[: nfr * LEVEL_FRAME].reshape(nfr, LEVEL_FRAME) ** 2, axis=1) + 1e-12)
 
 
 def trim_silence(x: np.ndarray, rel_db: float = 50.0, abs_db: float = -65.0, margin_s: float = 0.05) -> np.ndarray:
     """Cut leading/trailing frames quieter than max(peak - rel_db, abs_db) (10 ms RMS)."""
-    hop = SAMPLE_RATE // 100
-    m = x.mean(0) if x.shape[0] > 1 else x[0]
-    nfr = len(m) // hop
-    if nfr == 0:
+    rms_db = frame_levels_db(x)
+    if len(rms_db) == 0:
         return x[:, :0]
-    rms_db = 10 * np.log10(np.mean(m[: nfr * hop].reshape(nfr, hop) ** 2, axis=1) + 1e-12)
     active = np.nonzero(rms_db > max(rms_db.max() - rel_db, abs_db))[0]
     if len(active) == 0:
         return x[:, :0]
-    pad = int(margin_s * SAMPLE_RATE)
-    a = max(0, active[0] * hop - pad)
-    b = min(x.shape[1], (active[-1] + 1) * hop + pad)
+    pad = int(margin_s * MODEL_RATE_HZ)
+    a = max(0, active[0] * LEVEL_FRAME - pad)
+    b = min(x.shape[1], (active[-1] + 1) * LEVEL_FRAME + pad)
     return x[:, a:b]
 
 
 def _active_fraction(x: np.ndarray, thr_db: float = -55.0) -> float:
-    hop = SAMPLE_RATE // 100
-    m = x.mean(0)
-    nfr = len(m) // hop
-    if nfr == 0:
-        return 0.0
-    rms_db = 10 * np.log10(np.mean(m[: nfr * hop].reshape(nfr, hop) ** 2, axis=1) + 1e-12)
-    return float(np.mean(rms_db > thr_db))
+    """Share of 10 ms frames above thr_db (0 for a clip shorter than one frame)."""
+    rms_db = frame_levels_db(x)
+    return float(np.mean(rms_db > thr_db)) if len(rms_db) else 0.0
 
 
 def cut_segments(x: np.ndarray, rng: random.Random, max_total_s: float | None = None) -> list[np.ndarray]:
     """5-10 s segments; with max_total_s, an evenly spread subset of them."""
     segs, pos, n = [], 0, x.shape[1]
-    while n - pos >= SEG_MIN_S * SAMPLE_RATE:
-        ln = int(rng.uniform(SEG_MIN_S, SEG_MAX_S) * SAMPLE_RATE)
+    while n - pos >= SEG_MIN_S * MODEL_RATE_HZ:
+        ln = int(rng.uniform(SEG_MIN_S, SEG_MAX_S) * MODEL_RATE_HZ)
         ln = min(ln, n - pos)
-        if n - pos - ln < SEG_MIN_S * SAMPLE_RATE and n - pos <= SEG_MAX_S * SAMPLE_RATE:
+        if n - pos - ln < SEG_MIN_S * MODEL_RATE_HZ and n - pos <= SEG_MAX_S * MODEL_RATE_HZ:
             ln = n - pos
         segs.append(x[:, pos: pos + ln])
         pos += ln
     segs = [s for s in segs if _active_fraction(s) > 0.5]
     if max_total_s is not None and segs:
-        avg = np.mean([s.shape[1] for s in segs]) / SAMPLE_RATE
+        avg = np.mean([s.shape[1] for s in segs]) / MODEL_RATE_HZ
         keep = max(1, int(max_total_s / avg))
         if keep < len(segs):
             idx = np.linspace(0, len(segs) - 1, keep).round().astype(int)
@@ -232,11 +246,11 @@ def render_score(work: str, index: int) -> np.ndarray | None:
         mid, wav = os.path.join(td, "s.mid"), os.path.join(td, "s.wav")
         mf = midi.translate.music21ObjectToMidiFile(score)
         mf.open(mid, "wb"); mf.write(); mf.close()
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(SAMPLE_RATE), "-F", wav, sf, mid],
+        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.6", "-r", str(MODEL_RATE_HZ), "-F", wav, sf, mid],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=20)
         import soundfile as sfile
-        x, sr = sfile.read(wav, dtype="float32", always_2d=True, frames=int(RENDER_MAX_S * SAMPLE_RATE))
-    assert sr == SAMPLE_RATE
+        x, sr = sfile.read(wav, dtype="float32", always_2d=True, frames=int(RENDER_MAX_S * MODEL_RATE_HZ))
+    assert sr == MODEL_RATE_HZ
     x = x.T
     peak = np.abs(x).max()
     if peak < 1e-4:
@@ -273,15 +287,15 @@ def drum_patterns(kit_dir: str, n_patterns: int, seed: str) -> list[np.ndarray]:
             continue
         if x is None:
             continue
-        samples.setdefault(_drum_class(os.path.basename(f)), []).append(x[:, : SAMPLE_RATE * 2])
+        samples.setdefault(_drum_class(os.path.basename(f)), []).append(x[:, : MODEL_RATE_HZ * 2])
     if not samples:
         return []
     out = []
-    n = int(DRUM_PATTERN_S * SAMPLE_RATE)
+    n = int(DRUM_PATTERN_S * MODEL_RATE_HZ)
     for _ in range(n_patterns):
         bpm = rng.uniform(80, 170)
-        step = int(SAMPLE_RATE * 60 / bpm / 4)
-        y = np.zeros((2, n + SAMPLE_RATE * 2), np.float32)
+        step = int(MODEL_RATE_HZ * 60 / bpm / 4)
+        y = np.zeros((2, n + MODEL_RATE_HZ * 2), np.float32)
         prob = {"kick": [0.9, 0, 0.1, 0, 0.2, 0, 0.3, 0] * 2, "snare": [0, 0, 0, 0, 0.9, 0, 0.1, 0.1] * 2,
                 "hat": [rng.uniform(0.5, 1.0) if i % 2 == 0 else rng.uniform(0, 0.7) for i in range(16)],
                 "cym": [0.5] + [0.03] * 15, "tom": [0.05] * 16, "perc": [0.1] * 16}
@@ -303,14 +317,14 @@ def drum_patterns(kit_dir: str, n_patterns: int, seed: str) -> list[np.ndarray]:
 
 
 def read_48k_raw(path: str) -> np.ndarray | None:
+    """A one-shot sample as float32 (2, samples) at 48 kHz (mono doubled, channels past two dropped), unfiltered;
+    None when shorter than 64 samples."""
     import soundfile as sf
-    import soxr
+
     x, sr = sf.read(path, dtype="float32", always_2d=True)
     if x.shape[0] < 64:
         return None
-    if sr != SAMPLE_RATE:
-        x = soxr.resample(x, sr, SAMPLE_RATE, quality="VHQ").astype(np.float32)
-    x = x.T
+    x = _to_model_rate(x, sr)
     if x.shape[0] == 1:
         x = np.repeat(x, 2, 0)
     return np.ascontiguousarray(x[:2])
@@ -333,7 +347,7 @@ def _segments_for_unit(unit: Unit, index: int) -> list[np.ndarray]:
             if x is None:
                 continue
             x = trim_silence(x.mean(0, keepdims=True))
-            if x.shape[1] > 0.2 * SAMPLE_RATE:
+            if x.shape[1] > 0.2 * MODEL_RATE_HZ:
                 pieces.append(x)
         return pieces
     x = read_48k(unit.files[0])
@@ -359,9 +373,8 @@ def _work(args) -> tuple[str, list[tuple[str, int]]]:
     for k, s in enumerate(segs):
         np.save(d / f"{k}.npy", s.astype(np.float32))
         info.append((f"{k}.npy", int(s.shape[1])))
-    tmp = d / "DONE.tmp"
-    tmp.write_text(json.dumps(info))
-    tmp.replace(done)
+    with written_atomically(done) as temp:
+        temp.write_text(json.dumps(info))
     return unit.uid, info
 
 
@@ -398,23 +411,23 @@ def build_corpus(root: str | os.PathLike = "data/clean", workers: int = 2, limit
         lang = u.uid.rsplit("_desc_", 1)[-1][:2] if u.source == "tuxpaint" else u.uid
         groups.setdefault((split[u.uid], u.source, lang), []).extend(
             (u.uid, f"{u.uid}/{fname}", n) for fname, n in results.get(u.uid, []))
-    gap = int(0.2 * SAMPLE_RATE)
+    gap = int(0.2 * MODEL_RATE_HZ)
     for (sp, source, lang), items in sorted(groups.items()):
         rng = random.Random(f"{sp}{source}{lang}")
         cur, cur_n = [], 0
-        target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * SAMPLE_RATE
+        target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * MODEL_RATE_HZ
         for uid, piece, n in items:
-            if cur and cur_n + gap + n > SEG_MAX_S * SAMPLE_RATE:
+            if cur and cur_n + gap + n > SEG_MAX_S * MODEL_RATE_HZ:
                 segments.append(_speech_seg(sp, source, lang, cur, cur_n, len(segments)))
                 cur, cur_n = [], 0
-                target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * SAMPLE_RATE
+                target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * MODEL_RATE_HZ
             cur.append((uid, piece, n))
             cur_n += n + (gap if len(cur) > 1 else 0)
             if cur_n >= target:
                 segments.append(_speech_seg(sp, source, lang, cur, cur_n, len(segments)))
                 cur, cur_n = [], 0
-                target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * SAMPLE_RATE
-        if cur and cur_n >= 2.0 * SAMPLE_RATE:
+                target = rng.uniform(SEG_MIN_S, SEG_MAX_S) * MODEL_RATE_HZ
+        if cur and cur_n >= 2.0 * MODEL_RATE_HZ:
             segments.append(_speech_seg(sp, source, lang, cur, cur_n, len(segments)))
     for i, s in enumerate(segments):
         s["file"] = f"seg/{i:05d}.npy"
@@ -430,14 +443,13 @@ def build_corpus(root: str | os.PathLike = "data/clean", workers: int = 2, limit
                 parts.append(np.zeros((1, gap), np.float32))
             parts.append(np.load(root / "pieces" / p))
         x = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        tmp = out.with_suffix(".tmp.npy")
-        np.save(tmp, np.ascontiguousarray(x, np.float32))
-        tmp.replace(out)
+        with written_atomically(out) as temp:
+            np.save(temp, np.ascontiguousarray(x, np.float32))
         s["samples"] = int(x.shape[1])
     for s in segments:
         s["channels"] = int(np.load(root / s["file"], mmap_mode="r").shape[0])
         s["samples"] = int(np.load(root / s["file"], mmap_mode="r").shape[1])
-    manifest = {"sample_rate": SAMPLE_RATE, "segments": segments, "summary": summarize(segments)}
+    manifest = {"sample_rate": MODEL_RATE_HZ, "segments": segments, "summary": summarize(segments)}
     (root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest
 
@@ -452,7 +464,7 @@ def summarize(segments: list[dict]) -> dict:
     out: dict[str, float] = {}
     for s in segments:
         k = f"{s['kind']}/{s['split']}"
-        out[k] = out.get(k, 0.0) + s["samples"] / SAMPLE_RATE / 3600
+        out[k] = out.get(k, 0.0) + s["samples"] / MODEL_RATE_HZ / 3600
         k2 = f"{s['kind']}/{s['split']}/{s['source']}"
-        out[k2] = out.get(k2, 0.0) + s["samples"] / SAMPLE_RATE / 3600
+        out[k2] = out.get(k2, 0.0) + s["samples"] / MODEL_RATE_HZ / 3600
     return {k: round(v, 3) for k, v in sorted(out.items())}

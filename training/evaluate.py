@@ -1,125 +1,39 @@
-"""Validation metrics, per clip, through the real engine (`realtime.engine.restorer.Restorer`).
+"""Validation of a trained model, per clip, through the real engine (`realtime.engine.restorer.Restorer`).
 
 For each chosen validation clip (speech and music separately, spread over sources) the engine (shipped
 config + the given ONNX model, gate on, 48 kHz mono, 1 thread) restores
     - the MP3 32 kbit/s decode (reference case),
     - the MP3 128 kbit/s decode and the clean signal itself (no-harm checks),
 and its output, compensated by `latency_samples`, is compared with the clean reference, as is the
-decoded input. Spectra: `realtime.engine.stft.stft_offline` (periodic Hann 1024, hop 256), power in dB re
-a full-scale sine, floored at FLOOR_DB.
-
-    LSD        mean over active frames (clean frame peak above ACTIVE_DB) of
-               sqrt(mean over bins of (dB_out - dB_ref)^2); full band = bins 0..512,
-               below = bins under the codec cutoff, above = cutoff..20 kHz.
-    cutoff     1 + highest bin (< 20 kHz) whose long-term decoded power is within 30 dB of the clean's
-               and at least 10 dB above the floor.
-    holes      share of reference bins below the cutoff (active frames, reference at least HOLE_DB above
-               the floor) whose output is HOLE_DB or more quieter than the reference.
+decoded input, by the metrics of evaluation/metrics.py (LSD full / below / above the codec cutoff, holes).
+`compare_checkpoints` scores checkpoints without the engine (model only) with the same metrics.
 """
 
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from evaluation.metrics import (
+    ACTIVE_DB, FLOOR_DB, HOLE_DB, bin_hz, clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics,
+)
 from realtime.engine.config import MODEL_RATE_HZ
-from realtime.engine.stft import stft_offline
-
-FFT_SIZE, HOP = 1024, 256
-FLOOR_DB = -100.0
-ACTIVE_DB = -60.0
-HOLE_DB = 20.0
-TOP_HZ = 20_000.0
-REF_POWER = (FFT_SIZE / 4) ** 2
-_TOP_BIN = int(TOP_HZ * FFT_SIZE / 48_000)
-
-
-def magnitude_db(magnitudes: np.ndarray) -> np.ndarray:
-    """(frames, 513) linear |rfft| magnitudes -> power in dB re a full-scale sine, floored at FLOOR_DB."""
-    power = np.asarray(magnitudes, np.float64) ** 2 / REF_POWER
-    return 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
-
-
-def power_db(x: np.ndarray) -> np.ndarray:
-    """(samples,) -> (frames, 513) power in dB re a full-scale sine, floored at FLOOR_DB."""
-    return magnitude_db(np.abs(stft_offline(np.asarray(x, np.float64), FFT_SIZE, HOP)))
-
-
-def codec_cutoff_bin(clean_db: np.ndarray, dec_db: np.ndarray) -> int:
-    lt_c = 10 * np.log10(np.mean(10 ** (clean_db / 10), axis=0))
-    lt_d = 10 * np.log10(np.mean(10 ** (dec_db / 10), axis=0))
-    ok = np.nonzero((lt_d[:_TOP_BIN] >= lt_c[:_TOP_BIN] - 30.0) & (lt_d[:_TOP_BIN] > FLOOR_DB + 10.0))[0]
-    return int(ok[-1]) + 1 if len(ok) else 0
-
-
-def level_error_above(r: np.ndarray, o: np.ndarray, cutoff: int) -> float | None:
-    """Mean signed level error (dB, o minus r) above the cutoff (bins cutoff..20 kHz, active frames) of
-    output power o against reference power r, both (frames, 513) dB; None where that region is empty. LSD
-    says how far; this says which way: too loud (> 0) or too quiet."""
-    active = r.max(axis=1) > ACTIVE_DB
-    if cutoff >= _TOP_BIN or not active.any():
-        return None
-    return float(np.mean(o[active, cutoff:_TOP_BIN] - r[active, cutoff:_TOP_BIN]))
-
-
-def clip_metrics(clean: np.ndarray, out: np.ndarray, cutoff: int, ref_db: np.ndarray | None = None) -> dict:
-    return spectrum_metrics(power_db(clean) if ref_db is None else ref_db, power_db(out), cutoff)
-
-
-def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict:
-    """LSD full / below / above and holes (module doc) of output power o against reference power r, both
-    (frames, 513) dB from `power_db` or `magnitude_db`."""
-    active = r.max(axis=1) > ACTIVE_DB
-    r, o = r[active], o[active]
-
-    def lsd(lo: int, hi: int) -> float:
-        if hi <= lo or len(r) == 0:
-            return float("nan")
-        return float(np.mean(np.sqrt(np.mean((o[:, lo:hi] - r[:, lo:hi]) ** 2, axis=1))))
-
-    cand = r[:, :cutoff] >= FLOOR_DB + HOLE_DB
-    holes = (r[:, :cutoff] - o[:, :cutoff] >= HOLE_DB) & cand
-    return {"lsd_full": lsd(0, r.shape[1]), "lsd_below": lsd(0, cutoff), "lsd_above": lsd(cutoff, _TOP_BIN),
-            "holes": float(holes.sum() / max(1, cand.sum()))}
-
-
-def _patch_filled_bins_phase(stage, keep_db: float = 6.0) -> None:
-    """Evaluation only: the change proposed for realtime/phase.py's `decoded` method. A bin whose output
-    magnitude exceeds |decoded| by more than keep_db (the gate filled it) gets no decoded phase: its decoded
-    value is zeroed before the stage runs, so the stage takes a phase from its random table. The decoded
-    phase of a near-empty bin is the window leakage of loud low bins (phase steps of pi between bins, i.e.
-    energy at the frame edges), which the synthesis window cancels: about 16 dB of the filled band is lost.
-    Unfilled bins keep the decoded phase exactly, so full-band input is still reproduced bit for bit."""
-    original = stage.process
-    ratio = 10 ** (keep_db / 20)
-
-    def process(mag, decoded, out):
-        d = decoded.copy()
-        d[mag > np.abs(decoded) * ratio] = 0
-        original(mag, d, out)
-
-    stage.process = process
+from training.pairs import NO_HARM, REFERENCE
 
 
 class EngineRunner:
     """Runs audio through a Restorer with the given model (48 kHz mono), latency compensated."""
 
-    def __init__(self, model: str | Path, gate: bool = True, threads: int = 1, phase: str | None = None,
-                 phase_fix: bool = False):
+    def __init__(self, model: str | Path, gate: bool = True, threads: int = 1, phase: str | None = None):
         from realtime.engine.restorer import Restorer
 
-        self._tmp = tempfile.TemporaryDirectory()
-        cfg = Path(self._tmp.name) / "eval.yaml"
-        cfg.write_text(f"model:\n  path: '{Path(model).resolve()}'\n  threads: {threads}\n"
-                       f"gate:\n  enabled: {'true' if gate else 'false'}\n"
-                       + (f"phase:\n  method: {phase}\n" if phase else ""))
-        self.restorer = Restorer.from_config(cfg)
-        if phase_fix:
-            _patch_filled_bins_phase(self.restorer.phase)
+        overrides = {"model": {"path": str(Path(model).resolve()), "threads": threads}, "gate": {"enabled": gate}}
+        if phase:
+            overrides["phase"] = {"method": phase}
+        self.restorer = Restorer.from_config(None, overrides)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """(samples,) at 48 kHz -> restored, aligned, same length (`Restorer.restore`)."""
@@ -127,6 +41,7 @@ class EngineRunner:
 
 
 def choose_clips(rows: list[dict], per_kind: int) -> list[dict]:
+    """Up to `per_kind` manifest rows of each kind (speech, music), evenly spaced in (source, segment) order."""
     chosen = []
     for kind in ("speech", "music"):
         rk = sorted((r for r in rows if r["kind"] == kind), key=lambda r: (r["source"], r["segment"]))
@@ -139,16 +54,19 @@ def choose_clips(rows: list[dict], per_kind: int) -> list[dict]:
 
 
 def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per_kind: int = 16,
-             gate: bool = True, phase: str | None = None, phase_fix: bool = False) -> dict:
+             gate: bool = True, phase: str | None = None) -> dict:
+    """Per-clip metrics (module doc) of `model` through the engine on `clips_per_kind` validation clips of each
+    kind of the pairs at `pairs_root`, their means per kind, and the engine's real-time factor; `gate`:
+    the codec gate on or off, `phase`: phase.method (None: the config's)."""
     from tqdm import tqdm
 
     pairs_root = Path(pairs_root)
     man = json.loads((pairs_root / "manifest.json").read_text())
     val = [r for r in man["pairs"] if r["split"] == "val"]
-    ref_rows = [r for r in val if r["codec"] == "mp3_32k_mono_48k"]
-    nh_rows = {r["segment"]: r for r in val if r["codec"] == "mp3_128k_mono_48k"}
+    ref_rows = [r for r in val if r["codec"] == REFERENCE.name]
+    nh_rows = {r["segment"]: r for r in val if r["codec"] == NO_HARM.name}
     clips = choose_clips(ref_rows, clips_per_kind)
-    run = EngineRunner(model, gate=gate, phase=phase, phase_fix=phase_fix)
+    run = EngineRunner(model, gate=gate, phase=phase)
     rows, t_engine, audio_s = [], 0.0, 0.0
     for r in tqdm(clips, desc="evaluate", unit="clip"):
         pair = np.load(pairs_root / r["file"])
@@ -159,9 +77,9 @@ def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per
         res = run(dec)
         res_clean = run(clean)
         t_engine += time.perf_counter() - t0
-        audio_s += 2 * len(clean) / 48_000
-        row = {"clip": r["segment"], "kind": r["kind"], "source": r["source"], "seconds": round(len(clean) / 48_000, 2),
-               "cutoff_hz": round(cutoff * 48_000 / FFT_SIZE)}
+        audio_s += 2 * len(clean) / MODEL_RATE_HZ
+        row = {"clip": r["segment"], "kind": r["kind"], "source": r["source"],
+               "seconds": round(len(clean) / MODEL_RATE_HZ, 2), "cutoff_hz": round(bin_hz(cutoff))}
         m_dec = clip_metrics(clean, dec, cutoff, c_db)
         m_res = clip_metrics(clean, res, cutoff, c_db)
         for k in m_dec:
@@ -173,7 +91,7 @@ def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per
             t0 = time.perf_counter()
             res128 = run(p128[1, 0])
             t_engine += time.perf_counter() - t0
-            audio_s += len(clean) / 48_000
+            audio_s += len(clean) / MODEL_RATE_HZ
             row["noharm_128k_delta"] = (clip_metrics(clean, res128, cutoff, c_db)["lsd_full"]
                                         - clip_metrics(clean, p128[1, 0], cutoff, c_db)["lsd_full"])
         rows.append(row)
@@ -189,9 +107,8 @@ def evaluate(model: str | Path, pairs_root: str | Path = "data/pairs", clips_per
         mean["noharm_clean_delta_max"] = float(max(x["noharm_clean_delta"] for x in rk))
         mean["noharm_128k_delta_max"] = float(max(x.get("noharm_128k_delta", 0.0) for x in rk))
         summary[kind] = mean
-    return {"model": str(model), "gate": gate, "phase": (phase or "config default") + (" + filled-bin phase fix" if phase_fix else ""),
-            "floor_db": FLOOR_DB,
-            "active_db": ACTIVE_DB, "hole_db": HOLE_DB,
+    return {"model": str(model), "gate": gate, "phase": phase or "config default",
+            "floor_db": FLOOR_DB, "active_db": ACTIVE_DB, "hole_db": HOLE_DB,
             "engine_realtime_factor": audio_s / max(t_engine, 1e-9), "summary": summary, "clips": rows}
 
 

@@ -16,23 +16,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.model import ort_session
-from training.unet import StreamingUNet, UNet, count_parameters
+from training.unet import FFT_SIZE, HOP, StreamingUNet, UNet, count_parameters
 
 OPSET = 17
-SAMPLE_RATE, FFT_SIZE, HOP = 48_000, 1024, 256
 LOOKAHEAD_FRAMES = 0
+FRAME_BINS = FFT_SIZE // 2 + 1
 
 
 def load_checkpoint(path: str | Path) -> tuple[UNet, dict]:
+    """A training checkpoint (<run>/last.pt): its network in eval mode, and the whole checkpoint dict."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    net = UNet(**ck["model_args"])
-    net.load_state_dict(ck["model"])
-    net.eval()
-    return net, ck
+    return UNet.from_checkpoint(ck).eval(), ck
 
 
 def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> Path:
+    """Write `net`'s streaming graph to `path` (module doc), with the metadata plus `extra_meta`; returns `path`."""
     import onnx
 
     path = Path(path)
@@ -42,7 +42,7 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     names = list(net.state_shapes())
     shapes = net.state_shapes()
     batch = 2
-    args = (torch.rand(batch, 513),) + tuple(torch.zeros(batch, *shapes[n]) for n in names)
+    args = (torch.rand(batch, FRAME_BINS),) + tuple(torch.zeros(batch, *shapes[n]) for n in names)
     in_names = ["magnitude"] + [f"state_in.{n}" for n in names]
     out_names = ["magnitude_out"] + (["confidence"] if net.confidence else []) + [f"state_out.{n}" for n in names]
     dyn = {n: {0: "batch"} for n in in_names + out_names}
@@ -51,7 +51,7 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
         torch.onnx.export(stream, args, str(tmp), input_names=in_names, output_names=out_names,
                           dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load(str(tmp))
-    meta = {"gapfill.sample_rate": SAMPLE_RATE, "gapfill.fft_size": FFT_SIZE, "gapfill.hop": HOP,
+    meta = {"gapfill.sample_rate": MODEL_RATE_HZ, "gapfill.fft_size": FFT_SIZE, "gapfill.hop": HOP,
             "gapfill.lookahead_frames": LOOKAHEAD_FRAMES, "gapfill.parameters": count_parameters(net),
             "gapfill.macs_per_frame": net.count_macs(),
             "gapfill.model_args": json.dumps(net.model_args)}
@@ -89,9 +89,9 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
     as realtime.engine.model.OnnxModel does), and the mean CPU time of the calling thread (with one intra-op
     thread onnxruntime computes on it), in ms."""
     s = ort_session(path, threads)
-    ins = {i.name: np.zeros((channels, *(i.shape[1:] if i.name != "magnitude" else [513])), np.float32)
+    ins = {i.name: np.zeros((channels, *(i.shape[1:] if i.name != "magnitude" else [FRAME_BINS])), np.float32)
            for i in s.get_inputs()}
-    ins["magnitude"][:] = np.random.default_rng(0).random((channels, 513), dtype=np.float32)
+    ins["magnitude"][:] = np.random.default_rng(0).random((channels, FRAME_BINS), dtype=np.float32)
     outs = {o.name: np.zeros_like(ins["state_in." + o.name[len("state_out."):]] if o.name.startswith("state_out.")
                                   else ins["magnitude"]) for o in s.get_outputs()}
     b = s.io_binding()
@@ -113,6 +113,15 @@ def time_per_hop(path: str | Path, channels: int = 1, threads: int = 1, hops: in
             "cpu_mean_ms": cpu_ms, "channels": channels, "threads": threads, "hops": hops}
 
 
+def timing_report(path: str | Path, hops: int) -> dict:
+    """`time_per_hop` of a mono and a stereo stream (1 thread) over `hops` hops, and the onnxruntime version
+    (runs/timing.json, read by the model card)."""
+    import onnxruntime
+
+    return {"mono": time_per_hop(path, 1, 1, hops), "stereo": time_per_hop(path, 2, 1, hops), "hops": hops,
+            "ort_version": onnxruntime.__version__}
+
+
 def save_weights(net: UNet, path: str | Path) -> Path:
     """Weights only (state_dict + constructor args), the PyTorch twin of the shipped ONNX graph."""
     path = Path(path)
@@ -122,7 +131,5 @@ def save_weights(net: UNet, path: str | Path) -> Path:
 
 
 def load_weights(path: str | Path) -> UNet:
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    net = UNet(**ck["model_args"])
-    net.load_state_dict(ck["model"])
-    return net.eval()
+    """The network of a weights file written by `save_weights`, in eval mode."""
+    return UNet.from_checkpoint(torch.load(path, map_location="cpu", weights_only=True)).eval()

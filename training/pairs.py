@@ -27,8 +27,9 @@ import numpy as np
 from evaluation.chains import (
     TRAINING_RESAMPLERS, TRAINING_CHAIN, DecodeChain, Encoding, degrade,
 )
+from realtime.engine.config import MODEL_RATE_HZ
+from training.atomic import written_atomically
 
-SAMPLE_RATE = 48_000
 MIXES = ("lame", "chains")
 
 
@@ -50,7 +51,7 @@ class Pairing:
         return f"{e.name}__{self.chain.name}"
 
 
-def lame(bitrate_kbps: int, channels: int = 1, input_rate: int = SAMPLE_RATE) -> Pairing:
+def lame(bitrate_kbps: int, channels: int = 1, input_rate: int = MODEL_RATE_HZ) -> Pairing:
     """LAME CBR through lameenc, decoded by the training chain."""
     return Pairing(Encoding("lameenc", bitrate_kbps, channels=channels, input_rate=input_rate))
 
@@ -73,7 +74,7 @@ CODEC_MIX = (
     (0.12, "libtwolame", [("k", b) for b in (64, 96, 128, 160, 192)]),
 )
 P_STEREO = 0.35
-FILE_RATES = (("codec", 0.4), (SAMPLE_RATE, 0.45), (44_100, 0.15))
+FILE_RATES = (("codec", 0.4), (MODEL_RATE_HZ, 0.45), (44_100, 0.15))
 SAMPLE_FORMATS = (("float", 0.35), ("s16", 0.25), ("s16_tpdf", 0.3), ("s24", 0.1))
 
 
@@ -91,7 +92,7 @@ def lame_pairing(seed: str) -> Pairing:
     """The `lame` mix's configuration for a segment id."""
     rng = random.Random(seed)
     br, stereo = _weighted(rng, [((br, stereo), w) for w, br, stereo in LAME_MIX])
-    return lame(br, 2 if stereo else 1, 44_100 if rng.random() < P_44K else SAMPLE_RATE)
+    return lame(br, 2 if stereo else 1, 44_100 if rng.random() < P_44K else MODEL_RATE_HZ)
 
 
 def chains_pairing(seed: str) -> Pairing:
@@ -100,7 +101,7 @@ def chains_pairing(seed: str) -> Pairing:
     encoder, settings = _weighted(rng, [((e, s), w) for w, e, s in CODEC_MIX])
     kind, value = rng.choice(settings)
     channels = 2 if rng.random() < P_STEREO else 1
-    rate = 44_100 if rng.random() < P_44K else SAMPLE_RATE
+    rate = 44_100 if rng.random() < P_44K else MODEL_RATE_HZ
     encoding = (Encoding(encoder, bitrate_kbps=value, channels=channels, input_rate=rate) if kind == "k"
                 else Encoding(encoder, quality=value, channels=channels, input_rate=rate))
     decoders = [d for d in ("minimp3", "soundfile", "ffmpeg") if DecodeChain(d).decodes(encoding)]
@@ -133,9 +134,8 @@ def _work(args):
         pair, facts = make_pair(x, pairing, seed)
     except (RuntimeError, ValueError) as exc:   # an encoder refusing a setting: recorded, not fatal
         return idx, {"error": str(exc)[:300]}
-    tmp = out.with_suffix(".tmp.npy")
-    np.save(tmp, pair)
-    tmp.replace(out)
+    with written_atomically(out) as temp:
+        np.save(temp, pair)
     info = {"lag": facts["residual_lag_samples"], "lag_removed": facts["lag_samples"],
             "channels": int(pair.shape[1]), "samples": int(pair.shape[2])}
     meta.write_text(json.dumps(info))
@@ -170,7 +170,7 @@ def build_pairs(clean_root: str | os.PathLike = "data/clean", out_root: str | os
     failed = [r for r in rows if "error" in r]
     rows = [r for r in rows if "error" not in r]
     lags = np.array([r["lag"] for r in rows]) if rows else np.zeros(1)
-    manifest = {"sample_rate": SAMPLE_RATE, "pairs": rows, "failed": failed,
+    manifest = {"sample_rate": MODEL_RATE_HZ, "pairs": rows, "failed": failed,
                 "max_abs_lag_samples": float(np.abs(lags).max())}
     (out_root / "manifest.json").write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -29,16 +29,22 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from evaluation.chains import noise_floor, quantize
+from evaluation.metrics import FLOOR_DB
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.stft import stft_offline
-from training.unet import UNet, count_parameters
+from realtime.engine.windows import full_scale_magnitude
+from training.atomic import written_atomically
+from training.pairs import REFERENCE
+from training.unet import FFT_SIZE, HOP, UNet, count_parameters
 
-FFT_SIZE, HOP = 1024, 256
 CROP_FRAMES = 192
 SKIP = FFT_SIZE // HOP - 1            # frames that still see the crop's zero padding
 BATCH = 12
@@ -82,8 +88,6 @@ def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool
     """(2, m) [clean, decoded] -> (3, m) [clean, decoded, clean through the chain]: a random gain on all,
     and on the decoded side a noise floor and quantisation (module doc), which the third row gets too
     (the same noise; its own dither) so that it tells what the decode chain did from what the codec did."""
-    from evaluation.chains import noise_floor, quantize
-
     gain = 10 ** (rng.uniform(*gain_db) / 20)
     out = np.concatenate([audio, audio[:1]]) * gain
     if rng.random() < P_IDENTITY:
@@ -102,7 +106,7 @@ def augment_crop(audio: np.ndarray, rng: np.random.Generator, stored_float: bool
 def codec_made(decoded: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Labels (..., 513) f32: 1 where decoded and reference magnitudes differ by more than LABEL_DB (levels
     floored at LABEL_FLOOR_DB re a full-scale sine)."""
-    floor = FFT_SIZE / 4 * 10 ** (LABEL_FLOOR_DB / 20)
+    floor = full_scale_magnitude(FFT_SIZE) * 10 ** (LABEL_FLOOR_DB / 20)
     ratio = np.log10(np.maximum(decoded, floor) / np.maximum(reference, floor))
     return (np.abs(20 * ratio) > LABEL_DB).astype(np.float32)
 
@@ -148,12 +152,12 @@ class SyntheticSource:
 
     def sample_audio(self, frames: int) -> tuple[np.ndarray, bool]:
         n = (frames + 2 * SKIP + 1) * HOP + FFT_SIZE
-        t = np.arange(n) / 48_000
+        t = np.arange(n) / MODEL_RATE_HZ
         f0 = self.rng.uniform(100, 400)
         x = sum(np.sin(2 * np.pi * f0 * k * t + self.rng.uniform(0, 6)) / k for k in range(1, 40) if f0 * k < 23_000)
         x = 0.1 * x + 0.01 * self.rng.standard_normal(n)
         X = np.fft.rfft(x)
-        f = np.fft.rfftfreq(n, 1 / 48_000)
+        f = np.fft.rfftfreq(n, 1 / MODEL_RATE_HZ)
         Y = X * (f < 8000) * (self.rng.random(len(f)) > 0.2)
         y = np.fft.irfft(Y, n)
         pair = np.stack([x, y])[:, None, :]
@@ -193,9 +197,10 @@ def confidence_loss(logit: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.binary_cross_entropy_with_logits(logit, labels[..., :logit.shape[-1]])
 
 
-def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = -100.0) -> float:
-    """Mean log-spectral distance (dB) with a power floor `floor_db` re a full-scale sine."""
-    ref = (FFT_SIZE / 4) ** 2
+def quick_lsd(pred: torch.Tensor, target: torch.Tensor, floor_db: float = FLOOR_DB) -> float:
+    """Mean log-spectral distance (dB) over every frame of magnitudes (..., frames, 513), with a power floor
+    `floor_db` re a full-scale sine (evaluation/metrics.py's LSD counts active frames only)."""
+    ref = full_scale_magnitude(FFT_SIZE) ** 2
     p = 10 * torch.log10(torch.clamp(pred ** 2 / ref, min=10 ** (floor_db / 10)))
     t = 10 * torch.log10(torch.clamp(target ** 2 / ref, min=10 ** (floor_db / 10)))
     return float(torch.sqrt(((p - t) ** 2).mean(-1)).mean())
@@ -211,11 +216,11 @@ def validation_sets(data_root: str | Path | None, synthetic: bool) -> dict[str, 
                    "chains": (SyntheticSource(seed=124), True, False), "clean": (SyntheticSource(seed=125), True, True)}
         n, frames = 2, 64
     else:
-        sources = {"reference": (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=123), False, False)}
+        sources = {"reference": (PairSource(data_root, "val", codec=REFERENCE.name, seed=123), False, False)}
         if any(r.get("mix") == "chains" for r in json.loads((Path(data_root) / "manifest.json").read_text())["pairs"]
                if r["split"] == "val"):
             sources["chains"] = (PairSource(data_root, "val", seed=124, mixes=("chains",)), True, False)
-        sources["clean"] = (PairSource(data_root, "val", codec="mp3_32k_mono_48k", seed=125), True, True)
+        sources["clean"] = (PairSource(data_root, "val", codec=REFERENCE.name, seed=125), True, True)
         n, frames = VAL_CROPS, VAL_FRAMES
     return {name: make_batch(src, frames, rng, augment=augment, batch=n, identity=identity)
             for name, (src, augment, identity) in sources.items()}
@@ -267,8 +272,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
     budget_s = minutes * 60.0
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
-        net = UNet(**ck["model_args"])
-        net.load_state_dict(ck["model"])
+        net = UNet.from_checkpoint(ck)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         opt.load_state_dict(ck["optim"])
         step, elapsed, loss = ck["step"], ck["elapsed_s"], ck["loss"]
@@ -294,16 +298,20 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
     log = open(run / "log.jsonl", "a")
 
     def save():
-        tmp = run / "last.tmp.pt"
         stage = {"steps": step, "minutes": round(elapsed / 60, 1), "init": init,
                  "mixes": ",".join(mixes) if mixes else "all", "confidence": net.confidence,
                  "gain_db": list(gain_db)}
-        torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
-                    "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
-                    "gain_db": list(gain_db),
-                    "stages": earlier_stages + [stage], "init": init,
-                    "parameters": count_parameters(net), "macs_per_frame": net.count_macs()}, tmp)
-        tmp.replace(last)
+        with written_atomically(last) as temp:
+            torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
+                        "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
+                        "gain_db": list(gain_db), "stages": earlier_stages + [stage], "init": init,
+                        "parameters": count_parameters(net), "macs_per_frame": net.count_macs()}, temp)
+
+    def log_validation(**extra) -> dict:
+        rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, **extra, **validate(net, val, loss)}
+        log.write(json.dumps(rec) + "\n")
+        log.flush()
+        return rec
 
     bar = tqdm(total=round(budget_s), initial=round(min(elapsed, budget_s)), unit="s", desc=f"train {run.name}",
                disable=quiet)
@@ -332,26 +340,17 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         bar.update(dt)
         bar.set_postfix(step=step, loss=f"{running:.4f}", lr=f"{lr:.1e}")
         if step in snapshots:   # fixed-step copies for comparing runs (e.g. loss variants)
-            rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "snapshot": True,
-                   **validate(net, val, loss)}
-            log.write(json.dumps(rec) + "\n")
-            log.flush()
+            log_validation(snapshot=True)
             save()
-            import shutil
             shutil.copyfile(last, run / f"step{step}.pt")
         if time.time() - last_ck > CHECKPOINT_S:
             if time.time() - last_val > VALIDATE_S:
-                rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "lr": lr,
-                       **validate(net, val, loss)}
-                log.write(json.dumps(rec) + "\n")
-                log.flush()
+                log_validation(lr=lr)
                 last_val = time.time()
             save()
             last_ck = time.time()
     bar.close()
-    rec = {"step": step, "elapsed_s": round(elapsed, 1), "train_loss": running, "final": True,
-           **validate(net, val, loss)}
-    log.write(json.dumps(rec) + "\n")
+    rec = log_validation(final=True)
     log.close()
     save()
     return rec

@@ -1,8 +1,9 @@
 """Causal frequency U-Net: STFT magnitude frames of decoded MP3 in, clean magnitude estimates out.
 
 Shapes: offline `UNet.forward(mag (B, T, F=513)) -> (B, T, F)`, linear magnitudes (|rfft| of audio in
-[-1, 1], periodic Hann 1024, hop 256). Streaming `StreamingUNet.forward(mag (B, F), *states) ->
-(mag_out (B, F), [confidence (B, F),] *new_states)` computes exactly the same function one frame at a time.
+[-1, 1] at 48 kHz, periodic Hann of FFT_SIZE = 1024 samples, hop HOP = 256). Streaming
+`StreamingUNet.forward(mag (B, F), *states) -> (mag_out (B, F), [confidence (B, F),] *new_states)` computes
+exactly the same function one frame at a time.
 
 With `confidence=True` the output conv has a second channel: a logit per bin that the decoded bin is
 codec-made (more than train.LABEL_DB away from the clean signal through the same decode chain);
@@ -26,15 +27,16 @@ model has no look-ahead (lookahead_frames = 0); its temporal state is the previo
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 import torch.nn.functional as fn
 
+FFT_SIZE, HOP = 1024, 256
+"""The STFT framing (samples at 48 kHz) this network is trained on: training's one copy. The export writes it
+into the ONNX metadata (gapfill.fft_size, gapfill.hop), against which the engine checks its config's `stft`."""
 EPS = 1e-4
 Z_MEAN, Z_SCALE = -5.0, 3.0
-BINS = 512               # bins through the U-Net; bin 512 (Nyquist) is passed through
+BINS = FFT_SIZE // 2     # bins through the U-Net (512); the Nyquist bin is passed through
 CONFIDENCE_INIT_LOGIT = -4.0   # a new confidence head starts at p = 0.018 everywhere (replaces nothing)
 
 
@@ -70,6 +72,13 @@ class UNet(nn.Module):
         nn.init.zeros_(self.out.bias)   # start as the identity (out = input magnitude)
         if confidence:
             nn.init.constant_(self.out.bias[1:], CONFIDENCE_INIT_LOGIT)
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: dict) -> "UNet":
+        """The network a checkpoint or weights file holds (its `model_args` and `model` state), in training mode."""
+        net = cls(**checkpoint["model_args"])
+        net.load_state_dict(checkpoint["model"])
+        return net
 
     @property
     def model_args(self) -> dict:
@@ -187,18 +196,5 @@ class StreamingUNet(nn.Module):
 
 
 def count_parameters(net: nn.Module) -> int:
+    """Number of trainable and frozen parameters of `net`."""
     return sum(p.numel() for p in net.parameters())
-
-
-def _check():  # pragma: no cover - quick manual check
-    net = UNet()
-    print(count_parameters(net), net.count_macs() / 1e6)
-    x = torch.rand(2, 50, 513)
-    y = net(x)
-    s = StreamingUNet(net)
-    states = [torch.zeros(2, *shape) for shape in net.state_shapes().values()]
-    outs = []
-    for t in range(50):
-        o, *states = s(x[:, t], *states)
-        outs.append(o)
-    print((torch.stack(outs, 1) - y).abs().max(), math.prod(y.shape))
