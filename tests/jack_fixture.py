@@ -233,7 +233,7 @@ def slow_live_main(argv: list[str]) -> int:
     """`gapfill live` with a SlowRestorer. argv[0] = 'GAIN,AFTER_ONSET,SLOW_BLOCKS,SLEEP_S[,FAIL_AFTER]'; the
     rest: `live OPTIONS`. Errors are reported as `gapfill` reports them."""
     from realtime.cli.main import build_parser, run
-    from realtime.frontends.live import live_command
+    from realtime.cli.live import live_command
 
     gain, after_onset, slow_blocks, sleep_s, *fail = argv[0].split(",")
     args = build_parser().parse_args(argv[1:])

@@ -151,7 +151,7 @@ def test_unexpected_errors_are_one_line_with_a_hint(monkeypatch, capfd):
     def broken(args):
         raise ZeroDivisionError("oops")
 
-    monkeypatch.setattr("realtime.cli.main._info", broken)
+    monkeypatch.setattr("realtime.cli.info.info_command", broken)
     monkeypatch.delenv("GAPFILL_DEBUG", raising=False)
     assert main(["info"]) == 1
     err = capfd.readouterr().err

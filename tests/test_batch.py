@@ -18,8 +18,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from batch_library import assert_all_restored, BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly, visible_files
-from realtime.batch.run import discover_inputs, engine_spec, output_paths, read_sidecar
+from batch_library import (assert_all_restored, BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly,
+                           visible_files)
+from realtime.atomic import temporary_path
+from realtime.batch.engine_spec import engine_spec
+from realtime.batch.plan import discover_inputs, output_paths
+from realtime.batch.sidecar import read_sidecar, sidecar_path
+from realtime.batch.worker import FileTask, restore_task
 from realtime.cli.main import main
 from conftest import read_until_closed
 
@@ -159,7 +164,7 @@ def test_killed_run_restarts_to_complete_outputs_only(stop, tmp_path, write_audi
     if stop == signal.SIGTERM:
         assert partial_files(out) == []  # the parent stopped its workers, which removed their files
     unmarked = []  # whole outputs whose sidecar still says incomplete: the stop fell between the output's
-    for name in visible_files(out):  # rename and the sidecar's update (batch.py), so the rerun redoes them
+    for name in visible_files(out):  # rename and the sidecar's update (batch/worker.py): the rerun redoes them
         assert sf.info(out / name).frames == 48_000 * 5  # whatever is there is whole
         record = read_sidecar(out / name)
         assert record is not None
@@ -196,6 +201,22 @@ def test_a_worker_killed_mid_file_hands_its_file_to_a_fresh_worker(tmp_path, wri
         os.kill(pid, signal.SIGKILL)
     assert process.wait(timeout=120) == 0, process.stderr.read().decode()
     assert_all_restored(out, signals, tmp_path / "report.json")
+
+
+def test_a_worker_removes_the_temporaries_a_killed_worker_left_for_its_output_only(tmp_path, write_audio,
+                                                                                    passthrough_config):
+    write_audio(tmp_path / "x.wav", 4800, 1)
+    output = tmp_path / "out/x.flac"
+    output.parent.mkdir()
+    left = [temporary_path(output), temporary_path(sidecar_path(output))]
+    kept = temporary_path(tmp_path / "out/xx.flac")
+    for path in [*left, kept]:
+        path.write_bytes(b"half")
+    engine = engine_spec(passthrough_config)
+    outcome = restore_task(FileTask(str(tmp_path / "x.wav"), str(output), engine))
+    assert outcome.status == "restored", outcome.reason
+    assert not any(path.exists() for path in left) and kept.exists()
+    assert sf.info(output).frames == 4800 and read_sidecar(output)["complete"] is True
 
 
 # -- the plan ------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from jack_fixture import (
     start_gapfill,
 )
 from realtime.frontends.duplex import ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, RING_BLOCKS, DuplexCore
-from realtime.frontends.live import _StatusCounts, audio_callback
+from realtime.frontends.live import CallbackCounts, audio_callback
 from realtime.engine.restorer import Restorer
 from test_restorer import compiled_signatures
 
@@ -210,7 +210,7 @@ def test_core_worker_failure_is_kept_reported_and_the_output_goes_dry(passthroug
 
 
 def test_callback_never_raises_and_always_fills_its_output():
-    flags = _StatusCounts()
+    flags = CallbackCounts()
 
     def broken(indata, outdata):
         outdata[:3] = 1.0

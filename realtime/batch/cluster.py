@@ -1,7 +1,7 @@
-"""Dask backend of the batch front end (`gapfill restore IN... -o OUTDIR --scheduler tcp://HOST:8786`).
+"""Dask backend of a batch (`gapfill restore IN... -o OUTDIR --scheduler tcp://HOST:8786`).
 
-The same per-file tasks as the local worker processes (`realtime.batch.run.restore_task`) go to an existing
-`dask.distributed` cluster; this module is imported only when --scheduler is given and needs the
+The same per-file tasks as the local worker processes (`realtime.batch.worker.restore_task`) go to an
+existing `dask.distributed` cluster; this module is imported only when --scheduler is given and needs the
 `cluster` extra (`pip install 'gapfill[cluster]'`) on the client and on every worker.
 
 Paths: shared storage only. The client, the scheduler's workers and the outputs all see the inputs and
@@ -25,7 +25,7 @@ import hashlib
 import time
 from typing import Any, Callable, Sequence
 
-from realtime.batch.run import FileOutcome, FileTask, restore_task
+from realtime.batch.worker import FileOutcome, FileTask, restore_task
 from realtime.errors import GapfillError
 
 TASK_RETRIES = 2

@@ -1,4 +1,4 @@
-"""Local backend of the batch front end: `jobs` worker processes on this machine (realtime/batch.py).
+"""Local backend of a batch: `jobs` worker processes on this machine, each running `worker.restore_task`.
 
 Workers are spawned (not forked: onnxruntime and Numba threads do not survive a fork), ignore SIGINT
 (the parent decides what stops), remove their temporary file and exit on SIGTERM, and get SIGTERM from
@@ -18,7 +18,8 @@ import sys
 from collections import deque
 from typing import Any, Callable, Sequence
 
-from realtime.batch.run import EngineSpec, FileOutcome, FileTask, restore_task, worker_restorer
+from realtime.batch.engine_spec import EngineSpec
+from realtime.batch.worker import FileOutcome, FileTask, restore_task, worker_restorer
 from realtime.errors import GapfillError
 
 WORKER_ATTEMPTS = 2  # a file whose worker process dies is given to a fresh worker once more

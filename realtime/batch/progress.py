@@ -1,5 +1,6 @@
-"""Progress of a batch restore on stderr: one bar over the whole job on a terminal, a plain line every
-QUIET_INTERVAL_S otherwise; and the units a batch reports in (durations, hours of audio per hour).
+"""Progress of a batch on stderr, and the units a batch reports in (durations, hours of audio per hour).
+
+One bar over the whole job on a terminal, a plain line every QUIET_INTERVAL_S otherwise.
 
 The bar counts whole files (a file's audio time is added when it is done): files done, audio time done
 of the total, the rate in hours of audio per wall-clock hour, and the ETA at that rate.

@@ -1,5 +1,8 @@
-"""Argument types shared by the `gapfill` subcommands (a bad value is one line from argparse), and the
-`--stats-json` writer of `restore` and `live`."""
+"""Arguments shared by the `gapfill` subcommands: value types, `--config`, and `--stats-json`.
+
+A bad value is one line from argparse. `--stats-json` (of `restore` and `live`) is checked when parsed
+and written by `write_stats`.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +46,20 @@ def non_negative_float(text: str) -> float:
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return value
+
+
+def add_config_option(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE`: the engine settings of `restore`, `stream`, `info` and `live`."""
+    parser.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
+
+
+def int_or_str(text: str) -> int | str:
+    """A sound device (`gapfill live --input/--output`): an index if `text` is an integer, else a part of
+    its name (python-sounddevice's convention)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
 
 
 def device_latency(text: str) -> str | float:

@@ -10,9 +10,8 @@ not fit in it), else the input's rate; `rate="keep"` keeps the input's, an integ
 rate. The input is then read through `read_blocks`, which resamples it to the output rate in streaming
 fashion (delay compensated, frames * out_rate / in_rate samples rounded half up) and restored at that rate.
 
-The output is written to a hidden temporary file beside it
-(`.NAME.partial-XXXXXXXX.wav`) and renamed over NAME only when complete; on any error or Ctrl-C the
-temporary file is removed.
+The output is written to a hidden temporary file beside it (`realtime.atomic`: `.NAME.partial-XXXXXXXX.wav`
+for NAME.wav) and renamed over it only when complete; on any error or Ctrl-C the temporary file is removed.
 
 Output sample format: the input's own when the output format has it (WAV: PCM_16, PCM_24, FLOAT;
 FLAC: PCM_16, PCM_24); otherwise FLOAT for WAV (lossless for whatever the model produces) and PCM_24
@@ -28,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import sys
 import time
 from contextlib import contextmanager
@@ -39,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 import soundfile as sf
 
+from realtime.atomic import atomic_write
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ
 from realtime.errors import GapfillError
 
@@ -182,25 +181,6 @@ def _timestamp(frames: int, sample_rate: int) -> str:
     return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:06.3f}"
 
 
-@contextmanager
-def _partial_file(path: str, force: bool) -> Iterator[str]:
-    """Yield a new temporary path beside `path`; rename it to `path` on success, remove it otherwise."""
-    target = Path(path)
-    temp = target.with_name(f".{target.stem}.partial-{secrets.token_hex(4)}{target.suffix}")
-    try:
-        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:
-        raise GapfillError(f"cannot write '{path}': {_reason(exc)}") from None
-    try:
-        yield str(temp)
-        if not force and target.exists():
-            raise GapfillError(f"'{path}' appeared while restoring; use --force to overwrite it")
-        os.replace(temp, target)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-
-
 class _Progress:
     """A one-line progress report on a terminal's stderr, redrawn at most 10 times a second."""
 
@@ -285,11 +265,15 @@ def restore_file(
             progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate)
         written = 0
         try:
-            with _partial_file(out_path, force) as temp:
-                with _open_output(temp, out_path, out_rate, source.channels, fmt, subtype) as sink:
+            with atomic_write(out_path) as temp:
+                with _open_output(str(temp), out_path, out_rate, source.channels, fmt, subtype) as sink:
                     for out in compensated(restorer, read_blocks(source, in_path, out_rate, progress)):
                         sink.write(out)
                         written += out.shape[1]
+                if not force and os.path.exists(out_path):
+                    raise GapfillError(f"'{out_path}' appeared while restoring; use --force to overwrite it")
+        except OSError as exc:  # creating the temporary file, or renaming it into place
+            raise GapfillError(f"cannot write '{out_path}': {_reason(exc)}") from None
         finally:
             if progress:
                 progress.close()

@@ -1,11 +1,11 @@
 """Sound devices as PortAudio sees them: the `gapfill devices` listing and the choice of a device for `live`.
 
-A device is named by its index or by a substring of its name, as in python-sounddevice's examples
-(`int_or_str`); a name that matches no device, or more than one, is an error the user can act on. Every
-PortAudio failure here becomes a one-line `GapfillError`.
+A device is named by its index or by a substring of its name, as in python-sounddevice's examples; a
+name that matches no device, or more than one, is an error the user can act on. Every PortAudio failure
+becomes a one-line `GapfillError`, its reason worded by `portaudio_reason` (here and in the live front end).
 
 sounddevice initialises PortAudio when it is first imported, so the device list is the one of that
-moment; `rescan()` asks PortAudio again (for a JACK server started after the import).
+moment.
 """
 
 from __future__ import annotations
@@ -25,19 +25,10 @@ def sounddevice() -> ModuleType:
     return sd
 
 
-def rescan() -> None:
-    """Make PortAudio enumerate the devices again (it only does so when initialised)."""
-    sd = sounddevice()
-    sd._terminate()
-    sd._initialize()
-
-
-def int_or_str(text: str) -> int | str:
-    """A device argument: an index if `text` is an integer, else a name substring."""
-    try:
-        return int(text)
-    except ValueError:
-        return text
+def portaudio_reason(exc: Exception) -> str:
+    """The reason a `sounddevice.PortAudioError` gives, without its error code: 'Invalid sample rate' for
+    'Invalid sample rate [PaErrorCode -9997]'."""
+    return str(exc).split(" [PaErrorCode")[0]
 
 
 @dataclass(frozen=True)
@@ -153,7 +144,7 @@ def check_duplex(input_device: Device, output_device: Device, rate_hz: int, chan
         try:
             check(device=device.index, channels=channels, dtype="float32", samplerate=rate_hz)
         except sd.PortAudioError as exc:
-            reason = str(exc).split(" [PaErrorCode")[0]
             raise GapfillError(
-                f"{kind} device {device.index} '{device.name}' refuses {rate_hz} Hz, {channels} channels: {reason}"
+                f"{kind} device {device.index} '{device.name}' refuses {rate_hz} Hz, {channels} channels: "
+                f"{portaudio_reason(exc)}"
             ) from None

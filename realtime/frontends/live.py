@@ -1,14 +1,15 @@
-"""Sound-card front end: `gapfill devices` and `gapfill live` (a duplex python-sounddevice stream).
+"""Sound-card front end: a duplex python-sounddevice stream restored in real time (`run_live`).
 
-`gapfill live` restores the input device into the output device until Ctrl-C or `--duration`, then stops
-cleanly, prints a summary and (with `--stats-json`) writes the numbers. On a terminal a status line,
-written four times a second by the main thread (never by the audio thread), shows the input and output
-peak level, the engine's compute load, overloads, xruns, the total latency and what the codec gate
-detected (`Restorer.codec_report()`: the cutoff and the share of frames restored).
+`run_live` restores the input device into the output device until Ctrl-C or `duration_s`, then stops
+cleanly and returns a `LiveResult`; the command around it (`gapfill live`: arguments, summary,
+`--stats-json`) is realtime/cli/live.py. On a terminal a status line, written four times a second by the
+main thread (never by the audio thread), shows the input and output peak level, the engine's compute
+load, overloads, xruns, the total latency and what the codec gate detected (`Restorer.codec_report()`:
+the cutoff and the share of frames restored).
 
 Failures: the audio callback never raises and always fills its output (anything unexpected in it
 outputs silence for that block and is counted); if the engine raises on its worker thread, the stream
-is stopped and `gapfill live` exits with one line naming the error (status 1).
+is stopped and `run_live` raises RuntimeError naming the error (`gapfill live`: one line, status 1).
 
 Engine placement (measured, see "Why a worker thread" below): the Restorer runs on a worker thread fed
 through lock-free rings (`realtime.frontends.duplex`); the audio callback only moves samples. This costs one block
@@ -50,7 +51,6 @@ is 0.5 ms, so that no thread holds up the audio callback for long.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import math
 import sys
@@ -59,7 +59,6 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any, Callable
 
-from realtime.cli.arguments import check_stats_path, write_stats
 from realtime.errors import GapfillError
 
 DEFAULT_BLOCKSIZE = 256
@@ -71,7 +70,7 @@ UNKNOWN_DEVICE_LATENCY_S = 60.0  # a device latency at least this long is PortAu
 
 @dataclass(frozen=True)
 class LiveOptions:
-    """What `gapfill live` was asked for; None means the default (device's, or the shipped config)."""
+    """What a live run is asked for; None means the default (device's, or the shipped config)."""
 
     input: int | str | None = None
     output: int | str | None = None
@@ -81,13 +80,12 @@ class LiveOptions:
     latency: str | float = "low"
     config: str | None = None
     duration_s: float | None = None
-    stats_json: str | None = None
     bypass: bool = False
 
 
 @dataclass
 class LiveResult:
-    """Everything the summary and `--stats-json` report (device latencies None when not known)."""
+    """What a live run did: everything its summary and `to_json` report (device latencies None when not known)."""
 
     input_device: str
     output_device: str
@@ -165,36 +163,8 @@ class LiveResult:
             "codec_report": dict(self.codec),
         }
 
-    def summary(self) -> str:
-        from realtime.cli.messages import codec_summary
 
-        c = self.compute_ms
-        period = self.block_period_ms
-
-        def device(samples: int | None) -> str:
-            return "unknown" if samples is None else str(samples)
-
-        total_ms = 1000.0 * self.latency_samples / self.rate_hz
-        unknown = " (device latency partly unknown)" if None in (self.device_input_samples,
-                                                               self.device_output_samples) else ""
-        return "\n".join([
-            f"gapfill live: {self.duration_s:.2f} s, {self.blocks} blocks of {self.blocksize} frames at "
-            f"{self.rate_hz} Hz, {self.channels} channels, '{self.input_device}' -> '{self.output_device}'"
-            + (" (bypass)" if self.bypass else ""),
-            f"  overloads: {self.overloads}   input overflows: {self.input_overflows}   "
-            f"output underflows: {self.output_underflows}",
-            f"  compute per block: p50 {c['p50']:.3f} ms, p99 {c['p99']:.3f} ms, max {c['max']:.3f} ms "
-            f"(load {100 * c['p50'] / period:.1f}% / {100 * c['p99'] / period:.1f}% / "
-            f"{100 * c['max'] / period:.1f}% of the {period:.3f} ms block period; engine thread "
-            f"{self.engine_thread})",
-            f"  latency: {self.latency_samples} samples ({total_ms:.2f} ms) = engine {self.engine_latency_samples}"
-            f" + front end {self.front_end_samples} + device input {device(self.device_input_samples)}"
-            f" + device output {device(self.device_output_samples)}{unknown}",
-            f"  codec gate: {codec_summary(self.codec)}",
-        ])
-
-
-class _StatusCounts:
+class CallbackCounts:
     """PortAudio status flags and callback failures seen by the callback (written by the callback only)."""
 
     __slots__ = ("input_overflows", "output_underflows", "callback_errors")
@@ -205,7 +175,7 @@ class _StatusCounts:
         self.callback_errors = 0
 
 
-def audio_callback(exchange: Callable[[Any, Any], None], flags: _StatusCounts,
+def audio_callback(exchange: Callable[[Any, Any], None], flags: CallbackCounts,
                    block_frames: int) -> Callable[[Any, Any, int, Any, Any], None]:
     """The sounddevice callback: counts the status flags, runs `exchange(indata, outdata)`; it never raises
     (PortAudio would never call it again) and always fills `outdata` (silence if anything went wrong)."""
@@ -250,13 +220,10 @@ def run_live(
     rate = options.rate_hz or int(round(output_device.default_rate_hz))
     channels = options.channels or min(2, input_device.input_channels, output_device.output_channels)
     devices.check_duplex(input_device, output_device, rate, channels)
-    if options.stats_json is not None:
-        check_stats_path(options.stats_json)
-
     restorer = (restorer_factory or Restorer.from_config)(options.config)
     core = DuplexCore(restorer, rate, channels, options.blocksize)
     core.bypass = options.bypass
-    flags = _StatusCounts()
+    flags = CallbackCounts()
     callback = audio_callback(core.exchange, flags, options.blocksize)
     finished = threading.Event()
     core.on_error = finished.set  # the engine failed: wake the main thread
@@ -268,10 +235,9 @@ def run_live(
             finished_callback=finished.set,
         )
     except sd.PortAudioError as exc:
-        reason = str(exc).split(" [PaErrorCode")[0]
         raise GapfillError(
             f"cannot open '{input_device.name}' -> '{output_device.name}' at {rate} Hz, {channels} channels, "
-            f"block {options.blocksize}: {reason}"
+            f"block {options.blocksize}: {devices.portaudio_reason(exc)}"
         ) from None
 
     input_latency, output_latency = (_device_samples(seconds, rate) for seconds in stream.latency)
@@ -292,8 +258,8 @@ def run_live(
         try:
             stream.start()
         except sd.PortAudioError as exc:
-            reason = str(exc).split(" [PaErrorCode")[0]
-            raise GapfillError(f"cannot start '{input_device.name}' -> '{output_device.name}': {reason}") from None
+            raise GapfillError(f"cannot start '{input_device.name}' -> '{output_device.name}': "
+                               f"{devices.portaudio_reason(exc)}") from None
         started = time.monotonic()
         deadline = None if options.duration_s is None else started + options.duration_s
         try:
@@ -358,15 +324,13 @@ def run_live(
         codec=restorer.codec_report(),
         callback_errors=flags.callback_errors,
     )
-    if options.stats_json is not None:
-        write_stats(options.stats_json, result.to_json())
     return result
 
 
 class _StatusMeter:
     """The status line, built in the main thread from the counters the audio and engine threads keep."""
 
-    def __init__(self, core: Any, restorer: Any, flags: _StatusCounts, rate: int, blocksize: int,
+    def __init__(self, core: Any, restorer: Any, flags: CallbackCounts, rate: int, blocksize: int,
                  latency_samples: int) -> None:
         self.core, self.restorer, self.flags = core, restorer, flags
         self.period_ms = 1000.0 * blocksize / rate
@@ -411,26 +375,3 @@ def _device_samples(seconds: float, rate: int) -> int | None:
     if not math.isfinite(seconds) or seconds < 0 or seconds >= UNKNOWN_DEVICE_LATENCY_S:
         return None
     return int(round(seconds * rate))
-
-
-# -- command line (the arguments are set up in realtime/cli.py) ----------------------------------
-def devices_command(args: argparse.Namespace) -> int:
-    """`gapfill devices`: print the device table."""
-    from realtime.frontends.devices import format_devices, list_devices
-
-    print(format_devices(list_devices()))
-    return 0
-
-
-def live_command(args: argparse.Namespace, restorer_factory: Callable[[str | None], Any] | None = None) -> int:
-    """`gapfill live`: run, print the summary; exit status 0 (also after Ctrl-C, the normal way to stop)."""
-    options = LiveOptions(
-        input=args.input, output=args.output, rate_hz=args.rate, channels=args.channels,
-        blocksize=args.blocksize, latency=args.latency, config=args.config, duration_s=args.duration,
-        stats_json=args.stats_json, bypass=args.bypass,
-    )
-    result = run_live(options, restorer_factory=restorer_factory)
-    print(result.summary(), flush=True)
-    if result.stopped_early:
-        raise GapfillError(f"the sound device stopped the stream after {result.duration_s:.1f} s")
-    return 0

@@ -1,28 +1,25 @@
-"""Side-by-side spectrograms: `gapfill spectrogram IN [IN ...] -o OUT.png` and the benchmark figure.
-
-    gapfill spectrogram clean.wav coded.mp3 restored.wav -o compare.png --labels clean "MP3 32k" restored
+"""Side-by-side spectrograms as a PNG, for `gapfill spectrogram` (realtime/cli/spectrogram.py) and benchmarks.
 
 Every panel is the mono mix of one file. All panels share one colour scale (dB relative to the loudest
 time-frequency bin of all panels, `range_db` below it shown) and one frequency axis (0 Hz to the highest
 Nyquist frequency), so a band that is missing in one panel is visibly missing. The STFT window is about
 43 ms (2048 samples at 48 kHz, a power of two at any rate) with a quarter-window hop.
 
-matplotlib is an optional extra (`pip install 'gapfill[plot]'`); without it the command fails with a
-one-line message. The picture is written under a temporary name beside OUT and renamed when complete.
+matplotlib is an optional extra (`pip install 'gapfill[plot]'`); without it `render` raises a one-line
+GapfillError. The picture is written under a temporary name beside OUT and renamed when complete
+(`realtime.atomic`).
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import secrets
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from realtime.atomic import atomic_write
+from realtime.engine.windows import analysis_window
 from realtime.errors import GapfillError
 
 DEFAULT_RANGE_DB = 80.0
@@ -52,7 +49,7 @@ def spectrogram_db(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, n
     x = np.asarray(samples, np.float64)
     x = np.concatenate([np.zeros(fft_size // 2), x, np.zeros(fft_size // 2 + hop)])
     frames = max(1, (len(x) - fft_size) // hop + 1)
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(fft_size) / fft_size)
+    window = analysis_window(fft_size)
     index = np.arange(frames)[:, None] * hop + np.arange(fft_size)[None, :]
     spectra = np.fft.rfft(x[index] * window, axis=1) * (2.0 / window.sum())
     power_db = 10.0 * np.log10(np.maximum(np.abs(spectra.T) ** 2, 1e-20))
@@ -61,7 +58,8 @@ def spectrogram_db(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, n
     return times, freqs, power_db
 
 
-def _matplotlib_figure() -> Any:
+def matplotlib_figure() -> Any:
+    """matplotlib's `Figure` class, or a one-line GapfillError when matplotlib is not installed."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -77,7 +75,7 @@ def render(rows: Sequence[Sequence[Panel]], out_path: str | Path, range_db: floa
     Colours: dB relative to the loudest bin of all panels, or with per_row of the row's panels (so a
     quieter clip in another row is not drawn darker); the same range_db and colour map everywhere.
     """
-    figure_class = _matplotlib_figure()
+    figure_class = matplotlib_figure()
     computed = [[(panel, *spectrogram_db(panel.samples, panel.sample_rate)) for panel in row] for row in rows]
     row_tops = [max(float(power.max()) for *_, power in row) for row in computed]
     if not per_row:
@@ -115,16 +113,12 @@ def render(rows: Sequence[Sequence[Panel]], out_path: str | Path, range_db: floa
 
 
 def _save(figure: Any, out_path: Path) -> None:
-    """Save under a hidden temporary name beside out_path, then rename over it."""
-    temp = out_path.with_name(f".{out_path.name}.partial-{secrets.token_hex(4)}.png")
+    """Save as PNG under a hidden temporary name beside out_path, then rename over it."""
     try:
-        figure.savefig(temp, format="png")
-        os.replace(temp, out_path)
+        with atomic_write(out_path) as temp:
+            figure.savefig(temp, format="png")
     except OSError as exc:
         raise GapfillError(f"cannot write '{out_path}': {(exc.strerror or str(exc)).lower()}") from None
-    finally:
-        if temp.exists():
-            temp.unlink()
 
 
 def read_mono(path: str, start_s: float = 0.0, duration_s: float | None = None) -> tuple[np.ndarray, int, bool]:
@@ -151,33 +145,3 @@ def read_mono(path: str, start_s: float = 0.0, duration_s: float | None = None) 
     if data.shape[0] == 0:
         raise GapfillError(f"cannot read '{path}': no audio from {start_s:g} s on")
     return data.mean(axis=1), rate, cut
-
-
-# -- the `gapfill spectrogram` command (its arguments: realtime/cli.py) ------------------------------
-def spectrogram_command(args: argparse.Namespace) -> int:
-    """`gapfill spectrogram`: read every input, render, write; problems raise GapfillError (exit status 2)."""
-    out_path = Path(args.output)
-    if out_path.suffix.lower() != ".png":
-        raise GapfillError(f"cannot write '{args.output}': the output name must end in .png")
-    if out_path.is_dir():
-        raise GapfillError(f"cannot write '{args.output}': it is a directory")
-    if out_path.exists() and not args.force:
-        raise GapfillError(f"'{args.output}' exists (use --force to overwrite it)")
-    if not out_path.resolve().parent.is_dir():
-        raise GapfillError(f"cannot write '{args.output}': no such directory '{out_path.parent}'")
-    labels = args.labels or [Path(name).name for name in args.inputs]
-    if len(labels) != len(args.inputs):
-        count = f"{len(args.inputs)} input{'s' if len(args.inputs) != 1 else ''}"
-        raise GapfillError(f"--labels gives {len(labels)} label{'s' if len(labels) != 1 else ''} for {count} "
-                           "(one per input)")
-    _matplotlib_figure()  # fail before reading when matplotlib is missing
-    panels = []
-    for name, label in zip(args.inputs, labels):
-        samples, rate, cut = read_mono(name, args.start, args.duration)
-        if cut:
-            print(f"gapfill: showing {MAX_DEFAULT_SECONDS:g} s of '{name}' (use --start and --duration for "
-                  "another part)", file=sys.stderr)
-        panels.append(Panel(label, samples, rate))
-    max_freq = None if args.max_freq is None else 1000.0 * args.max_freq
-    render([panels], out_path, range_db=args.range_db, max_freq_hz=max_freq)
-    return 0
