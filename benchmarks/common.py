@@ -15,7 +15,7 @@ import yaml
 
 from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
-from realtime.engine.model import shipped_model_path
+from realtime.engine.config import shipped_model_path
 
 MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 

@@ -6,9 +6,10 @@
 `Restorer` is the streaming processor behind it (`prepare / process / flush / reset / latency_samples`),
 `restore_file` restores a file into a WAV or FLAC file, `load_config` reads and validates settings.
 
-Signal path, one module each, in order: config -> resample -> fft -> stft -> model -> gate -> phase
--> restorer; front ends (audiofile, pipe, live, cli) drive a `Restorer`. The names below are imported
-on first use, so `import realtime` (and `gapfill --version`) stays light.
+Layout: `engine/` is the signal path, stages in order (analysis -> level -> model -> gate -> phase ->
+synthesis, run by `chain.py`, behind `restorer.py`); `frontends/` (files, pipes, sound cards) and `batch/`
+drive a `Restorer`; `cli/` is the command. The names below are imported on first use, so
+`import realtime` (and `gapfill --version`) stays light.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.engine.model import shipped_model_path
+from realtime.engine.config import shipped_model_path
 from realtime.engine.restorer import Restorer
 from realtime.errors import GapfillError
 

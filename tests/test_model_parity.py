@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from realtime.engine.config import MODEL_RATE_HZ, load_config
-from realtime.engine.model import OnnxModel, shipped_model_path
+from realtime.engine.config import shipped_model_path
+from realtime.engine.model import OnnxModel
 from realtime.engine.stft import stft_offline
 
 torch = pytest.importorskip("torch")

@@ -32,7 +32,7 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
 
     The model's path is left out (workers may install gapfill elsewhere); its bytes are in.
     """
-    from realtime.engine.model import shipped_model_path
+    from realtime.engine.config import shipped_model_path
 
     setting = config.model["path"]
     digest = hashlib.sha256()

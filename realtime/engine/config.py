@@ -26,6 +26,8 @@ MODEL_RATE_HZ = 48_000
 """The rate (Hz) the engine and every model run at; other host rates are resampled to it."""
 BLOCK_SAMPLES = 4096
 """Block size (samples) in which `restore` and the file and pipe front ends feed a `Restorer`."""
+SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
+"""The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
 
 
 def _power_of_two(low: int, high: int) -> Callable[[Any], str | None]:
@@ -195,3 +197,14 @@ def load_config(path: str | Path | None = None,
         settings = _overlay(settings, overrides, "overrides")
     _validate(settings)
     return EngineConfig(**settings, source=None if path is None else str(path))
+
+
+def shipped_model_path() -> Path:
+    """Path of the U-Net shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
+    source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
+    if source_tree.is_file():
+        return source_tree
+    try:
+        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
+    except ModuleNotFoundError:
+        return source_tree  # reported as missing when loaded

@@ -10,18 +10,16 @@ confidence is 0 everywhere.
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from realtime.engine.config import MODEL_RATE_HZ
+from realtime.engine.config import MODEL_RATE_HZ, shipped_model_path
 from realtime.engine.level import undo_gain
 from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError
 
-SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
 _STATE_IN, _STATE_OUT = "state_in.", "state_out."
 
 
@@ -56,17 +54,6 @@ class PassThroughModel:
 
     def describe(self) -> dict[str, Any]:
         return {"name": "passthrough", "path": None, "lookahead_frames": 0}
-
-
-def shipped_model_path() -> Path:
-    """Path of the U-Net shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
-    source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
-    if source_tree.is_file():
-        return source_tree
-    try:
-        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
-    except ModuleNotFoundError:
-        return source_tree  # reported as missing when loaded
 
 
 def ort_session(path: str | Path, threads: int) -> Any:
