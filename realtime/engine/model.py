@@ -192,7 +192,7 @@ def load_model(path_setting: str, threads: int, fft_size: int, hop: int, window:
     path = shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
     model = OnnxModel(path, threads)
     if model.sample_rate != MODEL_RATE_HZ:
-        raise GapfillError(f"model '{path}': sample rate {model.sample_rate} Hz is not supported (48000 only)")
+        raise GapfillError(f"model '{path}': sample rate {model.sample_rate} Hz is not supported ({MODEL_RATE_HZ} only)")
     if (model.fft_size, model.hop) != (fft_size, hop):
         raise GapfillError(
             f"config 'stft': model '{path.name}' was trained with fft_size {model.fft_size} and hop "
