@@ -32,9 +32,10 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TESTS_DIR = Path(__file__).resolve().parent
@@ -49,6 +50,18 @@ sys.path.insert(0, {tests!r})
 from jack_fixture import slow_live_main
 sys.exit(slow_live_main(sys.argv[1:]))
 """
+
+
+@pytest.fixture(scope="module")
+def jack_server(tmp_path_factory: Any) -> Any:
+    """A running `JackServer` for the tests of one module (skipped where JACK is unavailable)."""
+    reason = jack_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    server = JackServer(tmp_path_factory.mktemp("jack") / "jackd.log")
+    server.start()
+    yield server
+    server.stop()
 
 
 def jack_unavailable() -> str | None:
@@ -208,6 +221,13 @@ class SlowRestorer:
     def codec_report(self) -> dict[str, Any]:
         return self.inner.codec_report()
 
+    @property
+    def strength(self) -> float:
+        return self.inner.strength
+
+    def set_strength(self, strength: float) -> None:
+        self.inner.set_strength(strength)
+
     def reset(self) -> None:
         self.inner.reset()
         self._onset, self._blocks = None, 0
@@ -353,9 +373,11 @@ def _declare_latency(ports: list[Any], frames: int) -> None:
 
 
 def play_through_live(server: JackServer, x: np.ndarray, stats_path: Path, *live_args: str,
-                      slow: str | None = None) -> tuple[np.ndarray, np.ndarray, int, str, str]:
+                      slow: str | None = None, while_playing: Callable[[subprocess.Popen], None] | None = None
+                      ) -> tuple[np.ndarray, np.ndarray, int, str, str]:
     """Play x (frames, C) into `gapfill live --stats-json stats_path` (stopped with Ctrl-C once played) and
-    record its output: (recording, cycles seen, exit status, stdout, stderr). Asserts nothing."""
+    record its output: (recording, cycles seen, exit status, stdout, stderr). `while_playing(process)` is
+    called once the signal has started (e.g. to send gapfill a signal). Asserts nothing."""
     margin = 8000  # frames recorded after the signal, more than any latency here
     rig = PlayRecord(server, x, x.shape[0] + margin)
     try:
@@ -364,6 +386,8 @@ def play_through_live(server: JackServer, x: np.ndarray, stats_path: Path, *live
         try:
             rig.wait_for_gapfill(process)
             rig.arm()
+            if while_playing is not None:
+                while_playing(process)
             rig.wait(timeout_s=30)
         finally:
             status, stdout, stderr = stop_gapfill(process)

@@ -10,7 +10,7 @@ from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import stft_offline
 
-SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "synthesis")
+SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis")
 
 
 class Tap:

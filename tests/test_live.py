@@ -33,7 +33,7 @@ from jack_fixture import (
     PlayRecord,
     SlowRestorer,
     gapfill_command,
-    jack_unavailable,
+    jack_server,  # noqa: F401 - a fixture
     play_through_live,
     run_gapfill,
     start_gapfill,
@@ -231,17 +231,7 @@ def test_callback_never_raises_and_always_fills_its_output():
     assert not outdata.any() and flags.callback_errors == 1
 
 
-# -- the real CLI on JACK's dummy backend ---------------------------------------------------------------
-@pytest.fixture(scope="module")
-def jack_server(tmp_path_factory):
-    reason = jack_unavailable()
-    if reason is not None:
-        pytest.skip(reason)
-    server = JackServer(tmp_path_factory.mktemp("jack") / "jackd.log")
-    server.start()
-    yield server
-    server.stop()
-
+# -- the real CLI on JACK's dummy backend (the `jack_server` fixture) ------------------------------------
 
 def test_devices_lists_the_jack_device_as_default(jack_server):
     result = run_gapfill(jack_server, "devices")
@@ -454,6 +444,7 @@ def test_status_line_on_a_terminal(jack_server):
     status = [line for line in lines if "overloads" in line]
     assert len(status) >= 2, shown  # four times a second, rewritten in place (two even on a busy machine)
     assert all(" dBFS" in line and "load" in line and "xruns" in line and "latency" in line
-               and "codec none" in line for line in status)
+               and "codec none" in line and "strength 1.0" in line and "hearing restored" in line
+               for line in status)
     assert lines[-1] == "\x1b[K"  # cleared before the summary
     assert "gapfill live:" in result.stdout

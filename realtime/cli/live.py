@@ -45,7 +45,12 @@ def add_parser(commands: Any) -> None:
     live.add_argument("--stats-json", type=stats_path, metavar="PATH",
                       help="write the run's statistics as JSON to PATH")
     live.add_argument("--bypass", action="store_true",
-                      help="output the dry input, delayed by the same latency (for A/B listening)")
+                      help="start with the dry input, delayed by the same latency (A/B: the a key or SIGUSR1 "
+                      "switches between it and the restored output)")
+    live.add_argument("--strength", type=float, metavar="S",
+                      help="how far each restored bin moves from the decoded magnitude toward the model's "
+                      "estimate, 0 (the input, delayed) to 1 (default: the config's, 1); the + and - keys "
+                      "change it while it runs")
     live.set_defaults(handler=live_command)
 
 
@@ -54,7 +59,7 @@ def live_command(args: argparse.Namespace, restorer_factory: Callable[[str | Non
     options = LiveOptions(
         input=args.input, output=args.output, rate_hz=args.rate, channels=args.channels,
         blocksize=args.blocksize, latency=args.latency, config=args.config, duration_s=args.duration,
-        bypass=args.bypass,
+        bypass=args.bypass, strength=args.strength,
     )
     result = run_live(options, restorer_factory=restorer_factory)
     if args.stats_json is not None:
@@ -67,7 +72,7 @@ def live_command(args: argparse.Namespace, restorer_factory: Callable[[str | Non
 
 def live_summary(result: LiveResult) -> str:
     """The summary `gapfill live` prints at the end: blocks, overloads and xruns, compute per block, the
-    latency by part (samples), what the codec gate detected."""
+    latency by part (samples), what the codec gate detected, A/B switches and the strength."""
     c = result.compute_ms
     period = result.block_period_ms
 
@@ -91,4 +96,5 @@ def live_summary(result: LiveResult) -> str:
         f" + front end {result.front_end_samples} + device input {device(result.device_input_samples)}"
         f" + device output {device(result.device_output_samples)}{unknown}",
         f"  codec gate: {codec_summary(result.codec)}",
+        f"  A/B switches: {result.ab_switches} (heard {result.heard_at_end} at the end); strength {result.strength:g}",
     ])

@@ -72,7 +72,8 @@ _BOOL = _choice(True, False)
 # section -> key -> validator returning None (valid) or what the value must be.
 SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "model": {"path": _model_path, "threads": _integer(1, 16), "stereo": _choice("mid_side", "channels"),
-              "input_level_db": _number(-80.0, 0.0), "max_boost_db": _number(0.0, 60.0)},
+              "input_level_db": _number(-80.0, 0.0), "max_boost_db": _number(0.0, 60.0),
+              "strength": _number(0.0, 1.0)},
     "stft": {"fft_size": _power_of_two(256, 4096), "hop": _power_of_two(64, 1024), "window": _choice(*WINDOWS)},
     "phase": {
         "method": _choice("decoded", "rtpghi", "completion"),

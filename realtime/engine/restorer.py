@@ -10,8 +10,9 @@ tail at end of stream; `reset()` forgets the past; `latency_samples` is the true
 `compensated` and `restore` drop the latency and append the tail, so output sample t is input sample t.
 
 Inside: the hop chain (realtime/engine/chain.py) of the stages analysis -> level -> model -> gate ->
-phase -> synthesis at the model rate, wrapped by the resampler (realtime/engine/resampled.py) at other host
-rates. `stages` names them; `observe` attaches a read-only observer to every stage of every hop.
+phase -> strength -> synthesis at the model rate, wrapped by the resampler (realtime/engine/resampled.py)
+at other host rates. `stages` names them; `observe` attaches a read-only observer to every stage of every
+hop; `set_strength` (0..1) says how far the output moves from the decoded input toward the restoration.
 
 Real time: every Numba kernel of the signal path has fixed signatures, compiled when its module is
 imported (or loaded from the cache), and releases the GIL; `prepare` runs every stage once (onnxruntime's
@@ -37,10 +38,14 @@ from realtime.engine.model import ModelStage, PassThroughModel, load_model
 from realtime.engine.phase import PhaseStage
 from realtime.engine.resampled import Resampled
 from realtime.engine.stage import HopObserver, Stage
+from realtime.engine.strength import StrengthStage
 from realtime.engine.synthesis import SynthesisStage
 from realtime.errors import GapfillError
 
-SUPPORTED_RATES_HZ = (16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000)
+SUPPORTED_RATES_HZ = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000,
+                      176_400, 192_000)
+"""Host rates (Hz) the engine runs at: telephone audio and LAME's lowest rates up to high-resolution masters;
+every one but the model rate through the streaming resampler (`Resampled`)."""
 MAX_CHANNELS = 8
 LATENCY_PART_NAMES = {HOP_CLOCK: "stft", "analysis": "stft", "synthesis": "stft", "model": "model_lookahead",
                       "phase": "phase_lookahead"}
@@ -82,6 +87,7 @@ class Restorer:
             CodecGate(config.gate, MODEL_RATE_HZ, self.fft_size, self.hop, enabled=self.gate_enabled,
                       window=window),
             PhaseStage(config.phase, self.fft_size, self.hop, window),
+            StrengthStage(config.model["strength"], self.fft_size, config.phase["lookahead_frames"]),
             SynthesisStage(self.fft_size, self.hop, stereo, window),
         )
         self.stages: Mapping[str, Stage] = MappingProxyType({stage.name: stage for stage in stages})
@@ -98,6 +104,16 @@ class Restorer:
         """A restorer built from the YAML file at `path` (None: the shipped defaults) and `overrides`
         (section -> key -> value, validated like the file: `{"phase": {"method": "rtpghi"}}`)."""
         return cls(load_config(path, overrides))
+
+    @property
+    def strength(self) -> float:
+        """How far each restored bin moves from the decoded magnitude toward the restored one: 0 (an exact
+        delay, the pass-through's output) .. 1 (full restoration, the default; `model.strength`)."""
+        return self.stages["strength"].strength
+
+    def set_strength(self, strength: float) -> None:
+        """Set `strength` (0..1; GapfillError otherwise) at any time, from any thread: the next hop uses it."""
+        self.stages["strength"].set_strength(strength)
 
     # -- latency ---------------------------------------------------------------------------------
     @property
@@ -262,6 +278,7 @@ class Restorer:
                      "window": WINDOW_DESCRIPTIONS[self.config.window]},
             "phase": dict(self.config.phase),
             "gate": {"enabled": self.gate_enabled},
+            "strength": self.strength,
             "stereo": self.config.model["stereo"],
             "input_level": {"enabled": self.stages["level"].enabled,
                             "target_db": self.config.model["input_level_db"],
@@ -318,12 +335,13 @@ def compensated(restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bo
         yield restorer.flush()[:, skip:]
 
 
-def restore(audio: npt.ArrayLike, sample_rate: int, config: ConfigSource = None) -> np.ndarray:
+def restore(audio: npt.ArrayLike, sample_rate: int, config: ConfigSource = None,
+            strength: float | None = None) -> np.ndarray:
     """Restore a whole signal in one call: (samples,) or (channels, samples), float32 or float64, at
     `sample_rate` Hz (one of SUPPORTED_RATES_HZ) -> the same shape and dtype, aligned sample for sample.
 
     config: a YAML file, an `EngineConfig`, overrides of the defaults (`{"phase": {"method": "rtpghi"}}`)
-    or None (the shipped model and settings).
+    or None (the shipped model and settings); strength: 0..1 (see `Restorer.strength`), None: the config's.
     """
     if isinstance(config, EngineConfig):
         restorer = Restorer(config)
@@ -331,4 +349,6 @@ def restore(audio: npt.ArrayLike, sample_rate: int, config: ConfigSource = None)
         restorer = Restorer.from_config(None, config)
     else:
         restorer = Restorer.from_config(config)
+    if strength is not None:
+        restorer.set_strength(strength)
     return restorer.restore(audio, sample_rate)

@@ -9,7 +9,10 @@
 Both paths delay the input by the same `delay_samples` = the engine's `latency_samples` plus one block
 (the block the worker has for its work), so switching between them never shifts time: a late block
 is replaced by the dry signal of the same instant, and when the engine's output is back in time the
-output crossfades from dry to restored over one block. `bypass` fades to the dry path and stays there.
+output crossfades from dry to restored. `bypass` (A/B listening: `toggle_bypass` from any one thread)
+crossfades to the dry path and stays there until it is cleared. Every crossfade is linear over
+FADE_S (5 ms; across blocks when a block is shorter), so a switch is click-free and, at blocks of
+FADE_S or longer, complete within the block that starts it.
 
 Real-time rules. `exchange(indata, outdata)` (the callback's whole job) runs one compiled kernel that
 copies samples between buffers made in `__init__`, then wakes the worker by releasing a lock (a
@@ -44,6 +47,7 @@ from numba import njit
 from realtime.engine.restorer import Restorer
 
 RING_BLOCKS = 32  # blocks held by each ring: how far the worker may fall behind before a resync
+FADE_S = 0.005  # length of a crossfade between the dry and the restored path, seconds
 WORKER_PRIORITY = 1  # SCHED_FIFO priority of the engine thread: above normal threads, below audio threads
 
 # Indices into DuplexCore.counters (int64). Callback-written:
@@ -139,6 +143,9 @@ class DuplexCore:
         # Blocks the engine needs after a reset before its output is the restored signal again.
         self.warmup_blocks = math.ceil(2 * self.engine_latency_samples / block_frames) + 1
         self.bypass = False
+        self.switches = 0  # A/B switches (`toggle_bypass`)
+        self.fade_samples = max(1, round(FADE_S * sample_rate))
+        self._fade_step = 1.0 / self.fade_samples  # the restored share's change per sample of a crossfade
         self.counters = np.zeros(N_COUNTERS, np.int64)
         self.levels = np.zeros(3, np.float64)
         self.compute = ComputeStats()
@@ -165,9 +172,15 @@ class DuplexCore:
     def exchange(self, indata: np.ndarray, outdata: np.ndarray) -> None:
         """Audio callback body: indata (block_frames, channels) in, outdata (block_frames, channels) out."""
         _exchange_block(indata, outdata, self._in_ring, self._out_ring, self._out_seq, self._dry_line,
-                        self._edges, self.counters, self.levels, self.bypass)
+                        self._edges, self.counters, self.levels, self.bypass, self._fade_step)
         if self._wake.locked():
             self._wake.release()
+
+    def toggle_bypass(self) -> None:
+        """A/B: switch between the restored and the dry path (crossfaded by the next callbacks), counted in
+        `switches`. Call it from one thread only (the live front end's main thread)."""
+        self.bypass = not self.bypass
+        self.switches += 1
 
     # -- the worker's half -------------------------------------------------------------------------
     def start(self) -> None:
@@ -281,9 +294,11 @@ def schedule_normal() -> None:
 
 
 @njit("void(float32[:, :], float32[:, :], float32[:, :, ::1], float32[:, :, ::1], int64[::1], float32[:, ::1], "
-      "float32[:, ::1], int64[::1], float64[::1], boolean)", cache=True)
-def _exchange_block(indata, outdata, in_ring, out_ring, out_seq, dry_line, edges, counters, levels, bypass):
-    """The callback kernel (keeps the GIL): push input, output dry or restored, count, meter."""
+      "float32[:, ::1], int64[::1], float64[::1], boolean, float64)", cache=True)
+def _exchange_block(indata, outdata, in_ring, out_ring, out_seq, dry_line, edges, counters, levels, bypass,
+                    fade_step):
+    """The callback kernel (keeps the GIL): push input, output dry or restored, count, meter. The share
+    of the restored signal moves toward its target (0 in bypass, else 1) by `fade_step` per sample."""
     frames, channels = indata.shape
     ring_blocks = in_ring.shape[0]
     block = counters[BLOCKS]
@@ -319,13 +334,17 @@ def _exchange_block(indata, outdata, in_ring, out_ring, out_seq, dry_line, edges
             for i in range(frames):
                 for c in range(channels):
                     outdata[i, c] = restored[c, i]
-        elif gain_from != gain_to:  # linear crossfade over the block: both paths are time-aligned
-            step = (gain_to - gain_from) / frames
+        elif gain_from != gain_to:  # linear crossfade: both paths are time-aligned
+            gain = gain_from
             for i in range(frames):
-                gain = np.float32(gain_from + step * (i + 1))
+                gain = min(gain + fade_step, gain_to) if gain_to > gain else max(gain - fade_step, gain_to)
+                if abs(gain - gain_to) < 0.5 * fade_step:  # the last step lands exactly, whatever the rounding
+                    gain = gain_to
+                share = np.float32(gain)
                 for c in range(channels):
                     dry = outdata[i, c]
-                    outdata[i, c] = dry + gain * (restored[c, i] - dry)
+                    outdata[i, c] = dry + share * (restored[c, i] - dry)
+            gain_to = gain
         if not bypass:
             counters[WET_BLOCKS] += 1
         levels[GAIN] = gain_to

@@ -4,8 +4,15 @@
 cleanly and returns a `LiveResult`; the command around it (`gapfill live`: arguments, summary,
 `--stats-json`) is realtime/cli/live.py. On a terminal a status line, written four times a second by the
 main thread (never by the audio thread), shows the input and output peak level, the engine's compute
-load, overloads, xruns, the total latency and what the codec gate detected (`Restorer.codec_report()`:
-the cutoff and the share of frames restored).
+load, overloads, xruns, the total latency, what the codec gate detected (`Restorer.codec_report()`:
+the cutoff and the share of frames restored), the strength and which signal is heard.
+
+Listening while it runs (keys on a terminal in the foreground, read by the main thread in cbreak mode and
+restored at the end; SIGUSR1 for scripts):
+- `a` (or `b`, space) or SIGUSR1: A/B, switch between the restored output and the decoded input, delayed
+  by the same latency (the dry path, `DuplexCore.toggle_bypass`), crossfaded over a few ms; counted.
+- `+` / `-`: strength up or down by STRENGTH_STEP (0..1, `Restorer.set_strength`): the main thread writes
+  the value, the engine worker reads it once per hop; the audio callback never sees it.
 
 Failures: the audio callback never raises and always fills its output (anything unexpected in it
 outputs silence for that block and is counted); if the engine raises on its worker thread, the stream
@@ -53,6 +60,9 @@ from __future__ import annotations
 
 import gc
 import math
+import os
+import select
+import signal
 import sys
 import threading
 import time
@@ -66,6 +76,9 @@ WAKE_S = 0.25  # the main thread wakes this often (status line, and Ctrl-C: one 
 #               one of PortAudio's threads only sets Python's flag, seen when the main thread's wait ends)
 SWITCH_INTERVAL_S = 0.0005
 UNKNOWN_DEVICE_LATENCY_S = 60.0  # a device latency at least this long is PortAudio's "not known"
+STRENGTH_STEP = 0.1  # what one + or - key changes the strength by
+AB_KEYS, STRENGTH_UP_KEYS, STRENGTH_DOWN_KEYS = "aAbB ", "+=", "-_"
+KEYS_HELP = "keys: a = A/B (restored / decoded input), + / - = strength, Ctrl-C = stop"
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,7 @@ class LiveOptions:
     config: str | None = None
     duration_s: float | None = None
     bypass: bool = False
+    strength: float | None = None
 
 
 @dataclass
@@ -112,6 +126,9 @@ class LiveResult:
     stopped_early: bool
     codec: dict[str, Any]
     callback_errors: int = 0
+    ab_switches: int = 0
+    heard_at_end: str = "restored"
+    strength: float = 1.0
 
     @property
     def block_period_ms(self) -> float:
@@ -161,6 +178,9 @@ class LiveResult:
             "stopped_early": self.stopped_early,
             "callback_errors": self.callback_errors,
             "codec_report": dict(self.codec),
+            "ab_switches": self.ab_switches,
+            "heard_at_end": self.heard_at_end,
+            "strength": self.strength,
         }
 
 
@@ -199,15 +219,69 @@ def audio_callback(exchange: Callable[[Any, Any], None], flags: CallbackCounts,
     return callback
 
 
+class TerminalKeys:
+    """Key presses from a terminal while the stream runs: cbreak mode without echo from `open` to `close`,
+    which restores the terminal's settings. Active only for a terminal this process reads in the
+    foreground (a background job touching its terminal's settings would be stopped)."""
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        self.fd: int | None = None
+        self._saved: list[Any] | None = None
+        try:
+            fd = stream.fileno() if stream is not None else -1
+            if fd >= 0 and os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                self.fd = fd
+        except (AttributeError, OSError, ValueError):  # no file, or not this process's controlling terminal
+            pass
+
+    @property
+    def active(self) -> bool:
+        return self.fd is not None
+
+    def open(self) -> None:
+        """Single key presses, not echoed."""
+        if self.fd is not None:
+            import termios
+            import tty
+
+            self._saved = termios.tcgetattr(self.fd)
+            tty.setcbreak(self.fd)
+
+    def close(self) -> None:
+        """The terminal's settings as `open` found them."""
+        if self.fd is not None and self._saved is not None:
+            import termios
+
+            termios.tcsetattr(self.fd, termios.TCSADRAIN, self._saved)
+            self._saved = None
+
+    def read(self, timeout_s: float) -> str:
+        """The keys pressed, waiting up to `timeout_s` for the first (without the GIL); '' if none."""
+        if self.fd is None or not select.select([self.fd], [], [], max(0.0, timeout_s))[0]:
+            return ""
+        return os.read(self.fd, 64).decode(errors="ignore")
+
+
+def handle_key(key: str, core: Any, restorer: Any) -> None:
+    """Apply one key of the module doc: A/B on the core, strength on the restorer; others are ignored."""
+    if key in AB_KEYS:
+        core.toggle_bypass()
+    elif key in STRENGTH_UP_KEYS + STRENGTH_DOWN_KEYS:
+        step = STRENGTH_STEP if key in STRENGTH_UP_KEYS else -STRENGTH_STEP
+        restorer.set_strength(round(min(1.0, max(0.0, restorer.strength + step)), 2))
+
+
 def run_live(
     options: LiveOptions,
     restorer_factory: Callable[[str | None], Any] | None = None,
     status_stream: IO[str] | None = None,
+    key_stream: IO[str] | None = None,
 ) -> LiveResult:
     """Open the duplex stream, restore until `duration_s` (or Ctrl-C), stop, return the result.
 
     restorer_factory(config_path) -> a Restorer (default `Restorer.from_config`); tests inject a slow
-    one. status_stream: where the status line goes (default stderr, and only if it is a terminal).
+    one. status_stream: where the status line goes (default stderr, and only if it is a terminal);
+    key_stream: where keys are read (default stdin, and only if it is a terminal in the foreground).
     """
     from realtime.frontends import devices
     from realtime.frontends.duplex import (BLOCKS, ENGINE_BLOCKS, NONFINITE, OVERLOADS, RESYNCS, WORKER_PRIORITY,
@@ -221,6 +295,8 @@ def run_live(
     channels = options.channels or min(2, input_device.input_channels, output_device.output_channels)
     devices.check_duplex(input_device, output_device, rate, channels)
     restorer = (restorer_factory or Restorer.from_config)(options.config)
+    if options.strength is not None:
+        restorer.set_strength(options.strength)
     core = DuplexCore(restorer, rate, channels, options.blocksize)
     core.bypass = options.bypass
     flags = CallbackCounts()
@@ -244,6 +320,7 @@ def run_live(
     total_latency = core.delay_samples + (input_latency or 0) + (output_latency or 0)
     status = status_stream if status_stream is not None else sys.stderr
     show_status = status.isatty()
+    keys = TerminalKeys(key_stream if key_stream is not None else sys.stdin)
     meter = _StatusMeter(core, restorer, flags, rate, options.blocksize, total_latency)
     interrupted = stopped_early = False
     switch_interval = sys.getswitchinterval()
@@ -252,9 +329,14 @@ def run_live(
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     # This thread takes the GIL too (status line, deadline): real-time like the worker, see schedule_realtime.
     main_scheduling = schedule_realtime(WORKER_PRIORITY)
+    previous_usr1 = _on_signal(signal.SIGUSR1, lambda signum, frame: core.toggle_bypass())
     core.start()
     started = time.monotonic()
     try:
+        keys.open()
+        if keys.active and show_status:
+            status.write(KEYS_HELP + "\n")
+            status.flush()
         try:
             stream.start()
         except sd.PortAudioError as exc:
@@ -272,8 +354,14 @@ def run_live(
                 if not stream.active:  # PortAudio ended it: the device or the sound server went away
                     stopped_early = True
                     break
-                # Sleep without the GIL, waking for the status line, the deadline, the stream's end or Ctrl-C.
-                finished.wait(WAKE_S if deadline is None else min(WAKE_S, deadline - now))
+                # Sleep without the GIL, waking for a key, the status line, the deadline, the stream's end
+                # or Ctrl-C.
+                timeout_s = WAKE_S if deadline is None else min(WAKE_S, deadline - now)
+                if keys.active:
+                    for key in keys.read(timeout_s):
+                        handle_key(key, core, restorer)
+                else:
+                    finished.wait(timeout_s)
                 if show_status:
                     status.write("\r" + meter.line() + "\x1b[K")
                     status.flush()
@@ -284,6 +372,8 @@ def run_live(
     finally:
         stream.close()  # stops the stream first if it still runs: no more callbacks after this
         core.stop()
+        keys.close()
+        _on_signal(signal.SIGUSR1, previous_usr1)
         if main_scheduling != "normal":
             schedule_normal()
         sys.setswitchinterval(switch_interval)
@@ -323,8 +413,27 @@ def run_live(
         stopped_early=stopped_early,
         codec=restorer.codec_report(),
         callback_errors=flags.callback_errors,
+        ab_switches=core.switches,
+        heard_at_end=heard(core.bypass),
+        strength=restorer.strength,
     )
     return result
+
+
+def heard(bypass: bool) -> str:
+    """Which signal is heard: 'decoded' (the dry input, bypass) or 'restored'."""
+    return "decoded" if bypass else "restored"
+
+
+def _on_signal(signum: int, handler: Any) -> Any:
+    """Install `handler` for `signum`; returns the previous handler (None where Python cannot install
+    handlers: off the main thread, or a previous handler not set from Python)."""
+    if handler is None:
+        return None
+    try:
+        return signal.signal(signum, handler)
+    except ValueError:
+        return None
 
 
 class _StatusMeter:
@@ -350,8 +459,8 @@ class _StatusMeter:
         return (
             f"in {_dbfs(peak_in)}  out {_dbfs(peak_out)}  load {100 * mean_ms / self.period_ms:3.0f}% "
             f"(peak {100 * peak_ms / self.period_ms:3.0f}%)  overloads {core.overloads}  "
-            f"xruns {xruns}  latency {self.latency_ms:.1f} ms  {_codec_state(self.restorer.codec_report())}"
-            + ("  BYPASS" if core.bypass else "")
+            f"xruns {xruns}  latency {self.latency_ms:.1f} ms  {_codec_state(self.restorer.codec_report())}  "
+            f"strength {self.restorer.strength:.1f}  hearing {heard(core.bypass)}"
         )
 
 

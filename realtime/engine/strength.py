@@ -1,0 +1,93 @@
+"""Strength stage: how far each restored bin moves from the decoded magnitude toward the restored one.
+
+Between the phase stage and synthesis, per bin of the frame the phase stage wrote (frame k minus the
+phase look-ahead), with the decoded spectrum d of the same frame and the restored spectrum r:
+
+    |out| = (1 - s) |d| + s |r|    with the phase of r (of d where r is 0)
+
+s = `strength` (0..1), in linear magnitude: LSD and ViSQOL move from the first step on, where in the log
+domain they barely moved below s = 0.5 (a codec's holes and the band above its cutoff are near zero, so a
+geometric mean with them stays near zero; README, Results, Strength). At s = 1 the restored spectrum passes
+untouched (the engine's output bit for bit); at s = 0 the decoded spectrum itself is synthesised, which
+is what the pass-through model with the decoded phase synthesises: an exact delay, bit for bit. Bins the
+gate kept have |r| = |d| and stay.
+
+`set_strength` may be called at any time, from any thread: the value sits in a one-element array that the hop
+kernel reads once per hop (a live front end's keys change it while the worker thread runs the engine).
+Adds no delay; `process_hop` allocates nothing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from realtime.engine.stage import HopBuffers
+from realtime.errors import GapfillError
+
+
+class StrengthStage:
+    """Mixes the phase stage's restored spectra (C, F) c64 with the decoded spectra of the same frames."""
+
+    name = "strength"
+    latency_samples = 0
+
+    def __init__(self, strength: float, fft_size: int, phase_lookahead_frames: int) -> None:
+        """strength: 0..1 (`model.strength`); phase_lookahead_frames: how many frames the phase stage's
+        output trails the aligned decoded frame (0 or 1)."""
+        self._strength = np.zeros(1, np.float64)
+        self.set_strength(strength)
+        self.bins = fft_size // 2 + 1
+        self.phase_lookahead_frames = int(phase_lookahead_frames)
+        self.prepare(1)
+
+    @property
+    def strength(self) -> float:
+        """0 (the decoded input, delayed) .. 1 (fully restored)."""
+        return float(self._strength[0])
+
+    def set_strength(self, strength: float) -> None:
+        """Use `strength` (0..1; GapfillError otherwise) from the next hop on."""
+        if not 0.0 <= strength <= 1.0:
+            raise GapfillError(f"strength must be a number between 0 and 1, got {strength!r}")
+        self._strength[0] = strength
+
+    def prepare(self, channels: int) -> None:
+        """Allocate the delay line of decoded spectra, (phase look-ahead frames, C, F) complex64."""
+        self._delayed = np.zeros((self.phase_lookahead_frames, channels, self.bins), np.complex64)
+
+    def reset(self) -> None:
+        """Forget the delayed decoded frames (silence)."""
+        self._delayed[...] = 0
+
+    def process_hop(self, buffers: HopBuffers) -> None:
+        """buffers.phased <- each bin's magnitude `strength` of the way from the decoded to the restored."""
+        _mix(self._strength, buffers.phased, buffers.aligned_spectra, self._delayed)
+
+
+@njit("void(float64[::1], complex64[:, ::1], complex64[:, ::1], complex64[:, :, ::1])", cache=True, nogil=True)
+def _mix(strength, phased, aligned, delayed) -> None:
+    """phased (C, F) <- its mix with the decoded frame of the same time: aligned (C, F) delayed by
+    delayed.shape[0] frames (the delay line then takes `aligned`)."""
+    s = strength[0]
+    depth = delayed.shape[0]
+    channels, bins = phased.shape
+    for c in range(channels):
+        for m in range(bins):
+            d = delayed[0, c, m] if depth > 0 else aligned[c, m]
+            if s <= 0.0:
+                phased[c, m] = d
+            elif s < 1.0:
+                r = phased[c, m]
+                ad, ar = abs(d), abs(r)
+                mag = ad + s * (ar - ad)
+                if ar > 0.0:
+                    phased[c, m] = r * np.float32(mag / ar)
+                elif ad > 0.0:
+                    phased[c, m] = d * np.float32(mag / ad)
+        for k in range(depth - 1):
+            for m in range(bins):
+                delayed[k, c, m] = delayed[k + 1, c, m]
+        if depth > 0:
+            for m in range(bins):
+                delayed[depth - 1, c, m] = aligned[c, m]
