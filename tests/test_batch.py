@@ -232,6 +232,26 @@ def test_outputs_mirror_the_inputs_below_their_common_folder(library, tmp_path):
     assert output_paths(files, root, str(out), "flac") == [str(out / "a.flac")]
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (apt-get install ffmpeg)")
+def test_folders_give_the_files_ffmpeg_decodes_too(tmp_path, write_audio, passthrough_config):
+    from test_formats import FORMATS, encode, ffmpeg_decode
+
+    write_audio(tmp_path / "source.wav", 44_100, 2, rate=44_100)
+    library = tmp_path / "library"
+    (library / "talk").mkdir(parents=True)
+    names = {"talk/a.m4a": ".m4a", "talk/b.wma": ".wma", "c.webm": ".webm"}
+    for name, suffix in names.items():
+        encode(tmp_path / "source.wav", library / name, FORMATS[suffix][0])
+    (library / "cover.jpg").write_bytes(b"not audio")
+    out = tmp_path / "out"
+    assert batch(str(library), "-o", str(out), "--recursive", "--jobs", "1", "--config", passthrough_config) == 0
+    assert visible_files(out) == ["c.flac", "talk/a.flac", "talk/b.flac"]
+    for name in names:
+        decoded, rate = ffmpeg_decode(library / name)
+        info = sf.info(out / Path(name).with_suffix(".flac"))
+        assert (info.frames, info.samplerate, info.channels) == (len(decoded), rate, 2)
+
+
 def test_list_file_and_an_output_folder_inside_the_inputs(tmp_path, write_audio):
     write_audio(tmp_path / "x.wav", 100, 1)
     for folder in ("sub", "restored"):

@@ -11,8 +11,9 @@ from hypothesis import strategies as st
 
 from realtime.engine.resample import MODEL_RATE_HZ as MODEL_RATE
 from realtime.engine.resample import StreamingResampler, prototype_filter, round_trip_padding
+from realtime.engine.restorer import SUPPORTED_RATES_HZ
 
-HOST_RATES = [44100, 32000, 24000, 22050, 16000, 88200, 96000]
+HOST_RATES = [rate for rate in SUPPORTED_RATES_HZ if rate != MODEL_RATE]
 
 
 def _stream(resampler: StreamingResampler, x: np.ndarray, chunks: list[int]) -> np.ndarray:

@@ -87,7 +87,7 @@ def test_stereo_impulse_stays_in_its_channel_latency_samples_later(engine, stere
     assert np.max(np.abs(output[1])) < 1e-5
 
 
-@pytest.mark.parametrize("rate", [44_100, 16_000, 96_000])
+@pytest.mark.parametrize("rate", [8_000, 11_025, 16_000, 44_100, 96_000, 192_000])
 def test_resampled_passthrough_returns_band_limited_input(rate):
     restorer = make_restorer(PASSTHROUGH, rate=rate, channels=2, max_block=1000)
     t = np.arange(rate) / rate
@@ -261,8 +261,9 @@ def test_bad_blocks_are_one_line_errors_naming_what_was_given():
 
 def test_prepare_rejects_unsupported_rate_and_channels():
     restorer = Restorer.from_config(None, PASSTHROUGH)
-    with pytest.raises(GapfillError, match="sample rate 11025 Hz is not supported"):
-        restorer.prepare(11_025, 1, 256)
+    for rate in (7_999, 37_800, 384_000):
+        with pytest.raises(GapfillError, match=f"sample rate {rate} Hz is not supported"):
+            restorer.prepare(rate, 1, 256)
     with pytest.raises(GapfillError, match="channels are not supported"):
         restorer.prepare(48_000, 0, 256)
     with pytest.raises(GapfillError, match="channels are not supported"):

@@ -1,6 +1,7 @@
 """The plan of a batch: which files, where their outputs go, and which to skip, fail or restore.
 
-`discover_inputs`, `output_paths`, `plan_batch`; the rules are in realtime/batch/__init__.py.
+`discover_inputs`, `output_paths`, `plan_batch`; the rules are in realtime/batch/__init__.py. Importing
+this module loads neither the engine nor numpy (the command line's parser reads BATCH_FORMATS).
 """
 
 from __future__ import annotations
@@ -9,16 +10,20 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from realtime.batch.engine_spec import EngineSpec
 from realtime.batch.sidecar import complete_record, read_sidecar
-from realtime.batch.worker import FileOutcome, FileTask
 from realtime.errors import GapfillError
+
+if TYPE_CHECKING:
+    from realtime.batch.engine_spec import EngineSpec
+    from realtime.batch.worker import FileOutcome, FileTask
 
 AUDIO_SUFFIXES = frozenset(
     (".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".aifc", ".au", ".snd", ".caf",
-     ".w64", ".rf64")
+     ".w64", ".rf64", ".mp2")  # libsndfile's
+    + (".m4a", ".m4b", ".mp4", ".aac", ".wma", ".webm", ".mka", ".ac3", ".eac3", ".amr", ".3gp", ".ape",
+       ".wv", ".mpc", ".tta")  # FFmpeg's, through PyAV (realtime.frontends.decoder)
 )
 BATCH_FORMATS = ("flac", "wav")
 
@@ -96,7 +101,8 @@ class BatchPlan:
 def plan_batch(files: Sequence[str], outputs: Sequence[str], engine: EngineSpec, force: bool) -> BatchPlan:
     """Decide for each input: skip (complete output), fail (unreadable input, or an output a batch did
     not write) or restore."""
-    from realtime.frontends.audiofile import open_input
+    from realtime.batch.worker import FileOutcome, FileTask
+    from realtime.frontends.audiofile import open_audio
 
     plan = BatchPlan()
     for source, target in zip(files, outputs):
@@ -109,7 +115,7 @@ def plan_batch(files: Sequence[str], outputs: Sequence[str], engine: EngineSpec,
             plan.known.append(FileOutcome(source, target, "failed", reason=reason))
         else:
             try:
-                with open_input(source) as audio:
+                with open_audio(source) as audio:
                     plan.tasks.append(dataclasses.replace(task, audio_s=audio.frames / audio.samplerate))
             except GapfillError as exc:  # what restore_file would say, without starting a worker for it
                 plan.known.append(FileOutcome(source, target, "failed", reason=str(exc)))

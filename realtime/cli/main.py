@@ -18,6 +18,7 @@ from typing import Any, Callable, NoReturn
 
 from realtime import __version__
 from realtime.cli import devices, info, live, restore, spectrogram, stream
+from realtime.cli.startup import skip_numba_blas_probe
 from realtime.errors import GapfillError
 
 DEBUG_ENV = "GAPFILL_DEBUG"
@@ -47,12 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run `gapfill` with `argv` (default: sys.argv[1:]); returns the exit status."""
+    """Run `gapfill` with `argv` (default: sys.argv[1:], the process's own command, which also skips
+    Numba's BLAS probe: realtime.cli.startup); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
         parser.print_help()
         return 0
+    if argv is None:
+        skip_numba_blas_probe()
     return run(args)
 
 

@@ -25,10 +25,10 @@ def add_parser(commands: Any) -> None:
     parser = commands.add_parser(
         "restore",
         help="restore audio files into WAV or FLAC files (one, or a library with -o OUTDIR)",
-        description="Restore IN (any format libsndfile reads: WAV, FLAC, OGG, MP3, ...) into OUT (.wav or "
-        ".flac) with the same channels and duration, aligned sample for sample, at IN's rate, or at 48000 Hz "
-        "(the model rate) when IN's is below 44100 Hz, so that the band restored above IN's Nyquist "
-        "frequency survives (--rate keep|R to choose). OUT keeps IN's sample "
+        description="Restore IN (WAV, FLAC, OGG, MP3, AAC/M4A, WMA, WebM, ...: what libsndfile or FFmpeg "
+        "reads) into OUT (.wav or .flac) with the same channels and duration, aligned sample for sample, "
+        "at IN's rate, or at 48000 Hz (the model rate) when IN's is below 44100 Hz, so that the band "
+        "restored above IN's Nyquist frequency survives (--rate keep|R to choose). OUT keeps IN's sample "
         "format where it can (PCM_16, PCM_24, FLOAT), else FLOAT (WAV) or PCM_24 (FLAC). With -o OUTDIR, "
         "every IN (files; folders with --recursive) is restored into OUTDIR in parallel, mirroring its "
         "folders; a rerun skips complete outputs.",
@@ -56,6 +56,9 @@ def add_parser(commands: Any) -> None:
                         help="output rate: 'keep' IN's, or R Hz (default: 48000 for IN below 44100 Hz, else IN's)")
     parser.add_argument("--stats-json", type=stats_path, metavar="FILE",
                         help="write rates, frames, latency and what the codec gate detected as JSON to FILE")
+    parser.add_argument("--strength", type=float, metavar="S",
+                        help="how far each restored bin moves from the decoded magnitude toward the model's "
+                        "estimate, 0 (IN, delayed: an exact copy) to 1 (default: the config's, 1)")
     parser.set_defaults(handler=restore_command)
 
 
@@ -68,13 +71,15 @@ def restore_command(args: argparse.Namespace) -> int:
 
 def _restore_one_file(args: argparse.Namespace) -> int:
     """`gapfill restore IN OUT`: the codec summary on a terminal, `--stats-json` if asked; exit status 0."""
+    in_path, out_path = single_file_paths(args)  # a usage error before anything heavy is imported
     from realtime.cli.messages import codec_summary
     from realtime.engine.restorer import Restorer
     from realtime.frontends.audiofile import output_format, restore_file
 
-    in_path, out_path = single_file_paths(args)
     output_format(out_path)  # fail on a bad name before loading the model
     restorer = Restorer.from_config(args.config)
+    if args.strength is not None:
+        restorer.set_strength(args.strength)
     result = restore_file(restorer, in_path, out_path, force=args.force, show_progress=sys.stderr.isatty(),
                           rate=args.rate)
     if args.stats_json is not None:
@@ -97,12 +102,14 @@ def single_file_paths(args: argparse.Namespace) -> tuple[str, str]:
 def _restore_batch(args: argparse.Namespace) -> int:
     """`gapfill restore IN... -o OUTDIR`: 0 when every file is restored or complete, 2 when any failed,
     128 + signal number when interrupted."""
-    from realtime.batch.run import BatchInterrupted, run_batch
-
     if args.stats_json is not None:
         raise GapfillError("--stats-json is for one file; with -o OUTDIR, --report JSON holds every file's")
+    if args.strength is not None:
+        raise GapfillError("--strength is for one file; with -o OUTDIR, set model.strength in --config FILE")
     if args.scheduler and args.jobs is not None:
         raise GapfillError("--jobs sets local workers; a Dask cluster has its own (dask worker --nworkers N)")
+    from realtime.batch.run import BatchInterrupted, run_batch  # after the usage errors (it loads numpy)
+
     try:
         summary = run_batch(
             args.paths, args.output_dir, fmt=args.format or "flac", recursive=bool(args.recursive),

@@ -17,8 +17,7 @@ from typing import Any
 
 from realtime.cli.arguments import non_negative_float, positive_float
 from realtime.errors import GapfillError
-from realtime.frontends.spectrogram import (DEFAULT_RANGE_DB, MAX_DEFAULT_SECONDS, PLOT_EXTRA_HINT, Panel,
-                                            matplotlib_figure, read_mono, render)
+from realtime.frontends.spectrogram import DEFAULT_RANGE_DB, MAX_DEFAULT_SECONDS, PLOT_EXTRA_HINT
 
 
 def add_parser(commands: Any) -> None:
@@ -46,6 +45,8 @@ def add_parser(commands: Any) -> None:
 
 def spectrogram_command(args: argparse.Namespace) -> int:
     """Read every input, render, write; exit status 0 (problems raise GapfillError)."""
+    from realtime.frontends.spectrogram import Panel, matplotlib_figure, read_mono, render
+
     out_path = Path(args.output)
     if out_path.suffix.lower() != ".png":
         raise GapfillError(f"cannot write '{args.output}': the output name must end in .png")

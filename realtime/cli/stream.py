@@ -13,7 +13,7 @@ from typing import Any
 
 from realtime.cli.arguments import add_config_option, positive_int
 from realtime.errors import GapfillError
-from realtime.frontends.pipe import MAX_READ_FRAMES, PCM_FORMATS, run_stream
+from realtime.frontends.pcm_formats import PCM_FORMATS
 
 
 def add_parser(commands: Any) -> None:
@@ -43,14 +43,20 @@ def add_parser(commands: Any) -> None:
         help="output one sample per input sample, delayed by the latency, and no tail "
         "(default: drop the latency and flush the tail, so output lines up with input)",
     )
+    parser.add_argument("--strength", type=float, metavar="S",
+                        help="how far each restored bin moves from the decoded magnitude toward the model's "
+                        "estimate, 0 (the input, delayed) to 1 (default: the config's, 1)")
     parser.set_defaults(handler=stream_command)
 
 
 def stream_command(args: argparse.Namespace) -> int:
     """Restore stdin to stdout; the exit status of the module docstring."""
     from realtime.engine.restorer import Restorer, check_sample_rate
+    from realtime.frontends.pipe import MAX_READ_FRAMES, run_stream
 
     restorer = Restorer.from_config(args.config)
+    if args.strength is not None:
+        restorer.set_strength(args.strength)
     if args.output_rate is not None:
         check_sample_rate(args.rate)
     restorer.prepare(args.output_rate or args.rate, args.channels, MAX_READ_FRAMES)

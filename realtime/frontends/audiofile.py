@@ -1,8 +1,10 @@
-"""File front end (`gapfill restore`): any file libsndfile reads -> a restored WAV or FLAC file.
+"""File front end (`gapfill restore`): any audio file -> a restored WAV or FLAC file.
 
-The input is streamed in blocks of BLOCK_FRAMES (hours of audio never sit in memory) through a
-delay-compensated `Restorer`, so output sample t lines up with input sample t and both have the same
-duration and channels.
+Input (`open_audio`): what libsndfile reads (WAV, FLAC, OGG, Opus, MP3, AIFF, ...) through soundfile, and
+whatever else FFmpeg decodes (AAC in .m4a/.mp4/.aac, WMA, AC-3, WebM/Matroska, ...) through PyAV
+(realtime.frontends.decoder). Either is an `AudioSource`, streamed in blocks of BLOCK_FRAMES (hours of
+audio never sit in memory) through a delay-compensated `Restorer`, so output sample t lines up with input
+sample t and both have the same duration and channels.
 
 Output rate (`output_rate`): 48 kHz, the model rate, for inputs below 44.1 kHz (a 32 kbit/s MP3 is often
 stored at 16 or 22.05 kHz, and the band the model restores above that file's Nyquist frequency would
@@ -20,7 +22,7 @@ in FLOAT.
 
 Truncation: a WAV whose data chunk is shorter than its header says, or a file that yields fewer frames
 than its header promises, is an error. MP3 is exempt from the second check: libsndfile estimates an
-MP3's length when it has no Xing header.
+MP3's length when it has no Xing header (the decoder's own rules are in realtime.frontends.decoder).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 import soundfile as sf
@@ -40,6 +42,7 @@ import soundfile as sf
 from realtime.atomic import atomic_write
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ
 from realtime.errors import GapfillError
+from realtime.frontends.decoder import PYAV_HINT, open_decoded, pyav_available, timestamp
 
 if TYPE_CHECKING:  # the engine is imported when a file is restored, not when the command line is parsed
     from realtime.engine.restorer import Restorer
@@ -57,6 +60,8 @@ _KEPT_SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "FLOAT"), "FLAC": ("PCM_16", "PCM_
 _DEFAULT_SUBTYPES = {"WAV": "FLOAT", "FLAC": "PCM_24"}
 _WAV_DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes written by streaming encoders (e.g. ffmpeg to a pipe)
+_UNRECOGNISED = "not an audio file libsndfile can read (unknown format or corrupt data)"
+_UNREADABLE = "not an audio file libsndfile or FFmpeg can read (unknown format, or corrupt or truncated data)"
 
 
 def output_format(path: str) -> str:
@@ -93,21 +98,76 @@ def _reason(exc: Exception) -> str:
         return (exc.strerror or str(exc)).lower()
     text = getattr(exc, "error_string", None) or str(exc)
     if "Format not recognised" in text or "does not exist or is not a regular file" in text:
-        return "not an audio file libsndfile can read (unknown format or corrupt data)"
+        return _UNRECOGNISED
     return text.strip().rstrip(".")
 
 
+class Progress(Protocol):
+    """What a reader reports its progress to (frames read so far)."""
+
+    def update(self, done_frames: int) -> None: ...
+
+
+class AudioSource(Protocol):
+    """An open input file: `samplerate` (Hz), `channels`, `frames` (the length its header announces, an
+    estimate for some formats), `subtype` (libsndfile's name of its sample format); `blocks` reads it all
+    as (channels, n <= BLOCK_FRAMES) float32 blocks, `tell` counts the frames read."""
+
+    samplerate: int
+    channels: int
+    frames: int
+    subtype: str
+
+    def blocks(self, progress: Progress | None = None) -> Iterator[np.ndarray]: ...
+    def tell(self) -> int: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> AudioSource: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+def open_audio(path: str) -> AudioSource:
+    """Open an audio file for reading: libsndfile's formats, else FFmpeg's through PyAV. Every problem
+    becomes `GapfillError("cannot read 'path': ...")`."""
+    _check_readable(path)
+    try:
+        return SoundFileSource(path, _open_soundfile(path))
+    except sf.LibsndfileError as exc:
+        reason = _reason(exc)
+    if not pyav_available():
+        hint = f"; {PYAV_HINT}" if reason == _UNRECOGNISED else ""
+        raise GapfillError(f"cannot read '{path}': {reason}{hint}")
+    decoded = open_decoded(path)
+    if decoded is None:
+        raise GapfillError(f"cannot read '{path}': {_UNREADABLE if reason == _UNRECOGNISED else reason}")
+    return decoded
+
+
 def open_input(path: str) -> sf.SoundFile:
-    """Open an audio file for reading; every problem becomes `GapfillError("cannot read 'path': ...")`."""
+    """Open a file libsndfile reads, as a SoundFile; every problem becomes `GapfillError("cannot read
+    'path': ...")`."""
+    _check_readable(path)
+    try:
+        return _open_soundfile(path)
+    except sf.LibsndfileError as exc:
+        raise GapfillError(f"cannot read '{path}': {_reason(exc)}") from None
+
+
+def _check_readable(path: str) -> None:
+    """Raise a one-line GapfillError unless `path` is a file this process can open."""
     if os.path.isdir(path):
         raise GapfillError(f"cannot read '{path}': it is a directory")
     try:
         with open(path, "rb"):
             pass
-        with _c_stderr_muted():
-            source = sf.SoundFile(path)
-    except (OSError, sf.LibsndfileError) as exc:
+    except OSError as exc:
         raise GapfillError(f"cannot read '{path}': {_reason(exc)}") from None
+
+
+def _open_soundfile(path: str) -> sf.SoundFile:
+    """libsndfile's SoundFile for `path` (its warnings on fd 2 muted); raises LibsndfileError when it cannot
+    open it, GapfillError when its length is unusable."""
+    with _c_stderr_muted():
+        source = sf.SoundFile(path)
     problem = _length_problem(source)
     if problem:
         source.close()
@@ -134,10 +194,10 @@ def output_rate(input_rate: int, choice: int | str | None = None) -> int:
     return int(choice)
 
 
-def read_blocks(source: sf.SoundFile, path: str, rate: int, progress: _Progress | None = None) -> Iterator[np.ndarray]:
+def read_blocks(source: AudioSource, rate: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
     """The whole of `source` as (channels, n) float32 blocks at `rate` Hz, each valid until the next step:
     its own blocks, or resampled (delay compensated, frames * rate / source rate samples, half up)."""
-    blocks = _input_blocks(source, path, progress)
+    blocks = source.blocks(progress)
     if rate == source.samplerate:
         return blocks
     from realtime.engine.resample import resample_blocks
@@ -145,43 +205,59 @@ def read_blocks(source: sf.SoundFile, path: str, rate: int, progress: _Progress 
     return resample_blocks(blocks, source.channels, source.samplerate, rate, BLOCK_FRAMES)
 
 
-def _input_blocks(source: sf.SoundFile, path: str, progress: _Progress | None) -> Iterator[np.ndarray]:
-    """(channels, n) float32 blocks of the whole file, n <= BLOCK_FRAMES, each valid until the next step."""
-    frames = np.zeros((BLOCK_FRAMES, source.channels), np.float32)
-    planar = np.zeros(BLOCK_FRAMES * source.channels, np.float32)
-    total = 0
-    while True:
-        try:
-            with _c_stderr_muted():
-                data = source.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=frames)
-        except sf.LibsndfileError as exc:
-            where = _timestamp(total, source.samplerate)
+class SoundFileSource:
+    """A file libsndfile reads, as an `AudioSource` (its SoundFile's rate, channels, frames and subtype)."""
+
+    def __init__(self, path: str, soundfile: sf.SoundFile) -> None:
+        self.path, self.soundfile = path, soundfile
+        self.samplerate, self.channels = soundfile.samplerate, soundfile.channels
+        self.frames, self.subtype = soundfile.frames, soundfile.subtype
+
+    def blocks(self, progress: Progress | None = None) -> Iterator[np.ndarray]:
+        """(channels, n) float32 blocks of the whole file, n <= BLOCK_FRAMES, each valid until the next step."""
+        source, path = self.soundfile, self.path
+        frames = np.zeros((BLOCK_FRAMES, source.channels), np.float32)
+        planar = np.zeros(BLOCK_FRAMES * source.channels, np.float32)
+        total = 0
+        while True:
+            try:
+                with _c_stderr_muted():
+                    data = source.read(BLOCK_FRAMES, dtype="float32", always_2d=True, out=frames)
+            except sf.LibsndfileError as exc:
+                where = timestamp(total, source.samplerate)
+                raise GapfillError(
+                    f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})"
+                ) from None
+            n = data.shape[0]
+            if n == 0:
+                break
+            total += n
+            block = planar[: n * source.channels].reshape(source.channels, n)
+            block[...] = data.T
+            yield block
+            if progress:
+                progress.update(total)
+        if source.format != "MP3" and total < source.frames:
+            where = timestamp(total, source.samplerate)
             raise GapfillError(
-                f"cannot read '{path}': corrupt or truncated at {where} ({_reason(exc)})"
-            ) from None
-        n = data.shape[0]
-        if n == 0:
-            break
-        total += n
-        block = planar[: n * source.channels].reshape(source.channels, n)
-        block[...] = data.T
-        yield block
-        if progress:
-            progress.update(total)
-    if source.format != "MP3" and total < source.frames:
-        where = _timestamp(total, source.samplerate)
-        raise GapfillError(
-            f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)"
-        )
+                f"cannot read '{path}': truncated at {where} (the header announces {source.frames} frames)"
+            )
+
+    def tell(self) -> int:
+        """Frames read so far."""
+        return self.soundfile.tell()
+
+    def close(self) -> None:
+        self.soundfile.close()
+
+    def __enter__(self) -> SoundFileSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
-def _timestamp(frames: int, sample_rate: int) -> str:
-    """A position as HH:MM:SS.mmm."""
-    minutes, seconds = divmod(frames / sample_rate, 60.0)
-    return f"{int(minutes // 60):02d}:{int(minutes % 60):02d}:{seconds:06.3f}"
-
-
-class _Progress:
+class _TerminalProgress:
     """A one-line progress report on a terminal's stderr, redrawn at most 10 times a second."""
 
     def __init__(self, label: str, total_frames: int, sample_rate: int) -> None:
@@ -252,7 +328,7 @@ def restore_file(
     if not force and os.path.lexists(out_path):
         raise GapfillError(f"'{out_path}' exists; use --force to overwrite it")
     restorer = Restorer() if restorer is None else restorer
-    with open_input(in_path) as source:
+    with open_audio(in_path) as source:
         out_rate = output_rate(source.samplerate, rate)
         try:
             check_sample_rate(source.samplerate)
@@ -262,12 +338,12 @@ def restore_file(
         subtype = output_subtype(source.subtype, fmt)
         progress = None
         if show_progress:
-            progress = _Progress(f"restoring '{in_path}'", source.frames, source.samplerate)
+            progress = _TerminalProgress(f"restoring '{in_path}'", source.frames, source.samplerate)
         written = 0
         try:
             with atomic_write(out_path) as temp:
                 with _open_output(str(temp), out_path, out_rate, source.channels, fmt, subtype) as sink:
-                    for out in compensated(restorer, read_blocks(source, in_path, out_rate, progress)):
+                    for out in compensated(restorer, read_blocks(source, out_rate, progress)):
                         sink.write(out)
                         written += out.shape[1]
                 if not force and os.path.exists(out_path):

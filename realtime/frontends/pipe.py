@@ -28,11 +28,11 @@ import numpy as np
 
 from realtime.engine.config import BLOCK_SAMPLES
 from realtime.errors import GapfillError
+from realtime.frontends.pcm_formats import PCM_FORMATS
 
 if TYPE_CHECKING:  # the engine is imported when a stream runs, not when the command line is parsed
     from realtime.engine.restorer import Restorer
 
-PCM_FORMATS = {"f32le": 4, "s16le": 2, "s24le": 3}  # name -> bytes per sample
 MAX_READ_FRAMES = BLOCK_SAMPLES  # frames per read, and the Restorer's max_block
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Sequence
 
 from realtime.atomic import atomic_write
-from realtime.engine.windows import analysis_window
 from realtime.errors import GapfillError
+
+if TYPE_CHECKING:  # numpy and the engine's window are imported when a picture is drawn, not for --help
+    import numpy as np
 
 DEFAULT_RANGE_DB = 80.0
 MAX_DEFAULT_SECONDS = 60.0  # without --duration, longer files are cut to this
@@ -44,6 +44,10 @@ def spectrogram_db(samples: np.ndarray, sample_rate: int) -> tuple[np.ndarray, n
     Periodic Hann window of the power of two nearest WINDOW_S seconds, hop a quarter of it; power in dB
     of the window-normalised spectrum (a full-scale sine reads about 0 dB), floored at -200 dB.
     """
+    import numpy as np
+
+    from realtime.engine.windows import analysis_window
+
     fft_size = 1 << int(round(np.log2(WINDOW_S * sample_rate)))
     hop = fft_size // 4
     x = np.asarray(samples, np.float64)
