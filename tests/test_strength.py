@@ -138,8 +138,7 @@ def test_restore_command_strength_0_writes_the_passthrough_output(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--strength", "1.5"], "gapfill: strength must be a number between 0 and 1, got 1.5\n"),
-    (["-o", "OUTDIR", "--strength", "0.5"],
-     "gapfill: --strength is for one file; with -o OUTDIR, set model.strength in --config FILE\n"),
+    (["-o", "OUTDIR", "--strength", "-0.5"], "gapfill: config 'model.strength': must be a number between 0 and 1, got -0.5\n"),
 ])
 def test_restore_command_refuses_a_bad_strength_in_one_line(tmp_path, capfd, args, message):
     source = tmp_path / "in.wav"
@@ -147,6 +146,26 @@ def test_restore_command_refuses_a_bad_strength_in_one_line(tmp_path, capfd, arg
     assert main(["restore", str(source), str(tmp_path / "out.wav"), *args]) == 2
     assert capfd.readouterr().err == message
     assert not (tmp_path / "out.wav").exists()
+
+
+def test_batch_restore_takes_the_strength_and_a_new_strength_restores_again(tmp_path, capfd):
+    """`restore IN -o OUTDIR --strength 0` writes the pass-through's output; the strength is part of the
+    engine's fingerprint, so a rerun with another strength restores the file again instead of skipping it."""
+    library = tmp_path / "library"
+    library.mkdir()
+    sf.write(library / "a.wav", band_limited(1, 0.5).T, RATE, subtype="FLOAT")
+    passthrough = tmp_path / "passthrough.yaml"
+    passthrough.write_text("model: {path: passthrough}\nphase: {method: decoded}\n")
+    assert main(["restore", str(library), "-o", str(tmp_path / "zero"), "--strength", "0", "--jobs", "1", "--recursive",
+                 "--format", "wav"]) == 0
+    assert main(["restore", str(library / "a.wav"), str(tmp_path / "pass.wav"), "--config", str(passthrough)]) == 0
+    zero, pass_ = (sf.read(path, dtype="float32")[0] for path in (tmp_path / "zero" / "a.wav", tmp_path / "pass.wav"))
+    np.testing.assert_array_equal(zero, pass_)
+    capfd.readouterr()
+    assert main(["restore", str(library), "-o", str(tmp_path / "zero"), "--strength", "0.5", "--jobs", "1", "--recursive",
+                 "--format", "wav"]) == 0
+    assert "1 restored" in capfd.readouterr().err
+    assert not np.array_equal(sf.read(tmp_path / "zero" / "a.wav", dtype="float32")[0], pass_)
 
 
 def test_stream_command_strength_0_is_the_passthrough(run_gapfill):

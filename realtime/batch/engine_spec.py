@@ -53,9 +53,11 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def engine_spec(config_path: str | None, options: dict[str, Any] | None = None) -> EngineSpec:
-    """The engine every worker runs: the config at `config_path` with one onnxruntime thread."""
-    config = load_config(config_path)
+def engine_spec(config_path: str | None, options: dict[str, Any] | None = None,
+                overrides: dict[str, dict[str, Any]] | None = None) -> EngineSpec:
+    """The engine every worker runs: the config at `config_path` with `overrides` over it (validated like
+    the file) and one onnxruntime thread."""
+    config = load_config(config_path, overrides)
     config = dataclasses.replace(config, model=dict(config.model, threads=1), source=None)
     options = dict(options or {})
     return EngineSpec(config, options, engine_fingerprint(config, options))

@@ -35,10 +35,12 @@ def run_batch(
     inputs: Sequence[str], output_dir: str, *, fmt: str = "flac", recursive: bool = False,
     from_list: str | None = None, jobs: int = 1, scheduler: str | None = None,
     config_path: str | None = None, force: bool = False, report_path: str | None = None,
-    options: dict[str, Any] | None = None, progress_stream: Any = None,
+    options: dict[str, Any] | None = None, overrides: dict[str, dict[str, Any]] | None = None,
+    progress_stream: Any = None,
 ) -> BatchSummary:
     """Restore every input into `output_dir` (see realtime/batch/__init__.py); returns the summary.
 
+    `overrides` (section -> key -> value) go over the config file, as the command's --strength does.
     Failures are printed one line each as they happen and the summary line at the end, on stderr;
     `report_path` receives the report JSON. Raises GapfillError for a problem that stops the whole run
     and BatchInterrupted on SIGINT/SIGTERM (after writing the report).
@@ -46,7 +48,7 @@ def run_batch(
     if fmt not in BATCH_FORMATS:
         raise GapfillError(f"output format must be one of {', '.join(BATCH_FORMATS)}, got {fmt!r}")
     started = time.monotonic()
-    engine = engine_spec(config_path, options)
+    engine = engine_spec(config_path, options, overrides)
     files, root = discover_inputs(inputs, recursive, from_list, output_dir)
     plan = plan_batch(files, output_paths(files, root, output_dir, fmt), engine, force)
     outcomes = list(plan.known)

@@ -104,8 +104,6 @@ def _restore_batch(args: argparse.Namespace) -> int:
     128 + signal number when interrupted."""
     if args.stats_json is not None:
         raise GapfillError("--stats-json is for one file; with -o OUTDIR, --report JSON holds every file's")
-    if args.strength is not None:
-        raise GapfillError("--strength is for one file; with -o OUTDIR, set model.strength in --config FILE")
     if args.scheduler and args.jobs is not None:
         raise GapfillError("--jobs sets local workers; a Dask cluster has its own (dask worker --nworkers N)")
     from realtime.batch.run import BatchInterrupted, run_batch  # after the usage errors (it loads numpy)
@@ -116,6 +114,7 @@ def _restore_batch(args: argparse.Namespace) -> int:
             from_list=args.from_list, jobs=args.jobs or available_cores(), scheduler=args.scheduler,
             config_path=args.config, force=args.force, report_path=args.report,
             options={} if args.rate is None else {"rate": args.rate},
+            overrides=None if args.strength is None else {"model": {"strength": args.strength}},
         )
     except BatchInterrupted as exc:
         return 128 + exc.signum
