@@ -1,0 +1,76 @@
+"""Model v2: causal, band outputs consistent with bins, streaming (torch and ONNX) equal to offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.v2.model import BandNet, BandNetConfig, StreamingBandNet  # noqa: E402
+
+
+def _random_net(config: BandNetConfig) -> BandNet:
+    torch.manual_seed(0)
+    net = BandNet(config).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    return net
+
+
+def _magnitudes(frames: int, seed: int = 0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    mag = rng.gamma(0.5, 1.0, (2, frames, 513)) * rng.uniform(0.01, 10.0, (2, frames, 1))
+    mag[:, :, 170:] *= 1e-5                      # a codec cutoff near 8 kHz
+    mag[:, :, 40:45] = 0.0                       # and a hole
+    return torch.from_numpy(mag.astype(np.float32))
+
+
+@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24)])
+def test_future_frames_do_not_change_past_outputs(config: BandNetConfig) -> None:
+    net = _random_net(config)
+    mag = _magnitudes(30)
+    changed = mag.clone()
+    changed[:, 12:] = changed[:, 12:].flip(-1) * 3.0
+    with torch.no_grad():
+        a, b = net(mag), net(changed)
+    assert torch.equal(a.magnitude[:, :12], b.magnitude[:, :12])
+    assert not torch.allclose(a.magnitude[:, 12:], b.magnitude[:, 12:])
+
+
+@pytest.mark.parametrize("fill", ["power", "magnitude"])
+def test_band_power_from_band_outputs_equals_pooled_bins(fill: str) -> None:
+    net = _random_net(BandNetConfig(fill=fill))
+    mag = _magnitudes(6)
+    with torch.no_grad():
+        out = net.bands(mag)
+        pooled = (net.expand(out.gain, out.fill, mag) / net.full_scale) ** 2 @ net.pooling
+        torch.testing.assert_close(net.band_power(out), pooled, rtol=1e-4, atol=1e-12)
+
+
+def test_streaming_torch_and_onnx_equal_offline(tmp_path) -> None:
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from training.export import stream_onnx
+    from training.v2.export import export_onnx
+
+    net = _random_net(BandNetConfig())
+    mag = _magnitudes(25)
+    with torch.no_grad():
+        offline = net(mag)
+        stream = StreamingBandNet(net)
+        states = [torch.zeros(2, *shape) for shape in net.state_shapes().values()]
+        frames = []
+        for t in range(mag.shape[1]):
+            out, _, *states = stream(mag[:, t], *states)
+            frames.append(out)
+    reference = offline.magnitude.numpy()
+    np.testing.assert_allclose(torch.stack(frames, 1).numpy(), reference, rtol=1e-5, atol=1e-6 * reference.max())
+    path = export_onnx(net, tmp_path / "v2.onnx")
+    magnitude, confidence = stream_onnx(path, mag.numpy())
+    assert np.max(np.abs(magnitude - reference)) <= 1e-4 * np.max(np.abs(reference))
+    expected = (torch.sigmoid(offline.confidence_logit) @ net.expansion).numpy()
+    assert np.max(np.abs(confidence - expected)) <= 1e-4
+    mono, _ = stream_onnx(path, mag[:1].numpy())                 # one channel: batch 1
+    assert np.max(np.abs(mono - reference[:1])) <= 1e-4 * np.max(np.abs(reference))

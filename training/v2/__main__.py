@@ -1,0 +1,114 @@
+"""`python -m training.v2 <step>`: model v2's data, training, export and measurements.
+
+    python -m training.v2 bootstrap                 # small clean corpus -> data/v2boot/clean (a few minutes)
+    python -m training.v2 pairs                     # its pair cache -> data/v2boot/pairs (resumable)
+    python -m training.v2 pairs --clean data/v2 --out data/v2/pairs --stride 4   # from data v2's manifest
+    python -m training.v2 train --cpu-hours 20      # trains into runs/v2 (resumes from runs/v2/last.pt)
+    python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
+    python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
+    python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
+    python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.v2.model import FILLS, BandNetConfig
+
+DEFAULT_CLEAN = "data/v2boot/clean"
+DEFAULT_PAIRS = "data/v2boot/pairs"
+DEFAULT_RUN = "runs/v2"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.v2", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="step", required=True)
+    b = sub.add_parser("bootstrap", help="small clean corpus (training/v2/bootstrap.py)")
+    b.add_argument("--out", default=DEFAULT_CLEAN)
+    pr = sub.add_parser("pairs", help="pair cache of a clean corpus (training/v2/paircache.py)")
+    pr.add_argument("--clean", default=DEFAULT_CLEAN, help="folder of a clean manifest.json (data/v2 too)")
+    pr.add_argument("--out", default=DEFAULT_PAIRS)
+    pr.add_argument("--stride", type=int, default=1, help="every n-th training segment (one pairing each)")
+    pr.add_argument("--round", type=int, default=0, help="which of the stride's segments (a refresh: the next)")
+    pr.add_argument("--workers", type=int, default=1)
+    t = sub.add_parser("train", help="train or resume (runs/v2/last.pt)")
+    t.add_argument("--run", default=DEFAULT_RUN)
+    t.add_argument("--data", default=None,
+                   help=f"pair cache (default {DEFAULT_PAIRS}; a resumed run keeps its own unless given)")
+    t.add_argument("--cpu-hours", type=float, default=None,
+                   help="CPU budget of the whole run, all sessions (default 20; --resume: the run's own)")
+    t.add_argument("--resume", action="store_true", help="require <run>/last.pt and continue it")
+    t.add_argument("--steps", type=int, default=None, help="stop after this many steps in all")
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--batch", type=int, default=None, help="crops per step (default: train.BATCH)")
+    t.add_argument("--frames", type=int, default=None, help="frames per crop (default: train.CROP_FRAMES)")
+    _config_args(t)
+    e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
+    e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
+    e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
+    tp = sub.add_parser("throughput", help="training throughput, today's U-Net and v2, one thread")
+    tp.add_argument("--steps", type=int, default=6)
+    tp.add_argument("--json", default=f"{DEFAULT_RUN}/throughput.json")
+    tp.add_argument("--data", default=None, help="a pair cache: also time each model's batch preparation")
+    tp.add_argument("--variants", action="store_true", help="also the v2 variants of the ablation")
+    a = sub.add_parser("ablation", help="train one arm for a CPU budget on the pair cache, then score it")
+    a.add_argument("--arm", required=True, help="today, v2, v2-magnitude, v2-bands64, v2-conv (--engine: shipped too)")
+    a.add_argument("--engine", action="store_true", help="score the trained arm through the engine instead")
+    a.add_argument("--data", default=DEFAULT_PAIRS)
+    a.add_argument("--cpu-minutes", type=float, default=15.0)
+    a.add_argument("--out", default="runs/v2/ablation")
+    args = p.parse_args(argv)
+
+    if args.step == "bootstrap":
+        from training.v2.bootstrap import build_bootstrap
+        print(json.dumps(build_bootstrap(args.out)["summary"]))
+    elif args.step == "pairs":
+        from training.v2.paircache import build_pair_cache
+        m = build_pair_cache(args.clean, args.out, args.stride, args.round, args.workers)
+        print(f"pairs: {len(m['pairs'])} ({len(m['failed'])} refused by their encoder)")
+    elif args.step == "train":
+        from training.v2.train import BATCH, CROP_FRAMES, train
+        if args.resume and not (Path(args.run) / "last.pt").exists():
+            raise SystemExit(f"gapfill: nothing to resume: no {Path(args.run) / 'last.pt'}")
+        hours = args.cpu_hours if args.cpu_hours is not None else (0.0 if args.resume else 20.0)
+        record = train(args.run, args.data or DEFAULT_PAIRS, hours, _config(args), max_steps=args.steps,
+                       seed=args.seed, threads=args.threads, batch=args.batch or BATCH,
+                       frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None)
+        print(json.dumps(record))
+    elif args.step == "export":
+        from training.v2.export import export_checkpoint
+        print(f"export: {export_checkpoint(args.checkpoint, args.out)}")
+    elif args.step == "throughput":
+        from training.v2.ablation import ARMS
+        from training.v2.throughput import run
+        variants = tuple(c for c in ARMS.values() if c is not None and c != BandNetConfig()) if args.variants else ()
+        run(args.steps, args.json, variants, args.data)
+    elif args.step == "ablation":
+        from training.v2.ablation import run_arm, score_through_engine
+        if args.engine:
+            print(json.dumps(score_through_engine(args.arm, args.data, args.out), indent=1))
+        else:
+            print(json.dumps(run_arm(args.arm, args.data, args.cpu_minutes * 60, args.out), indent=1))
+    return 0
+
+
+def _config_args(t: argparse.ArgumentParser) -> None:
+    d = BandNetConfig()
+    t.add_argument("--bands", type=int, default=d.bands)
+    t.add_argument("--channels", type=int, default=d.channels, help="band convolution channels (0: none)")
+    t.add_argument("--hidden", type=int, default=d.hidden)
+    t.add_argument("--fill", choices=FILLS, default=d.fill)
+
+
+def _config(args: argparse.Namespace) -> BandNetConfig:
+    return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Framing and band features of model v2: the asymmetric low-latency STFT and a perceptual band scale.
+
+Framing: 48 kHz, fft_size N = 1024, hop H = 128, the engine's 'asymmetric' framing
+(`realtime.engine.windows.stft_windows`); frame k covers samples [k*H + H - N, k*H + H), as the engine frames
+audio (`realtime.engine.stft.stft_offline(x, N, H, WINDOW)` gives a whole signal's), F = N/2 + 1 = 513 bins.
+
+Bands: `band_edges(bands)` splits the 513 bins into contiguous bands equally spaced on the ERB-rate scale
+(Glasberg and Moore 1990) from 0 to 24 kHz, every band at least MIN_BAND_BINS bins wide (the low bands,
+narrower than a bin on the ERB scale, are widened and the rest re-spaced above them). Two fixed matrices
+move between bins and bands:
+    pooling   (F, bands): column b averages the bins of band b (1 / width inside it), so
+              power (..., F) @ pooling = mean power per band (..., bands);
+    expansion (bands, F): row b is 1 on the bins of band b, so values (..., bands) @ expansion repeat each
+              band's value over its bins (flat inside a band).
+pooling followed by expansion reproduces anything flat inside bands; expansion followed by pooling is the
+identity.
+
+Levels: linear magnitudes as the engine gives them (|rfft| of the windowed frame of audio in [-1, 1]);
+`full_scale_magnitude()` is that of a full-scale sine under this window.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from realtime.engine import windows
+from realtime.engine.config import MODEL_RATE_HZ as SAMPLE_RATE
+
+FFT_SIZE = 1024
+HOP = 128
+BINS = FFT_SIZE // 2 + 1
+MIN_BAND_BINS = 2
+WINDOW = "asymmetric"
+"""The engine's framing (config `stft.window`, ONNX metadata `gapfill.window`)."""
+
+
+def analysis_window() -> np.ndarray:
+    """(FFT_SIZE,) float64 analysis window of the v2 framing."""
+    return windows.stft_windows(FFT_SIZE, HOP, WINDOW)[0]
+
+
+def full_scale_magnitude() -> float:
+    """|rfft| of a full-scale sine under the v2 analysis window."""
+    return windows.full_scale_magnitude(FFT_SIZE, WINDOW, HOP)
+
+
+def frame_magnitudes(audio: torch.Tensor) -> torch.Tensor:
+    """Magnitudes of the complete frames of (..., samples) float audio -> (..., frames, BINS) float32, frame j
+    covering samples [j*HOP, j*HOP + FFT_SIZE): for audio that starts FFT_SIZE - HOP samples before a hop
+    boundary t0, frame j is the engine's frame of hop t0 / HOP + j."""
+    window = torch.as_tensor(analysis_window(), dtype=torch.float32)
+    spectra = torch.fft.rfft(audio.float().unfold(-1, FFT_SIZE, HOP) * window, dim=-1)
+    return torch.hypot(spectra.real, spectra.imag)      # 2.4x faster than .abs() of complex64 here
+
+
+def erb_rate(hz: np.ndarray) -> np.ndarray:
+    """ERB-rate (Cams) of frequencies in Hz (Glasberg and Moore 1990)."""
+    return 21.4 * np.log10(1.0 + 0.00437 * np.asarray(hz, np.float64))
+
+
+def band_edges(bands: int) -> np.ndarray:
+    """(bands + 1,) int bin edges: band b holds bins edges[b] .. edges[b + 1] - 1; edges[0] = 0, edges[-1] = BINS.
+
+    Equal steps of ERB rate from the current edge to SAMPLE_RATE / 2, re-spaced after each band that the
+    minimum width MIN_BAND_BINS had to widen."""
+    if not 1 <= bands <= BINS // MIN_BAND_BINS:
+        raise ValueError(f"bands must be 1..{BINS // MIN_BAND_BINS}, got {bands}")
+    bin_hz = SAMPLE_RATE / FFT_SIZE
+    top = erb_rate(SAMPLE_RATE / 2)
+    edges = [0]
+    for b in range(bands, 0, -1):
+        start = erb_rate(edges[-1] * bin_hz)
+        target_hz = (10 ** ((start + (top - start) / b) / 21.4) - 1.0) / 0.00437
+        edge = max(int(round(target_hz / bin_hz)), edges[-1] + MIN_BAND_BINS)
+        edges.append(min(edge, BINS - MIN_BAND_BINS * (b - 1)))
+    edges[-1] = BINS
+    return np.asarray(edges, np.int64)
+
+
+@lru_cache(maxsize=None)
+def _matrices(bands: int) -> tuple[np.ndarray, np.ndarray]:
+    edges = band_edges(bands)
+    expansion = np.zeros((bands, BINS), np.float32)
+    for b in range(bands):
+        expansion[b, edges[b]: edges[b + 1]] = 1.0
+    pooling = (expansion / expansion.sum(1, keepdims=True)).T.copy()
+    return pooling, expansion
+
+
+def pooling_matrix(bands: int) -> np.ndarray:
+    """(BINS, bands) float32: per-bin values @ it = their mean per band."""
+    return _matrices(bands)[0].copy()
+
+
+def expansion_matrix(bands: int) -> np.ndarray:
+    """(bands, BINS) float32: per-band values @ it = each band's value on each of its bins."""
+    return _matrices(bands)[1].copy()

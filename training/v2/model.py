@@ -1,0 +1,209 @@
+"""Model v2: a small causal recurrent network at band resolution that drives per-bin gains and fills.
+
+Shapes: offline `BandNet.forward(mag (B, T, F=513)) -> BandOutput` (linear magnitudes of the v2 framing,
+training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H))
+-> (magnitude_out (B, F), confidence (B, F), prev', gru')` computes exactly the same function one frame at a
+time. Batch B = audio channels when streaming.
+
+Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magnitude`, floored at FLOOR_DB):
+    P_b   mean power of band b (the pooling matrix), G_b mean of its bins' dB, r the frame's mean power
+    input per band, 3 values: (P_b - r) / 20 (spectral shape), (P_b - G_b) / 10 (how uneven the band is:
+          large where bins are missing), (r - LEVEL_REF_DB) / 20 (absolute level, the same on every band);
+          those of the current and of the previous frame side by side (a causal kernel of 2 frames)
+    front end: with `channels` > 0 a convolution over bands (kernel 3, 6 -> channels); flattened
+    Linear -> hidden, GRU(hidden) over time, Linear -> hidden, Linear -> 3 values per band, plus a per-band
+          linear map of the band's own 6 input values (a skip path: gain and fill follow the band's input)
+    gain_b = exp(GAIN_LIMIT * tanh(o_gain / GAIN_LIMIT))             (within +-GAIN_LIMIT nepers)
+    fill_b = full scale * 10^((r + FILL_SCALE_DB * o_fill) / 20)     (a level relative to the frame's)
+    per bin k of band b:  fill="power":      est_k = sqrt((gain_b |X_k|)^2 + fill_b^2)
+                          fill="magnitude":  est_k = gain_b |X_k| + fill_b
+so a bin the codec kept is scaled, a bin it dropped (|X_k| ~ 0: holes, the band above a cutoff) comes out at
+the band's fill level, flat inside the band. The confidence that the decoded bin is codec-made is the
+band's sigmoid, repeated over its bins. A new network starts near the identity (gain 1, fill FILL_INIT_DB
+below the frame level, confidence sigmoid(CONFIDENCE_INIT_LOGIT)). No look-ahead (lookahead_frames = 0).
+
+Training never needs the 513 bins of every frame: `bands` gives the band outputs and the input's band
+powers, from which `band_power` gets the estimate's band powers exactly (the loss's envelope term), and
+`expand` makes the bins of the frames the loss's bin term samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as fn
+from torch import nn
+
+from training.v2 import features
+
+FLOOR_DB = -120.0
+LEVEL_REF_DB = -40.0
+GAIN_LIMIT = 3.0                 # nepers: gains between -26 and +26 dB
+FILL_SCALE_DB = 20.0
+FILL_INIT_DB = -60.0
+CONFIDENCE_INIT_LOGIT = -4.0
+FILLS = ("power", "magnitude")
+INPUTS = 3                       # values per band and frame
+
+
+@dataclass(frozen=True)
+class BandNetConfig:
+    """Constructor arguments of BandNet (stored in checkpoints and ONNX metadata)."""
+
+    bands: int = 32
+    channels: int = 0             # 0: no convolution front end
+    hidden: int = 128
+    fill: str = "power"
+
+
+class BandOutput(NamedTuple):
+    magnitude: torch.Tensor           # (..., F) linear estimate
+    confidence_logit: torch.Tensor    # (..., bands)
+    band_gain: torch.Tensor           # (..., bands) linear
+    band_fill: torch.Tensor           # (..., bands) in full-scale units (linear magnitude / full scale)
+
+
+class Bands(NamedTuple):
+    gain: torch.Tensor                # (..., bands) linear
+    fill: torch.Tensor                # (..., bands) full-scale units
+    confidence_logit: torch.Tensor    # (..., bands)
+    power: torch.Tensor               # (..., bands) the input's mean power per band, full-scale units
+    mean_magnitude: torch.Tensor | None  # (..., bands) the input's mean magnitude per band (fill="magnitude")
+
+
+class BandNet(nn.Module):
+    def __init__(self, config: BandNetConfig = BandNetConfig()):
+        super().__init__()
+        if config.fill not in FILLS:
+            raise ValueError(f"fill must be one of {FILLS}, got {config.fill!r}")
+        self.config = config
+        nb, c, h = config.bands, config.channels, config.hidden
+        self.register_buffer("pooling", torch.from_numpy(features.pooling_matrix(nb)), persistent=False)
+        self.register_buffer("expansion", torch.from_numpy(features.expansion_matrix(nb)), persistent=False)
+        self.full_scale = features.full_scale_magnitude()
+        self.conv = nn.Linear(3 * 2 * INPUTS, c) if c else None
+        self.gru_in = nn.Linear(nb * (c or 2 * INPUTS), h)
+        self.gru = nn.GRU(h, h, batch_first=True)
+        self.hid = nn.Linear(h, h)
+        self.out = nn.Linear(h, 3 * nb)
+        self.local = nn.Linear(2 * INPUTS, 3)
+        self.act = nn.LeakyReLU(0.1)
+        for layer in (self.out, self.local):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+        with torch.no_grad():
+            self.local.bias.copy_(torch.tensor([0.0, FILL_INIT_DB / FILL_SCALE_DB, CONFIDENCE_INIT_LOGIT]))
+
+    # ------------------------------------------------------------------------------------------------
+    def band_features(self, mag: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """mag (..., F) -> (features (..., bands, 3), frame level r (..., 1) dB, band power (..., bands) and,
+        for fill="magnitude", band mean magnitude (..., bands), both full-scale units)."""
+        m = mag * (1.0 / self.full_scale)
+        power = m * m
+        floor = 10 ** (FLOOR_DB / 10)
+        band_power = power @ self.pooling
+        band_db = 10 * torch.log10(band_power + floor)
+        mean_db = 10 * (torch.log10(power + floor) @ self.pooling)
+        frame_db = 10 * torch.log10(band_power @ self.band_widths + floor)
+        x = torch.stack([(band_db - frame_db) / 20, (band_db - mean_db) / 10,
+                         ((frame_db - LEVEL_REF_DB) / 20).expand_as(band_db)], dim=-1)
+        mean_magnitude = m @ self.pooling if self.config.fill == "magnitude" else None
+        return x, frame_db, band_power, mean_magnitude
+
+    @property
+    def band_widths(self) -> torch.Tensor:
+        """(bands, 1): each band's share of the bins (band powers @ it = the frame's mean power)."""
+        return self.expansion.sum(1, keepdim=True) / self.expansion.shape[1]
+
+    def encode(self, x: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features of the current and previous frames, each (N, bands, 3) -> (both (N, bands, 6), GRU input
+        (N, hidden))."""
+        z = torch.cat([prev, x], dim=-1)
+        h = z
+        if self.conv is not None:
+            p = fn.pad(z, (0, 0, 1, 1))
+            h = self.act(self.conv(torch.cat([p[:, :-2], p[:, 1:-1], p[:, 2:]], dim=-1)))
+        return z, self.act(self.gru_in(h.flatten(1)))
+
+    def decode(self, g: torch.Tensor, z: torch.Tensor, frame_db: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """GRU output (N, hidden), inputs (N, bands, 6), frame level (N, 1) -> gain, fill (full-scale units)
+        and confidence logit, each (N, bands)."""
+        o = self.out(self.act(self.hid(g))).view(g.shape[0], self.config.bands, 3) + self.local(z)
+        gain = torch.exp(GAIN_LIMIT * torch.tanh(o[..., 0] / GAIN_LIMIT))
+        fill = 10 ** ((frame_db + FILL_SCALE_DB * o[..., 1]) / 20)
+        return gain, fill, o[..., 2]
+
+    def bands(self, mag: torch.Tensor) -> Bands:
+        """Offline band outputs: mag (B, T, F) -> Bands of (B, T, bands) tensors; causal (zero past at t = 0)."""
+        b, t, _ = mag.shape
+        x, frame_db, power, mean_magnitude = self.band_features(mag)      # (B, T, nb, 3), (B, T, 1), ...
+        prev = fn.pad(x, (0, 0, 0, 0, 1, 0))[:, :t]
+        z, gin = self.encode(x.reshape(b * t, *x.shape[2:]), prev.reshape(b * t, *x.shape[2:]))
+        g, _ = self.gru(gin.view(b, t, -1))
+        gain, fill, logit = self.decode(g.reshape(b * t, -1), z, frame_db.reshape(b * t, 1))
+        return Bands(gain.view(b, t, -1), fill.view(b, t, -1), logit.view(b, t, -1), power, mean_magnitude)
+
+    def expand(self, gain: torch.Tensor, fill: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
+        """Band gains and fills (..., bands) applied to magnitudes (..., F) -> the estimate (..., F)."""
+        gain_k, fill_k = gain @ self.expansion, (fill * self.full_scale) @ self.expansion
+        if self.config.fill == "power":
+            return torch.sqrt((gain_k * mag) ** 2 + fill_k ** 2)
+        return gain_k * mag + fill_k
+
+    def band_power(self, out: Bands) -> torch.Tensor:
+        """The estimate's mean power per band (..., bands), full-scale units, exactly, from the band outputs."""
+        power = out.gain ** 2 * out.power + out.fill ** 2
+        if self.config.fill == "magnitude":
+            power = power + 2 * out.gain * out.fill * out.mean_magnitude
+        return power
+
+    def forward(self, mag: torch.Tensor) -> BandOutput:
+        """Offline: mag (B, T, F) -> BandOutput of (B, T, ...) tensors."""
+        out = self.bands(mag)
+        return BandOutput(self.expand(out.gain, out.fill, mag), out.confidence_logit, out.gain, out.fill)
+
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-stream state tensors (without the batch dimension), in streaming-argument order."""
+        return {"prev": (self.config.bands, INPUTS), "gru": (1, self.config.hidden)}
+
+    def count_macs(self) -> int:
+        """Multiply-accumulates per frame and stream (band matrices, layers, GRU)."""
+        nb, c, h = self.config.bands, self.config.channels, self.config.hidden
+        macs = 2 * features.BINS * nb + 2 * nb * features.BINS      # pooling (2), expansion (gain, fill)
+        macs += nb * 3 * 2 * INPUTS * c + nb * (c or 2 * INPUTS) * h  # front end
+        macs += 6 * h * h + h * h + h * 3 * nb + nb * 2 * INPUTS * 3  # GRU, decoder, skip
+        return macs
+
+
+class StreamingBandNet(nn.Module):
+    """One frame in, one frame out, all temporal state explicit (module doc).
+
+    forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)) -> (magnitude_out (B, F), confidence (B, F) in
+    0..1, prev' (B, bands, 3), gru' (B, 1, H)).
+    """
+
+    def __init__(self, net: BandNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, mag, prev, gru):
+        n = self.net
+        x, frame_db, _, _ = n.band_features(mag)
+        z, gin = n.encode(x, prev)
+        g, h = n.gru(gin.unsqueeze(1), gru.transpose(0, 1).contiguous())
+        gain, fill, logit = n.decode(g[:, 0], z, frame_db)
+        return n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, x, h.transpose(0, 1)
+
+
+def build(config: dict | BandNetConfig | None = None) -> BandNet:
+    """A BandNet from a config (a dict as `config_dict` stores it, or a BandNetConfig)."""
+    if isinstance(config, dict):
+        config = BandNetConfig(**config)
+    return BandNet(config or BandNetConfig())
+
+
+def config_dict(net: BandNet) -> dict:
+    return asdict(net.config)

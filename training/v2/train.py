@@ -1,0 +1,251 @@
+"""Resumable CPU training of model v2 on a pair cache, budgeted in CPU seconds.
+
+Data: a pair cache in training/pairs.py's layout (`manifest.json` rows with `file`, `split`, `samples`,
+`channels`, `chain`; each file (2, channels, samples) float32 [clean, decoded] at 48 kHz, aligned).
+`python -m training.v2 pairs` builds one from a manifest of clean segments. A batch is BATCH crops of
+CROP_FRAMES frames (a random pair weighted by length, channel and hop), augmented in the time domain by
+`training.train.augment_crop` (gain, noise floor, quantisation, identity crops: the same augmentation as
+today's model) and framed by `features.frame_magnitudes`, frame for frame what the engine computes.
+
+Step: `BandNet.bands` on the decoded magnitudes, training/v2/loss.py, Adam with the gradient norm clipped
+at 1, learning rate cosine from LR to LR/20 over the CPU budget (`cpu_hours`; a resumed run continues the
+schedule, and a larger budget given on resuming extends it).
+
+Checkpoint `<run>/last.pt` (atomic) every CHECKPOINT_S seconds of wall time, at the end and on SIGTERM or
+SIGINT (the step under way finishes first): weights,
+optimizer, step, audio seconds seen, CPU seconds (process time of training, data included), wall seconds,
+the budget, the model config and the data it trained on; under 5 MB. Validation on fixed crops of the
+validation split (`validation_sets`) every VALIDATE_CPU_S CPU seconds and at the end, to <run>/log.jsonl,
+which also gets a line per session start.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.atomic import written_atomically
+from training.pairs import REFERENCE
+from training.train import GAIN_DB_RANGE, LR, augment_crop
+from training.unet import count_parameters
+from training.v2 import features
+from training.v2.loss import active_frames, band_labels, loss_terms
+from training.v2.model import BandNet, BandNetConfig, build, config_dict
+
+BATCH = 32
+CROP_FRAMES = 384                  # 1.02 s at hop 128
+CHECKPOINT_S = 300.0
+VALIDATE_CPU_S = 900.0
+VAL_CROPS = 48
+GRAD_CLIP = 1.0
+LOG_EVERY_STEPS = 50
+
+
+class PairCache:
+    """Random crops of the pairs of one split of a pair cache, memory-mapped (module doc)."""
+
+    def __init__(self, root: str | Path, split: str, seed: int, codec: str | None = None,
+                 mixes: tuple[str, ...] | None = None):
+        self.root = Path(root)
+        rows = json.loads((self.root / "manifest.json").read_text())["pairs"]
+        self.rows = [r for r in rows if r["split"] == split and (codec is None or r["codec"] == codec)
+                     and (mixes is None or r.get("mix") in mixes)]
+        if not self.rows:
+            raise SystemExit(f"gapfill: no {split} pairs{f' of {codec}' if codec else ''} in {self.root}")
+        weights = np.array([r["samples"] * r["channels"] for r in self.rows], float)
+        self.p = weights / weights.sum()
+        self.rng = np.random.default_rng(seed)
+        self.arrays: dict[int, np.ndarray] = {}
+
+    def _array(self, i: int) -> np.ndarray:
+        if i not in self.arrays:
+            self.arrays[i] = np.load(self.root / self.rows[i]["file"], mmap_mode="r")
+        return self.arrays[i]
+
+    def crop(self, frames: int) -> tuple[np.ndarray, bool]:
+        """(2, (frames - 1) * HOP + FFT_SIZE) float64 [clean, decoded] of one channel: the samples whose
+        complete frames are `frames` engine frames (zeros outside the pair); and whether its decode chain
+        stored float samples."""
+        i = int(self.rng.choice(len(self.rows), p=self.p))
+        pair = self._array(i)
+        hop = features.HOP
+        start = int(self.rng.integers(0, max(1, pair.shape[2] // hop - frames))) * hop - (features.FFT_SIZE - hop)
+        length = (frames - 1) * hop + features.FFT_SIZE
+        out = np.zeros((2, length))
+        lo, hi = max(start, 0), min(start + length, pair.shape[2])
+        channel = int(self.rng.integers(0, pair.shape[1]))
+        out[:, lo - start: hi - start] = pair[:, channel, lo:hi]
+        return out, self.rows[i].get("chain", "float").endswith("float")
+
+
+def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Generator, bands: int,
+               augment: bool = True, identity: bool = False,
+               gain_db: tuple[float, float] = GAIN_DB_RANGE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, frames, bands); `identity`:
+    the clean crop is the input."""
+    rows = []
+    for _ in range(batch):
+        audio, stored_float = source.crop(frames)
+        if identity:
+            audio = audio[[0, 0]]
+        rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
+    audio = torch.from_numpy(np.stack(rows))                                  # (batch, 3, samples)
+    clean, decoded = features.frame_magnitudes(audio[:, 0]), features.frame_magnitudes(audio[:, 1])
+    through = clean.clone()       # the clean crop through the chain: itself unless noise or dither was added
+    changed = [i for i, row in enumerate(rows) if not np.array_equal(row[0], row[2])]
+    if changed:
+        through[changed] = features.frame_magnitudes(audio[changed, 2])
+    return decoded, clean, band_labels(decoded, through, bands)
+
+
+def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    """Backward, clip the gradient norm at GRAD_CLIP, one optimizer step."""
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
+    opt.step()
+
+
+def validation_sets(data_root: str | Path, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS
+                    ) -> dict[str, tuple[torch.Tensor, ...]]:
+    """Fixed validation batches (decoded, clean, labels): `reference` (LAME 32 kbit/s mono, not augmented),
+    `chains` (every other codec and decode chain of the validation split, augmented with a fixed seed, when
+    the cache has them) and `clean` (clean crops as input, augmented: what must pass unchanged)."""
+    rng = np.random.default_rng(123)
+    rows = json.loads((Path(data_root) / "manifest.json").read_text())["pairs"]
+    sets = {"reference": (PairCache(data_root, "val", 123, codec=REFERENCE.name), False, False)}
+    if any(r["split"] == "val" and r.get("mix") == "chains" for r in rows):
+        sets["chains"] = (PairCache(data_root, "val", 124, mixes=("chains",)), True, False)
+    sets["clean"] = (PairCache(data_root, "val", 125, codec=REFERENCE.name), True, True)
+    return {name: make_batch(src, crops, frames, rng, bands, augment=augment, identity=identity)
+            for name, (src, augment, identity) in sets.items()}
+
+
+def lsd_db(est: torch.Tensor, clean: torch.Tensor) -> float:
+    """Mean over active frames of the RMS dB difference over bins of magnitudes (..., T, F) (floors: model.py)."""
+    floor = features.full_scale_magnitude() * 10 ** (-100 / 20)
+    d = 20 * torch.log10(est.clamp(min=floor) / clean.clamp(min=floor))
+    mask = active_frames(clean)
+    return float((d.pow(2).mean(-1).sqrt() * mask).sum() / mask.sum().clamp(min=1))
+
+
+@torch.no_grad()
+def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]]) -> dict:
+    """Loss terms and LSD (dB, all bins) of the model and of its input on each validation set."""
+    net.eval()
+    record = {}
+    for name, (decoded, clean, labels) in sets.items():
+        est, terms = [], {}
+        for i in range(0, len(decoded), 8):
+            out = net.bands(decoded[i: i + 8])
+            est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
+            for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8], 0).items():
+                terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
+        record.update({f"val_{name}_{k}": round(v, 5) for k, v in terms.items()})
+        record[f"val_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
+        record[f"val_{name}_lsd_decoded"] = round(lsd_db(decoded, clean), 4)
+    net.train()
+    return record
+
+
+def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
+          max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int = BATCH,
+          frames: int = CROP_FRAMES, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
+          quiet: bool = False, switch_data: bool = False) -> dict:
+    """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
+    `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
+    `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
+    from now on (recorded in the checkpoint) instead of its own."""
+    torch.set_num_threads(threads)
+    run = Path(run)
+    run.mkdir(parents=True, exist_ok=True)
+    last = run / "last.pt"
+    budget_s = cpu_hours * 3600.0
+    state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": str(data_root),
+             "batch": batch, "frames": frames}
+    if last.exists():
+        ck = torch.load(last, map_location="cpu", weights_only=False)
+        net = build(ck["config"])
+        net.load_state_dict(ck["model"])
+        opt = torch.optim.Adam(net.parameters(), lr=LR)
+        opt.load_state_dict(ck["optim"])
+        state = ck["state"]
+        budget_s = max(ck["budget_cpu_s"], budget_s)
+        if switch_data:
+            state["data"] = str(data_root)
+        data_root, batch, frames = state["data"], state["batch"], state["frames"]
+        print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
+              f"{budget_s / 3600:.2f} CPU h)", flush=True)
+    else:
+        torch.manual_seed(seed)
+        net = BandNet(config)
+        opt = torch.optim.Adam(net.parameters(), lr=LR)
+    state["sessions"] += 1
+    source = PairCache(data_root, "train", seed + state["step"])
+    rng = np.random.default_rng(seed + state["step"])
+    val = validation_sets(data_root, net.config.bands, frames)
+    log = open(run / "log.jsonl", "a")
+
+    def save() -> None:
+        with written_atomically(last) as temp:
+            torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "config": config_dict(net),
+                        "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
+                        "macs_per_frame": net.count_macs()}, temp)
+
+    def log_validation(**extra) -> dict:
+        record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
+                  **extra, **validate(net, val)}
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        return record
+
+    log.write(json.dumps({"session": state["sessions"], "step": state["step"], "cpu_s": round(state["cpu_s"], 1),
+                          "budget_cpu_s": budget_s, "data": str(data_root), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
+              + "\n")
+    log.flush()
+    stop = []
+    previous = {sig: signal.signal(sig, lambda number, frame: stop.append(number))
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    cpu0, wall0 = time.process_time(), time.time()
+    last_checkpoint, last_validation, running = time.time(), state["cpu_s"], None
+    net.train()
+    while state["cpu_s"] < budget_s and (max_steps is None or state["step"] < max_steps) and not stop:
+        lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, state["cpu_s"] / budget_s))))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        decoded, clean, labels = make_batch(source, batch, frames, rng, net.config.bands)
+        terms = loss_terms(net, net.bands(decoded), decoded, clean, labels)
+        optimizer_step(net, opt, terms["total"])
+        state["step"] += 1
+        state["audio_s"] += batch * frames * features.HOP / features.SAMPLE_RATE
+        cpu1, wall1 = time.process_time(), time.time()
+        state["cpu_s"] += cpu1 - cpu0
+        state["wall_s"] += wall1 - wall0
+        cpu0, wall0 = cpu1, wall1
+        value = float(terms["total"].detach())
+        running = value if running is None else 0.98 * running + 0.02 * value
+        if not quiet and state["step"] % LOG_EVERY_STEPS == 0:
+            print(f"v2 train: step {state['step']} loss {running:.4f} lr {lr:.1e} cpu {state['cpu_s'] / 3600:.2f} h "
+                  f"audio {state['audio_s'] / 3600:.1f} h", flush=True)
+        if state["cpu_s"] - last_validation > validate_cpu_s:
+            log_validation(train_loss=running, lr=lr)
+            last_validation = state["cpu_s"]
+        if time.time() - last_checkpoint > checkpoint_s:
+            save()
+            last_checkpoint = time.time()
+        cpu0, wall0 = time.process_time(), time.time()   # validation and saving are not training
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    if stop:
+        save()
+        print(f"v2 train: stopped by signal {stop[0]} at step {state['step']}; {last} saved", flush=True)
+    record = log_validation(train_loss=running, final=True)
+    log.close()
+    save()
+    return record
