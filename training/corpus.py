@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
-from training.atomic import written_atomically
 
 SEG_MIN_S, SEG_MAX_S = 5.0, 10.0
 SPLIT_FILE = Path(__file__).with_name("split.json")
@@ -373,7 +373,7 @@ def _work(args) -> tuple[str, list[tuple[str, int]]]:
     for k, s in enumerate(segs):
         np.save(d / f"{k}.npy", s.astype(np.float32))
         info.append((f"{k}.npy", int(s.shape[1])))
-    with written_atomically(done) as temp:
+    with atomic_write(done) as temp:
         temp.write_text(json.dumps(info))
     return unit.uid, info
 
@@ -443,7 +443,7 @@ def build_corpus(root: str | os.PathLike = "data/clean", workers: int = 2, limit
                 parts.append(np.zeros((1, gap), np.float32))
             parts.append(np.load(root / "pieces" / p))
         x = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-        with written_atomically(out) as temp:
+        with atomic_write(out) as temp:
             np.save(temp, np.ascontiguousarray(x, np.float32))
         s["samples"] = int(x.shape[1])
     for s in segments:

@@ -27,8 +27,8 @@ import numpy as np
 from evaluation.chains import (
     TRAINING_RESAMPLERS, TRAINING_CHAIN, DecodeChain, Encoding, degrade,
 )
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
-from training.atomic import written_atomically
 
 MIXES = ("lame", "chains")
 
@@ -134,7 +134,7 @@ def _work(args):
         pair, facts = make_pair(x, pairing, seed)
     except (RuntimeError, ValueError) as exc:   # an encoder refusing a setting: recorded, not fatal
         return idx, {"error": str(exc)[:300]}
-    with written_atomically(out) as temp:
+    with atomic_write(out) as temp:
         np.save(temp, pair)
     info = {"lag": facts["residual_lag_samples"], "lag_removed": facts["lag_samples"],
             "channels": int(pair.shape[1]), "samples": int(pair.shape[2])}

@@ -38,10 +38,10 @@ import torch
 
 from evaluation.chains import noise_floor, quantize
 from evaluation.metrics import FLOOR_DB
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.stft import stft_offline
 from realtime.engine.windows import full_scale_magnitude
-from training.atomic import written_atomically
 from training.pairs import REFERENCE
 from training.unet import FFT_SIZE, HOP, UNet, count_parameters
 
@@ -301,7 +301,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         stage = {"steps": step, "minutes": round(elapsed / 60, 1), "init": init,
                  "mixes": ",".join(mixes) if mixes else "all", "confidence": net.confidence,
                  "gain_db": list(gain_db)}
-        with written_atomically(last) as temp:
+        with atomic_write(last) as temp:
             torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "step": step, "elapsed_s": elapsed,
                         "budget_s": budget_s, "loss": loss, "model_args": model_args, "mixes": mixes,
                         "gain_db": list(gain_db), "stages": earlier_stages + [stage], "init": init,

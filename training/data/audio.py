@@ -28,9 +28,9 @@ import numpy as np
 import soundfile as sf
 
 from evaluation.chains import _fix_streamed_wav
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
 from training import corpus
-from training.atomic import written_atomically
 
 ZIP_SEPARATOR = "::"
 TRACKER_SUFFIXES = (".it", ".s3m", ".xm", ".mod")
@@ -111,7 +111,7 @@ def store_segment(path: Path, x: np.ndarray) -> float:
     while peak / scale >= 1.0 - 2.0 ** -22:
         scale *= 2.0
     path.parent.mkdir(parents=True, exist_ok=True)
-    with written_atomically(path) as temp:
+    with atomic_write(path) as temp:
         sf.write(str(temp), np.ascontiguousarray((x / scale).T, dtype=np.float32), MODEL_RATE_HZ,
                  format="FLAC", subtype="PCM_24")
     return scale

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
 from training import corpus
-from training.atomic import written_atomically
 from training.corpus import Unit
 from training.data import augment, dsp, mixes, sources, split as splits, stems
 from training.data.audio import band_edge_hz, load_segment, read_source_48k, source_seconds, store_segment
@@ -201,7 +201,7 @@ def run_job(job: Job, root: Path) -> dict | None:
               "segments": entries, "files": files, "cpu_s": round(time.process_time() - start, 2)}
     path = record_path(root, job)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with written_atomically(path) as temp:
+    with atomic_write(path) as temp:
         temp.write_text(json.dumps(record))
     return record
 
@@ -434,7 +434,7 @@ def write_manifest(root: Path, jobs: list[Job], records: dict[str, dict]) -> dic
     segments = [s for j in jobs if j.name in records for s in records[j.name]["segments"]]
     manifest = {"sample_rate": MODEL_RATE_HZ, "storage": "24-bit FLAC; multiply by `scale`",
                 "jobs": [j.name for j in jobs if j.name in records], "segments": segments}
-    with written_atomically(root / "manifest.json") as temp:
+    with atomic_write(root / "manifest.json") as temp:
         temp.write_text(json.dumps(manifest, indent=0))
     return manifest
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from realtime.atomic import atomic_write
 from training import corpus
-from training.atomic import written_atomically
 from training.corpus import Unit
 
 SPLIT_V2_FILE = Path(__file__).with_name("split_v2.json")
@@ -32,7 +32,7 @@ def assign(units: list[Unit]) -> dict[str, str]:
 
 def write(split: dict[str, str], path: Path = SPLIT_V2_FILE) -> None:
     """Write split (uid -> side) as split_v2.json, sorted, atomically."""
-    with written_atomically(path) as temp:
+    with atomic_write(path) as temp:
         temp.write_text(json.dumps({
             "note": "data v2 train/validation split by source unit (track, voice pack, work, drum kit); units of "
                     "training/split.json keep their side. Written by `python -m training.data build`.",

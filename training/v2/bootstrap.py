@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ as SAMPLE_RATE
 from training.corpus import (
     assign_split, cut_segments, drum_patterns, list_units, read_48k, trim_silence,
@@ -117,7 +118,6 @@ def build_bootstrap(root: str | Path) -> dict:
         hours[key] = hours.get(key, 0.0) + s["samples"] / SAMPLE_RATE / 3600
     manifest = {"sample_rate": SAMPLE_RATE, "segments": segments,
                 "summary": {k: round(v, 3) for k, v in sorted(hours.items())}}
-    tmp = root / "manifest.tmp.json"
-    tmp.write_text(json.dumps(manifest, indent=1))
-    tmp.replace(manifest_path)
+    with atomic_write(manifest_path) as temp:
+        temp.write_text(json.dumps(manifest, indent=1))
     return manifest

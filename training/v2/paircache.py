@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from realtime.atomic import atomic_write
 from realtime.engine.config import MODEL_RATE_HZ
-from training.atomic import written_atomically
 from training.data.audio import load_segment
 from training.pairs import make_pair, pairings
 
@@ -71,9 +71,9 @@ def _make(job: tuple) -> dict:
         except (OSError, RuntimeError, ValueError) as exc:
             return {**row, "error": str(exc)[:300]}
         path.parent.mkdir(parents=True, exist_ok=True)
-        with written_atomically(path) as temp:
+        with atomic_write(path) as temp:
             np.save(temp, pair)
-        with written_atomically(facts_path) as temp:
+        with atomic_write(facts_path) as temp:
             temp.write_text(json.dumps({"lag": facts["residual_lag_samples"], "channels": int(pair.shape[1]),
                                         "samples": int(pair.shape[2])}))
     return {**row, **json.loads(facts_path.read_text())}
@@ -93,6 +93,6 @@ def build_pair_cache(clean_root: str | os.PathLike, out_root: str | os.PathLike,
                 print(f"pairs: {len(rows)}/{len(jobs)}", flush=True)
     manifest = {"sample_rate": MODEL_RATE_HZ, "clean": str(clean_root), "stride": stride, "round": round_,
                 "pairs": [r for r in rows if "error" not in r], "failed": [r for r in rows if "error" in r]}
-    with written_atomically(out_root / "manifest.json") as temp:
+    with atomic_write(out_root / "manifest.json") as temp:
         temp.write_text(json.dumps(manifest, indent=1))
     return manifest

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.atomic import written_atomically
+from realtime.atomic import atomic_write
 from training.pairs import REFERENCE
 from training.train import GAIN_DB_RANGE, LR, augment_crop
 from training.unet import count_parameters
@@ -193,7 +193,7 @@ def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: Band
     log = open(run / "log.jsonl", "a")
 
     def save() -> None:
-        with written_atomically(last) as temp:
+        with atomic_write(last) as temp:
             torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "config": config_dict(net),
                         "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
                         "macs_per_frame": net.count_macs()}, temp)
@@ -205,9 +205,9 @@ def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: Band
         log.flush()
         return record
 
-    log.write(json.dumps({"session": state["sessions"], "step": state["step"], "cpu_s": round(state["cpu_s"], 1),
-                          "budget_cpu_s": budget_s, "data": str(data_root), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
-              + "\n")
+    session = {"session": state["sessions"], "step": state["step"], "cpu_s": round(state["cpu_s"], 1),
+               "budget_cpu_s": budget_s, "data": str(data_root), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    log.write(json.dumps(session) + "\n")
     log.flush()
     stop = []
     previous = {sig: signal.signal(sig, lambda number, frame: stop.append(number))
