@@ -29,6 +29,27 @@ ENGINES = {
 }
 """Config overrides of the engines the Restorer's behaviour is proven for."""
 
+
+def run_benchmark(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    """`python -m module args` from the repository root; fails the test with its output unless it exits 0."""
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0, f"{module} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
+
+
+def stream_file(restorer, source: Path, target: Path, fmt: str, channels: int):
+    """`run_stream` of a prepared restorer from the raw file `source` into `target`; its StreamResult."""
+    from realtime.frontends.pipe import run_stream
+
+    fd_in = os.open(source, os.O_RDONLY)
+    fd_out = os.open(target, os.O_WRONLY | os.O_CREAT)
+    try:
+        return run_stream(restorer, fmt, channels, fd_in=fd_in, fd_out=fd_out)
+    finally:
+        os.close(fd_in)
+        os.close(fd_out)
+
 # A test run started in the background by a script (`cmd &` without job control) inherits SIGINT ignored,
 # and so would every gapfill it starts (an ignored signal survives exec), so the Ctrl-C tests would see
 # gapfill ignore Ctrl-C, as it should when its user asked for that. The tests need the default disposition.

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 from benchmarks.startup import BASELINE, TARGETS
-from conftest import REPO_ROOT
+from conftest import run_benchmark
 
 
 def test_startup_benchmark_quick_run(tmp_path):
     out = tmp_path / "startup.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.startup", "--quick", "--json", str(out)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark("benchmarks.startup", "--quick", "--json", str(out), timeout=600)
     result = json.loads(out.read_text())
     assert result["benchmark"] == "startup" and result["quick"] is True and result["repeats"] == 1
     assert result["baseline"] == BASELINE and result["parent_rss_mib"] > 0

@@ -8,9 +8,6 @@ latency it measured through `gapfill stream --no-compensate`, to the sample.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,19 +20,12 @@ from benchmarks.latency import (
 from benchmarks.quality import (
     BY_NAME, CONDITIONS, KEY_CONDITIONS, METRICS, PHASE_METHODS, QUICK_CONDITIONS, SCHEMA_VERSION, SYSTEMS, TRAINING,
 )
+from conftest import run_benchmark
 from evaluation.chains import ENCODERS, Encoding
 from realtime.engine.config import MODEL_RATE_HZ
 
-REPO = Path(__file__).resolve().parent.parent
 
 STAT_KEYS = ("p50_us", "p99_us", "p99_9_us", "max_us", "p50_pct", "p99_pct", "p99_9_pct", "max_pct")
-
-
-def run_benchmark(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, f"{module} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done
 
 
 def test_latency_benchmark_quick_run(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 import time
@@ -10,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from realtime.frontends.pipe import PcmCodec, run_stream
+from conftest import stream_file
+from realtime.frontends.pipe import PcmCodec
 from realtime.engine.restorer import Restorer
 
 RATE = 48_000
@@ -207,13 +207,7 @@ def test_short_inputs_keep_their_length(frames, make_signal, passthrough_config,
     (tmp_path / "in.raw").write_bytes(raw_in)
     restorer = Restorer.from_config(passthrough_config)
     restorer.prepare(RATE, 2, 4096)
-    fd_in = os.open(tmp_path / "in.raw", os.O_RDONLY)
-    fd_out = os.open(tmp_path / "out.raw", os.O_WRONLY | os.O_CREAT)
-    try:
-        result = run_stream(restorer, "f32le", 2, fd_in=fd_in, fd_out=fd_out)
-    finally:
-        os.close(fd_in)
-        os.close(fd_out)
+    result = stream_file(restorer, tmp_path / "in.raw", tmp_path / "out.raw", "f32le", 2)
     raw_out = (tmp_path / "out.raw").read_bytes()
     assert result.frames_in == frames and len(raw_out) == len(raw_in)
     if frames:

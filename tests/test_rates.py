@@ -5,16 +5,14 @@ impulse test of test_restorer.py proves the latency itself at each rate.)"""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import stream_file
 from realtime.cli.main import main
 from realtime.engine.restorer import SUPPORTED_RATES_HZ, Restorer
 from realtime.frontends.duplex import DuplexCore
-from realtime.frontends.pipe import run_stream
 
 NEW_RATES = (8_000, 11_025, 12_000, 176_400, 192_000)
 """The rates issue 24 added (telephone, LAME's lowest, high-resolution masters)."""
@@ -39,13 +37,7 @@ def test_stream_gives_one_sample_out_per_sample_in_aligned(rate, passthrough_con
     (tmp_path / "in.raw").write_bytes(x.astype("<f4").tobytes())
     restorer = Restorer.from_config(passthrough_config)
     restorer.prepare(rate, 2, 4096)
-    fd_in = os.open(tmp_path / "in.raw", os.O_RDONLY)
-    fd_out = os.open(tmp_path / "out.raw", os.O_WRONLY | os.O_CREAT)
-    try:
-        result = run_stream(restorer, "f32le", 2, fd_in=fd_in, fd_out=fd_out)
-    finally:
-        os.close(fd_in)
-        os.close(fd_out)
+    result = stream_file(restorer, tmp_path / "in.raw", tmp_path / "out.raw", "f32le", 2)
     y = np.frombuffer((tmp_path / "out.raw").read_bytes(), "<f4").reshape(-1, 2)
     assert result.frames_in == frames and y.shape == x.shape
     assert np.abs(inner(y, rate) - inner(x, rate)).max() < 2e-3

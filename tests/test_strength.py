@@ -5,15 +5,13 @@ without allocating or compiling; `--strength` on `restore` and `stream`; the ben
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import run_benchmark
 from realtime import restore
 from realtime.cli.main import main
 from realtime.engine.restorer import Restorer
@@ -22,7 +20,6 @@ from realtime.engine.strength import StrengthStage
 from realtime.errors import GapfillError
 from test_restorer import compiled_signatures
 
-REPO = Path(__file__).resolve().parent.parent
 RATE = 48_000
 PASSTHROUGH = {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}}
 
@@ -179,9 +176,7 @@ def test_stream_command_strength_0_is_the_passthrough(run_gapfill):
 
 def test_strength_benchmark_quick_run(tmp_path):
     out = tmp_path / "strength.json"
-    done = subprocess.run([sys.executable, "-m", "benchmarks.strength", "--quick", "--json", str(out)], cwd=REPO,
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done = run_benchmark("benchmarks.strength", "--quick", "--json", str(out))
     result = json.loads(out.read_text())
     assert result["benchmark"] == "strength" and result["quick"] is True
     assert result["strengths"] == [0.0, 0.25, 0.5, 0.75, 1.0]

@@ -251,6 +251,21 @@ def validate(net: UNet, sets: dict[str, tuple[torch.Tensor, ...]], kind: str) ->
     return rec
 
 
+def training_step(net: UNet, opt: torch.optim.Optimizer, decoded: torch.Tensor, clean: torch.Tensor,
+                  labels: torch.Tensor, loss: str = "l1+log") -> torch.Tensor:
+    """One optimiser step on a batch of magnitudes (B, T, F): the magnitude loss `loss`, plus the confidence
+    loss when the network has the head, gradients clipped to norm 1; returns the loss."""
+    pred, logit = net.forward_with_confidence(decoded)
+    value = loss_fn(pred, clean, loss)
+    if logit is not None:
+        value = value + CONFIDENCE_WEIGHT * confidence_loss(logit, labels)
+    opt.zero_grad()
+    value.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    return value
+
+
 def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float = 50.0, loss: str = "l1+log",
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
           model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
@@ -324,14 +339,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
         for g in opt.param_groups:
             g["lr"] = lr
         d, c, labels = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch, gain_db=gain_db)
-        pred, logit = net.forward_with_confidence(d)
-        l = loss_fn(pred, c, loss)
-        if logit is not None:
-            l = l + CONFIDENCE_WEIGHT * confidence_loss(logit, labels)
-        opt.zero_grad()
-        l.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        l = training_step(net, opt, d, c, labels, loss)
         step += 1
         dt = time.time() - t0
         elapsed += dt

@@ -69,12 +69,7 @@ def train_today(data: str | Path, cpu_s: float, seed: int = 0) -> tuple[UNet, di
         for group in opt.param_groups:
             group["lr"] = today.LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * used / cpu_s)))
         decoded, clean, labels = today.make_batch(source, today.CROP_FRAMES, rng, batch=TODAY_BATCH)
-        pred, logit = net.forward_with_confidence(decoded)
-        loss = today.loss_fn(pred, clean, "l1+log") + today.CONFIDENCE_WEIGHT * today.confidence_loss(logit, labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        today.training_step(net, opt, decoded, clean, labels)
         steps += 1
         used = time.process_time() - start
     audio_s = steps * TODAY_BATCH * today.CROP_FRAMES * TODAY_HOP / features.SAMPLE_RATE

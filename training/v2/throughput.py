@@ -67,15 +67,7 @@ def today_step_seconds(steps: int, rng: np.random.Generator, data: str | Path | 
     clean = decoded * 1.1 + 0.01
     labels = (torch.rand(decoded.shape) < 0.3).float()
 
-    def step() -> None:
-        pred, logit = net.forward_with_confidence(decoded)
-        loss = today.loss_fn(pred, clean, "l1+log") + today.CONFIDENCE_WEIGHT * today.confidence_loss(logit, labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-
-    seconds = _timed(step, steps)
+    seconds = _timed(lambda: today.training_step(net, opt, decoded, clean, labels), steps)
     audio_s = TODAY_BATCH * TODAY_FRAMES * TODAY_HOP / features.SAMPLE_RATE
     data_s = None
     if data is not None:
