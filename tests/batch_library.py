@@ -5,6 +5,8 @@ text file that is not audio; and what single-file `gapfill restore` makes of eac
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,19 @@ def visible_files(folder: Path) -> list[str]:
 def partial_files(folder: Path) -> list[str]:
     """Temporary files (`.partial-`) left anywhere below `folder`."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if ".partial-" in p.name)
+
+
+def wait_for_a_file_being_written(out: Path, process: subprocess.Popen, timeout_s: float = 300) -> list[str]:
+    """The temporary files below `out` as first seen while `process` runs (a worker's first file waits for
+    its engine to load); fails the test if none appears. Returned as seen: the file may be renamed into
+    place a moment later, so the caller must not look again."""
+    deadline = time.monotonic() + timeout_s
+    writing: list[str] = []
+    while not writing and process.poll() is None and time.monotonic() < deadline:
+        writing = partial_files(out)
+        time.sleep(0.005)
+    assert writing, f"no file was being written (exit status {process.poll()})"
+    return writing
 
 
 def assert_all_restored(out: Path, signals: dict[str, np.ndarray], report: Path) -> None:

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from batch_library import (assert_all_restored, BAD_FILES, GOOD_FILES, make_library, partial_files, restore_singly,
-                           visible_files)
+                           visible_files, wait_for_a_file_being_written)
 from realtime.atomic import temporary_path
 from realtime.batch.engine_spec import engine_spec
 from realtime.batch.plan import discover_inputs, output_paths
@@ -191,10 +191,7 @@ def test_a_worker_killed_mid_file_hands_its_file_to_a_fresh_worker(tmp_path, wri
     process = popen_gapfill("restore", str(inputs), "-o", str(out), "--recursive", "--jobs", "2",
                             "--format", "wav", "--config", passthrough_config,
                             "--report", str(tmp_path / "report.json"))
-    deadline = time.monotonic() + 300  # a worker's first file waits for its engine (Numba, model) to load
-    while not partial_files(out) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert partial_files(out), f"no file was being written (exit status {process.poll()})"
+    wait_for_a_file_being_written(out, process)
     workers = [pid for pid in _children(process.pid) if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(workers) == 2
     for pid in workers:  # the one writing that file dies mid-file

@@ -7,14 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 
 import distributed  # the cluster extra; the README's test command installs it
 import numpy as np
 import pytest
 import soundfile as sf
 
-from batch_library import assert_all_restored, BAD_FILES, make_library, partial_files, restore_singly, visible_files
+from batch_library import (assert_all_restored, BAD_FILES, make_library, partial_files, restore_singly, visible_files,
+                           wait_for_a_file_being_written)
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +57,7 @@ def test_a_worker_killed_mid_file_leaves_no_duplicate_or_partial_output(
     process = popen_gapfill("restore", str(inputs), "-o", str(out), "--recursive", "--format", "wav",
                             "--scheduler", scheduler, "--config", passthrough_config,
                             "--report", str(tmp_path / "report.json"))
-    deadline = time.monotonic() + 300  # a worker's first file waits for its engine (Numba, model) to load
-    while not partial_files(out) and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert partial_files(out), f"no file was being written (exit status {process.poll()})"
+    wait_for_a_file_being_written(out, process)
     for pid in worker_pids:  # the one writing that file dies mid-file; the nannies start new workers
         os.kill(pid, signal.SIGKILL)
     assert process.wait(timeout=240) == 0, process.stderr.read().decode()
