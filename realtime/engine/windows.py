@@ -50,6 +50,12 @@ def synthesis_span(fft_size: int, hop: int, window: str = "hann") -> int:
     return fft_size if window == "hann" else 2 * hop
 
 
+def synthesis_centre(fft_size: int, hop: int, window: str = "hann") -> float:
+    """The middle of the synthesis window's support, in samples from the frame's start: fft_size / 2 for
+    Hann, fft_size - hop for the asymmetric framing. The phase stage places what it synthesises there."""
+    return fft_size - synthesis_span(fft_size, hop, window) / 2.0
+
+
 def full_scale_magnitude(fft_size: int, window: str = "hann", hop: int = 0) -> float:
     """|rfft| of a full-scale sine under the analysis window of `window` and `fft_size` samples: half the
     window's sum, N / 4 for the periodic Hann window. The asymmetric window depends on `hop` too."""
