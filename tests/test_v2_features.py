@@ -38,6 +38,8 @@ def test_training_frames_are_the_engines_asymmetric_frames() -> None:
     frames = features.frame_magnitudes(torch.from_numpy(padded)).numpy()
     assert frames.shape == reference.shape
     np.testing.assert_allclose(frames, reference, atol=1e-5 * reference.max())
+    sparse = features.frame_magnitudes(torch.from_numpy(padded), stride=4).numpy()
+    np.testing.assert_array_equal(sparse, frames[::4])           # the loss's sparse frames, computed alone
 
 
 def test_full_scale_is_the_magnitude_of_a_full_scale_sine() -> None:

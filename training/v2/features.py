@@ -47,12 +47,13 @@ def full_scale_magnitude() -> float:
     return windows.full_scale_magnitude(FFT_SIZE, WINDOW, HOP)
 
 
-def frame_magnitudes(audio: torch.Tensor) -> torch.Tensor:
+def frame_magnitudes(audio: torch.Tensor, stride: int = 1) -> torch.Tensor:
     """Magnitudes of the complete frames of (..., samples) float audio -> (..., frames, BINS) float32, frame j
     covering samples [j*HOP, j*HOP + FFT_SIZE): for audio that starts FFT_SIZE - HOP samples before a hop
-    boundary t0, frame j is the engine's frame of hop t0 / HOP + j."""
+    boundary t0, frame j is the engine's frame of hop t0 / HOP + j. `stride`: only every stride-th frame
+    (frames 0, stride, ...)."""
     window = torch.as_tensor(analysis_window(), dtype=torch.float32)
-    spectra = torch.fft.rfft(audio.float().unfold(-1, FFT_SIZE, HOP) * window, dim=-1)
+    spectra = torch.fft.rfft(audio.float().unfold(-1, FFT_SIZE, HOP * stride) * window, dim=-1)
     return torch.hypot(spectra.real, spectra.imag)      # 2.4x faster than .abs() of complex64 here
 
 

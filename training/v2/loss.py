@@ -5,11 +5,13 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
     band        |ln P_est,b - ln P_clean,b|, P = mean power per band (the pooling matrix), from the band
                 outputs exactly (`BandNet.band_power`): the envelope, what carries nearly all of the quality
                 above a codec cutoff (FINDINGS.md)
-    bin         BIN_WEIGHT * |ln |est_k| - ln |clean_k||, on every BIN_FRAME_STRIDE-th frame (a random
-                phase per step): holes and fine structure below the cutoff, without paying for 513 bins
-                of every frame
-    confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits against the share of the band's
-                bins that are codec-made (`band_labels`), i.e. of the per-bin sigmoid repeated over the band
+    bin         BIN_WEIGHT * |ln |est_k| - ln |clean_k||, on the sparse frames (every SPARSE_FRAME_STRIDE-th,
+                from the crop's first; crops start at random hops): holes and fine structure below the
+                cutoff, without paying for 513 bins of every frame
+    confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
+                the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
+                sigmoid repeated over the band; labels are made for the sparse frames only, which saves
+                three quarters of the STFT of the crop through the decode chain and of the labels' cost
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from training.v2.features import full_scale_magnitude, pooling_matrix
 from training.v2.model import BandNet, Bands
 
 BIN_WEIGHT = 0.5
-BIN_FRAME_STRIDE = 4
+SPARSE_FRAME_STRIDE = 4
+SPARSE = slice(0, None, SPARSE_FRAME_STRIDE)
+"""The frames of a crop that the bin and confidence terms score."""
 CONFIDENCE_WEIGHT = 0.2
 
 
@@ -45,24 +49,20 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values.mean(-1) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
-def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor, labels: torch.Tensor,
-               phase: int | None = None) -> dict[str, torch.Tensor]:
+def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor,
+               labels: torch.Tensor) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
-    labels (B, T, bands); `phase`: the first frame of the bin term (default: random); `total` is their
-    weighted sum."""
+    labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum."""
     mask = active_frames(clean)
     fs = full_scale_magnitude()
     floor = 10 ** (FLOOR_DB / 10)
-    if phase is None:
-        phase = int(torch.randint(BIN_FRAME_STRIDE, ()))
-    picked = slice(phase, None, BIN_FRAME_STRIDE)
     with torch.no_grad():
         clean_power = (clean * (1.0 / fs)) ** 2 @ net.pooling
-        clean_log = torch.log(clean[:, picked] * (1.0 / fs) + floor ** 0.5)
+        clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
     band = _masked_mean((torch.log(net.band_power(out) + floor) - torch.log(clean_power + floor)).abs(), mask)
-    est = net.expand(out.gain[:, picked], out.fill[:, picked], decoded[:, picked])
-    bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, picked])
-    confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit, labels, reduction="none"),
-                              mask)
+    est = net.expand(out.gain[:, SPARSE], out.fill[:, SPARSE], decoded[:, SPARSE])
+    bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
+    confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
+                                                                  reduction="none"), mask[:, SPARSE])
     total = band + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence
     return {"total": total, "band": band, "bin": bins, "confidence": confidence}

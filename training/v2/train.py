@@ -35,7 +35,7 @@ from training.pairs import REFERENCE
 from training.train import GAIN_DB_RANGE, LR, augment_crop
 from training.unet import count_parameters
 from training.v2 import features
-from training.v2.loss import active_frames, band_labels, loss_terms
+from training.v2.loss import SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
 
 BATCH = 32
@@ -87,8 +87,8 @@ class PairCache:
 def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Generator, bands: int,
                augment: bool = True, identity: bool = False,
                gain_db: tuple[float, float] = GAIN_DB_RANGE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, frames, bands); `identity`:
-    the clean crop is the input."""
+    """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, sparse frames, bands) of the
+    loss's sparse frames (training/v2/loss.py); `identity`: the clean crop is the input."""
     rows = []
     for _ in range(batch):
         audio, stored_float = source.crop(frames)
@@ -97,11 +97,11 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
         rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
     audio = torch.from_numpy(np.stack(rows))                                  # (batch, 3, samples)
     clean, decoded = features.frame_magnitudes(audio[:, 0]), features.frame_magnitudes(audio[:, 1])
-    through = clean.clone()       # the clean crop through the chain: itself unless noise or dither was added
+    through = clean[:, SPARSE].clone()  # the clean crop through the chain: itself unless noise or dither was added
     changed = [i for i, row in enumerate(rows) if not np.array_equal(row[0], row[2])]
     if changed:
-        through[changed] = features.frame_magnitudes(audio[changed, 2])
-    return decoded, clean, band_labels(decoded, through, bands)
+        through[changed] = features.frame_magnitudes(audio[changed, 2], SPARSE_FRAME_STRIDE)
+    return decoded, clean, band_labels(decoded[:, SPARSE], through, bands)
 
 
 def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -145,7 +145,7 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]]) -> dict:
         for i in range(0, len(decoded), 8):
             out = net.bands(decoded[i: i + 8])
             est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
-            for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8], 0).items():
+            for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8]).items():
                 terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
         record.update({f"val_{name}_{k}": round(v, 5) for k, v in terms.items()})
         record[f"val_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
