@@ -31,31 +31,25 @@ def load_checkpoint(path: str | Path) -> tuple[UNet, dict]:
     return UNet.from_checkpoint(ck).eval(), ck
 
 
-def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> Path:
-    """Write `net`'s streaming graph to `path` (module doc), with the metadata plus `extra_meta`; returns `path`."""
+def write_streaming_onnx(stream: torch.nn.Module, state_shapes: dict[str, tuple[int, ...]], outputs: list[str],
+                         path: str | Path, meta: dict) -> Path:
+    """Trace a streaming module `stream(magnitude (batch, 513), *states) -> (*outputs, *states')` to `path`
+    (atomically, via a temporary file) with the engine's input and state names, a dynamic batch axis, opset
+    OPSET and the metadata `meta`, checked by onnx; returns `path`."""
     import onnx
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    net = net.eval()
-    stream = StreamingUNet(net).eval()
-    names = list(net.state_shapes())
-    shapes = net.state_shapes()
     batch = 2
-    args = (torch.rand(batch, FRAME_BINS),) + tuple(torch.zeros(batch, *shapes[n]) for n in names)
-    in_names = ["magnitude"] + [f"state_in.{n}" for n in names]
-    out_names = ["magnitude_out"] + (["confidence"] if net.confidence else []) + [f"state_out.{n}" for n in names]
-    dyn = {n: {0: "batch"} for n in in_names + out_names}
+    args = (torch.rand(batch, FRAME_BINS),) + tuple(torch.zeros(batch, *shape) for shape in state_shapes.values())
+    in_names = ["magnitude"] + [f"state_in.{n}" for n in state_shapes]
+    out_names = outputs + [f"state_out.{n}" for n in state_shapes]
     tmp = path.with_suffix(".tmp.onnx")
     with torch.no_grad():
-        torch.onnx.export(stream, args, str(tmp), input_names=in_names, output_names=out_names,
-                          dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(stream.eval(), args, str(tmp), input_names=in_names, output_names=out_names,
+                          dynamic_axes={n: {0: "batch"} for n in in_names + out_names},
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
     model = onnx.load(str(tmp))
-    meta = {"gapfill.sample_rate": MODEL_RATE_HZ, "gapfill.fft_size": FFT_SIZE, "gapfill.hop": HOP,
-            "gapfill.lookahead_frames": LOOKAHEAD_FRAMES, "gapfill.parameters": count_parameters(net),
-            "gapfill.macs_per_frame": net.count_macs(),
-            "gapfill.model_args": json.dumps(net.model_args)}
-    meta.update(extra_meta or {})
     del model.metadata_props[:]
     for k, v in meta.items():
         p = model.metadata_props.add()
@@ -64,6 +58,17 @@ def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> 
     onnx.save(model, str(path))
     tmp.unlink()
     return path
+
+
+def export_onnx(net: UNet, path: str | Path, extra_meta: dict | None = None) -> Path:
+    """Write `net`'s streaming graph to `path` (module doc), with the metadata plus `extra_meta`; returns `path`."""
+    net = net.eval()
+    outputs = ["magnitude_out"] + (["confidence"] if net.confidence else [])
+    meta = {"gapfill.sample_rate": MODEL_RATE_HZ, "gapfill.fft_size": FFT_SIZE, "gapfill.hop": HOP,
+            "gapfill.lookahead_frames": LOOKAHEAD_FRAMES, "gapfill.parameters": count_parameters(net),
+            "gapfill.macs_per_frame": net.count_macs(),
+            "gapfill.model_args": json.dumps(net.model_args), **(extra_meta or {})}
+    return write_streaming_onnx(StreamingUNet(net), net.state_shapes(), outputs, path, meta)
 
 
 def stream_onnx(path: str | Path, mag: np.ndarray, threads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from training.export import OPSET
+from training.export import write_streaming_onnx
 from training.unet import count_parameters
 from training.v2 import features
 from training.v2.model import BandNet, StreamingBandNet, build, config_dict
@@ -33,35 +33,13 @@ def load_checkpoint(path: str | Path) -> tuple[BandNet, dict]:
 
 def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) -> Path:
     """Write net's streaming graph to path (module doc) with the metadata plus extra_meta; returns path."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     net = net.eval()
-    shapes = net.state_shapes()
-    batch = 2
-    args = (torch.rand(batch, features.BINS),) + tuple(torch.zeros(batch, *shape) for shape in shapes.values())
-    in_names = ["magnitude"] + [f"state_in.{name}" for name in shapes]
-    out_names = ["magnitude_out", "confidence"] + [f"state_out.{name}" for name in shapes]
-    temp = path.with_suffix(".tmp.onnx")
-    with torch.no_grad():
-        torch.onnx.export(StreamingBandNet(net).eval(), args, str(temp), input_names=in_names,
-                          output_names=out_names, dynamic_axes={n: {0: "batch"} for n in in_names + out_names},
-                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
-    model = onnx.load(str(temp))
     meta = {"gapfill.sample_rate": features.SAMPLE_RATE, "gapfill.fft_size": features.FFT_SIZE,
             "gapfill.hop": features.HOP, "gapfill.lookahead_frames": LOOKAHEAD_FRAMES,
             "gapfill.window": features.WINDOW, "gapfill.parameters": count_parameters(net),
             "gapfill.macs_per_frame": net.count_macs(), "gapfill.model_args": json.dumps(config_dict(net)),
             **(extra_meta or {})}
-    del model.metadata_props[:]
-    for key, value in meta.items():
-        prop = model.metadata_props.add()
-        prop.key, prop.value = key, str(value)
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-    temp.unlink()
-    return path
+    return write_streaming_onnx(StreamingBandNet(net), net.state_shapes(), ["magnitude_out", "confidence"], path, meta)
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
