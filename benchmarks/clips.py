@@ -68,7 +68,7 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
         candidates = [s for s in segments if s["kind"] == kind]
         if len(candidates) < per_kind:
             raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
-        for s in _spread(candidates, per_kind):
+        for s in spread(candidates, per_kind):
             audio = _load(corpus, s, seconds)
             mono = audio.mean(axis=0) if audio.ndim == 2 else audio
             clips.append(Clip(s["id"], kind, s.get("source", ""), np.ascontiguousarray(mono)))
@@ -83,7 +83,7 @@ def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
     if len(candidates) < count:
         raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
     return [Clip(s["id"], "music", s.get("source", ""), np.ascontiguousarray(_load(corpus, s, seconds)))
-            for s in _spread(candidates, count)]
+            for s in spread(candidates, count)]
 
 
 def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
@@ -91,7 +91,7 @@ def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
     return np.load(corpus / segment["file"]).astype(np.float32)[..., : int(seconds * MODEL_RATE_HZ)]
 
 
-def _spread(candidates: list[dict], count: int) -> list[dict]:
+def spread(candidates: list[dict], count: int) -> list[dict]:
     """`count` segments from as many recordings as possible: recordings (a music file, a speech language or
     voice pack) taken round-robin over the sources, one segment each per round; hashed, fixed orders."""
     def hashed(name: str) -> str:

@@ -250,11 +250,37 @@ def _init_worker(config_path: str | None, model: str, use_visqol: bool) -> None:
         f"gapfill/{m}": Restorer(engine_config(config_path, model, phase_method=m))
         for m in PHASE_METHODS if m != default.phase["method"]}
     if use_visqol:
-        from visqol import VisqolApi
+        start_visqol()
 
-        api = VisqolApi()
-        api.create(mode="audio")
-        _worker["visqol"] = api
+
+def start_visqol() -> None:
+    """ViSQOL's audio-mode API in this process, where `visqol_score` finds it."""
+    from visqol import VisqolApi
+
+    api = VisqolApi()
+    api.create(mode="audio")
+    _worker["visqol"] = api
+
+
+def visqol_started() -> bool:
+    """Whether `start_visqol` ran in this process."""
+    return "visqol" in _worker
+
+
+def visqol_facts(selection: str, use: bool, note: str, identity: float | None) -> dict[str, Any]:
+    """The JSON's `visqol` block (used, selection, status, conformance) for `--visqol selection`; raises when
+    the identity score measured (a clip against itself) is not the reference implementation's."""
+    if not use:
+        return {"used": False, "selection": "none", "status": note}
+    conforms = identity is not None and abs(identity - VISQOL_IDENTITY_REFERENCE) <= VISQOL_TOLERANCE
+    if not conforms:
+        raise GapfillError(f"ViSQOL identity score {identity} differs from the reference "
+                           f"{VISQOL_IDENTITY_REFERENCE}: not the verified implementation")
+    return {"used": True, "selection": selection, "status": f"visqol-python {note}, audio mode, --visqol {selection}",
+            "conformance": {"check": "a clip scored against itself; the reference implementation's "
+                                     "kConformanceCastanetsIdentity",
+                            "measured": identity, "expected": VISQOL_IDENTITY_REFERENCE,
+                            "tolerance": VISQOL_TOLERANCE, "ok": conforms}}
 
 
 def system_outputs(decoded: np.ndarray, systems: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict[str, dict]]:
@@ -281,7 +307,7 @@ def evaluate_clip(task: tuple[int, Clip, tuple[str, ...], str]) -> dict[str, Any
     """Score every system under every condition for one clip; clip 0 also runs the ViSQOL identity check.
     Conditions with the same encoding and chain (LAME 32k through the usual decode) are computed once."""
     index, clip, names, selection = task
-    use_visqol = "visqol" in _worker
+    use_visqol = visqol_started()
     clean = clip.samples
     rows: list[dict[str, Any]] = []
     seconds = {"decode": 0.0, "systems": 0.0, "spectral": 0.0, "visqol": 0.0}
@@ -592,18 +618,7 @@ def main(argv: list[str] | None = None) -> int:
     results = run_clips(clips, names, args.config, model, args.visqol, use_visqol, max(1, args.workers))
     rows = [row for clip_result in results for row in clip_result["rows"]]
     identity = next((r["facts"]["visqol_identity"] for r in results if "visqol_identity" in r["facts"]), None)
-    visqol_facts: dict[str, Any] = {
-        "used": use_visqol, "selection": args.visqol if use_visqol else "none",
-        "status": f"visqol-python {visqol_note}, audio mode, --visqol {args.visqol}" if use_visqol else visqol_note}
-    if use_visqol:
-        conforms = identity is not None and abs(identity - VISQOL_IDENTITY_REFERENCE) <= VISQOL_TOLERANCE
-        visqol_facts["conformance"] = {
-            "check": "a clip scored against itself; the reference implementation's kConformanceCastanetsIdentity",
-            "measured": identity, "expected": VISQOL_IDENTITY_REFERENCE, "tolerance": VISQOL_TOLERANCE,
-            "ok": conforms}
-        if not conforms:
-            raise GapfillError(f"ViSQOL identity score {identity} differs from the reference "
-                               f"{VISQOL_IDENTITY_REFERENCE}: not the verified implementation")
+    visqol = visqol_facts(args.visqol, use_visqol, visqol_note, identity)
     figure = render_figure(clips, args.config, model, Path(args.png)) if args.png else None
     method = config.phase["method"]
     result = {
@@ -615,7 +630,7 @@ def main(argv: list[str] | None = None) -> int:
         "conditions": [BY_NAME[n].describe(systems_of(BY_NAME[n], method),
                                            use_visqol and bool(visqol_systems(BY_NAME[n], SYSTEMS, args.visqol)))
                        for n in names],
-        "systems": list(SYSTEMS), "metrics": list(METRICS), "visqol": visqol_facts,
+        "systems": list(SYSTEMS), "metrics": list(METRICS), "visqol": visqol,
         "summary": summarise(rows, names, method), "per_clip": rows,
         "timing_s": {k: round(sum(r["seconds"][k] for r in results), 1) for k in results[0]["seconds"]},
         "figure": figure,
