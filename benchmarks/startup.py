@@ -6,7 +6,9 @@ import numpy, soundfile and onnxruntime, measured in the same run (issue #24).
 
 Each case is a fresh `python -m realtime ...` process (the checkout's `realtime`, PYTHONPATH set to it),
 timed from spawn to exit; the cases run in turn, `--repeats` rounds, after one round that is not counted
-(it fills Numba's cache and the page cache), so that a machine whose load drifts loads them alike. Per
+(it fills Numba's cache and the page cache, and builds the engine's compiled kernels, which `restore` and
+`info` load instead of importing Numba, when they are not there: realtime.engine.compiled; the JSON's
+`kernels` says where they are), so that a machine whose load drifts loads them alike. Per
 case: the median and minimum wall time, the median's ratio to the baseline's median (the issue's
 targets: `gapfill --help` at most 0.6x, `restore` of a half-second clip at most 2.5x), the exit status,
 and the child's peak resident memory (ru_maxrss from wait4). Linux carries a parent's resident size into
@@ -123,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
     parent_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
     from benchmarks.common import environment, format_table, write_json  # numpy and the engine: after measuring
+    from realtime.engine.compiled import status
 
     result = {
         "benchmark": "startup", "quick": args.quick, "repeats": args.repeats, "baseline": BASELINE,
         "parent_rss_mib": round(parent_rss, 1), "load_average_1m_before": round(load_before, 2),
-        "environment": environment(), "cases": results,
+        "environment": environment(), "kernels": status(), "cases": results,
     }
     rows = [[name, f"{r['median_s']:.3f}", f"{r['min_s']:.3f}", f"{r['ratio_to_baseline']:.2f}x",
              "" if r["target_ratio"] is None else f"<= {r['target_ratio']}x {'yes' if r['within_target'] else 'NO'}",
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(["command (whole process)", "median (s)", "min (s)", "vs baseline", "target",
                         "peak RSS (MiB)", "exit"], rows,
                        title=f"Start-up, median of {args.repeats} (baseline: {BASELINE}; the parent's own "
-                             f"{parent_rss:.0f} MiB is the floor of every peak RSS)"))
+                             f"{parent_rss:.0f} MiB is the floor of every peak RSS; kernels: {result['kernels']})"))
     write_json(result, args.json)
     return 0
 

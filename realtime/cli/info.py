@@ -1,4 +1,5 @@
-"""`gapfill info`: the engine's settings, supported rates, the output rate policy and the latency by part.
+"""`gapfill info`: the engine's settings, supported rates, the output rate policy, where its compiled kernels
+are (realtime.engine.compiled) and the latency by part.
 
 Latency in samples and ms at the model rate and, with --rate, at a host rate; text, or JSON with --json.
 """
@@ -10,6 +11,7 @@ import json
 from typing import Any
 
 from realtime.cli.arguments import add_config_option, positive_int
+from realtime.cli.startup import use_compiled_kernels
 
 
 def add_parser(commands: Any) -> None:
@@ -29,12 +31,15 @@ def add_parser(commands: Any) -> None:
 
 def info_command(args: argparse.Namespace) -> int:
     """Print the facts; exit status 0."""
+    use_compiled_kernels(args)
+    from realtime.engine.compiled import status as kernels_status
     from realtime.engine.restorer import Restorer
     from realtime.frontends.audiofile import OUTPUT_RATE_POLICY
 
     restorer = Restorer.from_config(args.config)
     facts = restorer.describe()
     facts["output_rate"] = OUTPUT_RATE_POLICY
+    facts["kernels"] = kernels_status()
     model_rate = facts["model_rate_hz"]
     rates = [model_rate] + ([args.rate] if args.rate and args.rate != model_rate else [])
     facts["latency"] = [_latency_at(restorer, rate) for rate in rates]

@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The `gapfill` parser with every subcommand of SUBCOMMANDS."""
     parser = _Parser(prog="gapfill", description="Real-time restorer for low-bitrate audio.")
     parser.add_argument("--version", action="version", version=f"gapfill {__version__}")
+    parser.set_defaults(own_process=False)  # main() sets it for the command's own process
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(commands)
@@ -49,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run `gapfill` with `argv` (default: sys.argv[1:], the process's own command, which also skips
-    Numba's BLAS probe: realtime.cli.startup); returns the exit status."""
+    Numba's BLAS probe and may take the engine's compiled kernels: realtime.cli.startup); returns the exit
+    status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
@@ -57,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv is None:
         skip_numba_blas_probe()
+        args.own_process = True
     return run(args)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from realtime.batch.plan import BATCH_FORMATS
 from realtime.cli.arguments import add_config_option, positive_int, rate_choice, stats_path, write_stats
+from realtime.cli.startup import use_compiled_kernels
 from realtime.errors import GapfillError
 
 # The options that only a batch has, by `args` attribute, with their flags (for the one-file error).
@@ -73,10 +74,12 @@ def _restore_one_file(args: argparse.Namespace) -> int:
     """`gapfill restore IN OUT`: the codec summary on a terminal, `--stats-json` if asked; exit status 0."""
     in_path, out_path = single_file_paths(args)  # a usage error before anything heavy is imported
     from realtime.cli.messages import codec_summary
-    from realtime.engine.restorer import Restorer
     from realtime.frontends.audiofile import output_format, restore_file
 
     output_format(out_path)  # fail on a bad name before loading the model
+    use_compiled_kernels(args)
+    from realtime.engine.restorer import Restorer
+
     restorer = Restorer.from_config(args.config)
     if args.strength is not None:
         restorer.set_strength(args.strength)

@@ -1,16 +1,23 @@
-"""What the `gapfill` process does for a quick start, before any command runs.
+"""What the `gapfill` process does for a quick start.
 
-Numba, while it initialises (the engine's first kernel), imports scipy.linalg only to see whether BLAS is
-there for `np.dot`-like code; with SciPy installed that costs about as much as importing numpy, and the
-engine's kernels use no BLAS. `skip_numba_blas_probe` makes that one probe find nothing: Numba then uses
-its own loop for the inner products that would have used BLAS, and imports scipy.linalg when a kernel
-that needs it is compiled, as it always does. Nothing else changes: every import of scipy.linalg, before
-or after the probe, works. Only the command's own process does this (`realtime.cli.main.main` with the
-process's arguments), never a program that imports gapfill.
+`use_compiled_kernels`: `restore` (one file) and `info` take the engine's kernels compiled ahead of time
+(realtime.engine.compiled; the first run starts their build in the background), so that they import no
+Numba at all; until they are built, or where they cannot be, they use Numba's, as every other command does.
+
+`skip_numba_blas_probe`, before any command runs: Numba, while it initialises (the engine's first
+kernel), imports scipy.linalg only to see whether BLAS is there for `np.dot`-like code; with SciPy
+installed that costs about as much as importing numpy, and the engine's kernels use no BLAS. The skip
+makes that one probe find nothing: Numba then uses its own loop for the inner products that would have
+used BLAS, and imports scipy.linalg when a kernel that needs it is compiled, as it always does. Nothing
+else changes: every import of scipy.linalg, before or after the probe, works.
+
+Only the command's own process does either (`realtime.cli.main.main` with the process's arguments),
+never a program that imports gapfill.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from typing import Any
 
@@ -37,3 +44,15 @@ def skip_numba_blas_probe() -> None:
         return
     if not any(isinstance(finder, _NumbaBlasProbe) for finder in sys.meta_path):
         sys.meta_path.insert(0, _NumbaBlasProbe())
+
+
+def use_compiled_kernels(args: argparse.Namespace) -> None:
+    """In the command's own process (`args.own_process`, set by realtime.cli.main.main), take the
+    engine's compiled kernels (or start their build in the background for the next run); call it before
+    the engine is imported. Elsewhere, or until they are built, the engine keeps Numba's kernels (the
+    same results)."""
+    if not args.own_process:
+        return
+    from realtime.engine.compiled import use_compiled_kernels as take_compiled
+
+    take_compiled()

@@ -9,7 +9,7 @@ mid_side`) is turned into mid (L + R) / 2 and side (L - R) / 2 here, before fram
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.fft import _TABLES, FFTPlan, _rfft
 from realtime.engine.stage import HopBuffers

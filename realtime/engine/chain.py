@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers, HopObserver, Stage
 

@@ -13,7 +13,7 @@ complex64 for `rfft`), tables as `FFTPlan` makes them, all C-contiguous.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 
 class FFTPlan:

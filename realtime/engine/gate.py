@@ -46,7 +46,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers
 from realtime.engine.windows import full_scale_magnitude

@@ -17,7 +17,7 @@ is causal, so input and estimate take the same gain.)
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers
 from realtime.engine.windows import full_scale_magnitude

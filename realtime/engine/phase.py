@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers
 from realtime.engine.windows import stft_windows, synthesis_centre

@@ -26,7 +26,7 @@ from fractions import Fraction
 from math import ceil, gcd, pi
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.config import MODEL_RATE_HZ
 PASSBAND_EDGE = 0.45

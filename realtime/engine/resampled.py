@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Protocol
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.resample import StreamingResampler, round_trip_padding

@@ -20,7 +20,7 @@ Adds no delay; `process_hop` allocates nothing.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError

@@ -11,7 +11,7 @@ hop - 1. A stereo pair restored as mid and side is turned back into left M + S a
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from realtime.engine.jit import njit
 
 from realtime.engine.fft import _TABLES, FFTPlan, _irfft
 from realtime.engine.stage import HopBuffers
