@@ -114,8 +114,8 @@ CONDITIONS: tuple[Condition, ...] = (
 BY_NAME = {c.name: c for c in CONDITIONS}
 FIXED_CHANNELS = {"lame_32k_mono": 1, "lame_32k_stereo": 2}
 """Conditions coded with these channels whatever the clip's (mono: its mid; stereo: stereo clips only)."""
-KEY_CONDITIONS = ("lame_32k_mono", "lame_32k_stereo", "libmp3lame_32k")
-"""Where `--visqol key` measures."""
+KEY_CONDITIONS = tuple(c.name for c in CONDITIONS if c.group == "mp3")
+"""Where `--visqol key` measures: every MP3 condition of issue #23's bars (ViSQOL up by 1.0 / 1.5)."""
 QUICK_CONDITIONS = ("clean_s16", "libmp3lame_32k")
 COST_S = {"decode": 0.03, "models": 0.06, "spectral": 0.006, "visqol": 0.18}
 """CPU seconds on one free core per audio second of one channel, measured on the development machine (Xeon,
