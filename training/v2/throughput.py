@@ -27,7 +27,7 @@ from training import train as today
 from training.unet import HOP as TODAY_HOP
 from training.unet import UNet, count_parameters
 from training.v2 import features
-from training.v2.loss import loss_terms
+from training.v2.loss import SPARSE, loss_terms
 from training.v2.model import BandNet, BandNetConfig
 from training.v2.train import BATCH as V2_BATCH
 from training.v2.train import CROP_FRAMES as V2_FRAMES
@@ -85,7 +85,7 @@ def v2_step_seconds(steps: int, rng: np.random.Generator, config: BandNetConfig 
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     decoded = _magnitudes(batch, frames, features.BINS, rng)
     clean = decoded * 1.1 + 0.01
-    labels = torch.rand(batch, frames, config.bands)
+    labels = torch.rand(batch, len(range(frames)[SPARSE]), config.bands)   # the loss's sparse frames
 
     def step() -> None:
         optimizer_step(net, opt, loss_terms(net, net.bands(decoded), decoded, clean, labels)["total"])
