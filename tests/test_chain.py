@@ -1,4 +1,5 @@
-"""The engine as a chain of stages: one protocol, latency as their sum, a read-only observer."""
+"""The engine as a chain of stages: one protocol, latency as their sum, a read-only observer; the bypass
+stage's output is the input itself where synthesis reconstructs it to float rounding."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import stft_offline
 
-SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis")
+SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis", "bypass")
 
 
 class Tap:
-    """Records the order of the hook calls and copies of channel 0's buffers after chosen stages."""
+    """Records the order of the hook calls and copies of (every channel of) buffers after chosen stages."""
 
     def __init__(self, keep: dict[str, str]) -> None:
         self.keep = keep                                      # stage -> name of the HopBuffers attribute
@@ -27,7 +28,7 @@ class Tap:
     def stage_finished(self, stage: str, buffers: HopBuffers) -> None:
         self.calls.append(("finished", stage))
         if stage in self.keep:
-            self.kept[stage].append(np.array(getattr(buffers, self.keep[stage])[0]))
+            self.kept[stage].append(np.array(getattr(buffers, self.keep[stage])))
 
 
 def _noise(channels: int, samples: int) -> np.ndarray:
@@ -77,31 +78,41 @@ def test_observer_sees_every_stage_of_every_hop_in_order_and_changes_nothing():
     assert tap.calls == []
 
 
-def test_observed_analysis_is_the_offline_stft_and_the_synthesis_hops_are_the_output():
+def test_observed_analysis_is_the_offline_stft_and_the_bypass_hops_are_the_output():
     """At 48 kHz mono with the pass-through model and decoded phase, what the observer sees after analysis
-    is stft_offline's frame for frame, and the hops after synthesis are the output, delayed by the latency."""
+    is stft_offline's frame for frame; the hops after the bypass stage are the output, which is the input
+    delayed by the latency bit for bit, and synthesis's own hops are that to float rounding."""
     audio = _noise(1, 24_000)
     restorer = Restorer.from_config(None, {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}})
     restorer.prepare(48_000, 1, 4096)
-    tap = Tap({"analysis": "newest_magnitudes", "synthesis": "hop_out"})
+    tap = Tap({"analysis": "newest_magnitudes", "synthesis": "hop_out", "bypass": "hop_out"})
     restorer.observe(tap)
     output = restorer.process(audio)
     frames = np.abs(stft_offline(audio[0], restorer.fft_size, restorer.hop))
-    seen = np.array(tap.kept["analysis"])
+    seen = np.array(tap.kept["analysis"])[:, 0]
     np.testing.assert_allclose(seen, frames[: len(seen)], atol=1e-4)
-    hops = np.concatenate(tap.kept["synthesis"])
     # each finalised hop is read out one sample ahead: hop j covers output samples j*H + H - 1 ...
     start = restorer.hop - 1
-    np.testing.assert_array_equal(hops[: output.shape[1] - start], output[0, start:])
+    bypassed = np.concatenate(tap.kept["bypass"], axis=1)[0]
+    np.testing.assert_array_equal(bypassed[: output.shape[1] - start], output[0, start:])
+    synthesised = np.concatenate(tap.kept["synthesis"], axis=1)[0]
+    np.testing.assert_allclose(synthesised[: output.shape[1] - start], output[0, start:], rtol=0, atol=1e-6)
+    assert not np.array_equal(synthesised, bypassed)         # the rounding the bypass removes
+    latency = restorer.latency_samples
+    np.testing.assert_array_equal(output[0, latency:], audio[0, :-latency])
 
 
-def test_a_stereo_pair_reaches_the_model_as_mid_and_side():
+def test_a_stereo_pair_reaches_the_model_as_mid_and_side_and_the_input_hop_stays_as_it_came():
     left = _noise(1, 12_000)[0]
     audio = np.stack([left, 0.5 * left])
     restorer = Restorer.from_config(None, {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}})
     restorer.prepare(48_000, 2, 4096)
-    tap = Tap({"analysis": "hop_in"})
+    tap = Tap({"analysis": "newest_magnitudes", "bypass": "hop_in"})
     restorer.observe(tap)
     restorer.process(audio)
-    mid = np.concatenate(tap.kept["analysis"])
-    np.testing.assert_allclose(mid, 0.75 * left[: mid.size], rtol=1e-6, atol=1e-7)
+    seen = np.array(tap.kept["analysis"])
+    for channel, share in enumerate((0.75, 0.25)):                # mid (L + R) / 2, side (L - R) / 2
+        frames = np.abs(stft_offline(share * left, restorer.fft_size, restorer.hop))
+        np.testing.assert_allclose(seen[:, channel], frames[: len(seen)], rtol=0, atol=1e-4)
+    hops = np.concatenate(tap.kept["bypass"], axis=1)
+    np.testing.assert_array_equal(hops, audio[:, : hops.shape[1]])

@@ -1,5 +1,6 @@
 """The Restorer processor, for the pass-through engine and the shipped model + gate + completion phase:
-true latency, block-size invariance, reset, no allocation, no compilation after prepare(), the boundary."""
+true latency, block-size invariance, reset, no allocation, no compilation after prepare(), the boundary.
+(Clean input of every kind comes out bit for bit: test_bypass.py.)"""
 
 from __future__ import annotations
 
@@ -52,14 +53,14 @@ def compiled_signatures() -> dict[str, int]:
     return counts
 
 
-def test_passthrough_reconstructs_input_delayed_by_latency():
+def test_passthrough_reproduces_input_delayed_by_latency_bit_for_bit():
     restorer = make_restorer(PASSTHROUGH)
     signal = noise(2, 48_000)
     output = np.concatenate([run_in_blocks(restorer, signal, [4096]), restorer.flush()], axis=1)
     latency = restorer.latency_samples
     assert output.shape == (2, signal.shape[1] + latency)
-    assert np.max(np.abs(output[:, latency:] - signal)) < 1e-5
-    assert np.max(np.abs(output[:, :latency])) < 1e-5
+    np.testing.assert_array_equal(output[:, latency:], signal)
+    assert not output[:, :latency].any()
 
 
 @pytest.mark.parametrize("rate", SUPPORTED_RATES_HZ)
@@ -71,8 +72,7 @@ def test_impulse_comes_out_exactly_latency_samples_later(engine, rate):
     signal[0, impulse_at] = 1.0
     output = run_in_blocks(restorer, signal, [512])[0]
     assert int(np.argmax(np.abs(output))) == impulse_at + restorer.latency_samples
-    if rate == 48_000:
-        assert output[impulse_at + restorer.latency_samples] == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_array_equal(output[restorer.latency_samples :], signal[0, : length - restorer.latency_samples])
 
 
 @pytest.mark.parametrize("stereo", ["mid_side", "channels"])
@@ -83,20 +83,19 @@ def test_stereo_impulse_stays_in_its_channel_latency_samples_later(engine, stere
     signal[0, 4_800] = 1.0
     output = run_in_blocks(restorer, signal, [512])
     assert int(np.argmax(np.abs(output[0]))) == 4_800 + restorer.latency_samples
-    assert output[0, 4_800 + restorer.latency_samples] == pytest.approx(1.0, abs=1e-5)
-    assert np.max(np.abs(output[1])) < 1e-5
+    assert output[0, 4_800 + restorer.latency_samples] == 1.0
+    assert not output[1].any()
 
 
 @pytest.mark.parametrize("rate", [8_000, 11_025, 16_000, 44_100, 96_000, 192_000])
-def test_resampled_passthrough_returns_band_limited_input(rate):
+def test_resampled_passthrough_returns_the_input_bit_for_bit(rate):
     restorer = make_restorer(PASSTHROUGH, rate=rate, channels=2, max_block=1000)
     t = np.arange(rate) / rate
     tone = np.stack([0.5 * np.sin(2 * np.pi * 440 * t), 0.3 * np.sin(2 * np.pi * 1234.5 * t)])
     signal = tone.astype(np.float32)
     output = np.concatenate([run_in_blocks(restorer, signal, [1000, 3, 77]), restorer.flush()], axis=1)
     latency = restorer.latency_samples
-    settled = slice(rate // 10, rate - rate // 10)
-    assert np.max(np.abs(output[:, latency:][:, settled] - signal[:, settled])) < 2e-3
+    np.testing.assert_array_equal(output[:, latency:], signal)
     assert sum(restorer.latency_parts.values()) == latency
 
 
@@ -197,7 +196,7 @@ def test_non_finite_samples_are_replaced_and_counted():
     assert np.all(np.isfinite(output))
     assert restorer.nonfinite_count == 3
     expected = np.nan_to_num(signal, nan=0.0, posinf=0.0, neginf=0.0)
-    assert np.max(np.abs(output[:, restorer.latency_samples :] - expected)) < 1e-5
+    np.testing.assert_array_equal(output[:, restorer.latency_samples :], expected)
 
 
 @pytest.mark.parametrize("rate", [48_000, 44_100])

@@ -1,6 +1,7 @@
-"""Strength (issue 24): 0 is the pass-through's output and 1 the default output, bit for bit; in between
-each bin's magnitude moves linearly from the decoded toward the restored one; it changes while running
-without allocating or compiling; `--strength` on `restore` and `stream`; the benchmark's structure."""
+"""Strength (issue 24): 0 is the input itself, delayed (so the pass-through's output), and 1 the default
+output, bit for bit; in between each bin's magnitude moves linearly from the decoded toward the restored
+one; it changes while running without allocating or compiling; `--strength` on `restore` and `stream`; the
+benchmark's structure."""
 
 from __future__ import annotations
 
@@ -35,21 +36,22 @@ def band_limited(channels: int, seconds: float, rate: int = RATE, cutoff_hz: flo
 
 @pytest.mark.parametrize("rate", [48_000, 44_100, 16_000])
 @pytest.mark.parametrize("channels", [1, 2])
-def test_strength_0_is_the_passthrough_and_1_the_default_bit_for_bit(rate, channels):
+def test_strength_0_is_the_input_and_1_the_default_bit_for_bit(rate, channels):
     x = band_limited(channels, 1.5, rate)
     default = restore(x, rate)
     assert not np.array_equal(default, restore(x, rate, PASSTHROUGH))   # the model restored something
-    np.testing.assert_array_equal(restore(x, rate, strength=0.0).view(np.uint32),
-                                  restore(x, rate, PASSTHROUGH).view(np.uint32))
+    np.testing.assert_array_equal(restore(x, rate, strength=0.0).view(np.uint32), x.view(np.uint32))
+    np.testing.assert_array_equal(restore(x, rate, PASSTHROUGH).view(np.uint32), x.view(np.uint32))
     np.testing.assert_array_equal(restore(x, rate, strength=1.0).view(np.uint32), default.view(np.uint32))
     np.testing.assert_array_equal(restore(x, rate, {"model": {"strength": 0.0}}), restore(x, rate, strength=0.0))
 
 
-def test_strength_0_is_the_passthrough_without_phase_lookahead():
+def test_strength_0_is_the_input_without_phase_lookahead():
     x = band_limited(2, 1.0)
     no_lookahead = {"phase": {"lookahead_frames": 0}}
     passthrough = {"model": PASSTHROUGH["model"], "phase": {"method": "decoded", "lookahead_frames": 0}}
-    np.testing.assert_array_equal(restore(x, RATE, no_lookahead, strength=0.0), restore(x, RATE, passthrough))
+    np.testing.assert_array_equal(restore(x, RATE, no_lookahead, strength=0.0), x)
+    np.testing.assert_array_equal(restore(x, RATE, passthrough), x)
 
 
 @pytest.mark.parametrize("lookahead", [0, 1])
@@ -90,7 +92,7 @@ def test_strength_is_checked_wherever_it_is_set():
 
 def test_strength_changed_while_running_takes_effect_without_allocating_or_compiling():
     """Set between blocks (as the live worker sees it): from one frame after the change to 0 on, the
-    output is the pass-through's, bit for bit; nothing is compiled or allocated."""
+    output is the pass-through's, the input delayed, bit for bit; nothing is compiled or allocated."""
     block = 256
     x = band_limited(2, 2.0)
     restorer, passthrough = Restorer.from_config(None), Restorer.from_config(None, PASSTHROUGH)
@@ -116,10 +118,12 @@ def test_strength_changed_while_running_takes_effect_without_allocating_or_compi
     assert sum(s.size_diff for s in grown) < 1024, grown[:5]
     settled = switch * block + restorer.fft_size + restorer.hop
     np.testing.assert_array_equal(out[:, settled:], reference[:, settled:])
+    latency = restorer.latency_samples
+    np.testing.assert_array_equal(out[:, settled:], x[:, settled - latency : x.shape[1] - latency])
     assert not np.array_equal(out[:, : switch * block], reference[:, : switch * block])
 
 
-def test_restore_command_strength_0_writes_the_passthrough_output(tmp_path):
+def test_restore_command_strength_0_writes_the_input(tmp_path):
     x = band_limited(2, 1.0)
     source = tmp_path / "in.wav"
     sf.write(source, x.T, RATE, subtype="FLOAT")
@@ -130,6 +134,7 @@ def test_restore_command_strength_0_writes_the_passthrough_output(tmp_path):
     assert main(["restore", str(source), str(tmp_path / "half.wav"), "--strength", "0.5"]) == 0
     zero, pass_, half = (sf.read(tmp_path / name, dtype="float32")[0] for name in ("zero.wav", "pass.wav", "half.wav"))
     np.testing.assert_array_equal(zero, pass_)
+    np.testing.assert_array_equal(zero, x.T)
     assert not np.array_equal(half, zero)
 
 
@@ -146,7 +151,7 @@ def test_restore_command_refuses_a_bad_strength_in_one_line(tmp_path, capfd, arg
 
 
 def test_batch_restore_takes_the_strength_and_a_new_strength_restores_again(tmp_path, capfd):
-    """`restore IN -o OUTDIR --strength 0` writes the pass-through's output; the strength is part of the
+    """`restore IN -o OUTDIR --strength 0` writes the input (the pass-through's output); the strength is part of the
     engine's fingerprint, so a rerun with another strength restores the file again instead of skipping it."""
     library = tmp_path / "library"
     library.mkdir()
@@ -158,6 +163,7 @@ def test_batch_restore_takes_the_strength_and_a_new_strength_restores_again(tmp_
     assert main(["restore", str(library / "a.wav"), str(tmp_path / "pass.wav"), "--config", str(passthrough)]) == 0
     zero, pass_ = (sf.read(path, dtype="float32")[0] for path in (tmp_path / "zero" / "a.wav", tmp_path / "pass.wav"))
     np.testing.assert_array_equal(zero, pass_)
+    np.testing.assert_array_equal(zero, band_limited(1, 0.5)[0])
     capfd.readouterr()
     assert main(["restore", str(library), "-o", str(tmp_path / "zero"), "--strength", "0.5", "--jobs", "1", "--recursive",
                  "--format", "wav"]) == 0
@@ -165,13 +171,14 @@ def test_batch_restore_takes_the_strength_and_a_new_strength_restores_again(tmp_
     assert not np.array_equal(sf.read(tmp_path / "zero" / "a.wav", dtype="float32")[0], pass_)
 
 
-def test_stream_command_strength_0_is_the_passthrough(run_gapfill):
+def test_stream_command_strength_0_is_the_input(run_gapfill):
     x = band_limited(2, 0.6)
     raw = np.ascontiguousarray(x.T).tobytes()
     zero = run_gapfill("stream", "--rate", "48000", "--channels", "2", "--strength", "0", stdin=raw)
     assert zero.returncode == 0, zero.stderr
-    expected = restore(x, RATE, PASSTHROUGH)
-    np.testing.assert_array_equal(np.frombuffer(zero.stdout, np.float32).reshape(-1, 2).T, expected)
+    streamed = np.frombuffer(zero.stdout, np.float32).reshape(-1, 2).T
+    np.testing.assert_array_equal(streamed, restore(x, RATE, PASSTHROUGH))
+    np.testing.assert_array_equal(streamed, x)
 
 
 def test_strength_benchmark_quick_run(tmp_path):

@@ -3,7 +3,8 @@
 Frame k covers input samples [k*H + H - N, k*H + H) (zeros before the start), N = fft_size, H = hop: the
 frame completed by the k-th full hop, windowed by the analysis window of the framing (`realtime.engine.windows.stft_windows`) and transformed
 by the allocation-free rfft (numpy's convention). A stereo pair restored as mid and side (`model.stereo:
-mid_side`) is turned into mid (L + R) / 2 and side (L - R) / 2 here, before framing. Adds no delay.
+mid_side`) is turned into mid (L + R) / 2 and side (L - R) / 2 here, before framing, in the stage's own
+buffer: `HopBuffers.hop_in` keeps the input as it came (the bypass stage's source). Adds no delay.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class AnalysisStage:
         """Allocate the input history of `channels` streams."""
         self.frame = np.zeros((channels, self.fft_size))  # last fft_size input samples per channel
         self.mid_side = channels == 2 and self.stereo == "mid_side"
+        self.mid_side_hop = np.zeros((2 if self.mid_side else 0, self.hop), np.float32)  # (2, hop): mid, side
 
     def reset(self) -> None:
         """Forget the input history (silence before the next sample)."""
@@ -48,10 +50,13 @@ class AnalysisStage:
                  p.bit_reverse, p.twiddles, p.split, p.scratch)
 
     def process_hop(self, buffers: HopBuffers) -> None:
-        """buffers.hop_in (mid and side, in place, for a pair) -> the newest spectra and magnitudes."""
+        """buffers.hop_in (as mid and side for a pair; hop_in itself unchanged) -> the newest spectra and
+        magnitudes."""
+        hop_in = buffers.hop_in
         if self.mid_side:
-            _to_mid_side(buffers.hop_in)
-        self.push_hop(buffers.hop_in, buffers.newest_spectra, buffers.newest_magnitudes)
+            _to_mid_side(hop_in, self.mid_side_hop)
+            hop_in = self.mid_side_hop
+        self.push_hop(hop_in, buffers.newest_spectra, buffers.newest_magnitudes)
 
 
 # Fixed signatures (compiled at import, nothing compiles later): the hop of input may be any float32 view.
@@ -73,10 +78,10 @@ def _analyse(hop_samples, frame, window, windowed, spectra, magnitudes,
             magnitudes[c, k] = abs(spectra[c, k])
 
 
-@njit("void(float32[:, ::1])", cache=True, nogil=True)
-def _to_mid_side(x) -> None:
-    """x (2, n) left, right -> mid (L + R) / 2, side (L - R) / 2, in place."""
+@njit("void(float32[:, ::1], float32[:, ::1])", cache=True, nogil=True)
+def _to_mid_side(x, out) -> None:
+    """x (2, n) left, right -> out (2, n) mid (L + R) / 2, side (L - R) / 2."""
     for i in range(x.shape[1]):
         left, right = x[0, i], x[1, i]
-        x[0, i] = 0.5 * (left + right)
-        x[1, i] = 0.5 * (left - right)
+        out[0, i] = 0.5 * (left + right)
+        out[1, i] = 0.5 * (left - right)

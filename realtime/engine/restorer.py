@@ -10,9 +10,11 @@ tail at end of stream; `reset()` forgets the past; `latency_samples` is the true
 `compensated` and `restore` drop the latency and append the tail, so output sample t is input sample t.
 
 Inside: the hop chain (realtime/engine/chain.py) of the stages analysis -> level -> model -> gate ->
-phase -> strength -> synthesis at the model rate, wrapped by the resampler (realtime/engine/resampled.py)
-at other host rates. `stages` names them; `observe` attaches a read-only observer to every stage of every
-hop; `set_strength` (0..1) says how far the output moves from the decoded input toward the restoration.
+phase -> strength -> synthesis -> bypass at the model rate, wrapped by the resampler
+(realtime/engine/resampled.py) at other host rates. Where the stages change nothing, the output is the
+input delayed by `latency_samples`, bit for bit (the bypass stage, and the wrapper's own at other rates).
+`stages` names them; `observe` attaches a read-only observer to every stage of every hop; `set_strength`
+(0..1) says how far the output moves from the decoded input toward the restoration.
 
 Real time: every Numba kernel of the signal path has fixed signatures, compiled when its module is
 imported (or loaded from the cache), and releases the GIL; `prepare` runs every stage once (onnxruntime's
@@ -30,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from realtime.engine.analysis import AnalysisStage
+from realtime.engine.bypass import BypassStage
 from realtime.engine.chain import HOP_CLOCK, HopChain
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ, EngineConfig, load_config
 from realtime.engine.gate import CodecGate
@@ -40,6 +43,7 @@ from realtime.engine.resampled import Resampled
 from realtime.engine.stage import HopObserver, Stage
 from realtime.engine.strength import StrengthStage
 from realtime.engine.synthesis import SynthesisStage
+from realtime.engine.windows import synthesis_span
 from realtime.errors import GapfillError
 
 SUPPORTED_RATES_HZ = (8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 88_200, 96_000,
@@ -90,6 +94,8 @@ class Restorer:
             StrengthStage(config.model["strength"], self.fft_size, config.phase["lookahead_frames"]),
             SynthesisStage(self.fft_size, self.hop, stereo, window),
         )
+        span = synthesis_span(self.fft_size, self.hop, window)
+        stages += (BypassStage(self.hop, span, sum(stage.latency_samples for stage in stages)),)
         self.stages: Mapping[str, Stage] = MappingProxyType({stage.name: stage for stage in stages})
         """The engine's stages by name, in signal order (read them; never call their process methods)."""
         self.chain = HopChain(stages, self.fft_size, self.hop, self.model.lookahead_frames)
@@ -107,8 +113,8 @@ class Restorer:
 
     @property
     def strength(self) -> float:
-        """How far each restored bin moves from the decoded magnitude toward the restored one: 0 (an exact
-        delay, the pass-through's output) .. 1 (full restoration, the default; `model.strength`)."""
+        """How far each restored bin moves from the decoded magnitude toward the restored one: 0 (the input,
+        delayed by the latency, bit for bit) .. 1 (full restoration, the default; `model.strength`)."""
         return self.stages["strength"].strength
 
     def set_strength(self, strength: float) -> None:

@@ -2,7 +2,7 @@
 
 A hop of `hop` samples at the model rate runs through the stages in order (realtime/engine/chain.py):
 
-    analysis -> level -> model -> gate -> phase -> synthesis
+    analysis -> level -> model -> gate -> phase -> strength -> synthesis -> bypass
 
 Each stage reads and writes named buffers of one `HopBuffers`, allocated once by the chain's `prepare`,
 so no stage allocates per hop. A stage reports the delay it adds (`latency_samples`, at the model rate);
@@ -24,7 +24,8 @@ import numpy as np
 class HopBuffers:
     """Every buffer one hop flows through, for `channels` streams, F = fft_size // 2 + 1 bins.
 
-    hop_in (C, hop) f32: this hop's input samples (a stereo pair as mid and side after analysis).
+    hop_in (C, hop) f32: this hop's input samples, as they came in (left and right for a pair restored as
+        mid and side: the analysis stage converts into its own buffer).
     spectra (D, C, F) c64, magnitudes (D, C, F) f32: a ring of the last D analysed frames, D = the model's
         look-ahead + 1; `newest` is the slot of the frame analysed this hop, `aligned` the slot of the frame
         the model's output belongs to (the same slot for a causal model).
@@ -33,7 +34,12 @@ class HopBuffers:
     estimate (C, F) f32: the model's magnitude estimate at the decoded level; confidence (C, F) f32 in 0..1.
     gated (C, F) f32: the magnitudes the gate keeps or restores.
     phased (C, F) c64: the complex spectrum to synthesise (frame `aligned` minus the phase look-ahead).
+    unmodified (1,) int64: 1 when the strength stage's output `phased` is the decoded spectrum of its frame
+        within float rounding in every channel and bin (exactly 0 where that is 0), else 0.
     hop_out (C, hop) f32: the finalised output hop.
+    bypassed (1,) int64: 1 while hop_out is bit for bit the input of the stages' latency ago: after a reset
+        (zeros, the silent past) and after a hop the bypass stage bypassed; the chain clears it before each
+        hop.
     frame_index: hops processed since the last reset.
     """
 
@@ -50,7 +56,9 @@ class HopBuffers:
         self.confidence = np.zeros((channels, bins), np.float32)
         self.gated = np.zeros((channels, bins), np.float32)
         self.phased = np.zeros((channels, bins), np.complex64)
+        self.unmodified = np.ones(1, np.int64)
         self.hop_out = np.zeros((channels, hop), np.float32)
+        self.bypassed = np.ones(1, np.int64)
         self._spectra_slots = tuple(self.spectra[i] for i in range(depth))     # views made once
         self._magnitude_slots = tuple(self.magnitudes[i] for i in range(depth))
         self.frame_index = 0
@@ -60,6 +68,7 @@ class HopBuffers:
         for buffer in (self.hop_in, self.hop_out, self.spectra, self.magnitudes):
             buffer[...] = 0
         self.model_gain[0] = 1.0
+        self.unmodified[0] = self.bypassed[0] = 1
         self.frame_index = 0
 
     @property

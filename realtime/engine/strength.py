@@ -8,9 +8,14 @@ phase look-ahead), with the decoded spectrum d of the same frame and the restore
 s = `strength` (0..1), in linear magnitude: LSD and ViSQOL move from the first step on, where in the log
 domain they barely moved below s = 0.5 (a codec's holes and the band above its cutoff are near zero, so a
 geometric mean with them stays near zero; README, Results, Strength). At s = 1 the restored spectrum passes
-untouched (the engine's output bit for bit); at s = 0 the decoded spectrum itself is synthesised, which
-is what the pass-through model with the decoded phase synthesises: an exact delay, bit for bit. Bins the
+untouched (the engine's output bit for bit); at s = 0 the decoded spectrum itself is synthesised. Bins the
 gate kept have |r| = |d| and stay.
+
+It also says whether the frame it hands to synthesis is unmodified (`HopBuffers.unmodified`): 1 when, in
+every channel and bin, |out - d| <= UNMODIFIED_ULPS float32 ulps of |d| (so exactly 0 where d is 0), which
+the decoded spectrum passed through the phase stage's decoded or completion method meets (s = 0 always
+does; so does a gate that keeps every bin). The bypass stage then outputs the input itself (bypass.py), so
+strength 0 is the input delayed by the latency, bit for bit.
 
 `set_strength` may be called at any time, from any thread: the value sits in a one-element array that the hop
 kernel reads once per hop (a live front end's keys change it while the worker thread runs the engine).
@@ -24,6 +29,11 @@ from realtime.engine.jit import njit
 
 from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError
+
+UNMODIFIED_ULPS = 4.0
+"""How far (float32 ulps of |d|) a bin may lie from the decoded one and count as unmodified: float rounding
+(the completion phase method's float32 phase and polar round trip move a kept bin by up to about 2.5)."""
+_TOLERANCE_SQUARED = (UNMODIFIED_ULPS * float(np.finfo(np.float32).eps)) ** 2
 
 
 class StrengthStage:
@@ -61,17 +71,22 @@ class StrengthStage:
         self._delayed[...] = 0
 
     def process_hop(self, buffers: HopBuffers) -> None:
-        """buffers.phased <- each bin's magnitude `strength` of the way from the decoded to the restored."""
-        _mix(self._strength, buffers.phased, buffers.aligned_spectra, self._delayed)
+        """buffers.phased <- each bin's magnitude `strength` of the way from the decoded to the restored;
+        buffers.unmodified <- whether that is the decoded frame within float rounding."""
+        _mix(self._strength, buffers.phased, buffers.aligned_spectra, self._delayed, buffers.unmodified,
+             _TOLERANCE_SQUARED)
 
 
-@njit("void(float64[::1], complex64[:, ::1], complex64[:, ::1], complex64[:, :, ::1])", cache=True, nogil=True)
-def _mix(strength, phased, aligned, delayed) -> None:
+@njit("void(float64[::1], complex64[:, ::1], complex64[:, ::1], complex64[:, :, ::1], int64[::1], float64)",
+      cache=True, nogil=True)
+def _mix(strength, phased, aligned, delayed, unmodified, tolerance_squared) -> None:
     """phased (C, F) <- its mix with the decoded frame of the same time: aligned (C, F) delayed by
-    delayed.shape[0] frames (the delay line then takes `aligned`)."""
+    delayed.shape[0] frames (the delay line then takes `aligned`); unmodified[0] <- 1 when every bin of
+    the result lies within sqrt(tolerance_squared) |d| of the decoded bin d, else 0."""
     s = strength[0]
     depth = delayed.shape[0]
     channels, bins = phased.shape
+    same = 1
     for c in range(channels):
         for m in range(bins):
             d = delayed[0, c, m] if depth > 0 else aligned[c, m]
@@ -85,9 +100,15 @@ def _mix(strength, phased, aligned, delayed) -> None:
                     phased[c, m] = r * np.float32(mag / ar)
                 elif ad > 0.0:
                     phased[c, m] = d * np.float32(mag / ad)
+            if same == 1:
+                d_re, d_im = np.float64(d.real), np.float64(d.imag)
+                re, im = np.float64(phased[c, m].real) - d_re, np.float64(phased[c, m].imag) - d_im
+                if re * re + im * im > tolerance_squared * (d_re * d_re + d_im * d_im):
+                    same = 0
         for k in range(depth - 1):
             for m in range(bins):
                 delayed[k, c, m] = delayed[k + 1, c, m]
         if depth > 0:
             for m in range(bins):
                 delayed[depth - 1, c, m] = aligned[c, m]
+    unmodified[0] = same
