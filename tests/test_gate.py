@@ -1,6 +1,7 @@
-"""CodecGate: finds a codec band limit relative to the signal (any gain, any floor), or codec damage the
-model is confident of; passes full-band input unchanged, fills only above the detected cutoff, in deep
-holes and in bins the model finds codec-made."""
+"""CodecGate: finds a codec band limit relative to the signal (any gain, any floor), from damage_from_hz up
+only with codec damage under it (a clean source's own cliff passes), or codec damage the model is confident
+of; passes full-band input unchanged, fills only above the detected cutoff, in deep holes and in bins the
+model finds codec-made."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from realtime.engine.gate import ATTACK_FRAMES, DECIDE_FRAMES, HOLD_FRAMES, HOLE
 DEFAULTS = load_config(None).gate
 F = 513
 FULL_SCALE = 256.0                           # |rfft| of a full-scale sine, N = 1024, Hann
-CUT_BIN = 176                                # 8.25 kHz, LAME 32 kbit/s mono
-FRAMES_TO_ENGAGE = DECIDE_FRAMES + HOLD_FRAMES + ATTACK_FRAMES
+CUT_BIN = 176                                # 8.25 kHz, LAME 32 kbit/s mono: above damage_from_hz
+LOW_CUT_BIN = 117                            # 5.5 kHz, LAME 32 kbit/s stereo: below it
+HOPS_PER_S = 48_000 / 256
+WAIT_FRAMES = max(DECIDE_FRAMES, round(DEFAULTS["damage_wait_s"] * HOPS_PER_S))
 HALF_SECOND = 94                             # hops of 256 samples at 48 kHz
 
 
@@ -52,8 +55,30 @@ def _run(gate: CodecGate, frames: np.ndarray, predicted: np.ndarray | None = Non
     return out
 
 
+def _established(damage_share: float) -> int:
+    """The active frame from which a constant codec damage share under a cliff above damage_from_hz counts:
+    where it makes up for damage_wait_s."""
+    return max(DECIDE_FRAMES, int(np.ceil(DEFAULTS["damage_share"] * WAIT_FRAMES / damage_share)))
+
+
 def _no_confidence(channels: int = 1) -> np.ndarray:
     return np.zeros((channels, F), np.float32)
+
+
+def _codec_damage(channels: int = 1, cut_bin: int = CUT_BIN, share: float = 0.05) -> np.ndarray:
+    """(C, F) confidence of a model that finds codec-made bins (holes) under a codec's cutoff: 1 on every
+    1/share-th bin below the evidence window's end (damage_margin_hz under cut_bin), 0 elsewhere."""
+    conf = np.zeros((channels, F), np.float32)
+    end = cut_bin - int(DEFAULTS["damage_margin_hz"] * 1024 / 48_000) - 4
+    conf[:, : end : int(round(1 / share))] = 1.0
+    return conf
+
+
+def _empty_band_above(cut_bin: int = CUT_BIN, channels: int = 1) -> np.ndarray:
+    """(C, F) confidence of a model that finds only the empty band above a cliff codec-made."""
+    conf = np.zeros((channels, F), np.float32)
+    conf[:, cut_bin:F - 1] = 1.0
+    return conf
 
 
 def test_full_band_input_passes_bit_exact() -> None:
@@ -76,11 +101,11 @@ CASES = [(gain, name) for gain in (-30.0, 0.0, 6.0) for name in FLOORS
 def test_a_band_limit_is_found_at_any_gain_over_any_floor(gain_db: float, floor: str) -> None:
     floor_db = FLOORS[floor]
     gate = _gate()
-    frames = _frames(300, CUT_BIN, gain_db, floor_db)
-    _run(gate, frames)
+    frames = _frames(900, CUT_BIN, gain_db, floor_db)
+    _run(gate, frames, confidence=_codec_damage())
     report = gate.report()
     assert report["engaged"] and report["engaged_now"]
-    assert report["engaged_after_s"] <= 0.5
+    assert report["engaged_after_s"] <= (WAIT_FRAMES + HOLD_FRAMES) / HOPS_PER_S + 0.1   # quiet frames wait
     assert abs(report["cutoff_hz"] - CUT_BIN * 48_000 / 1024) <= 200.0
     assert report["restored_share"] > 0.7
 
@@ -90,12 +115,12 @@ def test_a_steady_noise_floor_close_under_the_signal_counts_as_a_band_limit() ->
     alone is under cliff_db, but the bands above are as steady as noise, which earns floor_bonus_db."""
     frames = _frames(300, CUT_BIN, floor_db=-70.0)
     without = CodecGate({**DEFAULTS, "floor_bonus_db": 0.0}, 48_000, 1024, 256)
-    _run(without, frames)
+    _run(without, frames, confidence=_codec_damage())
     assert not without.report()["engaged"] and without.cliff_db[0] < DEFAULTS["cliff_db"]
     gate = _gate()
-    _run(gate, frames)
+    _run(gate, frames, confidence=_codec_damage())
     report = gate.report()
-    assert report["engaged"] and report["engaged_after_s"] <= 0.5
+    assert report["engaged"] and report["engaged_after_s"] <= (WAIT_FRAMES + HOLD_FRAMES) / HOPS_PER_S
     assert abs(report["cutoff_hz"] - CUT_BIN * 48_000 / 1024) <= 200.0
 
 
@@ -108,6 +133,64 @@ def test_steady_full_band_noise_is_not_a_band_limit() -> None:
     assert not gate.report()["engaged"] and gate.cliff_db[0] < DEFAULTS["cliff_db"]
 
 
+@pytest.mark.parametrize("floor", ["zeros", "s16_tpdf"])
+def test_a_clean_source_whose_own_band_ends_in_a_cliff_passes_bit_exact(floor: str) -> None:
+    """A 22.05 kHz file or a low-passed recording: the same steady cliff as a codec's, but the model finds
+    nothing codec-made under it (only the empty band above, as it does above any cliff): neither detector
+    engages, whatever the model predicts."""
+    gate = _gate()
+    frames = _frames(1200, CUT_BIN, floor_db=FLOORS[floor])
+    wrong = np.ascontiguousarray(frames[0] * 3.0 + 1.0)
+    out = _run(gate, frames, wrong, _empty_band_above())
+    np.testing.assert_array_equal(out, frames)
+    report = gate.report()
+    assert gate.cliff_db[0] >= DEFAULTS["cliff_db"] and report["damage_share"] == 0.0
+    assert not report["engaged"] and report["codec_made_share"] == 0.0
+
+
+def test_with_damage_share_zero_a_cliff_alone_counts() -> None:
+    gate = CodecGate({**DEFAULTS, "damage_share": 0.0}, 48_000, 1024, 256)
+    _run(gate, _frames(300, CUT_BIN), confidence=_empty_band_above())
+    report = gate.report()
+    assert report["band_limit_now"]
+    assert report["engaged_after_s"] == pytest.approx((DECIDE_FRAMES + HOLD_FRAMES - 1) / HOPS_PER_S, abs=1e-3)
+
+
+def test_a_cliff_below_damage_from_needs_no_evidence() -> None:
+    """LAME 32 kbit/s stereo's 5.5 kHz low-pass leaves little damage under it; no clean format ends there."""
+    assert LOW_CUT_BIN * 48_000 / 1024 < DEFAULTS["damage_from_hz"] < CUT_BIN * 48_000 / 1024
+    gate = _gate()
+    _run(gate, _frames(300, LOW_CUT_BIN))
+    report = gate.report()
+    assert report["band_limit_now"] and report["engaged_after_s"] <= 0.5
+    assert abs(report["cutoff_hz"] - LOW_CUT_BIN * 48_000 / 1024) <= 200.0
+
+
+def test_codec_damage_found_only_in_the_first_second_does_not_count() -> None:
+    """The model flags bins of clean audio in bursts: damage_wait_s of audio are averaged before a cliff above
+    damage_from_hz may count."""
+    burst = round(0.5 * WAIT_FRAMES)
+    frames = _frames(1200, CUT_BIN)
+    gate = _gate()
+    _run(gate, frames[:burst], confidence=_codec_damage(share=0.02))   # 0.02 alone, 0.01 over the wait
+    _run(gate, frames[burst:], confidence=_empty_band_above())
+    assert not gate.report()["engaged"] and gate.damage_share[0] < DEFAULTS["damage_share"]
+
+
+@pytest.mark.parametrize(("damaged", "engages"), [((1,), False), ((0, 1), True)], ids=["side-only", "both"])
+def test_a_stream_s_least_damaged_channel_decides(damaged: tuple[int, ...], engages: bool) -> None:
+    """Mid and side of one codec's stream: the side of a joint-stereo stream is damaged even at 96-128 kbit/s,
+    so a band limit needs codec damage under the cliff of every channel that shows one; and a side with more
+    than codec_share of its bins codec-made is not restored while the stream's cliff lacks that damage."""
+    gate = _gate(2)
+    frames = np.concatenate([_frames(600, CUT_BIN), _frames(600, CUT_BIN, seed=3)], axis=1)
+    conf = _empty_band_above(channels=2)
+    conf[list(damaged)] = np.maximum(conf[list(damaged)], _codec_damage(len(damaged), share=0.3))
+    _run(gate, frames, confidence=conf)
+    assert gate.report()["codec_made_share"] >= DEFAULTS["codec_share"] / 2       # the side's alone: 0.25
+    assert gate.report()["engaged"] is engages and bool(np.all(gate.activity == 1.0)) is engages
+
+
 def test_band_limited_input_is_filled_above_cutoff_only() -> None:
     gate = _gate()
     frames = _frames(300, CUT_BIN)
@@ -115,7 +198,7 @@ def test_band_limited_input_is_filled_above_cutoff_only() -> None:
     for frame in frames:
         pred = frame.copy()
         pred[:, CUT_BIN:] = 0.01                                         # the model's guess above the cutoff
-        gate.process(np.ascontiguousarray(frame), pred, _no_confidence(), out)
+        gate.process(np.ascontiguousarray(frame), pred, _codec_damage(), out)
     cut = int(round(gate.cutoff_hz[0] * 1024 / 48_000))
     xfade = int(np.ceil(DEFAULTS["crossfade_hz"] * 1024 / 48_000))
     np.testing.assert_array_equal(out[:, : cut - xfade - 1], frames[-1][:, : cut - xfade - 1])   # kept
@@ -125,7 +208,7 @@ def test_band_limited_input_is_filled_above_cutoff_only() -> None:
 def test_deep_holes_below_cutoff_take_the_prediction() -> None:
     gate = _gate()
     frames = _frames(300, CUT_BIN)
-    _run(gate, frames)
+    _run(gate, frames, confidence=_codec_damage())
     dec = np.ascontiguousarray(frames[-1])
     pred = dec.copy()
     hole_db = DEFAULTS["hole_db"]
@@ -143,11 +226,13 @@ def test_activity_ramps_smoothly_and_reset_forgets() -> None:
     gate = _gate()
     acts = []
     out = np.zeros((1, F), np.float32)
-    for frame in _frames(200, CUT_BIN):
-        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame + 0.5), _no_confidence(), out)
+    for frame in _frames(300, CUT_BIN):
+        gate.process(np.ascontiguousarray(frame), np.ascontiguousarray(frame + 0.5), _codec_damage(), out)
         acts.append(float(gate.activity[0]))
     assert np.all(np.abs(np.diff(acts)) <= 1.0 / ATTACK_FRAMES + 1e-12) and acts[-1] == 1.0
-    first = DECIDE_FRAMES + HOLD_FRAMES - 2                               # the frame that completes the hold
+    established = _established(gate.damage_share[0])
+    assert DECIDE_FRAMES < established < WAIT_FRAMES
+    first = established + HOLD_FRAMES - 2                                 # the frame that completes the hold
     assert acts[first - 1] == 0.0 and acts[first] == 1.0 / ATTACK_FRAMES
     gate.reset()
     assert gate.activity[0] == 0.0 and np.isnan(gate.cutoff_hz[0]) and gate.report()["engaged"] is False
@@ -155,24 +240,24 @@ def test_activity_ramps_smoothly_and_reset_forgets() -> None:
 
 def test_quiet_frames_change_nothing() -> None:
     gate = _gate()
-    _run(gate, _frames(300, CUT_BIN, gain_db=-120.0))                    # near silence, band-limited
+    _run(gate, _frames(300, CUT_BIN, gain_db=-120.0), confidence=_codec_damage())   # near silence, band-limited
     assert gate.report() == {"engaged": False, "engaged_now": False, "cutoff_hz": None,
                              "engaged_after_s": None, "restored_share": 0.0, "band_limit_now": False,
-                             "codec_made_now": False, "codec_made_share": 0.0}
+                             "codec_made_now": False, "codec_made_share": 0.0, "damage_share": 0.0}
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:
     gate = _gate()
-    _run(gate, _frames(300, CUT_BIN))
+    _run(gate, _frames(300, CUT_BIN), confidence=_codec_damage())
     assert gate.activity[0] == 1.0
     _run(gate, _frames(1, seed=5) * 10)                                   # one click with energy up to 24 kHz
-    _run(gate, _frames(20, CUT_BIN, seed=6))
+    _run(gate, _frames(20, CUT_BIN, seed=6), confidence=_codec_damage())
     assert gate.activity[0] == 1.0 and abs(gate.cutoff_hz[0] - CUT_BIN * 48_000 / 1024) <= 200.0
 
 
 def test_the_gate_lets_go_when_full_band_audio_follows() -> None:
     gate = _gate()
-    _run(gate, _frames(300, CUT_BIN))
+    _run(gate, _frames(300, CUT_BIN), confidence=_codec_damage())
     assert gate.report()["engaged_now"]
     _run(gate, _frames(12 * HALF_SECOND, seed=7))                         # a clean source is switched in
     assert not gate.report()["engaged_now"]
@@ -181,10 +266,11 @@ def test_the_gate_lets_go_when_full_band_audio_follows() -> None:
 def test_channels_are_gated_independently() -> None:
     gate = _gate(2)
     frames = np.concatenate([_frames(300, CUT_BIN), _frames(300, seed=3)], axis=1)
-    _run(gate, frames)
+    conf = np.concatenate([_codec_damage(), _no_confidence()])
+    _run(gate, frames, confidence=conf)
     assert gate.activity[0] == 1.0 and gate.activity[1] == 0.0
     assert gate.report()["restored_share"] == pytest.approx(
-        (300 - FRAMES_TO_ENGAGE + ATTACK_FRAMES) / 600, abs=0.02)
+        (300 - _established(gate.damage_share[0]) - HOLD_FRAMES + 2) / 600, abs=0.02)
 
 
 def _confident(share: float, p: float, seed: int = 0) -> np.ndarray:

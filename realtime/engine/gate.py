@@ -23,12 +23,28 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    active frames in a row that argue for it (for a band limit: scores of at least `cliff_db` at edges
    within EDGE_TOLERANCE_BANDS of each other); a detected cutoff then moves at most
    `cutoff_slew_hz_per_s`.
+   Codec damage under the cliff. A clean source whose own band ends in a steep cliff (a 22.05 or 24 kHz
+   file, an old recording, a soundfont) has the same steady cliff as a codec's low-pass, so from
+   `damage_from_hz` up a cliff counts as a band limit only while the model finds codec damage under it:
+   the share of bins it is at least `confidence_from` sure are codec-made, from 0 Hz to
+   `damage_margin_hz` under the cutoff (the bins nearest it are left out: a source's own filter slope,
+   which the model fills), averaged over `damage_time_s` of active audio (plainly until then), is at
+   least `damage_share` (a band limit found is let go when it falls below half of that); in the first
+   `damage_wait_s` of active audio proportionally more, as many codec-made bins as `damage_share` of
+   that time (the model flags bins of clean audio in short bursts). A stream's channels share one codec,
+   so the evidence is the least over the channels that show a cliff (a score of at least `cliff_db` -
+   `release_db`): the side of a joint-stereo stream, which even 96-128 kbit/s codecs damage, does not
+   decide for the mid. Below `damage_from_hz` a cliff counts without it.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
-   The long-term share of bins it is at least `confidence_from` sure of (same averaging as 1) is the
-   second detector: codecs that leave no cliff (their encoders fill what they drop) count as codec
-   damage from a share of `codec_share` on, until it falls below half of that, with the same DECIDE_FRAMES
-   and HOLD_FRAMES rules. A model without the head reports 0 everywhere: only the cliff counts.
+   The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
+   1), below the cliff where the channel shows one (the empty band above a cliff is codec-made to the
+   model whoever emptied it) and over the whole spectrum otherwise, is the second detector: codecs that
+   leave no cliff (their encoders fill what they drop) count as codec damage from a share of
+   `codec_share` on, until it falls below half of that, with the same DECIDE_FRAMES and HOLD_FRAMES
+   rules; not while the stream's cliff lacks the codec damage above (a clean source's own band edge,
+   whose side a 96-128 kbit/s joint-stereo codec left codec-made). A model without the head reports 0 everywhere: only the
+   cliff counts, and only below `damage_from_hz` (or with `damage_share` 0).
 4. Activity. While either detector says codec damage the gate fades in, otherwise out, by
    1 / ATTACK_FRAMES per active hop; quiet frames change neither the statistics nor the activity.
 5. Per bin, in the log domain, out = decoded^(1 - w) * predicted^w with w = activity * max(
@@ -58,13 +74,16 @@ HOLD_FRAMES = 32                  # a decision (band limit or none) must hold th
 EDGE_TOLERANCE_BANDS = 2          # ... at a cutoff that stays within this many bands
 BAND_BINS = 4
 FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
+# rows of the per-channel band statistics
+_LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = range(6)
 # per-channel state columns
 (_ACTIVE_FRAMES, _FRAMES, _CUTOFF, _ACTIVITY, _DETECTED, _SCORE, _RESTORED_FRAMES, _FIRST_RESTORED,
- _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _STATE_SIZE) = range(14)
+ _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _EDGE, _DAMAGE, _ACTIVE_NOW, _STATE_SIZE) = range(17)
 # parameter vector entries
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
- _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_SIZE) = range(21)
+ _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_DAMAGE_ON, _P_DAMAGE_MARGIN, _P_DAMAGE_FROM, _P_DAMAGE_ALPHA, _P_DAMAGE_WAIT,
+ _P_SIZE) = range(26)
 
 
 class CodecGate:
@@ -106,6 +125,11 @@ class CodecGate:
         p[_P_SHARE_ON] = s["codec_share"]
         p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
         p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
+        p[_P_DAMAGE_ON] = s["damage_share"]
+        p[_P_DAMAGE_MARGIN] = round(s["damage_margin_hz"] * bands_per_hz)
+        p[_P_DAMAGE_FROM] = round(s["damage_from_hz"] * bands_per_hz)                # edges below: no evidence
+        p[_P_DAMAGE_ALPHA] = 1.0 / max(1.0, s["damage_time_s"] * frames_per_s)
+        p[_P_DAMAGE_WAIT] = max(DECIDE_FRAMES, round(s["damage_wait_s"] * frames_per_s))   # active frames
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
             raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
         self._params = p
@@ -113,7 +137,9 @@ class CodecGate:
 
     def prepare(self, channels: int) -> None:
         """Allocate per-channel state for `channels` streams."""
-        self._bands = np.zeros((channels, 3, self.bands), np.float64)   # [this frame's dB, mean dB, mean dB^2]
+        # [this frame's dB, mean dB, mean dB^2, share of the band's bins the model finds codec-made: its mean
+        #  over spectrum_time_s and over damage_time_s]
+        self._bands = np.zeros((channels, _BAND_ROWS, self.bands), np.float64)
         self._state = np.zeros((channels, _STATE_SIZE), np.float64)
         self.reset()
 
@@ -140,13 +166,21 @@ class CodecGate:
         """(C,) the best cliff score at the last active frame (dB)."""
         return self._state[:, _SCORE].copy()
 
+    @property
+    def damage_share(self) -> np.ndarray:
+        """(C,) the long-term share of bins under the best cliff (up to `damage_margin_hz` from it) that the
+        model finds codec-made, at the last active frame (0..1)."""
+        return self._state[:, _DAMAGE].copy()
+
     def report(self) -> dict[str, Any]:
         """What was detected since the last reset, over all channels.
 
         engaged: whether any frame was restored; engaged_now: whether the gate is open now;
         cutoff_hz: the detected cutoff (mean over the channels that have one, Hz) or None;
         band_limit_now / codec_made_now: which detector says codec damage now (any channel);
-        codec_made_share: the long-term share of bins the model finds codec-made (mean over channels);
+        codec_made_share: the long-term share of bins the model finds codec-made, below the cliff where a
+        channel shows one (mean over channels); damage_share: the same under the cliff, up to
+        `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
         restored_share: restored active frames / active frames (0..1).
         """
@@ -165,6 +199,7 @@ class CodecGate:
             "band_limit_now": bool(np.any(st[:, _DETECTED] > 0)),
             "codec_made_now": bool(np.any(st[:, _MADE] > 0)),
             "codec_made_share": round(float(st[:, _SHARE].mean()), 4),
+            "damage_share": round(float(st[:, _DAMAGE].mean()), 4),
         }
 
     def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, confidence: np.ndarray,
@@ -187,8 +222,17 @@ def _spread_sum(bands, lo, hi):
     """Sum over bands lo..hi-1 of the standard deviation of the level (dB), from mean and mean square."""
     total = 0.0
     for j in range(lo, hi):
-        total += np.sqrt(max(0.0, bands[2, j] - bands[1, j] * bands[1, j]))
+        total += np.sqrt(max(0.0, bands[_MEAN_SQUARE_DB, j] - bands[_MEAN_DB, j] * bands[_MEAN_DB, j]))
     return total
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _made_share(bands, row, lo, hi):
+    """Mean over bands lo..hi-1 of a long-term share of bins the model finds codec-made (row of bands)."""
+    total = 0.0
+    for j in range(lo, hi):
+        total += bands[row, j]
+    return total / max(1, hi - lo)
 
 
 @njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], "
@@ -202,6 +246,8 @@ def _gate(dec, pred, conf, out, bands, state, p):
     floor_power = (full_scale * 10.0 ** (FLOOR_DB / 20.0)) ** 2 * BAND_BINS
     lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
     below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
+    margin, damage_from = int(p[_P_DAMAGE_MARGIN]), p[_P_DAMAGE_FROM]
+    # 1.-3. per channel: statistics, the best cliff and the evidence under it
     for c in range(channels):
         st = state[c]
         b = bands[c]
@@ -210,44 +256,74 @@ def _gate(dec, pred, conf, out, bands, state, p):
         for k in range(bins):
             if dec[c, k] > peak:
                 peak = dec[c, k]
-        if peak > active:                     # quiet frames change neither statistics nor activity
-            st[_ACTIVE_FRAMES] += 1.0
-            # 1. band levels (dB) and their running mean and mean square
-            alpha = max(p[_P_ALPHA], 1.0 / st[_ACTIVE_FRAMES])
-            for j in range(n_bands):
-                power = 0.0
-                for k in range(j * BAND_BINS, (j + 1) * BAND_BINS):
-                    power += dec[c, k] * dec[c, k]
-                db = 10.0 * np.log10(max(power, floor_power) / (full_scale * full_scale * BAND_BINS))
-                b[0, j] = db
-                b[1, j] += alpha * (db - b[1, j])
-                b[2, j] += alpha * (db * db - b[2, j])
-            # 2. the highest cliff score over the edges lo..hi
+        st[_ACTIVE_NOW] = 1.0 if peak > active else 0.0
+        if st[_ACTIVE_NOW] == 0.0:            # quiet frames change neither statistics nor activity
+            continue
+        st[_ACTIVE_FRAMES] += 1.0
+        # 1. band levels (dB), their running mean and mean square; the share of codec-made bins per band
+        alpha = max(p[_P_ALPHA], 1.0 / st[_ACTIVE_FRAMES])
+        damage_alpha = max(p[_P_DAMAGE_ALPHA], 1.0 / st[_ACTIVE_FRAMES])
+        for j in range(n_bands):
+            power = 0.0
+            made = 0.0
+            for k in range(j * BAND_BINS, (j + 1) * BAND_BINS):
+                power += dec[c, k] * dec[c, k]
+                if conf[c, k] >= p[_P_CONF_LO]:
+                    made += 1.0
+            db = 10.0 * np.log10(max(power, floor_power) / (full_scale * full_scale * BAND_BINS))
+            b[_LEVEL_DB, j] = db
+            b[_MEAN_DB, j] += alpha * (db - b[_MEAN_DB, j])
+            b[_MEAN_SQUARE_DB, j] += alpha * (db * db - b[_MEAN_SQUARE_DB, j])
+            b[_MADE_SHARE, j] += alpha * (made / BAND_BINS - b[_MADE_SHARE, j])
+            b[_DAMAGE_SHARE, j] += damage_alpha * (made / BAND_BINS - b[_DAMAGE_SHARE, j])
+        if st[_ACTIVE_FRAMES] < DECIDE_FRAMES:
+            continue
+        # 2. the highest cliff score over the edges lo..hi
+        best, best_edge = -1e9, lo
+        for e in range(lo, hi + 1):
+            mean_below = 0.0
+            for j in range(e - below, e):
+                mean_below += b[_MEAN_DB, j]
+            mean_above = 0.0
+            for j in range(e + gap, e + gap + above):
+                mean_above += b[_MEAN_DB, j]
+            spread_above = _spread_sum(b, e + gap, e + gap + above) / above
+            steadier = _spread_sum(b, e - below, e) / below - spread_above
+            score = mean_below / below - mean_above / above + max(0.0, steadier)
+            if spread_above <= p[_P_FLOOR_SPREAD]:
+                score += p[_P_FLOOR_BONUS]
+            if score >= best:
+                best, best_edge = score, e
+        st[_SCORE], st[_EDGE] = best, best_edge
+        # the codec damage under it, and the share of codec-made bins (below a cliff, else everywhere)
+        st[_DAMAGE] = _made_share(b, _DAMAGE_SHARE, 0, max(1, best_edge - margin))
+        st[_SHARE] = _made_share(b, _MADE_SHARE, 0, best_edge if best >= p[_P_RELEASE] else n_bands)
+    # one codec per stream: the least evidence over the channels that show a cliff, and whether one of those
+    # cliffs needs it
+    damage, stream_needs = 1.0, False
+    for c in range(channels):
+        if state[c, _ACTIVE_FRAMES] >= DECIDE_FRAMES and state[c, _SCORE] >= p[_P_RELEASE]:
+            damage = min(damage, state[c, _DAMAGE])
+            stream_needs = stream_needs or state[c, _EDGE] >= damage_from
+    for c in range(channels):
+        st = state[c]
+        b = bands[c]
+        if st[_ACTIVE_NOW] > 0.0:
             if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
-                best, best_edge = -1e9, lo
-                for e in range(lo, hi + 1):
-                    mean_below = 0.0
-                    for j in range(e - below, e):
-                        mean_below += b[1, j]
-                    mean_above = 0.0
-                    for j in range(e + gap, e + gap + above):
-                        mean_above += b[1, j]
-                    spread_above = _spread_sum(b, e + gap, e + gap + above) / above
-                    steadier = _spread_sum(b, e - below, e) / below - spread_above
-                    score = mean_below / below - mean_above / above + max(0.0, steadier)
-                    if spread_above <= p[_P_FLOOR_SPREAD]:
-                        score += p[_P_FLOOR_BONUS]
-                    if score >= best:
-                        best, best_edge = score, e
-                st[_SCORE] = best
                 # a decision needs HOLD_FRAMES frames in a row that argue for it, a band limit at one edge
+                # with codec damage under it (or below damage_from)
+                best, best_edge = st[_SCORE], st[_EDGE]
+                # as many codec-made bins as damage_share of damage_wait_s: a higher share before that
+                needed = p[_P_DAMAGE_ON] * max(1.0, p[_P_DAMAGE_WAIT] / st[_ACTIVE_FRAMES])
+                unproven = best_edge >= damage_from and damage < needed
+                lost = best_edge >= damage_from and damage < 0.5 * p[_P_DAMAGE_ON]
                 detected = st[_DETECTED] > 0.0
-                if not detected and best >= p[_P_CLIFF]:
+                if not detected and best >= p[_P_CLIFF] and not unproven:
                     if st[_RUN] > 0.0 and abs(best_edge - st[_RUN_EDGE]) <= EDGE_TOLERANCE_BANDS:
                         st[_RUN] += 1.0
                     else:
                         st[_RUN], st[_RUN_EDGE] = 1.0, best_edge
-                elif detected and best < p[_P_RELEASE]:
+                elif detected and (best < p[_P_RELEASE] or lost):
                     st[_RUN] += 1.0
                 else:
                     st[_RUN] = 0.0
@@ -260,17 +336,14 @@ def _gate(dec, pred, conf, out, bands, state, p):
                         st[_CUTOFF] = edge_bin
                     else:
                         st[_CUTOFF] += min(p[_P_SLEW], max(-p[_P_SLEW], edge_bin - st[_CUTOFF]))
-            # 3. the long-term share of codec-made bins, and its decision
-            made = 0.0
-            for k in range(bins - 1):
-                if conf[c, k] >= p[_P_CONF_LO]:
-                    made += 1.0
-            st[_SHARE] += alpha * (made / (bins - 1) - st[_SHARE])
-            if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
+                # 3. the share of codec-made bins decides too, unless the stream's cliff is a clean source's
+                # own (the side of a 96-128 kbit/s joint-stereo stream is codec-made, the source is not)
+                clean_cliff = stream_needs and damage < needed
                 if st[_MADE] > 0.0:
-                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] < 0.5 * p[_P_SHARE_ON] else 0.0
+                    let_go = st[_SHARE] < 0.5 * p[_P_SHARE_ON] or (stream_needs and damage < 0.5 * p[_P_DAMAGE_ON])
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if let_go else 0.0
                 else:
-                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] >= p[_P_SHARE_ON] else 0.0
+                    st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] >= p[_P_SHARE_ON] and not clean_cliff else 0.0
                 if st[_MADE_RUN] >= HOLD_FRAMES:
                     st[_MADE] = 0.0 if st[_MADE] > 0.0 else 1.0
                     st[_MADE_RUN] = 0.0
