@@ -7,7 +7,7 @@ from typing import Any
 
 
 def codec_summary(report: Mapping[str, Any]) -> str:
-    """One line on what `Restorer.codec_report()` says, e.g. 'codec cutoff 8.4 kHz detected after 0.21 s,
+    """One line on what `Restorer.codec_report()` says, e.g. 'codec cutoff 8.4 kHz detected after 0.54 s,
     restored 97 % of frames'."""
     if not report["gate_enabled"]:
         return "codec gate off (pass-through model): passed through unchanged"
