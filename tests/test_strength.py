@@ -25,8 +25,9 @@ RATE = 48_000
 PASSTHROUGH = {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}}
 
 
-def band_limited(channels: int, seconds: float, rate: int = RATE, cutoff_hz: float = 7_000.0) -> np.ndarray:
-    """(channels, n) float32 noise with nothing above `cutoff_hz`: the gate finds a codec cutoff in it."""
+def band_limited(channels: int, seconds: float, rate: int = RATE, cutoff_hz: float = 6_000.0) -> np.ndarray:
+    """(channels, n) float32 noise with nothing above `cutoff_hz`: the gate finds a codec cutoff in it (below
+    gate.damage_from_hz, where a cliff counts without codec damage under it)."""
     n = int(seconds * rate)
     x = np.random.default_rng(3).standard_normal((channels, n))
     spectrum = np.fft.rfft(x, axis=1)
