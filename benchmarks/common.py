@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing
 import os
 import platform
 import sys
+import time
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import yaml
@@ -130,3 +132,34 @@ def run_main(main: Any) -> None:
     except GapfillError as exc:
         print(f"{Path(sys.argv[0]).stem}: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def map_clips(name: str, function: Callable[[Any], dict[str, Any]], tasks: list, workers: int,
+              initializer: Callable[..., None], initargs: tuple) -> list[dict[str, Any]]:
+    """`function` over `tasks` in order, after `initializer(*initargs)`: in this process for workers <= 1,
+    else in `workers` spawned processes with one Numba thread each (ViSQOL's kernels are parallel); a
+    line `name: clip i/n (clip) done after s` on stderr as each result (a dict with `clip`) comes in."""
+    if workers <= 1:
+        initializer(*initargs)
+        return _with_progress(name, map(function, tasks), len(tasks))
+    saved = os.environ.get("NUMBA_NUM_THREADS")
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    try:
+        with multiprocessing.get_context("spawn").Pool(workers, initializer, initargs) as pool:
+            return _with_progress(name, pool.imap(function, tasks, chunksize=1), len(tasks))
+    finally:
+        if saved is None:
+            os.environ.pop("NUMBA_NUM_THREADS", None)
+        else:
+            os.environ["NUMBA_NUM_THREADS"] = saved
+
+
+def _with_progress(name: str, results: Iterator[dict[str, Any]], total: int) -> list[dict[str, Any]]:
+    """The results in order, a line on stderr as each comes in."""
+    began, done = time.perf_counter(), []
+    for result in results:
+        done.append(result)
+        print(f"{name}: clip {len(done)}/{total} ({result['clip']}) done after {time.perf_counter() - began:.0f} s",
+              file=sys.stderr, flush=True)
+    return done
+

@@ -50,13 +50,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import multiprocessing
-import os
 import resource
 import shutil
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +62,7 @@ import numpy as np
 from benchmarks import codec, quality
 from benchmarks.clips import REPO, Clip, spread, synthetic_clips
 from benchmarks.common import (
-    engine_config, environment, markdown_table, max_abs_change, mean_present, model_name, model_setting,
+    engine_config, environment, map_clips, markdown_table, max_abs_change, mean_present, model_name, model_setting,
     percent_change, run_main, write_json,
 )
 from benchmarks.quality import (
@@ -345,28 +342,7 @@ def run_clips(sets: list[ClipSet], names: tuple[str, ...], configs: dict[str, En
     """evaluate_clip for every clip, in `workers` processes (1: in this process, one numba thread each)."""
     tasks = [(i, clip_set.name, clip, names, selection)
              for i, (clip_set, clip) in enumerate((s, c) for s in sets for c in s.clips)]
-    if workers <= 1:
-        _init_worker(configs, use_visqol)
-        return _with_progress(map(evaluate_clip, tasks), len(tasks))
-    saved = os.environ.get("NUMBA_NUM_THREADS")
-    os.environ["NUMBA_NUM_THREADS"] = "1"  # one core per worker (ViSQOL's kernels are parallel)
-    try:
-        with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (configs, use_visqol)) as pool:
-            return _with_progress(pool.imap(evaluate_clip, tasks, chunksize=1), len(tasks))
-    finally:
-        if saved is None:
-            os.environ.pop("NUMBA_NUM_THREADS", None)
-        else:
-            os.environ["NUMBA_NUM_THREADS"] = saved
-
-
-def _with_progress(results: Iterator[dict[str, Any]], total: int) -> list[dict[str, Any]]:
-    began, done = time.perf_counter(), []
-    for result in results:
-        done.append(result)
-        print(f"models: clip {len(done)}/{total} ({result['clip']}) done after {time.perf_counter() - began:.0f} s",
-              file=sys.stderr, flush=True)
-    return done
+    return map_clips("models", evaluate_clip, tasks, workers, _init_worker, (configs, use_visqol))
 
 
 # -- summary --------------------------------------------------------------------------------------------

@@ -56,12 +56,9 @@ training_chain}.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import shutil
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +69,7 @@ from benchmarks import codec
 from benchmarks.baselines import detect_cutoff_hz, noise_fill, treble_shelf
 from benchmarks.clips import Clip, synthetic_clips, validation_clips
 from benchmarks.common import (
-    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name,
+    MODEL_CHOICES, engine_config, environment, map_clips, markdown_table, max_abs_change, mean_present, model_name,
     percent_change, run_main, write_json,
 )
 from evaluation.chains import TRAINING_CHAIN, DecodeChain, Encoding, degrade, store
@@ -361,30 +358,7 @@ def run_clips(clips: list[Clip], names: tuple[str, ...], config_path: str | None
               selection: str, use_visqol: bool, workers: int) -> list[dict[str, Any]]:
     """evaluate_clip for every clip, in `workers` processes (1: in this process)."""
     tasks = [(i, clip, names, selection) for i, clip in enumerate(clips)]
-    if workers <= 1:
-        _init_worker(config_path, model, use_visqol)
-        return _with_progress(map(evaluate_clip, tasks), len(tasks))
-    saved = os.environ.get("NUMBA_NUM_THREADS")
-    os.environ["NUMBA_NUM_THREADS"] = "1"  # one core per worker (ViSQOL's kernels are parallel)
-    try:
-        context = multiprocessing.get_context("spawn")
-        with context.Pool(workers, _init_worker, (config_path, model, use_visqol)) as pool:
-            return _with_progress(pool.imap(evaluate_clip, tasks, chunksize=1), len(tasks))
-    finally:
-        if saved is None:
-            os.environ.pop("NUMBA_NUM_THREADS", None)
-        else:
-            os.environ["NUMBA_NUM_THREADS"] = saved
-
-
-def _with_progress(results: Iterator[dict[str, Any]], total: int) -> list[dict[str, Any]]:
-    """The clip results in order, a line on stderr as each comes in."""
-    began, done = time.perf_counter(), []
-    for result in results:
-        done.append(result)
-        print(f"quality: clip {len(done)}/{total} ({result['clip']}) done after {time.perf_counter() - began:.0f} s",
-              file=sys.stderr, flush=True)
-    return done
+    return map_clips("quality", evaluate_clip, tasks, workers, _init_worker, (config_path, model, use_visqol))
 
 
 def _json_number(value: Any) -> Any:
