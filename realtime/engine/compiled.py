@@ -166,7 +166,7 @@ def build_here() -> bool:
             return False
         try:
             build(folder, key)
-        except BaseException as error:  # noqa: BLE001 - any failure of the build is recorded, not raised
+        except (Exception, SystemExit) as error:  # any failure of the build is recorded (not an interrupt)
             reason = "".join(traceback.format_exception(error)).strip().splitlines()[-20:]
             with atomic_write(failed) as temp:
                 temp.write_text("\n".join(reason) + "\n")
