@@ -69,7 +69,7 @@ class PairCache:
         return self.arrays[i]
 
     def crop(self, frames: int) -> tuple[np.ndarray, bool]:
-        """(2, (frames - 1) * HOP + FFT_SIZE) float64 [clean, decoded] of one channel: the samples whose
+        """(2, (frames - 1) * HOP + FFT_SIZE) float32 [clean, decoded] of one channel: the samples whose
         complete frames are `frames` engine frames (zeros outside the pair); and whether its decode chain
         stored float samples."""
         i = int(self.rng.choice(len(self.rows), p=self.p))
@@ -77,7 +77,7 @@ class PairCache:
         hop = features.HOP
         start = int(self.rng.integers(0, max(1, pair.shape[2] // hop - frames))) * hop - (features.FFT_SIZE - hop)
         length = (frames - 1) * hop + features.FFT_SIZE
-        out = np.zeros((2, length))
+        out = np.zeros((2, length), np.float32)
         lo, hi = max(start, 0), min(start + length, pair.shape[2])
         channel = int(self.rng.integers(0, pair.shape[1]))
         out[:, lo - start: hi - start] = pair[:, channel, lo:hi]
