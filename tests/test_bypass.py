@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings
-from scipy.signal import resample_poly
+from scipy.signal import butter, resample_poly, sosfiltfilt
 
 from benchmarks.signals import program_material
 from conftest import ENGINES, REPO_ROOT
@@ -53,7 +53,17 @@ def clean_inputs(rate: int) -> dict[str, np.ndarray]:
         "pink floor -75 dBFS, 16-bit": quantize(music + noise_floor(1, n, -75.0, "pink", rng), "s16", rng),
         "speech": quantize(at_rate(sf.read(SPEECH, dtype="float32")[0][None, : 2 * 48_000], rate), "s16", rng),
         "stereo pair": program_material(2.0, rate, 2, seed=2),
+        "low-passed onset out of digital silence": lowpassed_onset(rate),
     }
+
+
+def lowpassed_onset(rate: int) -> np.ndarray:
+    """(1, n) float32: 0.5 s of exact zeros, then music low-passed at 20 kHz by a zero-phase order-16
+    Butterworth, whose ringing reaches back into the silence through subnormal levels (frames that are all
+    far below float32's resolution of their own largest bin)."""
+    music = program_material(1.5, rate, 1, seed=3).astype(np.float64)
+    signal = np.concatenate([np.zeros((1, rate // 2)), music], axis=1)
+    return sosfiltfilt(butter(16, 20_000, fs=rate, output="sos"), signal, axis=1).astype(np.float32)
 
 
 def delayed(x: np.ndarray, latency: int) -> np.ndarray:
@@ -200,12 +210,20 @@ def test_unmodified_flag_is_1_exactly_while_every_bin_is_the_decoded_one_within_
     assert flag(decoded) == 1
     rounded = decoded * np.complex64(np.exp(1j * 2 * EPS))     # a phase 2 ulps off, as completion's
     assert flag(rounded) == 1
+    peak = float(np.abs(decoded[0]).max())
     changed = decoded.copy()
-    changed[0, 300] *= np.float32(1 + 4 * UNMODIFIED_ULPS * EPS)
+    changed[0, 300] += np.float32(4 * UNMODIFIED_ULPS * EPS * peak)   # 4x the rounding the frame allows (2x at s 0.5)
     assert flag(changed) == (1 if strength == 0.0 else 0)
     filled = decoded.copy()
-    filled[1, 5] = np.complex64(1e-30)                          # a zero bin given anything at all
+    filled[1, 5] = np.complex64(4 * UNMODIFIED_ULPS * EPS * np.abs(decoded[1]).max())  # a zero bin given that
     assert flag(filled) == (1 if strength == 0.0 else 0)
+    rounding = decoded.copy()
+    rounding[0, 400] += np.float32(UNMODIFIED_ULPS * EPS * peak / 2)  # within it: a bin far below the peak
+    assert flag(rounding) == 1                                         # may not keep ulps of its own size
+    subnormal = decoded * np.complex64(1e-40)                          # a frame at subnormal levels, its
+    buffers.spectra[0] = subnormal                                     # bins rounded by one subnormal step
+    assert flag(subnormal + np.complex64(np.finfo(np.float32).smallest_subnormal)) == 1
+    buffers.spectra[0] = decoded
     assert flag(spectrum(rng)) == (1 if strength == 0.0 else 0)
 
 

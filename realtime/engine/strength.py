@@ -12,10 +12,13 @@ untouched (the engine's output bit for bit); at s = 0 the decoded spectrum itsel
 gate kept have |r| = |d| and stay.
 
 It also says whether the frame it hands to synthesis is unmodified (`HopBuffers.unmodified`): 1 when, in
-every channel and bin, |out - d| <= UNMODIFIED_ULPS float32 ulps of |d| (so exactly 0 where d is 0), which
-the decoded spectrum passed through the phase stage's decoded or completion method meets (s = 0 always
-does; so does a gate that keeps every bin). The bypass stage then outputs the input itself (bypass.py), so
-strength 0 is the input delayed by the latency, bit for bit.
+every channel and bin, |out - d| <= UNMODIFIED_ULPS float32 ulps of the channel's largest |d| (plus as many
+of float32's smallest subnormal steps), which the decoded spectrum passed through the phase stage's decoded
+or completion method meets (s = 0 always does; so does a gate that keeps every bin). That is the float
+rounding of the frame's own analysis and synthesis, which spreads over all bins in proportion to the
+frame's largest: a bin far below it, say the onset of a low-passed clip rising out of digital silence
+through subnormal levels, cannot be held to ulps of its own magnitude. The bypass stage then outputs the
+input itself (bypass.py), so strength 0 is the input delayed by the latency, bit for bit.
 
 `set_strength` may be called at any time, from any thread: the value sits in a one-element array that the hop
 kernel reads once per hop (a live front end's keys change it while the worker thread runs the engine).
@@ -31,9 +34,11 @@ from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError
 
 UNMODIFIED_ULPS = 4.0
-"""How far (float32 ulps of |d|) a bin may lie from the decoded one and count as unmodified: float rounding
-(the completion phase method's float32 phase and polar round trip move a kept bin by up to about 2.5)."""
+"""How far (float32 ulps of the channel's largest decoded bin) a bin may lie from the decoded one and count as
+unmodified: float rounding (the completion phase method's float32 phase and polar round trip move a kept
+bin by up to about 2.5 ulps of its own magnitude)."""
 _TOLERANCE_SQUARED = (UNMODIFIED_ULPS * float(np.finfo(np.float32).eps)) ** 2
+_SUBNORMAL_SQUARED = (UNMODIFIED_ULPS * float(np.finfo(np.float32).smallest_subnormal)) ** 2
 
 
 class StrengthStage:
@@ -82,14 +87,17 @@ class StrengthStage:
 def _mix(strength, phased, aligned, delayed, unmodified, tolerance_squared) -> None:
     """phased (C, F) <- its mix with the decoded frame of the same time: aligned (C, F) delayed by
     delayed.shape[0] frames (the delay line then takes `aligned`); unmodified[0] <- 1 when every bin of
-    the result lies within sqrt(tolerance_squared) |d| of the decoded bin d, else 0."""
+    the result lies within sqrt(tolerance_squared) |d|max (the channel's largest decoded bin, plus the
+    subnormal allowance) of the decoded bin d, else 0."""
     s = strength[0]
     depth = delayed.shape[0]
     channels, bins = phased.shape
     same = 1
     for c in range(channels):
+        peak_squared = 0.0
         for m in range(bins):
             d = delayed[0, c, m] if depth > 0 else aligned[c, m]
+            peak_squared = max(peak_squared, np.float64(d.real) ** 2 + np.float64(d.imag) ** 2)
             if s <= 0.0:
                 phased[c, m] = d
             elif s < 1.0:
@@ -100,11 +108,15 @@ def _mix(strength, phased, aligned, delayed, unmodified, tolerance_squared) -> N
                     phased[c, m] = r * np.float32(mag / ar)
                 elif ad > 0.0:
                     phased[c, m] = d * np.float32(mag / ad)
-            if same == 1:
-                d_re, d_im = np.float64(d.real), np.float64(d.imag)
-                re, im = np.float64(phased[c, m].real) - d_re, np.float64(phased[c, m].imag) - d_im
-                if re * re + im * im > tolerance_squared * (d_re * d_re + d_im * d_im):
-                    same = 0
+        allowed_squared = tolerance_squared * peak_squared + _SUBNORMAL_SQUARED
+        for m in range(bins):
+            if same == 0:
+                break
+            d = delayed[0, c, m] if depth > 0 else aligned[c, m]
+            d_re, d_im = np.float64(d.real), np.float64(d.imag)
+            re, im = np.float64(phased[c, m].real) - d_re, np.float64(phased[c, m].imag) - d_im
+            if re * re + im * im > allowed_squared:
+                same = 0
         for k in range(depth - 1):
             for m in range(bins):
                 delayed[k, c, m] = delayed[k + 1, c, m]
