@@ -1,4 +1,5 @@
-"""Model v2's training loop on a tiny synthetic pair cache: it steps, checkpoints and resumes."""
+"""Model v2's training loop on tiny synthetic pair caches: it steps, checkpoints, resumes, and trains on
+several caches (pair rounds) together."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ torch = pytest.importorskip("torch")
 
 from training.pairs import REFERENCE  # noqa: E402
 from training.v2.__main__ import main  # noqa: E402
+from training.v2.train import PairCache  # noqa: E402
 
 
-def _pair_cache(root: Path) -> Path:
+def _pair_cache(root: Path, seed: int = 0) -> Path:
     """Two pairs (clean harmonic tone + noise; decoded: low-passed at 8 kHz with holes), train and val."""
-    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
     rows = []
     for i, split in enumerate(("train", "val")):
         n = 48_000
@@ -56,3 +59,20 @@ def test_train_steps_checkpoints_and_resumes(tmp_path: Path) -> None:
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="nothing to resume"):
         main(["train", "--run", str(tmp_path / "none"), "--resume"])
+
+
+def test_several_caches_are_cropped_together_and_a_resumed_run_switches_to_them(tmp_path: Path) -> None:
+    first, second = _pair_cache(tmp_path / "r0"), _pair_cache(tmp_path / "r1", seed=1)
+    both = PairCache([first, second], "train", 0)
+    assert [str(f) for f in both.files] == [str(first / "train.npy"), str(second / "train.npy")]
+    assert both.p.tolist() == [0.5, 0.5]
+    picked = {id(both._array(i)) for i in range(2)}
+    assert len(picked) == 2 and not np.array_equal(both._array(0), both._array(1))   # each from its own folder
+    run = tmp_path / "run"
+    args = ["train", "--run", str(run), "--batch", "2", "--frames", "24", "--hidden", "16"]
+    assert main(args + ["--data", str(first), "--steps", "1", "--cpu-hours", "1"]) == 0
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2", "--data", str(first), str(second)]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert state["data"] == [str(first), str(second)] and state["step"] == 2
+    sessions = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "session" in line]
+    assert sessions[-1]["data"] == [str(first), str(second)]

@@ -5,6 +5,8 @@
     python -m training.v2 pairs --clean data/v2 --out data/v2/pairs --stride 4   # from data v2's manifest
     python -m training.v2 train --cpu-hours 20      # trains into runs/v2 (resumes from runs/v2/last.pt)
     python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
+    python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
+    python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
@@ -38,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--workers", type=int, default=1)
     t = sub.add_parser("train", help="train or resume (runs/v2/last.pt)")
     t.add_argument("--run", default=DEFAULT_RUN)
-    t.add_argument("--data", default=None,
-                   help=f"pair cache (default {DEFAULT_PAIRS}; a resumed run keeps its own unless given)")
+    t.add_argument("--data", default=None, nargs="+",
+                   help=f"pair cache(s) (default {DEFAULT_PAIRS}; a resumed run keeps its own unless given)")
     t.add_argument("--cpu-hours", type=float, default=None,
                    help="CPU budget of the whole run, all sessions (default 20; --resume: the run's own)")
     t.add_argument("--resume", action="store_true", help="require <run>/last.pt and continue it")
@@ -49,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--batch", type=int, default=None, help="crops per step (default: train.BATCH)")
     t.add_argument("--frames", type=int, default=None, help="frames per crop (default: train.CROP_FRAMES)")
     _config_args(t)
+    al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
+    al.add_argument("--run", default=DEFAULT_RUN)
+    al.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
+    al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
+    al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
@@ -77,10 +84,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume and not (Path(args.run) / "last.pt").exists():
             raise SystemExit(f"gapfill: nothing to resume: no {Path(args.run) / 'last.pt'}")
         hours = args.cpu_hours if args.cpu_hours is not None else (0.0 if args.resume else 20.0)
-        record = train(args.run, args.data or DEFAULT_PAIRS, hours, _config(args), max_steps=args.steps,
+        data = DEFAULT_PAIRS if args.data is None else args.data[0] if len(args.data) == 1 else args.data
+        record = train(args.run, data, hours, _config(args), max_steps=args.steps,
                        seed=args.seed, threads=args.threads, batch=args.batch or BATCH,
                        frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None)
         print(json.dumps(record))
+    elif args.step == "all":
+        from training.v2.rebuild import CPU_HOURS, rebuild_all
+        print(f"v2 all: {rebuild_all(args.run, args.out, args.workers, args.cpu_hours or CPU_HOURS)}")
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         print(f"export: {export_checkpoint(args.checkpoint, args.out)}")

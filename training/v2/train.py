@@ -1,8 +1,10 @@
 """Resumable CPU training of model v2 on a pair cache, budgeted in CPU seconds.
 
-Data: a pair cache in training/pairs.py's layout (`manifest.json` rows with `file`, `split`, `samples`,
-`channels`, `chain`; each file (2, channels, samples) float32 [clean, decoded] at 48 kHz, aligned).
-`python -m training.v2 pairs` builds one from a manifest of clean segments. A batch is BATCH crops of
+Data: one or more pair caches in training/pairs.py's layout (`manifest.json` rows with `file`, `split`,
+`samples`, `channels`, `chain`; each file (2, channels, samples) float32 [clean, decoded] at 48 kHz,
+aligned), trained on together: the rounds of `python -m training.v2 pairs`, each of which encodes other
+training segments (their validation rows are the same in every round: validation reads the first cache
+only). A batch is BATCH crops of
 CROP_FRAMES frames (a random pair weighted by length, channel and hop), augmented in the time domain by
 `training.train.augment_crop` (gain, noise floor, quantisation, identity crops: the same augmentation as
 today's model) and framed by `features.frame_magnitudes`, frame for frame what the engine computes.
@@ -46,18 +48,31 @@ VAL_CROPS = 48
 GRAD_CLIP = 1.0
 LOG_EVERY_STEPS = 50
 
+DataRoots = str | Path | list[str] | list[Path]
+"""A pair cache's folder, or several (a list; a checkpoint of one cache stores a string)."""
+
+
+def data_roots(roots: DataRoots) -> list[Path]:
+    """The pair cache folders of `roots`, in order."""
+    return [Path(r) for r in roots] if isinstance(roots, list) else [Path(roots)]
+
 
 class PairCache:
-    """Random crops of the pairs of one split of a pair cache, memory-mapped (module doc)."""
+    """Random crops of the pairs of one split of one or more pair caches, memory-mapped (module doc)."""
 
-    def __init__(self, root: str | Path, split: str, seed: int, codec: str | None = None,
+    def __init__(self, roots: DataRoots, split: str, seed: int, codec: str | None = None,
                  mixes: tuple[str, ...] | None = None):
-        self.root = Path(root)
-        rows = json.loads((self.root / "manifest.json").read_text())["pairs"]
-        self.rows = [r for r in rows if r["split"] == split and (codec is None or r["codec"] == codec)
-                     and (mixes is None or r.get("mix") in mixes)]
+        self.roots = data_roots(roots)
+        self.rows, self.files = [], []
+        for root in self.roots:
+            for r in json.loads((root / "manifest.json").read_text())["pairs"]:
+                if (r["split"] == split and (codec is None or r["codec"] == codec)
+                        and (mixes is None or r.get("mix") in mixes)):
+                    self.rows.append(r)
+                    self.files.append(root / r["file"])
         if not self.rows:
-            raise SystemExit(f"gapfill: no {split} pairs{f' of {codec}' if codec else ''} in {self.root}")
+            names = ", ".join(map(str, self.roots))
+            raise SystemExit(f"gapfill: no {split} pairs{f' of {codec}' if codec else ''} in {names}")
         weights = np.array([r["samples"] * r["channels"] for r in self.rows], float)
         self.p = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
@@ -65,7 +80,7 @@ class PairCache:
 
     def _array(self, i: int) -> np.ndarray:
         if i not in self.arrays:
-            self.arrays[i] = np.load(self.root / self.rows[i]["file"], mmap_mode="r")
+            self.arrays[i] = np.load(self.files[i], mmap_mode="r")
         return self.arrays[i]
 
     def crop(self, frames: int) -> tuple[np.ndarray, bool]:
@@ -112,13 +127,15 @@ def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch
     opt.step()
 
 
-def validation_sets(data_root: str | Path, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS
+def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS
                     ) -> dict[str, tuple[torch.Tensor, ...]]:
-    """Fixed validation batches (decoded, clean, labels): `reference` (LAME 32 kbit/s mono, not augmented),
-    `chains` (every other codec and decode chain of the validation split, augmented with a fixed seed, when
-    the cache has them) and `clean` (clean crops as input, augmented: what must pass unchanged)."""
+    """Fixed validation batches (decoded, clean, labels) of the first cache of `data`: `reference` (LAME 32
+    kbit/s mono, not augmented), `chains` (every other codec and decode chain of the validation split,
+    augmented with a fixed seed, when the cache has them) and `clean` (clean crops as input, augmented: what
+    must pass unchanged)."""
+    data_root = data_roots(data)[0]
     rng = np.random.default_rng(123)
-    rows = json.loads((Path(data_root) / "manifest.json").read_text())["pairs"]
+    rows = json.loads((data_root / "manifest.json").read_text())["pairs"]
     sets = {"reference": (PairCache(data_root, "val", 123, codec=REFERENCE.name), False, False)}
     if any(r["split"] == "val" and r.get("mix") == "chains" for r in rows):
         sets["chains"] = (PairCache(data_root, "val", 124, mixes=("chains",)), True, False)
@@ -154,20 +171,21 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]]) -> dict:
     return record
 
 
-def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
+def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
           max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int = BATCH,
           frames: int = CROP_FRAMES, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
           quiet: bool = False, switch_data: bool = False) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
-    from now on (recorded in the checkpoint) instead of its own."""
+    (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
     last = run / "last.pt"
     budget_s = cpu_hours * 3600.0
-    state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": str(data_root),
+    stored_data = [str(r) for r in data_root] if isinstance(data_root, list) else str(data_root)
+    state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
              "batch": batch, "frames": frames}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
@@ -178,7 +196,7 @@ def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: Band
         state = ck["state"]
         budget_s = max(ck["budget_cpu_s"], budget_s)
         if switch_data:
-            state["data"] = str(data_root)
+            state["data"] = stored_data
         data_root, batch, frames = state["data"], state["batch"], state["frames"]
         print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
               f"{budget_s / 3600:.2f} CPU h)", flush=True)
@@ -206,7 +224,7 @@ def train(run: str | Path, data_root: str | Path, cpu_hours: float, config: Band
         return record
 
     session = {"session": state["sessions"], "step": state["step"], "cpu_s": round(state["cpu_s"], 1),
-               "budget_cpu_s": budget_s, "data": str(data_root), "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "budget_cpu_s": budget_s, "data": state["data"], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     log.write(json.dumps(session) + "\n")
     log.flush()
     stop = []
