@@ -61,7 +61,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -564,11 +564,18 @@ def chosen_conditions(args: argparse.Namespace) -> tuple[str, ...]:
     if args.quick:
         return QUICK_CONDITIONS
     if args.conditions:
-        unknown = [n for n in args.conditions if n not in BY_NAME]
-        if unknown:
-            raise GapfillError(f"unknown condition {', '.join(unknown)} (known: {', '.join(BY_NAME)})")
-        return tuple(c.name for c in CONDITIONS if c.name in args.conditions)
+        return conditions_named(args.conditions, CONDITIONS)
     return tuple(c.name for c in CONDITIONS if c.group in args.groups)
+
+
+def conditions_named(names: list[str], conditions: Sequence[Condition]) -> tuple[str, ...]:
+    """The names of `conditions` that `names` asks for, in the order of `conditions`; GapfillError naming
+    any name that is not one of them."""
+    known = [c.name for c in conditions]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise GapfillError(f"unknown condition {', '.join(unknown)} (known: {', '.join(known)})")
+    return tuple(n for n in known if n in names)
 
 
 def main(argv: list[str] | None = None) -> int:
