@@ -7,6 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from training.v2 import features  # noqa: E402
 from training.v2.model import BandNet, BandNetConfig, StreamingBandNet  # noqa: E402
 
 
@@ -74,3 +75,30 @@ def test_streaming_torch_and_onnx_equal_offline(tmp_path) -> None:
     assert np.max(np.abs(confidence - expected)) <= 1e-4
     mono, _ = stream_onnx(path, mag[:1].numpy())                 # one channel: batch 1
     assert np.max(np.abs(mono - reference[:1])) <= 1e-4 * np.max(np.abs(reference))
+
+
+def test_a_widened_network_starts_from_its_parent_and_keeps_the_checkpoint_going(tmp_path) -> None:
+    from training.v2.__main__ import main
+    from training.v2.widen import parent_bands, widen
+
+    parents = parent_bands(32, 64)
+    assert parents[0] == 0 and parents[-1] == 31 and np.all(np.diff(parents) >= 0)
+    assert set(parents.tolist()) == set(range(32))                       # every old band has a child
+    torch.manual_seed(3)
+    net = BandNet(BandNetConfig(bands=32, hidden=16))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    wide = widen(net, 64)
+    flat = torch.full((1, 5, features.BINS), 0.05)                        # every band's features alike
+    a, b = net.bands(flat), wide.bands(flat)
+    for old, new in ((a.gain, b.gain), (a.fill, b.fill), (a.confidence_logit, b.confidence_logit)):
+        torch.testing.assert_close(new, old[..., parents], rtol=2e-4, atol=1e-9)   # each band its parent's
+    with pytest.raises(ValueError, match="not more"):
+        widen(net, 32)
+    ck = tmp_path / "last.pt"
+    torch.save({"model": net.state_dict(), "optim": {}, "config": {"bands": 32, "channels": 0, "hidden": 16,
+                "fill": "power"}, "state": {"step": 7, "cpu_s": 1.5}, "budget_cpu_s": 3600.0}, ck)
+    assert main(["widen", "--bands", "64", "--checkpoint", str(ck)]) == 0
+    widened = torch.load(ck, weights_only=False)
+    assert widened["config"]["bands"] == 64 and widened["state"]["step"] == 7
+    assert widened["state"]["widened"] == [{"from_bands": 32, "to_bands": 64, "step": 7, "cpu_s": 1.5}]

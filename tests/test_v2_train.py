@@ -76,3 +76,15 @@ def test_several_caches_are_cropped_together_and_a_resumed_run_switches_to_them(
     assert state["data"] == [str(first), str(second)] and state["step"] == 2
     sessions = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "session" in line]
     assert sessions[-1]["data"] == [str(first), str(second)]
+
+
+def test_band_oracles_leave_the_clean_signal_alone_and_beat_the_decoded_one(tmp_path: Path) -> None:
+    from training.v2.floor import floor_table, oracle_estimates
+
+    clean = torch.rand(2, 10, 513) + 0.01
+    for estimate in oracle_estimates(clean, clean, 16).values():
+        torch.testing.assert_close(estimate, clean, rtol=1e-5, atol=0)
+    rows = floor_table(_pair_cache(tmp_path), (8, 32))
+    reference = [r for r in rows if r["set"] == "reference"]
+    assert [r["bands"] for r in reference] == [8, 32]
+    assert all(r["oracle_fill"] < r["decoded"] and r["oracle_gain"] < r["decoded"] for r in reference)

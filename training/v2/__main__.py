@@ -7,6 +7,8 @@
     python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
     python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
     python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export
+    python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
+    python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
@@ -56,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
     al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
     al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
+    w = sub.add_parser("widen", help="a checkpoint at more bands, keeping what it learned (training/v2/widen.py)")
+    w.add_argument("--bands", type=int, required=True)
+    w.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
+    w.add_argument("--out", default=None, help="default: the checkpoint itself")
+    fl = sub.add_parser("floor", help="validation LSD of oracles of each band count (training/v2/floor.py)")
+    fl.add_argument("--data", default="data/v2pairs/r0", help="pair cache whose validation crops are scored")
+    fl.add_argument("--bands", type=int, nargs="+", default=[32, 64, 128])
+    fl.add_argument("--checkpoint", default=None, help="also this checkpoint's network")
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
@@ -92,6 +102,13 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all
         print(f"v2 all: {rebuild_all(args.run, args.out, args.workers, args.cpu_hours or CPU_HOURS)}")
+    elif args.step == "widen":
+        from training.v2.widen import widen_checkpoint
+        state = widen_checkpoint(args.checkpoint, args.bands, args.out or args.checkpoint)
+        print(f"widen: {state['widened'][-1]}")
+    elif args.step == "floor":
+        from training.v2.floor import floor_table, format_table
+        print(format_table(floor_table(args.data, tuple(args.bands), args.checkpoint)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         print(f"export: {export_checkpoint(args.checkpoint, args.out)}")
