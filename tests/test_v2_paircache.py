@@ -31,3 +31,24 @@ def test_stride_rounds_cover_the_training_segments_once_and_never_the_test_split
             "mp3_32k_mono_48k", "mp3_128k_mono_48k", jobs[-1][3]["codec"]]
         assert all(job[1]["split"] != "test" for job in jobs)
         assert len({job[4] for job in jobs}) == len(jobs)                # one file per pair
+
+
+def test_a_later_round_links_the_validation_pairs_of_an_earlier_one(tmp_path: Path) -> None:
+    import numpy as np
+
+    from training.v2.paircache import build_pair_cache
+
+    root = _manifest(tmp_path)
+    first = tmp_path / "r0"
+    for job in plan(root, first, 4, 0):
+        if job[1]["split"] == "val":                          # round 0's validation pairs, as if made
+            path = Path(job[4])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(path, np.zeros((2, 1, 10), np.float32))
+            path.with_suffix(".json").write_text(json.dumps({"lag": 0, "channels": 1, "samples": 10}))
+    manifest = build_pair_cache(root, tmp_path / "r1", 4, 1, validation_from=first)
+    val = [r for r in manifest["pairs"] if r["split"] == "val"]
+    assert len(val) == 3
+    for row in val:
+        assert (tmp_path / "r1" / row["file"]).samefile(first / row["file"])   # a link, not a copy
+    assert all(r["split"] == "train" for r in manifest["failed"])       # (the training segments have no audio)

@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     pr.add_argument("--stride", type=int, default=1, help="every n-th training segment (one pairing each)")
     pr.add_argument("--round", type=int, default=0, help="which of the stride's segments (a refresh: the next)")
     pr.add_argument("--workers", type=int, default=1)
+    pr.add_argument("--validation-from", default=None,
+                    help="an earlier round's folder: link its validation pairs (the same in every round)")
     t = sub.add_parser("train", help="train or resume (runs/v2/last.pt)")
     t.add_argument("--run", default=DEFAULT_RUN)
     t.add_argument("--data", default=None, nargs="+",
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build_bootstrap(args.out)["summary"]))
     elif args.step == "pairs":
         from training.v2.paircache import build_pair_cache
-        m = build_pair_cache(args.clean, args.out, args.stride, args.round, args.workers)
+        m = build_pair_cache(args.clean, args.out, args.stride, args.round, args.workers, args.validation_from)
         print(f"pairs: {len(m['pairs'])} ({len(m['failed'])} refused by their encoder)")
     elif args.step == "train":
         from training.v2.train import BATCH, CROP_FRAMES, train

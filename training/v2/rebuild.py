@@ -7,7 +7,8 @@ Steps, each resumable (a stopped command, run again, goes on where it stopped):
    (about 1.5 CPU h);
 2. `training.v2.paircache.build_pair_cache` -> PAIRS_ROOT/r0 .. r{ROUNDS - 1}: every ROUNDS-th training
    segment per round, encoded and decoded through the conditions it draws, so the rounds together hold
-   every training segment once (about 1.6 CPU h each);
+   every training segment once (about 1.6 CPU h for r0, 1.2 for each later one, which links r0's
+   validation pairs);
 3. `training.v2.train.train` on all rounds together for `cpu_hours` of CPU time (resumes <run>/last.pt);
 4. `training.v2.export.export_checkpoint` -> `out`.
 """
@@ -41,7 +42,7 @@ def rebuild_all(run: str | Path = "runs/v2", out: str | Path = "runs/v2/gapfill-
     build(str(data_root), workers, None)
     rounds = pair_rounds(pairs_root)
     for k, folder in enumerate(rounds):
-        manifest = build_pair_cache(data_root, folder, ROUNDS, k, workers)
+        manifest = build_pair_cache(data_root, folder, ROUNDS, k, workers, rounds[0] if k else None)
         print(f"v2 all: pair round {k}: {len(manifest['pairs'])} pairs after {(time.time() - began) / 60:.0f} min",
               flush=True)
     train(run, rounds, cpu_hours, switch_data=True)
