@@ -111,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "floor":
         from training.v2.floor import floor_table, format_table
         print(format_table(floor_table(args.data, tuple(args.bands), args.checkpoint)))
+        if args.checkpoint:
+            from training.v2.floor import band_levels, format_levels
+            print(format_levels(band_levels(args.data, args.checkpoint)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         print(f"export: {export_checkpoint(args.checkpoint, args.out)}")
