@@ -29,9 +29,6 @@ SPARSE_FRAME_STRIDE = 4
 SPARSE = slice(0, None, SPARSE_FRAME_STRIDE)
 """The frames of a crop that the bin and confidence terms score."""
 CONFIDENCE_WEIGHT = 0.2
-BIN_SHAPE_ONLY = False
-"""Score the bin term on the estimate with each band scaled to the clean band power, so that only the band
-term sets a band's level (module doc)."""
 
 
 def active_frames(clean: torch.Tensor) -> torch.Tensor:
@@ -63,10 +60,8 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
         clean_power = (clean * (1.0 / fs)) ** 2 @ net.pooling
         clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
     band = _masked_mean((torch.log(net.band_power(out) + floor) - torch.log(clean_power + floor)).abs(), mask)
-    est = net.expand(out.gain[:, SPARSE], out.fill[:, SPARSE], decoded[:, SPARSE]) * (1.0 / fs)
-    if BIN_SHAPE_ONLY:   # each band of the estimate brought to the clean band power: the bin term sees shape only
-        est = est * (torch.sqrt((clean_power[:, SPARSE] + floor) / (est.pow(2) @ net.pooling + floor)) @ net.expansion)
-    bins = _masked_mean((torch.log(est + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
+    est = net.expand(out.gain[:, SPARSE], out.fill[:, SPARSE], decoded[:, SPARSE])
+    bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
     confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
                                                                   reduction="none"), mask[:, SPARSE])
     total = band + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence
