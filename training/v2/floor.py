@@ -68,7 +68,7 @@ def band_levels(data: str | Path, checkpoint: str | Path) -> list[dict]:
     active = active_frames(clean) > 0
     floor = features.full_scale_magnitude() ** 2 * 10 ** (FLOOR_DB / 10)
     clean_power = clean.pow(2) @ net.pooling + floor
-    errors = {name: 10 * torch.log10((m.pow(2) @ net.pooling + floor) / clean_power)[active]
+    errors = {name: features.db((m.pow(2) @ net.pooling + floor) / clean_power)[active]
               for name, m in (("network", estimate), ("decoded", decoded))}
     edges = features.band_edges(net.config.bands)
     return [{"band": b, "from_hz": float(edges[b] * features.SAMPLE_RATE / features.FFT_SIZE),

@@ -21,7 +21,7 @@ import torch.nn.functional as fn
 
 from evaluation.metrics import ACTIVE_DB, FLOOR_DB
 from training.train import LABEL_DB, LABEL_FLOOR_DB
-from training.v2.features import full_scale_magnitude, pooling_matrix
+from training.v2.features import db, full_scale_magnitude, pooling_matrix
 from training.v2.model import BandNet, Bands
 
 BIN_WEIGHT = 0.5
@@ -40,7 +40,7 @@ def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int) -> t
     """Share (..., T, bands) of each band's bins where decoded and reference magnitudes (..., T, F) differ by
     more than LABEL_DB (both floored at LABEL_FLOOR_DB re a full-scale sine): codec-made."""
     floor = full_scale_magnitude() * 10 ** (LABEL_FLOOR_DB / 20)
-    ratio_db = 20 * torch.log10(decoded.clamp(min=floor) / reference.clamp(min=floor))
+    ratio_db = 2 * db(decoded.clamp(min=floor) / reference.clamp(min=floor))
     return (ratio_db.abs() > LABEL_DB).float() @ torch.from_numpy(pooling_matrix(bands))
 
 

@@ -105,9 +105,9 @@ class BandNet(nn.Module):
         power = m * m
         floor = 10 ** (FLOOR_DB / 10)
         band_power = power @ self.pooling
-        band_db = 10 * torch.log10(band_power + floor)
-        mean_db = 10 * (torch.log10(power + floor) @ self.pooling)
-        frame_db = 10 * torch.log10(band_power @ self.band_widths + floor)
+        band_db = features.db(band_power + floor)
+        mean_db = features.db(power + floor) @ self.pooling
+        frame_db = features.db(band_power @ self.band_widths + floor)
         x = torch.stack([(band_db - frame_db) / 20, (band_db - mean_db) / 10,
                          ((frame_db - LEVEL_REF_DB) / 20).expand_as(band_db)], dim=-1)
         mean_magnitude = m @ self.pooling if self.config.fill == "magnitude" else None

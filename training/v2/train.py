@@ -147,7 +147,7 @@ def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crop
 def lsd_db(est: torch.Tensor, clean: torch.Tensor) -> float:
     """Mean over active frames of the RMS dB difference over bins of magnitudes (..., T, F) (floors: model.py)."""
     floor = features.full_scale_magnitude() * 10 ** (-100 / 20)
-    d = 20 * torch.log10(est.clamp(min=floor) / clean.clamp(min=floor))
+    d = 2 * features.db(est.clamp(min=floor) / clean.clamp(min=floor))
     mask = active_frames(clean)
     return float((d.pow(2).mean(-1).sqrt() * mask).sum() / mask.sum().clamp(min=1))
 
