@@ -69,7 +69,7 @@ from benchmarks.common import (
 from benchmarks.models import active_part, applies, degraded
 from benchmarks.models import BY_NAME as MODEL_CONDITIONS
 from benchmarks.quality import BY_NAME as QUALITY_CONDITIONS
-from benchmarks.quality import CODEC_EXTRA_HINT, USUAL_CHAIN, WORSE_DB, Condition
+from benchmarks.quality import CODEC_EXTRA_HINT, USUAL_CHAIN, WORSE_DB, Condition, names_chosen
 from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import Encoding, resample, store
 from evaluation.metrics import power_db, spectrum_metrics
@@ -369,12 +369,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _chosen(wanted: list[str] | None, known: dict[str, Any], default: tuple[str, ...], what: str) -> tuple[str, ...]:
-    if wanted is None:
-        return default
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise GapfillError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
-    return tuple(n for n in known if n in wanted)
+    return default if wanted is None else names_chosen(wanted, known, what)
 
 
 def main(argv: list[str] | None = None) -> int:

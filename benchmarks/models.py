@@ -66,7 +66,7 @@ from benchmarks.common import (
     percent_change, run_main, write_json,
 )
 from benchmarks.quality import (
-    BY_NAME as QUALITY_CONDITIONS, CODEC_EXTRA_HINT, USUAL_CHAIN, VISQOL_CHOICES, WORSE_DB, Condition, conditions_named,
+    BY_NAME as QUALITY_CONDITIONS, CODEC_EXTRA_HINT, USUAL_CHAIN, VISQOL_CHOICES, WORSE_DB, Condition, names_chosen,
     start_visqol, visqol_facts, visqol_score, visqol_status,
 )
 from benchmarks.stereo import synthetic_stereo_clips
@@ -510,7 +510,7 @@ def chosen_conditions(args: argparse.Namespace) -> tuple[str, ...]:
     if args.quick:
         return QUICK_CONDITIONS
     if args.conditions:
-        return conditions_named(args.conditions, CONDITIONS)
+        return names_chosen(args.conditions, BY_NAME, "condition")
     return tuple(BY_NAME)
 
 

@@ -61,7 +61,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -564,18 +564,18 @@ def chosen_conditions(args: argparse.Namespace) -> tuple[str, ...]:
     if args.quick:
         return QUICK_CONDITIONS
     if args.conditions:
-        return conditions_named(args.conditions, CONDITIONS)
+        return names_chosen(args.conditions, BY_NAME, "condition")
     return tuple(c.name for c in CONDITIONS if c.group in args.groups)
 
 
-def conditions_named(names: list[str], conditions: Sequence[Condition]) -> tuple[str, ...]:
-    """The names of `conditions` that `names` asks for, in the order of `conditions`; GapfillError naming
-    any name that is not one of them."""
-    known = [c.name for c in conditions]
-    unknown = [n for n in names if n not in known]
+def names_chosen(wanted: list[str], known: Iterable[str], what: str) -> tuple[str, ...]:
+    """The names of `known` that `wanted` asks for, in the order of `known`; GapfillError naming any wanted
+    name that is not known (`what`: the kind of name, for the message)."""
+    known = list(known)
+    unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise GapfillError(f"unknown condition {', '.join(unknown)} (known: {', '.join(known)})")
-    return tuple(n for n in known if n in names)
+        raise GapfillError(f"unknown {what} {', '.join(unknown)} (known: {', '.join(known)})")
+    return tuple(n for n in known if n in wanted)
 
 
 def main(argv: list[str] | None = None) -> int:
