@@ -6,7 +6,7 @@
 Per clip (mono validation clips, benchmarks/clips.py) and quality-benchmark condition (benchmarks/quality.py
 `degraded`, seed = clip index), the engine restores the decoded input while its per-hop magnitudes are
 recorded; then the full-band LSD against the clean reference (evaluation/metrics.py, at the clip's level)
-of, on the same frames:
+of, on the same frames (the engine's: its hop and window; its fft_size must be the metrics' FFT_SIZE):
 
 - `decoded`: the decoded input;
 - `engine`: the engine's output (re-analysed);
@@ -44,7 +44,10 @@ from realtime.errors import GapfillError
 from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import istft_offline, stft_offline
-from evaluation.metrics import codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics
+from realtime.engine.windows import synthesis_span
+from evaluation.metrics import (
+    FFT_SIZE, codec_cutoff_bin, level_error_above, magnitude_db, power_db, spectrum_metrics,
+)
 
 SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
@@ -73,11 +76,12 @@ class Recorder:
 
     def run(self, decoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(output (n,), {'decoded', 'estimate', 'gated': (frames, F), 'active': (frames,)}) for mono decoded
-        (n,), the recorded hops aligned with `stft_offline(decoded)`'s frames (frames the engine did not
-        reach stay zero)."""
+        (n,), the recorded hops aligned with the frames of `stft_offline(decoded)` at the engine's framing
+        (frames the engine did not reach stay zero)."""
         self.hops.clear()
         output = self.restorer.restore(decoded[None, :], MODEL_RATE_HZ)[0]
-        spectra = np.abs(stft_offline(decoded, self.restorer.fft_size, self.restorer.hop))
+        restorer = self.restorer
+        spectra = np.abs(stft_offline(decoded, restorer.fft_size, restorer.hop, restorer.config.window))
         recorded = np.array([h[0] for h in self.hops])
         offset = _frame_offset(recorded, spectra)
         frames = {k: np.zeros_like(spectra, dtype=np.float32) for k in ("decoded", "estimate", "gated")}
@@ -103,18 +107,20 @@ def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) ->
     """One row: the LSD of every system for `clip` under the condition."""
     condition = BY_NAME[condition_name]
     reference, decoded, _ = degraded(condition, clip.samples, index)
-    fft_size, hop = recorder.restorer.fft_size, recorder.restorer.hop
+    hop, window = recorder.restorer.hop, recorder.restorer.config.window
     output, frames = recorder.run(decoded)
     level = 10 ** (-condition.chain.gain_db / 20)
-    reference_db, decoded_db = power_db(reference * level), power_db(decoded * level)
+    reference_db, decoded_db = power_db(reference * level, hop, window), power_db(decoded * level, hop, window)
     cutoff = codec_cutoff_bin(reference_db, decoded_db)
-    clean_phase = np.exp(1j * np.angle(stft_offline(reference, fft_size, hop)))
-    resynthesised = istft_offline(frames["gated"] * clean_phase, fft_size, hop)[fft_size - 1:]
+    clean_phase = np.exp(1j * np.angle(stft_offline(reference, FFT_SIZE, hop, window)))
+    delay = synthesis_span(FFT_SIZE, hop, window) - 1
+    resynthesised = istft_offline(frames["gated"] * clean_phase, FFT_SIZE, hop, window)[delay:]
     resynthesised = np.concatenate([resynthesised, np.zeros(len(decoded) - len(resynthesised))])
     wide_open = np.where(frames["active"][:, None], frames["estimate"], frames["decoded"])
-    spectra = {"decoded": decoded_db, "engine": power_db(output * level),
-               "gated": magnitude_db(frames["gated"] * level), "clean_phase": power_db(resynthesised * level),
-               "model_wide_open": magnitude_db(wide_open * level)}
+    spectra = {"decoded": decoded_db, "engine": power_db(output * level, hop, window),
+               "gated": magnitude_db(frames["gated"] * level, hop, window),
+               "clean_phase": power_db(resynthesised * level, hop, window),
+               "model_wide_open": magnitude_db(wide_open * level, hop, window)}
     return {"clip": clip.id, "kind": clip.kind, "condition": condition_name,
             **{s: spectrum_metrics(reference_db, spectra[s], cutoff)["lsd_full"] for s in SYSTEMS},
             "level_above": {s: level_error_above(reference_db, spectra[s], cutoff) for s in SYSTEMS}}
@@ -179,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise GapfillError(f"unknown condition {unknown[0]!r} (see benchmarks/quality.py)")
     config = engine_config(args.config, args.model)
+    if config.fft_size != FFT_SIZE:
+        raise GapfillError(f"the headroom benchmark scores the engine's frames on the metrics' {FFT_SIZE // 2 + 1} "
+                           f"bins: stft.fft_size must be {FFT_SIZE}, got {config.fft_size}")
     recorder = Recorder(Restorer(config))
     clips = synthetic_clips(2.0) if args.quick else validation_clips(args.clips, args.seconds)
     rows = [evaluate(clip, index, name, recorder) for name in conditions for index, clip in enumerate(clips)]

@@ -5,6 +5,8 @@ Training's evaluation, the benchmarks and the tests all score with these. Spectr
 full-scale sine (`realtime.engine.windows.full_scale_magnitude`), floored at FLOOR_DB. FFT_SIZE and HOP
 are the metrics' own resolution, kept fixed so that numbers stay comparable across models whatever framing
 a model runs at (today's model happens to use the same); arrays of power are (frames, FFT_SIZE // 2 + 1) dB.
+`power_db` and `magnitude_db` take another framing of FFT_SIZE samples for spectra that only exist at an
+engine's framing (benchmarks/headroom.py scores the engine's own frames).
 
     active     frames whose reference peak is above ACTIVE_DB.
     LSD        mean over active frames of sqrt(mean over bins of (dB_out - dB_ref)^2); full band = every
@@ -31,7 +33,6 @@ HOLE_DB = 20.0
 TOP_HZ = 20_000.0
 TOP_BIN = int(TOP_HZ * FFT_SIZE / MODEL_RATE_HZ)
 """First bin at or above TOP_HZ: the end of the band scored above the cutoff."""
-_FULL_SCALE_POWER = full_scale_magnitude(FFT_SIZE) ** 2
 
 
 def bin_hz(bin_index: int) -> float:
@@ -39,15 +40,18 @@ def bin_hz(bin_index: int) -> float:
     return bin_index * MODEL_RATE_HZ / FFT_SIZE
 
 
-def magnitude_db(magnitudes: np.ndarray) -> np.ndarray:
-    """(frames, 513) linear |rfft| magnitudes -> power in dB re a full-scale sine, floored at FLOOR_DB."""
-    power = np.asarray(magnitudes, np.float64) ** 2 / _FULL_SCALE_POWER
+def magnitude_db(magnitudes: np.ndarray, hop: int = HOP, window: str = "hann") -> np.ndarray:
+    """(frames, 513) linear |rfft| magnitudes of FFT_SIZE-sample frames -> power in dB re a full-scale sine
+    under the analysis window of `window` (and `hop`: `full_scale_magnitude`), floored at FLOOR_DB."""
+    power = np.asarray(magnitudes, np.float64) ** 2 / full_scale_magnitude(FFT_SIZE, window, hop) ** 2
     return 10 * np.log10(np.maximum(power, 10 ** (FLOOR_DB / 10)))
 
 
-def power_db(x: np.ndarray) -> np.ndarray:
-    """(samples,) at 48 kHz -> (frames, 513) power in dB re a full-scale sine, floored at FLOOR_DB."""
-    return magnitude_db(np.abs(stft_offline(np.asarray(x, np.float64), FFT_SIZE, HOP)))
+def power_db(x: np.ndarray, hop: int = HOP, window: str = "hann") -> np.ndarray:
+    """(samples,) at 48 kHz -> (frames, 513) power in dB re a full-scale sine, floored at FLOOR_DB, of
+    FFT_SIZE-sample frames every `hop` samples under `window` (the metrics' own framing by default)."""
+    spectra = stft_offline(np.asarray(x, np.float64), FFT_SIZE, hop, window)
+    return magnitude_db(np.abs(spectra), hop, window)
 
 
 def active_frames(reference_db: np.ndarray) -> np.ndarray:

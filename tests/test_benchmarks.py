@@ -249,21 +249,23 @@ def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
 
 
 def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
-    """The recorder's decoded frames line up with the offline STFT of the input: their LSD from the magnitudes
-    equals the signal's LSD as clip_metrics computes it, and clean input recorded through the gate comes back
-    as the gate's output unchanged."""
+    """The recorder's decoded frames line up with the offline STFT of the input at the engine's framing: their
+    LSD from the magnitudes equals the signal's LSD, and clean input recorded through the gate comes back as
+    the gate's output unchanged."""
     from benchmarks.clips import synthetic_clips
     from benchmarks.headroom import Recorder
     from realtime.engine.restorer import Restorer
-    from evaluation.metrics import clip_metrics, codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
+    from evaluation.metrics import codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
 
     clean = synthetic_clips(2.0)[1].samples
     coded = (clean + np.random.default_rng(1).standard_normal(clean.size) * 0.01).astype(np.float32)
-    _, frames = Recorder(Restorer.from_config(None)).run(coded)
-    reference_db = power_db(clean)
-    cutoff = codec_cutoff_bin(reference_db, power_db(coded))
-    expected = clip_metrics(clean, coded, cutoff, reference_db)["lsd_full"]
-    recorded = spectrum_metrics(reference_db, magnitude_db(frames["decoded"]), cutoff)["lsd_full"]
+    restorer = Restorer.from_config(None)
+    framing = (restorer.hop, restorer.config.window)
+    _, frames = Recorder(restorer).run(coded)
+    reference_db, coded_db = power_db(clean, *framing), power_db(coded, *framing)
+    cutoff = codec_cutoff_bin(reference_db, coded_db)
+    expected = spectrum_metrics(reference_db, coded_db, cutoff)["lsd_full"]
+    recorded = spectrum_metrics(reference_db, magnitude_db(frames["decoded"], *framing), cutoff)["lsd_full"]
     assert recorded == pytest.approx(expected, abs=0.02)
     assert not frames["active"].any()
     np.testing.assert_array_equal(frames["gated"], frames["decoded"])
