@@ -38,6 +38,22 @@ def run_benchmark(module: str, *args: str, timeout: int = 900) -> subprocess.Com
     return done
 
 
+def shipped_model_with_metadata(target: Path, drop: tuple[str, ...] = (), **values: str) -> Path:
+    """`target`: a copy of the shipped ONNX model with metadata entries replaced or added (`values`) and
+    those named in `drop` removed."""
+    import onnx
+    from realtime.engine.config import shipped_model_path
+
+    model = onnx.load(str(shipped_model_path()))
+    entries = {p.key: p.value for p in model.metadata_props if p.key not in drop}
+    entries.update(values)
+    del model.metadata_props[:]
+    for key, value in entries.items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(target))
+    return target
+
+
 def stream_file(restorer, source: Path, target: Path, fmt: str, channels: int):
     """`run_stream` of a prepared restorer from the raw file `source` into `target`; its StreamResult."""
     from realtime.frontends.pipe import run_stream

@@ -15,8 +15,10 @@ from benchmarks.models import (
 )
 from benchmarks.clips import Clip
 from benchmarks.quality import WORSE_DB
-from conftest import run_benchmark
-from realtime.engine.config import MODEL_RATE_HZ, shipped_model_path
+from conftest import run_benchmark, shipped_model_with_metadata
+from realtime.engine.config import MODEL_RATE_HZ, load_config, shipped_model_path
+from realtime.engine.model import OnnxModel
+from realtime.engine.windows import WINDOWS
 
 
 def test_models_benchmark_quick_run(tmp_path):
@@ -72,9 +74,14 @@ def test_conditions_follow_the_clip_channels():
 
 def test_candidate_framing_comes_from_the_model_or_the_yaml(tmp_path):
     shipped = str(shipped_model_path())
+    trained = OnnxModel(shipped_model_path(), threads=1)
     config, settings = candidate_config(shipped, None)
     assert settings == "model metadata"
-    assert (config.fft_size, config.hop, config.window) == (1024, 256, "hann")  # the shipped model names no window
+    assert (config.fft_size, config.hop, config.window) == (trained.fft_size, trained.hop, trained.window)
+    defaults = load_config(None)               # a model trained at another framing than the defaults runs at its own
+    other = {"gapfill.hop": str(defaults.hop // 2), "gapfill.window": next(w for w in WINDOWS if w != defaults.window)}
+    config, _ = candidate_config(str(shipped_model_with_metadata(tmp_path / "other.onnx", **other)), None)
+    assert (config.fft_size, str(config.hop), config.window) == (defaults.fft_size, *other.values())
     yaml = tmp_path / "engine.yaml"
     yaml.write_text("gate: {cliff_db: 30.0}\n", encoding="utf-8")
     config, settings = candidate_config(shipped, str(yaml))

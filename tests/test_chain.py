@@ -10,6 +10,7 @@ from realtime.engine.chain import HOP_CLOCK
 from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import stft_offline
+from realtime.engine.windows import synthesis_span
 
 SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis", "bypass")
 
@@ -48,16 +49,21 @@ def test_every_stage_implements_the_protocol_in_signal_order():
 
 
 @pytest.mark.parametrize("overrides", [None, {"phase": {"lookahead_frames": 0}},
-                                       {"stft": {"fft_size": 2048, "hop": 512}, "model": {"path": "passthrough"}}])
+                                       {"stft": {"fft_size": 2048, "hop": 512, "window": "hann"},
+                                        "model": {"path": "passthrough"}},
+                                       {"stft": {"hop": 128, "window": "asymmetric"},
+                                        "model": {"path": "passthrough"}}])
 def test_latency_is_the_hop_clock_plus_the_sum_over_the_stages(overrides):
     restorer = Restorer.from_config(None, overrides)
     restorer.prepare(48_000, 1, 256)
     parts = restorer.chain.latency_parts
+    span = synthesis_span(restorer.fft_size, restorer.hop, restorer.config.window)
     assert parts[HOP_CLOCK] == restorer.hop - 1
-    assert parts["synthesis"] == restorer.fft_size - restorer.hop
+    assert parts["synthesis"] == span - restorer.hop
+    assert parts["model"] == restorer.hop * restorer.model.lookahead_frames
     assert parts["phase"] == restorer.hop * restorer.config.phase["lookahead_frames"]
     assert restorer.latency_samples == sum(parts.values()) == restorer.engine_latency_samples
-    assert restorer.latency_parts["stft"] == restorer.fft_size - 1
+    assert restorer.latency_parts["stft"] == span - 1
 
 
 def test_observer_sees_every_stage_of_every_hop_in_order_and_changes_nothing():
@@ -88,7 +94,7 @@ def test_observed_analysis_is_the_offline_stft_and_the_bypass_hops_are_the_outpu
     tap = Tap({"analysis": "newest_magnitudes", "synthesis": "hop_out", "bypass": "hop_out"})
     restorer.observe(tap)
     output = restorer.process(audio)
-    frames = np.abs(stft_offline(audio[0], restorer.fft_size, restorer.hop))
+    frames = np.abs(stft_offline(audio[0], restorer.fft_size, restorer.hop, restorer.config.window))
     seen = np.array(tap.kept["analysis"])[:, 0]
     np.testing.assert_allclose(seen, frames[: len(seen)], atol=1e-4)
     # each finalised hop is read out one sample ahead: hop j covers output samples j*H + H - 1 ...
@@ -112,7 +118,7 @@ def test_a_stereo_pair_reaches_the_model_as_mid_and_side_and_the_input_hop_stays
     restorer.process(audio)
     seen = np.array(tap.kept["analysis"])
     for channel, share in enumerate((0.75, 0.25)):                # mid (L + R) / 2, side (L - R) / 2
-        frames = np.abs(stft_offline(share * left, restorer.fft_size, restorer.hop))
+        frames = np.abs(stft_offline(share * left, restorer.fft_size, restorer.hop, restorer.config.window))
         np.testing.assert_allclose(seen[:, channel], frames[: len(seen)], rtol=0, atol=1e-4)
     hops = np.concatenate(tap.kept["bypass"], axis=1)
     np.testing.assert_array_equal(hops, audio[:, : hops.shape[1]])

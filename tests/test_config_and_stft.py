@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import yaml
 
-from realtime.engine.config import load_config
+from realtime.engine.config import DEFAULT_CONFIG_PATH, load_config
 from realtime.errors import GapfillError
 from realtime.engine.fft import FFTPlan
 from realtime.engine.analysis import AnalysisStage
@@ -28,8 +29,13 @@ def write(tmp_path, text: str):
 
 
 def test_defaults_load_and_validate():
+    """The defaults are default.yaml's values as written (the shipped model's framing among them:
+    tests/test_model_framing.py)."""
     config = load_config(None)
-    assert (config.fft_size, config.hop) == (1024, 256)
+    written = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+    assert {"model": config.model, "stft": config.stft, "phase": config.phase, "gate": config.gate} == written
+    stft = written["stft"]
+    assert (config.fft_size, config.hop, config.window) == (stft["fft_size"], stft["hop"], stft["window"])
     assert config.source is None
 
 
@@ -70,8 +76,11 @@ def test_missing_config_and_directory_are_clear_errors(tmp_path):
 
 def test_partial_user_file_keeps_other_defaults(tmp_path):
     config = load_config(write(tmp_path, "phase: {method: rtpghi}\n"))
-    assert config.phase["method"] == "rtpghi"
-    assert config.hop == 256 and config.model["threads"] == 1
+    defaults = load_config(None)
+    assert config.phase["method"] == "rtpghi" != defaults.phase["method"]
+    assert {k: v for k, v in config.phase.items() if k != "method"} == \
+           {k: v for k, v in defaults.phase.items() if k != "method"}
+    assert (config.model, config.stft, config.gate) == (defaults.model, defaults.stft, defaults.gate)
 
 
 @pytest.mark.parametrize("n", [4, 16, 512, 1024, 2048])

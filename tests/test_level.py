@@ -6,6 +6,7 @@ import pytest
 from realtime.engine.level import LEVEL_TIME_S, InputLevel, undo_gain
 from realtime.engine.stage import HopBuffers
 from realtime.engine.restorer import Restorer
+from realtime.engine.windows import stft_windows
 
 N, HOP, RATE = 1024, 256, 48_000
 BINS = N // 2 + 1
@@ -82,11 +83,13 @@ def test_boost_off_and_pass_through_model_leave_the_engine_as_it_was():
     assert Restorer.from_config(None).stages["level"].enabled
 
 
-def _model_inputs(restorer: Restorer, audio: np.ndarray) -> np.ndarray:
-    """(hops, BINS) the magnitudes the engine's model saw for mono `audio` at 48 kHz."""
+def _model_inputs(restorer: Restorer, audio: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """((hops, BINS) the magnitudes the engine's model saw, (hops,) the level stage's linear gain at each
+    hop) for mono `audio` at 48 kHz."""
     class ModelInputs:
         def __init__(self) -> None:
             self.seen: list[np.ndarray] = []
+            self.gains: list[float] = []
 
         def stage_started(self, stage: str) -> None:
             pass
@@ -94,27 +97,32 @@ def _model_inputs(restorer: Restorer, audio: np.ndarray) -> np.ndarray:
         def stage_finished(self, stage: str, buffers: HopBuffers) -> None:
             if stage == "model":
                 self.seen.append(buffers.model_in[0].copy())
+                self.gains.append(float(buffers.model_gain[0]))
 
     tap = ModelInputs()
     restorer.observe(tap)
     restorer.restore(audio[None, :], RATE)
     restorer.observe(None)
-    return np.array(tap.seen)
+    return np.array(tap.seen), np.array(tap.gains)
 
 
 def test_the_engine_model_sees_quiet_input_times_the_gain():
-    """A -50 dBFS tone over -90 dBFS noise (frame level about -48 dB): once the level has settled the model
-    input is the analysis magnitudes times 10^(gain / 20), about 13 dB here."""
+    """A -50 dBFS tone over -90 dBFS noise: its frame level is -50 dB plus the analysis window's noise
+    bandwidth in bins (N sum w^2 / (sum w)^2: 1.76 dB for Hann, so about -48 dB); once the level has
+    settled, the gain is the target minus that level and the model input the analysis magnitudes times it."""
     t = np.arange(RATE * 2) / RATE
     noise = np.random.default_rng(3).standard_normal(t.size) * 10 ** (-90 / 20)
     quiet = (10 ** (-50 / 20) * np.sin(2 * np.pi * 440.0 * t) + noise).astype(np.float32)
     boosted = Restorer.from_config(None)
     plain = Restorer.from_config(None, {"model": {"max_boost_db": 0.0}})
-    seen, plain_seen = _model_inputs(boosted, quiet), _model_inputs(plain, quiet)
-    gain = 10 ** (boosted.stages["level"].gain_db / 20)
-    assert 10 ** (12 / 20) < gain < 10 ** (14 / 20)
+    (seen, gains), (plain_seen, _) = _model_inputs(boosted, quiet), _model_inputs(plain, quiet)
+    window = stft_windows(boosted.fft_size, boosted.hop, boosted.config.window)[0]
+    frame_level_db = -50.0 + 10 * np.log10(window.size * np.sum(window ** 2) / np.sum(window) ** 2)
+    expected_db = boosted.config.model["input_level_db"] - frame_level_db
     settled = slice(len(seen) // 2, len(seen) * 3 // 4)          # before the flush's silence
+    assert np.all(np.abs(20 * np.log10(gains[settled]) - expected_db) < 0.5)   # the first frames are partial
+    assert abs(boosted.stages["level"].gain_db - expected_db) < 0.5
     ratio = seen[settled].sum(axis=1) / plain_seen[settled].sum(axis=1)
-    np.testing.assert_allclose(ratio, gain, rtol=1e-3)
+    np.testing.assert_allclose(ratio, gains[settled], rtol=1e-3)
     assert boosted.codec_report()["model_input_gain_db"] == pytest.approx(boosted.stages["level"].gain_db, abs=0.01)
     assert plain.codec_report()["model_input_gain_db"] == 0.0

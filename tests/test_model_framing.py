@@ -1,42 +1,58 @@
-"""A model runs only with the framing it was trained with (metadata `gapfill.window`, Hann when absent)."""
+"""A model runs only with the framing it was trained with (metadata `gapfill.window`, Hann when absent), and
+the shipped model and the default config agree on it."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from realtime.engine.config import shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ, load_config, shipped_model_path
+from realtime.engine.model import OnnxModel
 from realtime.engine.restorer import Restorer
+from realtime.engine.windows import WINDOWS
 from realtime.errors import GapfillError
 
 onnx = pytest.importorskip("onnx")
 
-
-def _with_metadata(tmp_path, **values: str):
-    """A copy of the shipped model with metadata entries replaced or added."""
-    model = onnx.load(str(shipped_model_path()))
-    entries = {p.key: p.value for p in model.metadata_props}
-    entries.update(values)
-    del model.metadata_props[:]
-    for key, value in entries.items():
-        model.metadata_props.add(key=key, value=value)
-    path = tmp_path / "model.onnx"
-    onnx.save(model, str(path))
-    return path
+from conftest import shipped_model_with_metadata  # noqa: E402
 
 
-def test_the_shipped_model_is_a_hann_model_and_refuses_the_asymmetric_framing():
+def test_the_shipped_model_follows_the_contract_with_the_default_framing():
+    path = shipped_model_path()
+    assert path.is_file() and path.stat().st_size < 8e6
+    model = OnnxModel(path, threads=1)
+    config = load_config(None)
+    assert model.sample_rate == MODEL_RATE_HZ
+    assert (model.fft_size, model.hop, model.window) == (config.fft_size, config.hop, config.window)
+    assert model.state_shapes                       # temporal state is explicit
+    opsets = onnx.load(str(path)).opset_import
+    assert max(o.version for o in opsets if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_the_shipped_model_refuses_the_other_framing():
+    trained = load_config(None).window
+    other = next(w for w in WINDOWS if w != trained)
+    with pytest.raises(GapfillError, match=f"trained with the {trained} framing, config has {other}"):
+        Restorer.from_config(None, {"stft": {"window": other}})
+
+
+def test_a_model_that_names_no_window_is_a_hann_model(tmp_path):
+    path = str(shipped_model_with_metadata(tmp_path / "hann.onnx", drop=("gapfill.window",), **{"gapfill.hop": "256"}))
     with pytest.raises(GapfillError, match="trained with the hann framing, config has asymmetric"):
-        Restorer.from_config(None, {"stft": {"window": "asymmetric"}})
+        Restorer.from_config(None, {"model": {"path": path}, "stft": {"hop": 256, "window": "asymmetric"}})
+    restorer = Restorer.from_config(None, {"model": {"path": path}, "stft": {"hop": 256, "window": "hann"}})
+    assert restorer.describe()["stft"]["window"].startswith("hann")
 
 
 def test_an_asymmetric_model_runs_only_with_the_asymmetric_framing(tmp_path):
-    path = str(_with_metadata(tmp_path, **{"gapfill.window": "asymmetric", "gapfill.hop": "128"}))
+    framing = {"gapfill.window": "asymmetric", "gapfill.hop": "128"}
+    path = str(shipped_model_with_metadata(tmp_path / "asymmetric.onnx", **framing))
     with pytest.raises(GapfillError, match="trained with the asymmetric framing, config has hann"):
-        Restorer.from_config(None, {"model": {"path": path}, "stft": {"hop": 128}})
+        Restorer.from_config(None, {"model": {"path": path}, "stft": {"hop": 128, "window": "hann"}})
     restorer = Restorer.from_config(None, {"model": {"path": path}, "stft": {"hop": 128, "window": "asymmetric"}})
     restorer.prepare(48_000, 1, 512)
-    assert restorer.latency_samples == 2 * 128 - 1 + 128               # framing plus one hop of phase look-ahead
+    lookahead = restorer.model.lookahead_frames + restorer.config.phase["lookahead_frames"]
+    assert restorer.latency_samples == 2 * 128 - 1 + 128 * lookahead      # framing plus the look-aheads
     assert restorer.describe()["stft"]["window"].startswith("asymmetric")
     out = restorer.process(np.zeros((1, 2048), np.float32))
     assert np.all(out == 0.0)

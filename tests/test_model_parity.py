@@ -1,5 +1,6 @@
-"""The shipped ONNX model, streamed frame by frame through the engine's model stage
-(`realtime.engine.model.OnnxModel`: IOBinding, state fed back each hop), equals its PyTorch twin run offline
+"""The v1 U-Net (training/: models/gapfill-unet-mp3.onnx, its PyTorch twin beside it), whether or not it
+is the shipped model: streamed frame by frame through the engine's model stage
+(`realtime.engine.model.OnnxModel`: IOBinding, state fed back each hop), it equals its PyTorch twin run offline
 on the whole clip: max relative error 1e-4 on the magnitudes, 1e-4 absolute on the confidence."""
 
 from __future__ import annotations
@@ -10,18 +11,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.engine.config import MODEL_RATE_HZ, load_config
-from realtime.engine.config import shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.model import OnnxModel
 from realtime.engine.stft import stft_offline
 
 torch = pytest.importorskip("torch")
 
+from training.__main__ import DEFAULT_ONNX  # noqa: E402
 from training.export import LOOKAHEAD_FRAMES, load_weights  # noqa: E402
 from training.unet import EPS, FFT_SIZE, HOP  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 CLIP = REPO / "examples" / "hedgewars-british-32k.mp3"
+V1_MODEL = REPO / DEFAULT_ONNX
+"""The v1 model's ONNX file (what `python -m training export` writes), kept for side-by-side benchmarks."""
 
 
 def _magnitudes(channels: int) -> np.ndarray:
@@ -32,26 +35,25 @@ def _magnitudes(channels: int) -> np.ndarray:
     return np.stack(mags).astype(np.float32)
 
 
-def test_shipped_model_contract() -> None:
-    """The shipped model has the framing training declares (training.unet), which is also the shipped config's."""
-    path = shipped_model_path()
-    assert path.is_file() and path.stat().st_size < 8e6
-    m = OnnxModel(path, threads=1)
+def test_v1_model_contract() -> None:
+    """The v1 model has the framing its training declares (training.unet: the Hann framing)."""
+    assert V1_MODEL.is_file() and V1_MODEL.stat().st_size < 8e6
+    m = OnnxModel(V1_MODEL, threads=1)
     assert (m.sample_rate, m.fft_size, m.hop, m.lookahead_frames) == (MODEL_RATE_HZ, FFT_SIZE, HOP, LOOKAHEAD_FRAMES)
-    assert (load_config(None).fft_size, load_config(None).hop) == (FFT_SIZE, HOP)
+    assert m.window == "hann"
     assert m.state_shapes                       # temporal state is explicit
     import onnx
-    model = onnx.load(str(path))
+    model = onnx.load(str(V1_MODEL))
     assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
 
 
 @pytest.mark.parametrize("channels", [1, 2])
 def test_streamed_onnx_equals_offline_pytorch(channels: int) -> None:
     mags = _magnitudes(channels)
-    net = load_weights(shipped_model_path().with_suffix(".pt"))
+    net = load_weights(V1_MODEL.with_suffix(".pt"))
     with torch.no_grad():
         offline, logit = (x.numpy() if x is not None else None for x in net.forward_with_confidence(torch.from_numpy(mags)))
-    model = OnnxModel(shipped_model_path(), threads=1)
+    model = OnnxModel(V1_MODEL, threads=1)
     assert model.has_confidence == net.confidence
     model.prepare(channels)
     model.reset()
