@@ -28,7 +28,8 @@ def _magnitudes(frames: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(mag.astype(np.float32))
 
 
-@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24)])
+@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24),
+                                    BandNetConfig(gru_stride=3)])
 def test_future_frames_do_not_change_past_outputs(config: BandNetConfig) -> None:
     net = _random_net(config)
     mag = _magnitudes(30)
@@ -50,13 +51,14 @@ def test_band_power_from_band_outputs_equals_pooled_bins(fill: str) -> None:
         torch.testing.assert_close(net.band_power(out), pooled, rtol=1e-4, atol=1e-12)
 
 
-def test_streaming_torch_and_onnx_equal_offline(tmp_path) -> None:
+@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(gru_stride=2), BandNetConfig(gru_stride=3)])
+def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from training.export import stream_onnx
     from training.v2.export import export_onnx
 
-    net = _random_net(BandNetConfig())
+    net = _random_net(config)
     mag = _magnitudes(25)
     with torch.no_grad():
         offline = net(mag)
@@ -101,4 +103,35 @@ def test_a_widened_network_starts_from_its_parent_and_keeps_the_checkpoint_going
     assert main(["widen", "--bands", "64", "--checkpoint", str(ck)]) == 0
     widened = torch.load(ck, weights_only=False)
     assert widened["config"]["bands"] == 64 and widened["state"]["step"] == 7
-    assert widened["state"]["widened"] == [{"from_bands": 32, "to_bands": 64, "step": 7, "cpu_s": 1.5}]
+    assert widened["state"]["widened"] == [{"bands": [32, 64], "step": 7, "cpu_s": 1.5}]
+
+
+def test_more_hidden_units_keep_the_function_and_all_units_learn(tmp_path) -> None:
+    from training.v2.__main__ import main
+    from training.v2.widen import widen_hidden
+
+    torch.manual_seed(4)
+    net = _random_net(BandNetConfig(hidden=16, channels=3))
+    wide = widen_hidden(net, 24)
+    mag = _magnitudes(20)
+    with torch.no_grad():
+        a, b = net(mag), wide(mag)
+    torch.testing.assert_close(b.magnitude, a.magnitude, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(b.confidence_logit, a.confidence_logit, rtol=1e-5, atol=1e-6)
+    wide.train()
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    for _ in range(2):          # the head learns to read the new units first, then they learn themselves
+        opt.zero_grad()
+        wide(mag).magnitude.log().mean().backward()
+        opt.step()
+    assert wide.out.weight.grad[:, 16:].abs().sum() > 0
+    assert wide.gru.weight_hh_l0.grad[16:24].abs().sum() > 0
+    with pytest.raises(ValueError, match="not more"):
+        widen_hidden(net, 16)
+    ck = tmp_path / "last.pt"
+    torch.save({"model": net.state_dict(), "optim": {}, "config": {"bands": 32, "channels": 3, "hidden": 16,
+                "fill": "power"}, "state": {"step": 9, "cpu_s": 2.0}, "budget_cpu_s": 3600.0}, ck)
+    assert main(["widen", "--hidden", "24", "--gru-stride", "2", "--checkpoint", str(ck)]) == 0
+    widened = torch.load(ck, weights_only=False)
+    assert widened["config"]["hidden"] == 24 and widened["config"]["gru_stride"] == 2
+    assert widened["state"]["widened"] == [{"hidden": [16, 24], "gru_stride": [1, 2], "step": 9, "cpu_s": 2.0}]

@@ -8,6 +8,7 @@
     python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
     python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
+    python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
     python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
@@ -60,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
     al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
     al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
-    w = sub.add_parser("widen", help="a checkpoint at more bands, keeping what it learned (training/v2/widen.py)")
-    w.add_argument("--bands", type=int, required=True)
+    w = sub.add_parser("widen", help="a checkpoint at more bands or hidden units, keeping what it learned (training/v2/widen.py)")
+    w.add_argument("--bands", type=int, default=None)
+    w.add_argument("--hidden", type=int, default=None)
+    w.add_argument("--gru-stride", type=int, default=None, help="a new GRU stride (model.py)")
     w.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     w.add_argument("--out", default=None, help="default: the checkpoint itself")
     fl = sub.add_parser("floor", help="validation LSD of oracles of each band count (training/v2/floor.py)")
@@ -106,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"v2 all: {rebuild_all(args.run, args.out, args.workers, args.cpu_hours or CPU_HOURS)}")
     elif args.step == "widen":
         from training.v2.widen import widen_checkpoint
-        state = widen_checkpoint(args.checkpoint, args.bands, args.out or args.checkpoint)
+        state = widen_checkpoint(args.checkpoint, args.out or args.checkpoint, args.bands, args.hidden,
+                                 args.gru_stride)
         print(f"widen: {state['widened'][-1]}")
     elif args.step == "floor":
         from training.v2.floor import floor_table, format_table
@@ -137,10 +141,13 @@ def _config_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--channels", type=int, default=d.channels, help="band convolution channels (0: none)")
     t.add_argument("--hidden", type=int, default=d.hidden)
     t.add_argument("--fill", choices=FILLS, default=d.fill)
+    t.add_argument("--gru-stride", type=int, default=d.gru_stride,
+                   help="frames per GRU update (model.py; 1: every frame)")
 
 
 def _config(args: argparse.Namespace) -> BandNetConfig:
-    return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill)
+    return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill,
+                         gru_stride=args.gru_stride)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Model v2: a small causal recurrent network at band resolution that drives per-bin gains and fills.
 
 Shapes: offline `BandNet.forward(mag (B, T, F=513)) -> BandOutput` (linear magnitudes of the v2 framing,
-training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H))
--> (magnitude_out (B, F), confidence (B, F), prev', gru')` computes exactly the same function one frame at a
-time. Batch B = audio channels when streaming.
+training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)
+[, phase (B, 1), held (B, bands, 3)]) -> (magnitude_out (B, F), confidence (B, F), prev', gru'[, phase',
+held'])` computes exactly the same function one frame at a time (phase and held only with gru_stride > 1).
+Batch B = audio channels when streaming.
 
 Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magnitude`, floored at FLOOR_DB):
     P_b   mean power of band b (the pooling matrix), G_b mean of its bins' dB, r the frame's mean power
@@ -11,8 +12,13 @@ Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magni
           large where bins are missing), (r - LEVEL_REF_DB) / 20 (absolute level, the same on every band);
           those of the current and of the previous frame side by side (a causal kernel of 2 frames)
     front end: with `channels` > 0 a convolution over bands (kernel 3, 6 -> channels); flattened
-    Linear -> hidden, GRU(hidden) over time, Linear -> hidden, Linear -> 3 values per band, plus a per-band
-          linear map of the band's own 6 input values (a skip path: gain and fill follow the band's input)
+    Linear -> hidden, GRU(hidden) over time, Linear -> hidden, Linear -> 3 values per band (the head), plus
+          a per-band linear map of the band's own 6 input values (a skip path: gain and fill follow the
+          band's input)
+    with gru_stride s > 1 the GRU and the head run on every s-th frame only (frames 0, s, 2s, ... of the
+          stream; each sees that frame and the one before it) and the head's values are held for the s - 1
+          frames after it, which still get their own skip path and frame level: s times less recurrent and
+          head computation in training, at no added latency
     gain_b = exp(GAIN_LIMIT * tanh(o_gain / GAIN_LIMIT))             (within +-GAIN_LIMIT nepers)
     fill_b = full scale * 10^((r + FILL_SCALE_DB * o_fill) / 20)     (a level relative to the frame's)
     per bin k of band b:  fill="power":      est_k = sqrt((gain_b |X_k|)^2 + fill_b^2)
@@ -56,6 +62,7 @@ class BandNetConfig:
     channels: int = 0             # 0: no convolution front end
     hidden: int = 128
     fill: str = "power"
+    gru_stride: int = 1           # frames per GRU update (module doc)
 
 
 class BandOutput(NamedTuple):
@@ -118,20 +125,22 @@ class BandNet(nn.Module):
         """(bands, 1): each band's share of the bins (band powers @ it = the frame's mean power)."""
         return self.expansion.sum(1, keepdim=True) / self.expansion.shape[1]
 
-    def encode(self, x: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Features of the current and previous frames, each (N, bands, 3) -> (both (N, bands, 6), GRU input
-        (N, hidden))."""
-        z = torch.cat([prev, x], dim=-1)
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Features of the previous and current frames side by side (N, bands, 6) -> GRU input (N, hidden)."""
         h = z
         if self.conv is not None:
             p = fn.pad(z, (0, 0, 1, 1))
             h = self.act(self.conv(torch.cat([p[:, :-2], p[:, 1:-1], p[:, 2:]], dim=-1)))
-        return z, self.act(self.gru_in(h.flatten(1)))
+        return self.act(self.gru_in(h.flatten(1)))
 
-    def decode(self, g: torch.Tensor, z: torch.Tensor, frame_db: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """GRU output (N, hidden), inputs (N, bands, 6), frame level (N, 1) -> gain, fill (full-scale units)
-        and confidence logit, each (N, bands)."""
-        o = self.out(self.act(self.hid(g))).view(g.shape[0], self.config.bands, 3) + self.local(z)
+    def head(self, g: torch.Tensor) -> torch.Tensor:
+        """GRU output (N, hidden) -> the network's 3 values per band (N, bands, 3), before the skip path."""
+        return self.out(self.act(self.hid(g))).view(g.shape[0], self.config.bands, 3)
+
+    def decode(self, o: torch.Tensor, z: torch.Tensor, frame_db: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Head values (N, bands, 3), inputs (N, bands, 6), frame level (N, 1) -> gain, fill (full-scale
+        units) and confidence logit, each (N, bands)."""
+        o = o + self.local(z)
         gain = torch.exp(GAIN_LIMIT * torch.tanh(o[..., 0] / GAIN_LIMIT))
         fill = 10 ** ((frame_db + FILL_SCALE_DB * o[..., 1]) / 20)
         return gain, fill, o[..., 2]
@@ -139,11 +148,17 @@ class BandNet(nn.Module):
     def bands(self, mag: torch.Tensor) -> Bands:
         """Offline band outputs: mag (B, T, F) -> Bands of (B, T, bands) tensors; causal (zero past at t = 0)."""
         b, t, _ = mag.shape
+        nb, s = self.config.bands, self.config.gru_stride
         x, frame_db, power, mean_magnitude = self.band_features(mag)      # (B, T, nb, 3), (B, T, 1), ...
-        prev = fn.pad(x, (0, 0, 0, 0, 1, 0))[:, :t]
-        z, gin = self.encode(x.reshape(b * t, *x.shape[2:]), prev.reshape(b * t, *x.shape[2:]))
-        g, _ = self.gru(gin.view(b, t, -1))
-        gain, fill, logit = self.decode(g.reshape(b * t, -1), z, frame_db.reshape(b * t, 1))
+        z = torch.cat([fn.pad(x, (0, 0, 0, 0, 1, 0))[:, :t], x], dim=-1)  # (B, T, nb, 6)
+        zs = z[:, ::s] if s > 1 else z                                     # the frames the GRU runs on
+        ts = zs.shape[1]
+        g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, 2 * INPUTS)).view(b, ts, -1))
+        o = self.head(g.reshape(b * ts, -1)).view(b, ts, nb, 3)
+        if s > 1:
+            o = o.repeat_interleave(s, dim=1)[:, :t]
+        gain, fill, logit = self.decode(o.reshape(b * t, nb, 3), z.reshape(b * t, nb, 2 * INPUTS),
+                                        frame_db.reshape(b * t, 1))
         return Bands(gain.view(b, t, -1), fill.view(b, t, -1), logit.view(b, t, -1), power, mean_magnitude)
 
     def expand(self, gain: torch.Tensor, fill: torch.Tensor, mag: torch.Tensor) -> torch.Tensor:
@@ -167,10 +182,14 @@ class BandNet(nn.Module):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-stream state tensors (without the batch dimension), in streaming-argument order."""
-        return {"prev": (self.config.bands, INPUTS), "gru": (1, self.config.hidden)}
+        shapes = {"prev": (self.config.bands, INPUTS), "gru": (1, self.config.hidden)}
+        if self.config.gru_stride > 1:
+            shapes.update(phase=(1,), held=(self.config.bands, 3))
+        return shapes
 
     def count_macs(self) -> int:
-        """Multiply-accumulates per frame and stream (band matrices, layers, GRU)."""
+        """Multiply-accumulates per frame and stream (band matrices, layers, GRU; the streaming graph runs the
+        GRU and head on every frame and keeps the result on every gru_stride-th)."""
         nb, c, h = self.config.bands, self.config.channels, self.config.hidden
         macs = 2 * features.BINS * nb + 2 * nb * features.BINS      # pooling (2), expansion (gain, fill)
         macs += nb * 3 * 2 * INPUTS * c + nb * (c or 2 * INPUTS) * h  # front end
@@ -181,21 +200,32 @@ class BandNet(nn.Module):
 class StreamingBandNet(nn.Module):
     """One frame in, one frame out, all temporal state explicit (module doc).
 
-    forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)) -> (magnitude_out (B, F), confidence (B, F) in
-    0..1, prev' (B, bands, 3), gru' (B, 1, H)).
+    forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)]) ->
+    (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held']). With gru_stride s > 1,
+    phase counts the frames since the last GRU update (0 at stream start: the first frame updates) and held
+    is that update's head values; the GRU and head run on every frame and their result is kept where phase
+    is 0, so the graph has no branches.
     """
 
     def __init__(self, net: BandNet):
         super().__init__()
         self.net = net
 
-    def forward(self, mag, prev, gru):
+    def forward(self, mag, prev, gru, *stride_state):
         n = self.net
         x, frame_db, _, _ = n.band_features(mag)
-        z, gin = n.encode(x, prev)
-        g, h = n.gru(gin.unsqueeze(1), gru.transpose(0, 1).contiguous())
-        gain, fill, logit = n.decode(g[:, 0], z, frame_db)
-        return n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, x, h.transpose(0, 1)
+        z = torch.cat([prev, x], dim=-1)
+        g, h = n.gru(n.encode(z).unsqueeze(1), gru.transpose(0, 1).contiguous())
+        h = h.transpose(0, 1)
+        o = n.head(g[:, 0])
+        if stride_state:
+            phase, held = stride_state
+            update = phase < 0.5                                           # (B, 1)
+            h = torch.where(update[:, :, None], h, gru)
+            o = torch.where(update[:, :, None], o, held)
+            stride_state = (torch.remainder(phase + 1.0, float(n.config.gru_stride)), o)
+        gain, fill, logit = n.decode(o, z, frame_db)
+        return (n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, x, h, *stride_state)
 
 
 def build(config: dict | BandNetConfig | None = None) -> BandNet:

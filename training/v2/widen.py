@@ -1,7 +1,7 @@
-"""Widen a trained BandNet to more bands, keeping what it learned: a campaign changes its band resolution
-without starting over.
+"""Widen a trained BandNet to more bands or more hidden units, keeping what it learned: a campaign changes
+its band resolution or capacity without starting over.
 
-Each new band b' takes the old band p(b') that holds its centre bin. The GRU, its hidden layer and the
+More bands (`widen`): each new band b' takes the old band p(b') that holds its centre bin. The GRU, its hidden layer and the
 skip path (shared by all bands) are copied; the GRU's input layer gives each new band its parent's
 weights divided by the number of the parent's children, so that children with their parent's features
 feed the GRU what the parent did; the output layer gives each new band its parent's rows. On a flat
@@ -9,10 +9,18 @@ spectrum each new band so outputs exactly its parent's gain, fill and confidence
 widened network starts near the old one (on data v2's LAME 32k validation crops its estimate lay 3.5 dB
 LSD from the old one's, 1 dB further from the clean), and training goes on from there. Only networks without the band convolution (channels = 0).
 
-    python -m training.v2 widen --bands 64 [--checkpoint runs/v2/last.pt] [--out runs/v2/last.pt]
+More hidden units (`widen_hidden`): the old units keep their weights and see nothing of the new ones (the
+GRU's recurrent weights from new units to old ones, and the layers' weights from new units onwards, are
+zero), the new units start from PyTorch's default initialisation; the widened network computes exactly the
+old one's function; the first step teaches the output layer to read the new units, the next ones the units
+themselves. A new GRU stride (model.py
+`gru_stride`) changes the function: the GRU then runs on every s-th frame, and training adapts it.
+
+    python -m training.v2 widen [--bands 64] [--hidden 256] [--gru-stride 2] [--checkpoint runs/v2/last.pt]
+                                [--out runs/v2/last.pt]
 
 The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; the Adam state starts anew
-(its moments belong to the old shapes), and `state["widened"]` records from how many bands at which step.
+(its moments belong to the old shapes), and `state["widened"]` records each change with its step.
 """
 
 from __future__ import annotations
@@ -57,15 +65,59 @@ def widen(net: BandNet, bands: int) -> BandNet:
     return wide
 
 
-def widen_checkpoint(checkpoint: str | Path, bands: int, out: str | Path) -> dict:
-    """Widen a training checkpoint (module doc); writes `out` (atomically) and returns its state."""
+@torch.no_grad()
+def widen_hidden(net: BandNet, hidden: int) -> BandNet:
+    """A BandNet of `hidden` hidden units (more than net's) computing net's function (module doc)."""
+    old = net.config
+    if hidden <= old.hidden:
+        raise ValueError(f"widen: {hidden} hidden units is not more than the network's {old.hidden}")
+    wide = BandNet(replace(old, hidden=hidden))
+    h = old.hidden
+    wide.local.load_state_dict(net.local.state_dict())
+    if net.conv is not None:
+        wide.conv.load_state_dict(net.conv.state_dict())
+    for layer in ("gru_in", "hid"):                       # old output rows; new rows keep their initialisation
+        w, b = getattr(wide, layer).weight, getattr(wide, layer).bias
+        old_w = getattr(net, layer).weight
+        w[:h, : old_w.shape[1]] = old_w
+        w[:h, old_w.shape[1]:] = 0.0
+        b[:h] = getattr(net, layer).bias
+    for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+        new, src = getattr(wide.gru, name), getattr(net.gru, name)
+        for gate in range(3):                              # PyTorch's GRU stacks reset, update, new gates
+            rows, old_rows = slice(gate * hidden, gate * hidden + h), slice(gate * h, (gate + 1) * h)
+            if new.dim() == 1:
+                new[rows] = src[old_rows]
+            else:
+                new[rows, : src.shape[1]] = src[old_rows]
+                new[rows, src.shape[1]:] = 0.0
+    wide.out.weight.zero_()
+    wide.out.weight[:, :h] = net.out.weight
+    wide.out.bias.copy_(net.out.bias)
+    return wide
+
+
+def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
+                     gru_stride: int | None = None) -> dict:
+    """Widen a training checkpoint and/or change its GRU stride (module doc); writes `out` (atomically) and
+    returns its state."""
     ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
     net = build(ck["config"])
     net.load_state_dict(ck["model"])
-    wide = widen(net, bands)
+    old = net.config
+    wide = net
+    if bands is not None:
+        wide = widen(wide, bands)
+    if hidden is not None:
+        wide = widen_hidden(wide, hidden)
+    if gru_stride is not None:
+        wide.config = replace(wide.config, gru_stride=gru_stride)
+    if wide.config == old:
+        raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    state["widened"] = state.get("widened", []) + [{"from_bands": net.config.bands, "to_bands": bands,
-                                                    "step": state["step"], "cpu_s": state["cpu_s"]}]
+    change = {f"{k}": [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "gru_stride")
+              if getattr(old, k) != getattr(wide.config, k)}
+    state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     opt = torch.optim.Adam(wide.parameters())
     with atomic_write(Path(out)) as temp:
         torch.save({**ck, "model": wide.state_dict(), "optim": opt.state_dict(), "config": config_dict(wide),
