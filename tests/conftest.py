@@ -18,16 +18,23 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from realtime.engine.config import load_config, shipped_model_path
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"
 STRICT_ENV = "GAPFILL_TEST_STRICT"
+FRAMINGS = {"hann": {"window": "hann", "hop": 256}, "asymmetric": {"window": "asymmetric", "hop": 128}}
+"""Each framing at the hop of the model trained with it (asymmetric: the low latency one, 383 samples at
+48 kHz with the phase look-ahead)."""
 ENGINES = {
     "passthrough": {"model": {"path": "passthrough"}, "phase": {"method": "decoded"}},
     "shipped": {},  # the shipped U-Net, codec gate and completion phase: the defaults
-    # the low-latency framing (asymmetric windows, hop 128: 383 samples at 48 kHz) with completion phase
-    "asymmetric": {"model": {"path": "passthrough"}, "stft": {"window": "asymmetric", "hop": 128}},
+    # the framing the defaults do not use, with the pass-through model and completion phase
+    "other_framing": {"model": {"path": "passthrough"},
+                      "stft": next(f for name, f in FRAMINGS.items() if name != load_config(None).window)},
 }
-"""Config overrides of the engines the Restorer's behaviour is proven for."""
+"""Config overrides of the engines the Restorer's behaviour is proven for: both framings, whichever the
+defaults use."""
 
 
 def run_benchmark(module: str, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -42,7 +49,6 @@ def shipped_model_with_metadata(target: Path, drop: tuple[str, ...] = (), **valu
     """`target`: a copy of the shipped ONNX model with metadata entries replaced or added (`values`) and
     those named in `drop` removed."""
     import onnx
-    from realtime.engine.config import shipped_model_path
 
     model = onnx.load(str(shipped_model_path()))
     entries = {p.key: p.value for p in model.metadata_props if p.key not in drop}
@@ -101,7 +107,8 @@ def pytest_make_collect_report(collector):
 
 @pytest.fixture(params=list(ENGINES))
 def engine(request) -> dict:
-    """Config overrides of one engine: 'passthrough' (exact delay) or 'shipped' (model + gate + completion)."""
+    """Config overrides of one engine: 'passthrough' (exact delay), 'shipped' (model + gate + completion) or
+    'other_framing' (the framing the defaults do not use)."""
     return ENGINES[request.param]
 
 

@@ -26,7 +26,7 @@ from realtime.engine.strength import UNMODIFIED_ULPS, StrengthStage
 from test_restorer import BLOCK_SIZES, run_in_blocks
 
 RATES = (48_000, 44_100)
-CLEAN_ENGINES = ("shipped", "asymmetric")
+CLEAN_ENGINES = ("shipped", "other_framing")
 IRREGULAR_BLOCKS = [1, 7, 256, 441, 1023, 4096, 300, 2, 1000]
 SPEECH = REPO_ROOT / "tests" / "data" / "hedgewars-default-speech-48k.flac"
 EPS = float(np.finfo(np.float32).eps)

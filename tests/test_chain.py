@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import FRAMINGS
 from realtime.engine.chain import HOP_CLOCK
 from realtime.engine.restorer import Restorer
 from realtime.engine.stage import HopBuffers
@@ -51,8 +52,7 @@ def test_every_stage_implements_the_protocol_in_signal_order():
 @pytest.mark.parametrize("overrides", [None, {"phase": {"lookahead_frames": 0}},
                                        {"stft": {"fft_size": 2048, "hop": 512, "window": "hann"},
                                         "model": {"path": "passthrough"}},
-                                       {"stft": {"hop": 128, "window": "asymmetric"},
-                                        "model": {"path": "passthrough"}}])
+                                       {"stft": FRAMINGS["asymmetric"], "model": {"path": "passthrough"}}])
 def test_latency_is_the_hop_clock_plus_the_sum_over_the_stages(overrides):
     restorer = Restorer.from_config(None, overrides)
     restorer.prepare(48_000, 1, 256)
