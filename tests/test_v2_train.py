@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 
 from training.pairs import REFERENCE  # noqa: E402
 from training.v2.__main__ import main  # noqa: E402
+from training.v2.model import BandNet, BandNetConfig  # noqa: E402
 from training.v2.train import PairCache  # noqa: E402
 
 
@@ -101,3 +102,35 @@ def test_band_levels_tell_where_the_decoded_input_lacks_level(tmp_path: Path) ->
     below = [r["decoded_median_db"] for r in rows if r["from_hz"] < 6000]
     above = [r["decoded_median_db"] for r in rows if r["from_hz"] > 9000]
     assert abs(float(np.median(below))) < 3 and max(above) < -20   # the decoded side is cut at 8 kHz
+
+
+def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(tmp_path: Path) -> None:
+    from training.v2.export import load_checkpoint
+    from training.v2.train import AVERAGE_DECAY
+
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    args = ["train", "--run", str(run), "--data", str(data), "--batch", "2", "--frames", "24", "--hidden", "16"]
+    assert main(args + ["--steps", "1", "--cpu-hours", "1"]) == 0
+    ck = torch.load(run / "last.pt", weights_only=False)
+    torch.manual_seed(0)                                   # the initial weights the run started from
+    start = BandNet(BandNetConfig(hidden=16)).state_dict()
+    for name, average in ck["average"].items():           # one step: start + (1 - decay) (weights - start)
+        expected = start[name] + (1 - AVERAGE_DECAY) * (ck["model"][name] - start[name])
+        torch.testing.assert_close(average, expected, rtol=1e-5, atol=1e-7)
+    assert any(not torch.equal(ck["average"][k], ck["model"][k]) for k in ck["model"])
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert np.isfinite(log[-1]["average_reference_lsd"]) and np.isfinite(log[-1]["val_reference_lsd"])
+
+    net, _ = load_checkpoint(run / "last.pt")             # what export ships: the average
+    assert all(torch.equal(p, ck["average"][n]) for n, p in net.named_parameters())
+    last_step, _ = load_checkpoint(run / "last.pt", averaged=False)
+    assert all(torch.equal(p, ck["model"][n]) for n, p in last_step.named_parameters())
+
+    del ck["average"]                                      # a checkpoint from before the average existed
+    torch.save(ck, run / "last.pt")
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2"]) == 0
+    resumed = torch.load(run / "last.pt", weights_only=False)
+    for name, average in resumed["average"].items():      # started from its weights, then one step
+        expected = ck["model"][name] + (1 - AVERAGE_DECAY) * (resumed["model"][name] - ck["model"][name])
+        torch.testing.assert_close(average, expected, rtol=1e-5, atol=1e-7)

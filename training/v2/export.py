@@ -23,11 +23,12 @@ from training.v2.model import BandNet, StreamingBandNet, build, config_dict
 LOOKAHEAD_FRAMES = 0
 
 
-def load_checkpoint(path: str | Path) -> tuple[BandNet, dict]:
-    """A v2 training checkpoint: its network in eval mode, and the whole checkpoint dict."""
+def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, dict]:
+    """A v2 training checkpoint: its network in eval mode (with the weight average of train.py where the
+    checkpoint has one and `averaged`, else the last step's weights), and the whole checkpoint dict."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
     net = build(ck["config"])
-    net.load_state_dict(ck["model"])
+    net.load_state_dict(ck["average"] if averaged and "average" in ck else ck["model"])
     return net.eval(), ck
 
 
@@ -43,9 +44,11 @@ def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) 
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
-    """Export a training checkpoint, with its steps, CPU hours and audio hours in the metadata."""
+    """Export a training checkpoint (its weight average where it has one), with its steps, CPU hours and
+    audio hours in the metadata."""
     net, ck = load_checkpoint(checkpoint)
     state = ck["state"]
     return export_onnx(net, path, {"gapfill.train_steps": state["step"],
+                                   "gapfill.weights": "average" if "average" in ck else "last step",
                                    "gapfill.train_cpu_hours": round(state["cpu_s"] / 3600, 2),
                                    "gapfill.train_audio_hours": round(state["audio_s"] / 3600, 1)})

@@ -11,10 +11,14 @@ today's model) and framed by `features.frame_magnitudes`, frame for frame what t
 
 Step: `BandNet.bands` on the decoded magnitudes, training/v2/loss.py, Adam with the gradient norm clipped
 at 1, learning rate cosine from LR to LR/20 over the CPU budget (`cpu_hours`; a resumed run continues the
-schedule, and a larger budget given on resuming extends it).
+schedule, and a larger budget given on resuming extends it). An exponential moving average of the weights
+(decay AVERAGE_DECAY per step, a time constant of 1000 steps) is kept beside them: at this learning rate
+the weights wander from step to step (the band levels above a cutoff by several dB between checkpoints a
+few minutes apart), the average does not; it is what validation scores besides the weights and what export
+ships (export.py). A checkpoint without one (before it existed) starts it from its weights.
 
 Checkpoint `<run>/last.pt` (atomic) every CHECKPOINT_S seconds of wall time, at the end and on SIGTERM or
-SIGINT (the step under way finishes first): weights,
+SIGINT (the step under way finishes first): weights, their average (`average`),
 optimizer, step, audio seconds seen, CPU seconds (process time of training, data included), wall seconds,
 the budget, the model config and the data it trained on; under 5 MB. Validation on fixed crops of the
 validation split (`validation_sets`) every VALIDATE_CPU_S CPU seconds and at the end, to <run>/log.jsonl,
@@ -46,6 +50,7 @@ CHECKPOINT_S = 300.0
 VALIDATE_CPU_S = 900.0
 VAL_CROPS = 48
 GRAD_CLIP = 1.0
+AVERAGE_DECAY = 0.999
 LOG_EVERY_STEPS = 50
 
 DataRoots = str | Path | list[str] | list[Path]
@@ -152,9 +157,34 @@ def lsd_db(est: torch.Tensor, clean: torch.Tensor) -> float:
     return float((d.pow(2).mean(-1).sqrt() * mask).sum() / mask.sum().clamp(min=1))
 
 
+class WeightAverage:
+    """Exponential moving average of a network's parameters (module doc), updated after each step."""
+
+    def __init__(self, net: torch.nn.Module, stored: dict[str, torch.Tensor] | None = None):
+        self.names = [name for name, _ in net.named_parameters()]
+        self.params = [p for _, p in net.named_parameters()]
+        source = stored if stored is not None else dict(net.named_parameters())
+        self.average = [source[name].detach().clone() for name in self.names]
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], 1.0 - AVERAGE_DECAY)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.names, self.average))
+
+    def averaged(self, net: BandNet) -> BandNet:
+        """A copy of net (same config) holding the averaged weights, in eval mode."""
+        copy = build(config_dict(net))
+        copy.load_state_dict(self.state_dict())
+        return copy.eval()
+
+
 @torch.no_grad()
-def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]]) -> dict:
-    """Loss terms and LSD (dB, all bins) of the model and of its input on each validation set."""
+def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: str = "val") -> dict:
+    """Loss terms and LSD (dB, all bins) of the model and of its input on each validation set, as
+    `<prefix>_<set>_<term>`."""
+    was_training = net.training
     net.eval()
     record = {}
     for name, (decoded, clean, labels) in sets.items():
@@ -164,10 +194,10 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]]) -> dict:
             est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
             for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8]).items():
                 terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
-        record.update({f"val_{name}_{k}": round(v, 5) for k, v in terms.items()})
-        record[f"val_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
-        record[f"val_{name}_lsd_decoded"] = round(lsd_db(decoded, clean), 4)
-    net.train()
+        record.update({f"{prefix}_{name}_{k}": round(v, 5) for k, v in terms.items()})
+        record[f"{prefix}_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
+        record[f"{prefix}_{name}_lsd_decoded"] = round(lsd_db(decoded, clean), 4)
+    net.train(was_training)
     return record
 
 
@@ -191,6 +221,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
         net.load_state_dict(ck["model"])
+        average = WeightAverage(net, ck.get("average"))
         opt = torch.optim.Adam(net.parameters(), lr=LR)
         opt.load_state_dict(ck["optim"])
         state = ck["state"]
@@ -203,6 +234,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     else:
         torch.manual_seed(seed)
         net = BandNet(config)
+        average = WeightAverage(net)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"])
@@ -212,13 +244,14 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
 
     def save() -> None:
         with atomic_write(last) as temp:
-            torch.save({"model": net.state_dict(), "optim": opt.state_dict(), "config": config_dict(net),
+            torch.save({"model": net.state_dict(), "average": average.state_dict(), "optim": opt.state_dict(),
+                        "config": config_dict(net),
                         "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
                         "macs_per_frame": net.count_macs()}, temp)
 
     def log_validation(**extra) -> dict:
         record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
-                  **extra, **validate(net, val)}
+                  **extra, **validate(net, val), **validate(average.averaged(net), val, "average")}
         log.write(json.dumps(record) + "\n")
         log.flush()
         return record
@@ -240,6 +273,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         decoded, clean, labels = make_batch(source, batch, frames, rng, net.config.bands)
         terms = loss_terms(net, net.bands(decoded), decoded, clean, labels)
         optimizer_step(net, opt, terms["total"])
+        average.update()
         state["step"] += 1
         state["audio_s"] += batch * frames * features.HOP / features.SAMPLE_RATE
         cpu1, wall1 = time.process_time(), time.time()
