@@ -134,3 +134,24 @@ def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(t
     for name, average in resumed["average"].items():      # started from its weights, then one step
         expected = ck["model"][name] + (1 - AVERAGE_DECAY) * (resumed["model"][name] - ck["model"][name])
         torch.testing.assert_close(average, expected, rtol=1e-5, atol=1e-7)
+
+
+def test_band_limited_crops_end_in_a_cliff_and_are_identity_pairs(tmp_path: Path, monkeypatch) -> None:
+    from training.v2 import train as v2_train
+    from training.v2.bandlimit import band_limit
+
+    x = np.random.default_rng(1).standard_normal(48_000).astype(np.float32) * 0.1
+    f = np.fft.rfftfreq(len(x), 1 / 48_000)
+    power = np.abs(np.fft.rfft(x)) ** 2
+    for seed in range(12):
+        y = band_limit(x, np.random.default_rng(seed))
+        assert y.shape == x.shape and y.dtype == np.float32
+        kept = np.abs(np.fft.rfft(y)) ** 2
+        low, high = f < 4000, f > 21000
+        assert abs(10 * np.log10(kept[low].sum() / power[low].sum())) < 0.5      # the band below: intact
+        assert 10 * np.log10(kept[high].sum() / power[high].sum()) < -30          # above the cliff: gone
+
+    monkeypatch.setattr(v2_train, "P_BAND_LIMITED", 1.0)
+    source = PairCache(_pair_cache(tmp_path), "train", 0)
+    decoded, clean, labels = v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32)
+    assert labels.mean() < 0.01      # nothing codec-made: the clean crop twice (the cache's pairs: 8 kHz and holes)
