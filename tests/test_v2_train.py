@@ -155,3 +155,16 @@ def test_band_limited_crops_end_in_a_cliff_and_are_identity_pairs(tmp_path: Path
     source = PairCache(_pair_cache(tmp_path), "train", 0)
     decoded, clean, labels = v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32)
     assert labels.mean() < 0.01      # nothing codec-made: the clean crop twice (the cache's pairs: 8 kHz and holes)
+
+
+def test_levels_above_the_cutoff_per_kind_and_split(tmp_path: Path) -> None:
+    from training.v2.levels import level_rows
+
+    data = _pair_cache(tmp_path)                          # music only; decoded low-passed at 8 kHz
+    torch.manual_seed(0)
+    net = BandNet(BandNetConfig(hidden=16)).eval()        # a new network: gain 1, fill 60 dB under the frame
+    rows = level_rows(net, data, crops=4)
+    assert [(r["kind"], r["split"]) for r in rows] == [("music", "train"), ("music", "val")]
+    for r in rows:
+        assert r["band_frames"] > 0 and r["median_db"] < -20       # it leaves the missing band missing
+        assert r["lsd_estimate"] == pytest.approx(r["lsd_decoded"], abs=0.5)

@@ -10,6 +10,7 @@
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
     python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
+    python -m training.v2 levels --checkpoint runs/v2/last.pt  # band levels above the cutoff, per kind
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
@@ -71,6 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--data", default="data/v2pairs/r0", help="pair cache whose validation crops are scored")
     fl.add_argument("--bands", type=int, nargs="+", default=[32, 64, 128])
     fl.add_argument("--checkpoint", default=None, help="also this checkpoint's network")
+    lv = sub.add_parser("levels", help="band level errors above the cutoff per kind (training/v2/levels.py)")
+    lv.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
+    lv.add_argument("--data", nargs="+", default=["data/v2pairs/r0", "data/v2pairs/r1"],
+                    help="pair caches (validation: the first)")
+    lv.add_argument("--codec", default=None, help="the pairs' codec (default: the LAME 32 kbit/s mono reference)")
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
@@ -118,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.checkpoint:
             from training.v2.floor import band_levels, format_levels
             print(format_levels(band_levels(args.data, args.checkpoint)))
+    elif args.step == "levels":
+        from training.pairs import REFERENCE
+        from training.v2.export import load_checkpoint
+        from training.v2.levels import format_rows, level_rows
+        net = load_checkpoint(args.checkpoint)[0]
+        print(format_rows(level_rows(net, args.data, args.codec or REFERENCE.name)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         print(f"export: {export_checkpoint(args.checkpoint, args.out)}")
