@@ -131,7 +131,13 @@ def test_more_hidden_units_keep_the_function_and_all_units_learn(tmp_path) -> No
     ck = tmp_path / "last.pt"
     torch.save({"model": net.state_dict(), "optim": {}, "config": {"bands": 32, "channels": 3, "hidden": 16,
                 "fill": "power"}, "state": {"step": 9, "cpu_s": 2.0}, "budget_cpu_s": 3600.0}, ck)
+    torch.save({**torch.load(ck, weights_only=False), "average": net.state_dict()}, ck)
     assert main(["widen", "--hidden", "24", "--gru-stride", "2", "--checkpoint", str(ck)]) == 0
     widened = torch.load(ck, weights_only=False)
     assert widened["config"]["hidden"] == 24 and widened["config"]["gru_stride"] == 2
     assert widened["state"]["widened"] == [{"hidden": [16, 24], "gru_stride": [1, 2], "step": 9, "cpu_s": 2.0}]
+    assert "average" not in widened                         # the old shapes' average is dropped
+    torch.save({**widened, "average": widened["model"], "optim": {"kept": 1}}, ck)
+    assert main(["widen", "--gru-stride", "4", "--checkpoint", str(ck)]) == 0
+    restrided = torch.load(ck, weights_only=False)          # same shapes: Adam and the average are kept
+    assert restrided["optim"] == {"kept": 1} and "average" in restrided and restrided["config"]["gru_stride"] == 4

@@ -54,6 +54,7 @@ ARMS: dict[str, BandNetConfig | None] = {
     "v2-bands64": BandNetConfig(bands=64),
     "v2-conv": BandNetConfig(channels=8),
     "v2-h256s2": BandNetConfig(hidden=256, gru_stride=2),
+    "v2-h256s4": BandNetConfig(hidden=256, gru_stride=4),
 }
 TODAY_BATCH = 16
 

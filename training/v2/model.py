@@ -108,16 +108,16 @@ class BandNet(nn.Module):
                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """mag (..., F) -> (features (..., bands, 3), frame level r (..., 1) dB, band power (..., bands) and,
         for fill="magnitude", band mean magnitude (..., bands), both full-scale units)."""
-        m = mag * (1.0 / self.full_scale)
-        power = m * m
+        fs2 = self.full_scale ** 2       # scales applied after pooling: one full-resolution product less each
         floor = 10 ** (FLOOR_DB / 10)
-        band_power = power @ self.pooling
+        power = mag * mag
+        band_power = (power @ self.pooling) * (1.0 / fs2)
         band_db = features.db(band_power + floor)
-        mean_db = features.db(power + floor) @ self.pooling
+        mean_db = features.db(power + floor * fs2) @ self.pooling - features.db(torch.tensor(fs2))
         frame_db = features.db(band_power @ self.band_widths + floor)
         x = torch.stack([(band_db - frame_db) / 20, (band_db - mean_db) / 10,
                          ((frame_db - LEVEL_REF_DB) / 20).expand_as(band_db)], dim=-1)
-        mean_magnitude = m @ self.pooling if self.config.fill == "magnitude" else None
+        mean_magnitude = (mag @ self.pooling) * (1.0 / self.full_scale) if self.config.fill == "magnitude" else None
         return x, frame_db, band_power, mean_magnitude
 
     @property

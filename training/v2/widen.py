@@ -19,8 +19,9 @@ themselves. A new GRU stride (model.py
     python -m training.v2 widen [--bands 64] [--hidden 256] [--gru-stride 2] [--checkpoint runs/v2/last.pt]
                                 [--out runs/v2/last.pt]
 
-The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; the Adam state starts anew
-(its moments belong to the old shapes), and `state["widened"]` records each change with its step.
+The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; after widening, the Adam state
+and the weight average (train.py) start anew (they belong to the old shapes; a stride change keeps both),
+and `state["widened"]` records each change with its step.
 """
 
 from __future__ import annotations
@@ -118,9 +119,11 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
     change = {f"{k}": [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "gru_stride")
               if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
-    opt = torch.optim.Adam(wide.parameters())
+    saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
+             "parameters": count_parameters(wide), "macs_per_frame": wide.count_macs()}
+    if wide is not net:             # new shapes: Adam's moments and the weight average start anew
+        saved["optim"] = torch.optim.Adam(wide.parameters()).state_dict()
+        saved.pop("average", None)
     with atomic_write(Path(out)) as temp:
-        torch.save({**ck, "model": wide.state_dict(), "optim": opt.state_dict(), "config": config_dict(wide),
-                    "state": state, "parameters": count_parameters(wide), "macs_per_frame": wide.count_macs()},
-                   temp)
+        torch.save(saved, temp)
     return state
