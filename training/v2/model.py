@@ -35,6 +35,7 @@ powers, from which `band_power` gets the estimate's band powers exactly (the los
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -113,7 +114,7 @@ class BandNet(nn.Module):
         power = mag * mag
         band_power = (power @ self.pooling) * (1.0 / fs2)
         band_db = features.db(band_power + floor)
-        mean_db = features.db(power + floor * fs2) @ self.pooling - features.db(torch.tensor(fs2))
+        mean_db = features.db(power + floor * fs2) @ self.pooling - features.DB_PER_NEPER / 2 * math.log(fs2)
         frame_db = features.db(band_power @ self.band_widths + floor)
         x = torch.stack([(band_db - frame_db) / 20, (band_db - mean_db) / 10,
                          ((frame_db - LEVEL_REF_DB) / 20).expand_as(band_db)], dim=-1)
