@@ -168,3 +168,21 @@ def test_levels_above_the_cutoff_per_kind_and_split(tmp_path: Path) -> None:
     for r in rows:
         assert r["band_frames"] > 0 and r["median_db"] < -20       # it leaves the missing band missing
         assert r["lsd_estimate"] == pytest.approx(r["lsd_decoded"], abs=0.5)
+
+
+def test_test_signals_are_tones_or_sweeps_under_full_scale_as_identity_pairs(tmp_path: Path, monkeypatch) -> None:
+    from training.v2 import train as v2_train
+    from training.v2.testsignals import FREQUENCY_RANGE_HZ, test_signal
+
+    f = np.fft.rfftfreq(48_000, 1 / 48_000)
+    for seed in range(20):
+        x = test_signal(48_000, np.random.default_rng(seed))
+        assert x.shape == (48_000,) and x.dtype == np.float32 and 0 < np.abs(x).max() < 1.0
+        power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+        inside = (f > FREQUENCY_RANGE_HZ[0] * 0.8) & (f < FREQUENCY_RANGE_HZ[1] * 1.05)
+        assert power[inside].sum() > 0.999 * power.sum()          # nothing outside the range it draws from
+    monkeypatch.setattr(v2_train, "P_BAND_LIMITED", 0.0)
+    monkeypatch.setattr(v2_train, "P_TEST_SIGNAL", 1.0)
+    source = PairCache(_pair_cache(tmp_path), "train", 0)
+    _, _, labels = v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32)
+    assert labels.mean() < 0.01      # nothing codec-made: the test signal twice (the cache's pairs: 8 kHz and holes)

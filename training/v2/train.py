@@ -7,7 +7,8 @@ training segments (their validation rows are the same in every round: validation
 only). A batch is BATCH crops of
 CROP_FRAMES frames (a random pair weighted by length, channel and hop), augmented in the time domain by
 `training.train.augment_crop` (gain, noise floor, quantisation, identity crops: the same augmentation as
-today's model; and band-limited identity crops, training/v2/bandlimit.py) and framed by `features.frame_magnitudes`, frame for frame what the engine computes.
+today's model; and band-limited and test-signal identity crops, training/v2/bandlimit.py and
+testsignals.py) and framed by `features.frame_magnitudes`, frame for frame what the engine computes.
 
 Step: `BandNet.bands` on the decoded magnitudes, training/v2/loss.py, Adam with the gradient norm clipped
 at 1, learning rate cosine from LR to LR/20 over the CPU budget (`cpu_hours`; a resumed run continues the
@@ -42,6 +43,7 @@ from training.train import GAIN_DB_RANGE, LR, augment_crop
 from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit
+from training.v2.testsignals import P_TEST_SIGNAL, test_signal
 from training.v2.loss import SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
 
@@ -110,7 +112,8 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
                gain_db: tuple[float, float] = GAIN_DB_RANGE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, sparse frames, bands) of the
     loss's sparse frames (training/v2/loss.py); `identity`: the clean crop is the input. When augmenting, a
-    crop is a band-limited identity pair with probability P_BAND_LIMITED (training/v2/bandlimit.py)."""
+    crop is a band-limited identity pair with probability P_BAND_LIMITED (training/v2/bandlimit.py), and
+    a test signal as an identity pair with probability P_TEST_SIGNAL (training/v2/testsignals.py)."""
     rows = []
     for _ in range(batch):
         audio, stored_float = source.crop(frames)
@@ -118,6 +121,8 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
             audio = audio[[0, 0]]
         elif augment and rng.random() < P_BAND_LIMITED:
             audio = np.stack([band_limit(audio[0], rng)] * 2)
+        elif augment and rng.random() < P_TEST_SIGNAL:
+            audio = np.stack([test_signal(audio.shape[1], rng)] * 2)
         rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
     audio = torch.from_numpy(np.stack(rows))                                  # (batch, 3, samples)
     clean, decoded = features.frame_magnitudes(audio[:, 0]), features.frame_magnitudes(audio[:, 1])
