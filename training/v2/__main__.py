@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--data", default=None, help="a pair cache: also time each model's batch preparation")
     tp.add_argument("--variants", action="store_true", help="also the v2 variants of the ablation")
     a = sub.add_parser("ablation", help="train one arm for a CPU budget on the pair cache, then score it")
-    a.add_argument("--arm", required=True, help="today, v2, v2-magnitude, v2-bands64, v2-conv (--engine: shipped too)")
+    a.add_argument("--arm", required=True, help="today or a v2 arm of ablation.ARMS (--engine: shipped too)")
     a.add_argument("--engine", action="store_true", help="score the trained arm through the engine instead")
     a.add_argument("--data", default=DEFAULT_PAIRS)
     a.add_argument("--cpu-minutes", type=float, default=15.0)

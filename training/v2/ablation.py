@@ -50,11 +50,11 @@ from training.v2.train import train as train_v2
 ARMS: dict[str, BandNetConfig | None] = {
     "today": None,
     "v2": BandNetConfig(),
-    "v2-magnitude": BandNetConfig(fill="magnitude"),
-    "v2-bands64": BandNetConfig(bands=64),
-    "v2-conv": BandNetConfig(channels=8),
+    "v2-h128": BandNetConfig(hidden=128, gru_stride=1),
     "v2-h256s2": BandNetConfig(hidden=256, gru_stride=2),
-    "v2-h256s4": BandNetConfig(hidden=256, gru_stride=4),
+    "v2-magnitude": BandNetConfig(hidden=128, gru_stride=1, fill="magnitude"),
+    "v2-bands64": BandNetConfig(hidden=128, gru_stride=1, bands=64),
+    "v2-conv": BandNetConfig(hidden=128, gru_stride=1, channels=8),
 }
 TODAY_BATCH = 16
 

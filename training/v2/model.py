@@ -61,9 +61,13 @@ class BandNetConfig:
 
     bands: int = 32
     channels: int = 0             # 0: no convolution front end
-    hidden: int = 128
+    hidden: int = 256
     fill: str = "power"
-    gru_stride: int = 1           # frames per GRU update (module doc)
+    gru_stride: int = 4           # frames per GRU update (module doc)
+
+
+LEGACY_CONFIG = {"gru_stride": 1}
+"""What a stored config without a key meant (checkpoints and exports before that key existed)."""
 
 
 class BandOutput(NamedTuple):
@@ -230,9 +234,10 @@ class StreamingBandNet(nn.Module):
 
 
 def build(config: dict | BandNetConfig | None = None) -> BandNet:
-    """A BandNet from a config (a dict as `config_dict` stores it, or a BandNetConfig)."""
+    """A BandNet from a config (a dict as `config_dict` stores it, keys missing from older ones as
+    LEGACY_CONFIG says, or a BandNetConfig)."""
     if isinstance(config, dict):
-        config = BandNetConfig(**config)
+        config = BandNetConfig(**{**LEGACY_CONFIG, **config})
     return BandNet(config or BandNetConfig())
 
 
