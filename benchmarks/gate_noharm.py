@@ -1,6 +1,7 @@
 """Codec gate no-harm benchmark (#23): clean sources whose own band ends in a cliff, at every bitrate.
 
     python -m benchmarks.gate_noharm [--clips 4] [--children 2] [--seconds 6] [--workers 1] [--config YAML]
+        [--model PATH]
         [--variants NAME...] [--conditions NAME...] [--json PATH]
     python -m benchmarks.gate_noharm --quick     # CI smoke run: two synthetic 2 s clips, QUICK_VARIANTS x conditions
 
@@ -30,7 +31,8 @@ or stereo), in three groups:
 - `low_bitrate`: LAME 32k mono and stereo, LAME 48k, libmp3lame 32 and 64k, AAC 32k, MP2 64k: what the
   gate is for.
 
-System: the default engine (`Restorer`, the shipped model and settings, or `--config`), delay compensated.
+System: the default engine (`Restorer`, the shipped model and settings; `--config` and `--model` change
+them: a candidate model with its framing in the config), delay compensated.
 Per run: the gate's report (`Restorer.codec_report()`: engaged, cutoff, restored share, the model's
 codec-made share), the LSD over the full band (evaluation/metrics.py, active frames) of the decoded input and
 of the output against the clean source, worse (output LSD above the input's by more than quality.py's
@@ -64,7 +66,8 @@ import numpy as np
 from benchmarks import codec
 from benchmarks.clips import REPO, Clip, spread, synthetic_clips
 from benchmarks.common import (
-    engine_config, environment, markdown_table, max_abs_change, mean_present, model_name, run_main, write_json,
+    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name, run_main,
+    write_json,
 )
 from benchmarks.models import active_part, applies, degraded
 from benchmarks.models import BY_NAME as MODEL_CONDITIONS
@@ -357,6 +360,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="tuxpaint clips, and hedgewars voices raised in pitch, each (2)")
     parser.add_argument("--seconds", type=float, default=6.0, help="most active part of each clip scored, s (6)")
     parser.add_argument("--config", metavar="YAML", help="engine settings over the defaults")
+    parser.add_argument("--model", default="default", help=f"model: {MODEL_CHOICES} (default: the shipped one)")
     parser.add_argument("--variants", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(VARIANT_BY_NAME)}")
     parser.add_argument("--conditions", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(BY_NAME)}")
     parser.add_argument("--workers", type=int, default=1, help="processes (1)")
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     variants = _chosen(args.variants, VARIANT_BY_NAME, QUICK_VARIANTS if args.quick else tuple(VARIANT_BY_NAME),
                        "variant")
     conditions = _chosen(args.conditions, BY_NAME, QUICK_CONDITIONS if args.quick else tuple(BY_NAME), "condition")
-    config = engine_config(args.config, "default")
+    config = engine_config(args.config, args.model)
     clips = quick_clips(args.seconds) if args.quick else corpus_clips(Path(args.corpus), args.clips, args.children,
                                                                        args.seconds)
     tasks = [(i, set_name, clip, variants, conditions) for i, (set_name, clip, _, _) in enumerate(clips)]

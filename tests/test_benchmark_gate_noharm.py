@@ -56,3 +56,13 @@ def test_band_variants_end_where_they_say():
         below, above = spectrum[bins < 0.8 * edge_hz].mean(), spectrum[bins > 1.15 * edge_hz].mean()
         assert below - above > 40.0, name
     assert np.array_equal(band_limited(noise, VARIANT_BY_NAME["full"]), noise)
+
+
+def test_gate_noharm_benchmarks_the_model_it_is_given(tmp_path):
+    out = tmp_path / "gate_noharm.json"
+    run_benchmark("benchmarks.gate_noharm", "--quick", "--model", "passthrough", "--variants", "full",
+                  "--conditions", "lame_32k_mono", "--json", str(out))
+    result = json.loads(out.read_text())
+    assert result["engine"]["model"] == "passthrough"
+    rows = result["per_run"]
+    assert rows and all(r["max_abs_change"] < 1e-6 for r in rows)    # passthrough: engaged or not, unchanged
