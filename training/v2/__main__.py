@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
     al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
     al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
-    w = sub.add_parser("widen", help="a checkpoint at more bands or hidden units, keeping what it learned (training/v2/widen.py)")
+    w = sub.add_parser("widen", help="a checkpoint at more bands or hidden units, keeping what it learned "
+                                     "(training/v2/widen.py)")
     w.add_argument("--bands", type=int, default=None)
     w.add_argument("--hidden", type=int, default=None)
     w.add_argument("--gru-stride", type=int, default=None, help="a new GRU stride (model.py)")

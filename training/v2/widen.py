@@ -1,27 +1,28 @@
-"""Widen a trained BandNet to more bands or more hidden units, keeping what it learned: a campaign changes
-its band resolution or capacity without starting over.
+"""Widen a trained BandNet to more bands or more hidden units, keeping what it learned: a campaign changes its
+band resolution or capacity without starting over.
 
-More bands (`widen`): each new band b' takes the old band p(b') that holds its centre bin. The GRU, its hidden layer and the
-skip path (shared by all bands) are copied; the GRU's input layer gives each new band its parent's
-weights divided by the number of the parent's children, so that children with their parent's features
-feed the GRU what the parent did; the output layer gives each new band its parent's rows. On a flat
-spectrum each new band so outputs exactly its parent's gain, fill and confidence; on real spectra the
-widened network starts near the old one (on data v2's LAME 32k validation crops its estimate lay 3.5 dB
-LSD from the old one's, 1 dB further from the clean), and training goes on from there. Only networks without the band convolution (channels = 0).
+More bands (`widen`): each new band b' takes the old band p(b') that holds its centre bin. The GRU, its hidden
+layer and the skip path (shared by all bands) are copied; the GRU's input layer gives each new band its
+parent's weights divided by the number of the parent's children, so that children with their parent's features
+feed the GRU what the parent did; the output layer gives each new band its parent's rows. On a flat spectrum
+each new band so outputs exactly its parent's gain, fill and confidence; on real spectra the widened network
+starts near the old one (on data v2's LAME 32k validation crops its estimate lay 3.5 dB LSD from the old
+one's, 1 dB further from the clean), and training goes on from there. Only networks without the band
+convolution (channels = 0).
 
 More hidden units (`widen_hidden`): the old units keep their weights and see nothing of the new ones (the
-GRU's recurrent weights from new units to old ones, and the layers' weights from new units onwards, are
-zero), the new units start from PyTorch's default initialisation; the widened network computes exactly the
-old one's function; the first step teaches the output layer to read the new units, the next ones the units
-themselves. A new GRU stride (model.py
-`gru_stride`) changes the function: the GRU then runs on every s-th frame, and training adapts it.
+GRU's recurrent weights from new units to old ones, and the layers' weights from new units onwards, are zero),
+the new units start from PyTorch's default initialisation; the widened network computes exactly the old one's
+function; the first step teaches the output layer to read the new units, the next ones the units themselves. A
+new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
+training adapts it.
 
     python -m training.v2 widen [--bands 64] [--hidden 256] [--gru-stride 2] [--checkpoint runs/v2/last.pt]
                                 [--out runs/v2/last.pt]
 
-The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; after widening, the Adam state
-and the weight average (train.py) start anew (they belong to the old shapes; a stride change keeps both),
-and `state["widened"]` records each change with its step.
+The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; after widening, the Adam state and
+the weight average (train.py) start anew (they belong to the old shapes; a stride change keeps both), and
+`state["widened"]` records each change with its step.
 """
 
 from __future__ import annotations
