@@ -19,7 +19,7 @@ import numpy as np
 from evaluation.chains import resample
 from realtime.engine.config import MODEL_RATE_HZ
 
-P_BAND_LIMITED = 0.04
+P_BAND_LIMITED = 0.08
 CUTOFF_RANGE_HZ = (6000.0, 20000.0)
 ORDER_RANGE = (8, 24)                       # Butterworth order, inclusive (zero phase: twice that)
 SOURCE_RATES_HZ = (16000, 22050, 24000, 32000)
