@@ -71,6 +71,9 @@ def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig)
     reference = offline.magnitude.numpy()
     np.testing.assert_allclose(torch.stack(frames, 1).numpy(), reference, rtol=1e-5, atol=1e-6 * reference.max())
     path = export_onnx(net, tmp_path / "v2.onnx")
+    import onnx
+    branches = [node.op_type for node in onnx.load(str(path)).graph.node if node.op_type == "If"]
+    assert len(branches) == (config.gru_stride > 1)          # the frames between GRU updates skip it
     magnitude, confidence = stream_onnx(path, mag.numpy())
     assert np.max(np.abs(magnitude - reference)) <= 1e-4 * np.max(np.abs(reference))
     expected = (torch.sigmoid(offline.confidence_logit) @ net.expansion).numpy()

@@ -53,6 +53,7 @@ FILL_INIT_DB = -60.0
 CONFIDENCE_INIT_LOGIT = -4.0
 FILLS = ("power", "magnitude")
 INPUTS = 3                       # values per band and frame
+LEAK = 0.1                       # negative slope of the leaky ReLUs
 
 
 @dataclass(frozen=True)
@@ -101,7 +102,7 @@ class BandNet(nn.Module):
         self.hid = nn.Linear(h, h)
         self.out = nn.Linear(h, 3 * nb)
         self.local = nn.Linear(2 * INPUTS, 3)
-        self.act = nn.LeakyReLU(0.1)
+        self.act = nn.LeakyReLU(LEAK)
         for layer in (self.out, self.local):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -193,13 +194,33 @@ class BandNet(nn.Module):
         return shapes
 
     def count_macs(self) -> int:
-        """Multiply-accumulates per frame and stream (band matrices, layers, GRU; the streaming graph runs the
-        GRU and head on every frame and keeps the result on every gru_stride-th)."""
+        """Multiply-accumulates per frame and stream, on average (band matrices, layers; the GRU and head on
+        every gru_stride-th frame)."""
         nb, c, h = self.config.bands, self.config.channels, self.config.hidden
         macs = 2 * features.BINS * nb + 2 * nb * features.BINS      # pooling (2), expansion (gain, fill)
         macs += nb * 3 * 2 * INPUTS * c + nb * (c or 2 * INPUTS) * h  # front end
-        macs += 6 * h * h + h * h + h * 3 * nb + nb * 2 * INPUTS * 3  # GRU, decoder, skip
-        return macs
+        macs += nb * 2 * INPUTS * 3                                   # skip
+        return macs + (6 * h * h + h * h + h * 3 * nb) // self.config.gru_stride   # GRU, head
+
+
+@torch.jit.script
+def _strided_recurrence(gin: torch.Tensor, state: torch.Tensor, phase: torch.Tensor, held: torch.Tensor,
+                        w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
+                        w_hid: torch.Tensor, b_hid: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
+                        leak: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One GRU step (PyTorch's gate order: reset, update, new) and the head where phase is 0, else the held
+    head values (B, bands, 3) and the GRU state (B, 1, H) unchanged. Scripted, so that the branch stays a
+    branch in the traced export (an ONNX `If`): the frames between updates cost no recurrence."""
+    if bool(phase.max() < 0.5):             # the channels of a stream update together
+        h = state[:, 0]
+        i_r, i_z, i_n = fn.linear(gin, w_ih, b_ih).chunk(3, 1)
+        h_r, h_z, h_n = fn.linear(h, w_hh, b_hh).chunk(3, 1)
+        r = torch.sigmoid(i_r + h_r)
+        z = torch.sigmoid(i_z + h_z)
+        new = (1.0 - z) * torch.tanh(i_n + r * h_n) + z * h
+        o = fn.linear(fn.leaky_relu(fn.linear(new, w_hid, b_hid), leak), w_out, b_out).view(held.shape)
+        return o, new.unsqueeze(1)
+    return held, state
 
 
 class StreamingBandNet(nn.Module):
@@ -208,8 +229,7 @@ class StreamingBandNet(nn.Module):
     forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)]) ->
     (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held']). With gru_stride s > 1,
     phase counts the frames since the last GRU update (0 at stream start: the first frame updates) and held
-    is that update's head values; the GRU and head run on every frame and their result is kept where phase
-    is 0, so the graph has no branches.
+    is that update's head values; the GRU and head run where phase is 0 only (`_strided_recurrence`).
     """
 
     def __init__(self, net: BandNet):
@@ -220,15 +240,16 @@ class StreamingBandNet(nn.Module):
         n = self.net
         x, frame_db, _, _ = n.band_features(mag)
         z = torch.cat([prev, x], dim=-1)
-        g, h = n.gru(n.encode(z).unsqueeze(1), gru.transpose(0, 1).contiguous())
-        h = h.transpose(0, 1)
-        o = n.head(g[:, 0])
         if stride_state:
             phase, held = stride_state
-            update = phase < 0.5                                           # (B, 1)
-            h = torch.where(update[:, :, None], h, gru)
-            o = torch.where(update[:, :, None], o, held)
+            g = n.gru
+            o, h = _strided_recurrence(n.encode(z), gru, phase, held, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
+                                       g.bias_hh_l0, n.hid.weight, n.hid.bias, n.out.weight, n.out.bias, LEAK)
             stride_state = (torch.remainder(phase + 1.0, float(n.config.gru_stride)), o)
+        else:
+            g, h = n.gru(n.encode(z).unsqueeze(1), gru.transpose(0, 1).contiguous())
+            h = h.transpose(0, 1)
+            o = n.head(g[:, 0])
         gain, fill, logit = n.decode(o, z, frame_db)
         return (n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, x, h, *stride_state)
 
