@@ -38,10 +38,15 @@ def _pair_cache(root: Path, seed: int = 0) -> Path:
     return root
 
 
+def _tiny_run(run: Path, data: Path) -> list[str]:
+    """`python -m training.v2` arguments of a tiny training run of `data` into `run` (add --steps)."""
+    return ["train", "--run", str(run), "--data", str(data), "--batch", "2", "--frames", "24", "--hidden", "16"]
+
+
 def test_train_steps_checkpoints_and_resumes(tmp_path: Path) -> None:
     data = _pair_cache(tmp_path)
     run = tmp_path / "run"
-    args = ["train", "--run", str(run), "--data", str(data), "--batch", "2", "--frames", "24", "--hidden", "16"]
+    args = _tiny_run(run, data)
     assert main(args + ["--steps", "2", "--cpu-hours", "1"]) == 0
     first = torch.load(run / "last.pt", weights_only=False)
     assert first["state"]["step"] == 2 and first["state"]["cpu_s"] > 0
@@ -95,8 +100,7 @@ def test_band_levels_tell_where_the_decoded_input_lacks_level(tmp_path: Path) ->
     from training.v2.floor import band_levels
 
     data, run = _pair_cache(tmp_path / "data"), tmp_path / "run"
-    assert main(["train", "--run", str(run), "--data", str(data), "--batch", "2", "--frames", "24",
-                 "--hidden", "16", "--steps", "1", "--cpu-hours", "1"]) == 0
+    assert main(_tiny_run(run, data) + ["--steps", "1", "--cpu-hours", "1"]) == 0
     rows = band_levels(data, run / "last.pt")
     assert [r["band"] for r in rows] == list(range(32))
     below = [r["decoded_median_db"] for r in rows if r["from_hz"] < 6000]
@@ -110,8 +114,7 @@ def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(t
 
     data = _pair_cache(tmp_path)
     run = tmp_path / "run"
-    args = ["train", "--run", str(run), "--data", str(data), "--batch", "2", "--frames", "24", "--hidden", "16"]
-    assert main(args + ["--steps", "1", "--cpu-hours", "1"]) == 0
+    assert main(_tiny_run(run, data) + ["--steps", "1", "--cpu-hours", "1"]) == 0
     ck = torch.load(run / "last.pt", weights_only=False)
     torch.manual_seed(0)                                   # the initial weights the run started from
     start = BandNet(BandNetConfig(hidden=16)).state_dict()

@@ -38,13 +38,14 @@ def level_rows(net: BandNet, data: DataRoots, codec: str = REFERENCE.name, crops
     roots = data_roots(data)
     for kind in KINDS:
         for split, split_roots in (("train", roots), ("val", roots[:1])):
-            source = _kind_source(split_roots, split, codec, kind)
-            if source is None:
+            try:
+                source = PairCache(split_roots, split, 7, codec=codec, kind=kind)
+            except SystemExit:                                  # no pairs of that kind in the split
                 continue
             decoded, clean, _ = make_batch(source, crops, CROP_FRAMES, np.random.default_rng(5), net.config.bands,
                                            augment=False)
             estimate = torch.cat([net(decoded[i: i + 8]).magnitude for i in range(0, crops, 8)])
-            level = {name: 10 * torch.log10((m / features.full_scale_magnitude()) ** 2 @ net.pooling + 1e-12)
+            level = {name: features.db(net.band_powers(m) + 1e-12)
                      for name, m in (("clean", clean), ("decoded", decoded), ("estimate", estimate))}
             active = (active_frames(clean) > 0)[..., None].expand_as(level["clean"])
             missing = active & (level["decoded"] < level["clean"] - MISSING_DB) & (level["clean"] > AUDIBLE_DB)
@@ -55,22 +56,6 @@ def level_rows(net: BandNet, data: DataRoots, codec: str = REFERENCE.name, crops
                          "mean_abs_db": float(error.abs().mean()) if len(error) else None,
                          "lsd_estimate": lsd_db(estimate, clean), "lsd_decoded": lsd_db(decoded, clean)})
     return rows
-
-
-def _kind_source(roots: list, split: str, codec: str, kind: str) -> PairCache | None:
-    """The pairs of one kind of `codec` in a split of the caches, or None if there are none."""
-    try:
-        source = PairCache(roots, split, 7, codec=codec)
-    except SystemExit:
-        return None
-    keep = [i for i, r in enumerate(source.rows) if r["kind"] == kind]
-    if not keep:
-        return None
-    source.rows = [source.rows[i] for i in keep]
-    source.files = [source.files[i] for i in keep]
-    weights = np.array([r["samples"] * r["channels"] for r in source.rows], float)
-    source.p = weights / weights.sum()
-    return source
 
 
 def format_rows(rows: list[dict]) -> str:

@@ -57,7 +57,7 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     fs = full_scale_magnitude()
     floor = 10 ** (FLOOR_DB / 10)
     with torch.no_grad():
-        clean_power = ((clean * clean) @ net.pooling) * (1.0 / fs ** 2)
+        clean_power = net.band_powers(clean)
         clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
     band = _masked_mean((torch.log(net.band_power(out) + floor) - torch.log(clean_power + floor)).abs(), mask)
     est = net.expand(out.gain[:, SPARSE], out.fill[:, SPARSE], decoded[:, SPARSE])

@@ -117,7 +117,7 @@ class BandNet(nn.Module):
         fs2 = self.full_scale ** 2       # scales applied after pooling: one full-resolution product less each
         floor = 10 ** (FLOOR_DB / 10)
         power = mag * mag
-        band_power = (power @ self.pooling) * (1.0 / fs2)
+        band_power = self.band_powers(mag, power)
         band_db = features.db(band_power + floor)
         mean_db = features.db(power + floor * fs2) @ self.pooling - features.DB_PER_NEPER / 2 * math.log(fs2)
         frame_db = features.db(band_power @ self.band_widths + floor)
@@ -125,6 +125,11 @@ class BandNet(nn.Module):
                          ((frame_db - LEVEL_REF_DB) / 20).expand_as(band_db)], dim=-1)
         mean_magnitude = (mag @ self.pooling) * (1.0 / self.full_scale) if self.config.fill == "magnitude" else None
         return x, frame_db, band_power, mean_magnitude
+
+    def band_powers(self, mag: torch.Tensor, power: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean power per band (..., bands), full-scale units, of magnitudes (..., F) (`power`: mag * mag if
+        already at hand); the full-scale factor applied after pooling."""
+        return ((mag * mag if power is None else power) @ self.pooling) * (1.0 / self.full_scale ** 2)
 
     @property
     def band_widths(self) -> torch.Tensor:

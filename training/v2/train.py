@@ -66,21 +66,23 @@ def data_roots(roots: DataRoots) -> list[Path]:
 
 
 class PairCache:
-    """Random crops of the pairs of one split of one or more pair caches, memory-mapped (module doc)."""
+    """Random crops of the pairs of one split of one or more pair caches, memory-mapped (module doc); only
+    those of one codec, of some mixes or of one kind of audio where given."""
 
     def __init__(self, roots: DataRoots, split: str, seed: int, codec: str | None = None,
-                 mixes: tuple[str, ...] | None = None):
+                 mixes: tuple[str, ...] | None = None, kind: str | None = None):
         self.roots = data_roots(roots)
         self.rows, self.files = [], []
         for root in self.roots:
             for r in json.loads((root / "manifest.json").read_text())["pairs"]:
                 if (r["split"] == split and (codec is None or r["codec"] == codec)
-                        and (mixes is None or r.get("mix") in mixes)):
+                        and (mixes is None or r.get("mix") in mixes) and (kind is None or r["kind"] == kind)):
                     self.rows.append(r)
                     self.files.append(root / r["file"])
         if not self.rows:
             names = ", ".join(map(str, self.roots))
-            raise SystemExit(f"gapfill: no {split} pairs{f' of {codec}' if codec else ''} in {names}")
+            which = "".join(f" of {v}" for v in (codec, kind) if v)
+            raise SystemExit(f"gapfill: no {split} pairs{which} in {names}")
         weights = np.array([r["samples"] * r["channels"] for r in self.rows], float)
         self.p = weights / weights.sum()
         self.rng = np.random.default_rng(seed)

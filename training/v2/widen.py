@@ -117,7 +117,7 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
     if wide.config == old:
         raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    change = {f"{k}": [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "gru_stride")
+    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "gru_stride")
               if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
