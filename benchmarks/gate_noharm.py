@@ -34,16 +34,17 @@ or stereo), in three groups:
 System: the default engine (`Restorer`, the shipped model and settings; `--config` and `--model` change
 them: a candidate model with its framing in the config), delay compensated.
 Per run: the gate's report (`Restorer.codec_report()`: engaged, cutoff, restored share, the model's
-codec-made share), the LSD over the full band (evaluation/metrics.py, active frames) of the decoded input and
-of the output against the clean source, worse (output LSD above the input's by more than quality.py's
+codec-made share and its damage share under the cliff, the evidence a band limit above `damage_from_hz`
+needs), the LSD over the full band (evaluation/metrics.py, active frames) of the decoded input and of the
+output against the clean source, worse (output LSD above the input's by more than quality.py's
 WORSE_DB), the largest sample change. Summary per condition and variant: clips, engaged, worse, mean LSD.
 
 Prints Markdown tables (README-ready); writes JSON (`--json`, default benchmarks/results/gate_noharm.json,
 gate_noharm-quick.json with --quick): `benchmark`, `schema`, `quick`, `environment`, `engine` {model,
 gate}, `corpus`, `clips` [{id, set, kind, source, channels, start_s, seconds, semitones}], `variants`,
 `conditions` [quality.py's `Condition.describe`], `per_run` [{clip, set, kind, channels, variant,
-condition, group, engaged, gate_cutoff_hz, restored_share, codec_made_share, lsd_decoded, lsd_restored,
-worse, max_abs_change}], `summary` {set: {condition: {variant: {clips, engaged, worse, lsd_decoded,
+condition, group, engaged, gate_cutoff_hz, restored_share, codec_made_share, damage_share, lsd_decoded,
+lsd_restored, worse, max_abs_change}], `summary` {set: {condition: {variant: {clips, engaged, worse, lsd_decoded,
 lsd_restored, max_abs_change}}}}, `timing_s`, `wall_s`, `readme_tables` {main_engaged, main_lsd,
 children}.
 """
@@ -246,8 +247,8 @@ def run_one(clip: Clip, variant: Variant, condition: Condition, seed: int) -> di
     return {"clip": clip.id, "kind": clip.kind, "channels": int(decoded.shape[0]), "variant": variant.name,
             "condition": condition.name, "group": condition.group, "engaged": bool(report["engaged"]),
             "gate_cutoff_hz": report["cutoff_hz"], "restored_share": report["restored_share"],
-            "codec_made_share": report["codec_made_share"], "lsd_decoded": lsd_decoded,
-            "lsd_restored": lsd_restored, "worse": bool(lsd_restored - lsd_decoded > WORSE_DB),
+            "codec_made_share": report["codec_made_share"], "damage_share": report["damage_share"],
+            "lsd_decoded": lsd_decoded, "lsd_restored": lsd_restored, "worse": bool(lsd_restored - lsd_decoded > WORSE_DB),
             "max_abs_change": change}
 
 

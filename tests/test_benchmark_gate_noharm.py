@@ -28,6 +28,7 @@ def test_gate_noharm_quick_run(tmp_path):
     assert len(rows) == expected
     for row in rows:
         assert row["group"] in GROUPS and row["worse"] == (row["lsd_restored"] - row["lsd_decoded"] > 0.01)
+        assert 0.0 <= row["damage_share"] <= 1.0 and 0.0 <= row["codec_made_share"] <= 1.0
         if not row["engaged"]:
             assert row["max_abs_change"] == 0.0          # the gate closed: the input itself, at any rate
     clean = [r for r in rows if r["condition"] == "clean_float" and r["variant"] == "full"]
