@@ -160,6 +160,30 @@ def test_band_limited_crops_end_in_a_cliff_and_are_identity_pairs(tmp_path: Path
     assert labels.mean() < 0.01      # nothing codec-made: the clean crop twice (the cache's pairs: 8 kHz and holes)
 
 
+def test_codec_cliffs_are_found_and_matched_crops_end_there() -> None:
+    from scipy.signal import butter, sosfiltfilt
+
+    from training.v2.bandlimit import MATCHED_JITTER, band_limit, codec_cliff_hz
+
+    x = np.random.default_rng(2).standard_normal(48_000).astype(np.float32) * 0.1
+    f = np.fft.rfftfreq(len(x), 1 / 48_000)
+    for hz in (5_500.0, 8_400.0, 16_000.0):
+        coded = sosfiltfilt(butter(24, hz, fs=48_000, output="sos"), x).astype(np.float32)
+        found = codec_cliff_hz(x, coded)
+        assert found is not None and hz < found < hz * 1.06          # where the decoded side is 20 dB down
+        edges = []
+        for seed in range(16):
+            y = band_limit(x, np.random.default_rng(seed), found)
+            kept = np.abs(np.fft.rfft(y)) ** 2 / np.abs(np.fft.rfft(x)) ** 2
+            edges.append(f[np.argmax(np.convolve(kept, np.ones(64) / 64, "same") < 0.25)])
+        near = [e for e in edges if abs(e - found) < 2 * MATCHED_JITTER * found + 200]
+        assert 4 <= len(near) <= 14                          # about half at the codec's cliff, the rest random
+    assert codec_cliff_hz(x, x) is None                      # no cliff where nothing is lost
+    low = sosfiltfilt(butter(24, 6_000.0, fs=48_000, output="sos"), x)      # a source with nothing above 6.5 kHz
+    lower = sosfiltfilt(butter(24, 12_000.0, fs=48_000, output="sos"), low)   # a cliff where there is nothing
+    assert codec_cliff_hz(low.astype(np.float32), lower.astype(np.float32)) is None
+
+
 def test_levels_above_the_cutoff_per_kind_and_split(tmp_path: Path) -> None:
     from training.v2.levels import level_rows
 

@@ -42,7 +42,7 @@ from training.pairs import REFERENCE
 from training.train import GAIN_DB_RANGE, LR, augment_crop
 from training.unet import count_parameters
 from training.v2 import features
-from training.v2.bandlimit import P_BAND_LIMITED, band_limit
+from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
 from training.v2.testsignals import P_TEST_SIGNAL, test_signal
 from training.v2.loss import SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
@@ -122,7 +122,7 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
         if identity:
             audio = audio[[0, 0]]
         elif augment and rng.random() < P_BAND_LIMITED:
-            audio = np.stack([band_limit(audio[0], rng)] * 2)
+            audio = np.stack([band_limit(audio[0], rng, codec_cliff_hz(audio[0], audio[1]))] * 2)
         elif augment and rng.random() < P_TEST_SIGNAL:
             audio = np.stack([test_signal(audio.shape[1], rng)] * 2)
         rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
