@@ -213,3 +213,25 @@ def test_test_signals_are_tones_or_sweeps_under_full_scale_as_identity_pairs(tmp
     source = PairCache(_pair_cache(tmp_path), "train", 0)
     _, _, labels = v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32)
     assert labels.mean() < 0.01      # nothing codec-made: the test signal twice (the cache's pairs: 8 kHz and holes)
+
+
+def test_cliff_evidence_pairs_coded_crops_with_their_source_low_passed_at_the_cliff(tmp_path: Path) -> None:
+    from training.v2.cliffs import STATISTICS, auc, cliff_crops, cliff_rows
+
+    assert auc(np.array([2.0, 3.0]), np.array([1.0])) == 1.0 and auc(np.array([0.0]), np.array([1.0, 2.0])) == 0.0
+    assert auc(np.array([1.0]), np.array([1.0])) == 0.5
+    data = _pair_cache(tmp_path)                          # decoded: low-passed at 8 kHz, 20 % of bins dropped
+    coded, clean, cliffs = cliff_crops(data, 3)
+    assert coded.shape == clean.shape and np.all((cliffs > 8_000) & (cliffs < 8_600))
+    power = lambda m, lo, hi: float((m[..., lo:hi] ** 2).sum())           # noqa: E731  bins lo..hi of all crops
+    below, above = (0, int(7_000 / 46.875)), (int(9_000 / 46.875), 513)
+    assert power(clean, *above) < 1e-3 * power(clean, *below) and power(coded, *above) < 1e-3 * power(coded, *below)
+    assert power(coded, *below) < 0.9 * power(clean, *below)            # the holes are the codec's only
+
+    torch.manual_seed(0)
+    net = BandNet(BandNetConfig(hidden=16)).eval()        # a new network: the same low confidence everywhere
+    rows = cliff_rows(net, data, crops=3)
+    assert [r["statistic"] for r in rows] == [s for s in STATISTICS for _ in range(2)]   # 7-10 kHz and all
+    share_all = next(r for r in rows if r["statistic"] == "share" and r["cliff_hz"][0] == 0.0)
+    assert share_all["crops"] == 3 and share_all["median_coded"] == share_all["median_clean"] == 0.0
+    assert share_all["auc"] == 0.5                        # no evidence either way

@@ -11,6 +11,7 @@
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
     python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
     python -m training.v2 levels --checkpoint runs/v2/last.pt  # band levels above the cutoff, per kind
+    python -m training.v2 cliffs --checkpoint runs/v2/last.pt  # confidence: coded vs clean under a cliff
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
@@ -78,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     lv.add_argument("--data", nargs="+", default=["data/v2pairs/r0", "data/v2pairs/r1"],
                     help="pair caches (validation: the first)")
     lv.add_argument("--codec", default=None, help="the pairs' codec (default: the LAME 32 kbit/s mono reference)")
+    cl = sub.add_parser("cliffs", help="confidence under a cliff, coded vs clean (training/v2/cliffs.py)")
+    cl.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
+    cl.add_argument("--data", default="data/v2pairs/r0", help="pair cache whose validation crops are scored")
+    cl.add_argument("--crops", type=int, default=200)
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
@@ -131,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.v2.levels import format_rows, level_rows
         net = load_checkpoint(args.checkpoint)[0]
         print(format_rows(level_rows(net, args.data, args.codec or REFERENCE.name)))
+    elif args.step == "cliffs":
+        from training.v2.cliffs import cliff_rows, format_rows as format_cliffs
+        from training.v2.export import load_checkpoint
+        print(format_cliffs(cliff_rows(load_checkpoint(args.checkpoint)[0], args.data, args.crops)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         print(f"export: {export_checkpoint(args.checkpoint, args.out)}")

@@ -37,24 +37,26 @@ CLIFF_SEARCH_HZ = (4000.0, 20000.0)
 CLIFF_CONTENT = 1e-4                        # the clean power above a cliff, share of the total, that makes it one
 
 
-def _mean_power(x: np.ndarray) -> np.ndarray:
-    """(n,) samples -> (CLIFF_FRAME // 2 + 1,) mean power spectrum over Hann frames of CLIFF_FRAME samples."""
+def _frame_powers(x: np.ndarray) -> np.ndarray:
+    """(n,) samples -> (frames, CLIFF_FRAME // 2 + 1) power spectra of Hann frames of CLIFF_FRAME samples."""
     hop = CLIFF_FRAME // 2
     count = max(1, (len(x) - CLIFF_FRAME) // hop + 1)
     padded = np.pad(x.astype(np.float64), (0, max(0, CLIFF_FRAME - len(x))))
     frames = np.lib.stride_tricks.sliding_window_view(padded, CLIFF_FRAME)[::hop][:count]
-    return (np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=-1)) ** 2).mean(axis=0)
+    return np.abs(np.fft.rfft(frames * np.hanning(CLIFF_FRAME), axis=-1)) ** 2
 
 
 def codec_cliff_hz(clean: np.ndarray, decoded: np.ndarray) -> float | None:
     """The lowest frequency (Hz) in CLIFF_SEARCH_HZ from which the decoded crop (n,) stays CLIFF_DROP_DB or
-    more under the clean one (n,) over CLIFF_WIDTH_HZ, where the clean crop has content above it (at least
-    CLIFF_CONTENT of its power); None if there is no such cliff."""
-    p_clean, p_decoded = _mean_power(clean), _mean_power(decoded)
+    more under the clean one (n,) over CLIFF_WIDTH_HZ (median power over frames: a click or the crop's edge
+    does not hide it), where the clean crop has content above it (at least CLIFF_CONTENT of its mean
+    power); None if there is no such cliff."""
+    f_clean, f_decoded = _frame_powers(clean), _frame_powers(decoded)
+    p_clean = f_clean.mean(axis=0)
     if p_clean.sum() <= 0.0:
         return None
     hz_per_bin = MODEL_RATE_HZ / CLIFF_FRAME
-    low = p_decoded < p_clean * 10 ** (-CLIFF_DROP_DB / 10)
+    low = np.median(f_decoded, axis=0) < np.median(f_clean, axis=0) * 10 ** (-CLIFF_DROP_DB / 10)
     width = int(round(CLIFF_WIDTH_HZ / hz_per_bin))
     above = np.cumsum(p_clean[::-1])[::-1] / p_clean.sum()
     for k in range(int(CLIFF_SEARCH_HZ[0] / hz_per_bin), int(CLIFF_SEARCH_HZ[1] / hz_per_bin)):

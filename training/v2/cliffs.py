@@ -1,0 +1,104 @@
+"""Whether a checkpoint's confidence tells codec damage under a cliff from the cliff itself: the evidence the
+engine's gate needs before it fills above a cliff from `damage_from_hz` up (realtime/engine/gate.py).
+
+Validation crops (`CROPS`, fixed seed, not augmented) of the pair caches whose codec left a cliff
+(bandlimit.py's `codec_cliff_hz`), each scored twice: the decoded crop, and its clean source low-passed at
+the same cliff (a zero-phase Butterworth of order ORDER, dithered to 16 bits like the decoded one when its
+decode chain stores 16 bits): the same audio, coded and not. Per crop, over its active frames (loss.py's
+`active_frames`) and the bins from 0 Hz to the gate's `damage_margin_hz` under the cliff: the mean
+confidence (the network's expected share of codec-made bins) and the share of bins at or above the gate's
+`confidence_from` (the statistic the gate counts). Per statistic and cliff range: the medians over coded
+and over clean crops and the AUC (the probability that a coded crop scores above a clean one; 0.5 = no
+evidence, 1 = always apart).
+
+    python -m training.v2 cliffs --checkpoint runs/v2/last.pt [--data data/v2pairs/r0] [--crops 200]
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.signal import butter, sosfiltfilt
+
+from evaluation.chains import quantize
+from realtime.engine.config import MODEL_RATE_HZ, load_config
+from training.v2 import features
+from training.v2.bandlimit import codec_cliff_hz
+from training.v2.loss import active_frames
+from training.v2.model import BandNet
+from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots
+
+CROPS = 200
+ORDER = 16
+SEED = 11
+RANGES_HZ = ((0.0, 7000.0), (7000.0, 10000.0), (10000.0, 24000.0))
+STATISTICS = ("mean", "share")
+
+
+def auc(coded: np.ndarray, clean: np.ndarray) -> float:
+    """P(a coded score > a clean score), ties counted half."""
+    c, k = np.asarray(coded)[:, None], np.asarray(clean)[None, :]
+    return float((c > k).mean() + 0.5 * (c == k).mean())
+
+
+def cliff_crops(data: DataRoots, crops: int = CROPS) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(coded, clean low-passed) magnitudes (crops, CROP_FRAMES, F) and the cliffs (crops,) Hz (module doc)."""
+    source = PairCache(data_roots(data)[:1], "val", SEED)
+    rng = np.random.default_rng(SEED)
+    coded, clean, cliffs = [], [], []
+    while len(cliffs) < crops:
+        audio, stored_float = source.crop(CROP_FRAMES)
+        cliff = codec_cliff_hz(audio[0], audio[1])
+        if cliff is None:
+            continue
+        low = sosfiltfilt(butter(ORDER, cliff, fs=MODEL_RATE_HZ, output="sos"), audio[0].astype(np.float64))
+        low = low.astype(np.float32)[None]
+        clean.append(low[0] if stored_float else quantize(low, "s16_tpdf", rng)[0])
+        coded.append(audio[1])
+        cliffs.append(cliff)
+    as_magnitudes = (lambda rows: features.frame_magnitudes(torch.from_numpy(np.stack(rows))))
+    return as_magnitudes(coded), as_magnitudes(clean), np.array(cliffs)
+
+
+@torch.no_grad()
+def crop_scores(net: BandNet, mag: torch.Tensor, cliffs: np.ndarray, margin_hz: float,
+                confidence_from: float) -> dict[str, np.ndarray]:
+    """Per crop of magnitudes (crops, T, F) with cliffs (crops,) Hz: {statistic: (crops,)} (module doc)."""
+    expand = torch.from_numpy(features.expansion_matrix(net.config.bands)).float()
+    hz_per_bin = MODEL_RATE_HZ / features.FFT_SIZE
+    scores = {name: np.zeros(len(cliffs)) for name in STATISTICS}
+    for i in range(len(cliffs)):
+        confidence = torch.sigmoid(net(mag[i: i + 1]).confidence_logit[0]) @ expand        # (T, F)
+        under = confidence[active_frames(mag[i]) > 0, : max(1, int((cliffs[i] - margin_hz) / hz_per_bin))]
+        scores["mean"][i] = float(under.mean()) if under.numel() else 0.0
+        scores["share"][i] = float((under >= confidence_from).float().mean()) if under.numel() else 0.0
+    return scores
+
+
+def cliff_rows(net: BandNet, data: DataRoots, crops: int = CROPS) -> list[dict]:
+    """One row per statistic and cliff range (RANGES_HZ, then all crops): crops, medians, AUC."""
+    gate = load_config(None).gate
+    coded_mag, clean_mag, cliffs = cliff_crops(data, crops)
+    coded = crop_scores(net, coded_mag, cliffs, gate["damage_margin_hz"], gate["confidence_from"])
+    clean = crop_scores(net, clean_mag, cliffs, gate["damage_margin_hz"], gate["confidence_from"])
+    rows = []
+    for name in STATISTICS:
+        for lo, hi in (*RANGES_HZ, (0.0, float(MODEL_RATE_HZ))):
+            these = (cliffs >= lo) & (cliffs < hi)
+            if these.any():
+                rows.append({"statistic": name, "cliff_hz": [lo, hi], "crops": int(these.sum()),
+                             "median_coded": float(np.median(coded[name][these])),
+                             "median_clean": float(np.median(clean[name][these])),
+                             "auc": auc(coded[name][these], clean[name][these])})
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = ["| statistic | cliff kHz | crops | median coded | median clean low-passed | AUC |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in rows:
+        lo, hi = (v / 1000 for v in r["cliff_hz"])
+        span = "all" if hi >= MODEL_RATE_HZ / 1000 else f"{lo:g}-{hi:g}"
+        lines.append(f"| {r['statistic']} | {span} | {r['crops']} | {r['median_coded']:.4f} | "
+                     f"{r['median_clean']:.4f} | {r['auc']:.3f} |")
+    return "\n".join(lines)
