@@ -124,6 +124,7 @@ def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(t
     assert any(not torch.equal(ck["average"][k], ck["model"][k]) for k in ck["model"])
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert np.isfinite(log[-1]["average_reference_lsd"]) and np.isfinite(log[-1]["val_reference_lsd"])
+    assert 0.0 <= log[-1]["average_cliffs_auc_share"] <= 1.0 and 0.0 <= log[-1]["average_cliffs_auc_mean"] <= 1.0
 
     net, _ = load_checkpoint(run / "last.pt")             # what export ships: the average
     assert all(torch.equal(p, ck["average"][n]) for n, p in net.named_parameters())

@@ -29,6 +29,7 @@ from training.v2.model import BandNet
 from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots
 
 CROPS = 200
+ATTEMPTS_PER_CROP = 20          # crops drawn per crop kept, at most (a cache may hold few cliffs or none)
 ORDER = 16
 SEED = 11
 RANGES_HZ = ((0.0, 7000.0), (7000.0, 10000.0), (10000.0, 24000.0))
@@ -42,11 +43,14 @@ def auc(coded: np.ndarray, clean: np.ndarray) -> float:
 
 
 def cliff_crops(data: DataRoots, crops: int = CROPS) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
-    """(coded, clean low-passed) magnitudes (crops, CROP_FRAMES, F) and the cliffs (crops,) Hz (module doc)."""
+    """(coded, clean low-passed) magnitudes (n, CROP_FRAMES, F) and the cliffs (n,) Hz (module doc): n = crops,
+    fewer where ATTEMPTS_PER_CROP * crops draws do not find as many cliffs."""
     source = PairCache(data_roots(data)[:1], "val", SEED)
     rng = np.random.default_rng(SEED)
     coded, clean, cliffs = [], [], []
-    while len(cliffs) < crops:
+    for _ in range(ATTEMPTS_PER_CROP * crops):
+        if len(cliffs) == crops:
+            break
         audio, stored_float = source.crop(CROP_FRAMES)
         cliff = codec_cliff_hz(audio[0], audio[1])
         if cliff is None:
@@ -56,6 +60,9 @@ def cliff_crops(data: DataRoots, crops: int = CROPS) -> tuple[torch.Tensor, torc
         clean.append(low[0] if stored_float else quantize(low, "s16_tpdf", rng)[0])
         coded.append(audio[1])
         cliffs.append(cliff)
+    if not cliffs:
+        empty = torch.zeros((0, CROP_FRAMES, features.BINS))
+        return empty, empty, np.zeros(0)
     as_magnitudes = (lambda rows: features.frame_magnitudes(torch.from_numpy(np.stack(rows))))
     return as_magnitudes(coded), as_magnitudes(clean), np.array(cliffs)
 
@@ -75,12 +82,29 @@ def crop_scores(net: BandNet, mag: torch.Tensor, cliffs: np.ndarray, margin_hz: 
     return scores
 
 
+def both_scores(net: BandNet, crop_set: tuple[torch.Tensor, torch.Tensor, np.ndarray]
+                ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """`crop_scores` of the coded and of the clean crops of a `cliff_crops` set, with the gate's shipped
+    `damage_margin_hz` and `confidence_from`."""
+    gate = load_config(None).gate
+    coded_mag, clean_mag, cliffs = crop_set
+    return tuple(crop_scores(net, m, cliffs, gate["damage_margin_hz"], gate["confidence_from"])
+                 for m in (coded_mag, clean_mag))
+
+
+def cliff_record(net: BandNet, crop_set: tuple[torch.Tensor, torch.Tensor, np.ndarray], prefix: str) -> dict:
+    """`<prefix>_cliffs_auc_<statistic>` over all crops of a `cliff_crops` set (none for an empty set)."""
+    if not len(crop_set[2]):
+        return {}
+    coded, clean = both_scores(net, crop_set)
+    return {f"{prefix}_cliffs_auc_{name}": round(auc(coded[name], clean[name]), 4) for name in STATISTICS}
+
+
 def cliff_rows(net: BandNet, data: DataRoots, crops: int = CROPS) -> list[dict]:
     """One row per statistic and cliff range (RANGES_HZ, then all crops): crops, medians, AUC."""
-    gate = load_config(None).gate
-    coded_mag, clean_mag, cliffs = cliff_crops(data, crops)
-    coded = crop_scores(net, coded_mag, cliffs, gate["damage_margin_hz"], gate["confidence_from"])
-    clean = crop_scores(net, clean_mag, cliffs, gate["damage_margin_hz"], gate["confidence_from"])
+    crop_set = cliff_crops(data, crops)
+    cliffs = crop_set[2]
+    coded, clean = both_scores(net, crop_set)
     rows = []
     for name in STATISTICS:
         for lo, hi in (*RANGES_HZ, (0.0, float(MODEL_RATE_HZ))):

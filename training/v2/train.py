@@ -23,7 +23,9 @@ SIGINT (the step under way finishes first): weights, their average (`average`),
 optimizer, step, audio seconds seen, CPU seconds (process time of training, data included), wall seconds,
 the budget, the model config and the data it trained on; under 5 MB. Validation on fixed crops of the
 validation split (`validation_sets`) every VALIDATE_CPU_S CPU seconds and at the end, to <run>/log.jsonl,
-which also gets a line per session start.
+which also gets a line per session start; with it, for the weight average, whether its confidence tells
+codec damage under a cliff from the cliff (training/v2/cliffs.py, VAL_CLIFF_CROPS crops:
+`average_cliffs_auc_<statistic>`).
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ CROP_FRAMES = 384                  # 1.02 s at hop 128
 CHECKPOINT_S = 300.0
 VALIDATE_CPU_S = 900.0
 VAL_CROPS = 48
+VAL_CLIFF_CROPS = 100
 GRAD_CLIP = 1.0
 AVERAGE_DECAY = 0.999
 LOG_EVERY_STEPS = 50
@@ -251,6 +254,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     source = PairCache(data_root, "train", seed + state["step"])
     rng = np.random.default_rng(seed + state["step"])
     val = validation_sets(data_root, net.config.bands, frames)
+    from training.v2.cliffs import cliff_crops, cliff_record    # cliffs.py builds on this module
+    cliff_set = cliff_crops(data_root, VAL_CLIFF_CROPS)
     log = open(run / "log.jsonl", "a")
 
     def save() -> None:
@@ -261,8 +266,10 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
                         "macs_per_frame": net.count_macs()}, temp)
 
     def log_validation(**extra) -> dict:
+        averaged = average.averaged(net)
         record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
-                  **extra, **validate(net, val), **validate(average.averaged(net), val, "average")}
+                  **extra, **validate(net, val), **validate(averaged, val, "average"),
+                  **cliff_record(averaged, cliff_set, "average")}
         log.write(json.dumps(record) + "\n")
         log.flush()
         return record
