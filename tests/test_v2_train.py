@@ -236,3 +236,26 @@ def test_cliff_evidence_pairs_coded_crops_with_their_source_low_passed_at_the_cl
     share_all = next(r for r in rows if r["statistic"] == "share" and r["cliff_hz"][0] == 0.0)
     assert share_all["crops"] == 3 and share_all["median_coded"] == share_all["median_clean"] == 0.0
     assert share_all["auc"] == 0.5                        # no evidence either way
+
+
+def test_the_above_term_is_the_loudness_error_of_what_the_codec_removed() -> None:
+    from training.v2.loss import SPARSE, loss_terms
+    from training.v2.model import Bands
+
+    rng = np.random.default_rng(4)
+    net = BandNet(BandNetConfig(hidden=16)).eval()
+    clean = torch.from_numpy(rng.rayleigh(1.0, (2, 16, 513)).astype(np.float32)) * 20.0   # loud, every bin
+    decoded = clean.clone()
+    decoded[..., 180:] = 0.0                                   # a cliff at 8.4 kHz
+    power_clean, power_decoded = net.band_powers(clean), net.band_powers(decoded)
+    labels = torch.zeros(2, len(range(16)[SPARSE]), net.config.bands)
+    gain = torch.ones_like(power_clean)
+
+    def terms(fill: torch.Tensor) -> dict:
+        return loss_terms(net, Bands(gain, fill, torch.zeros_like(gain), power_decoded, None), decoded, clean, labels)
+
+    exact = terms((power_clean - power_decoded).clamp(min=0).sqrt())     # fills the lost power exactly
+    assert float(exact["above"]) < 1e-3 and float(exact["band"]) < 1e-3
+    nothing, half = terms(torch.zeros_like(gain)), terms(((power_clean - power_decoded).clamp(min=0) / 2).sqrt())
+    assert float(nothing["above"]) > 10.0                      # nats: the removed band left empty
+    assert float(half["above"]) == pytest.approx(np.log(2.0), abs=1e-3)   # half the removed power: ln 2

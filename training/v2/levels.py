@@ -20,13 +20,11 @@ import torch
 
 from training.pairs import REFERENCE
 from training.v2 import features
-from training.v2.loss import active_frames
+from training.v2.loss import AUDIBLE_DB, MISSING_DB, active_frames
 from training.v2.model import BandNet
 from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots, lsd_db, make_batch
 
 CROPS = 32
-MISSING_DB = 15.0
-AUDIBLE_DB = -90.0
 KINDS = ("music", "speech", "mix", "drums")
 
 

@@ -8,6 +8,10 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
     bin         BIN_WEIGHT * |ln |est_k| - ln |clean_k||, on the sparse frames (every SPARSE_FRAME_STRIDE-th,
                 from the crop's first; crops start at random hops): holes and fine structure below the
                 cutoff, without paying for 513 bins of every frame
+    above       ABOVE_WEIGHT * |ln sum_b P_est,b - ln sum_b P_clean,b| over the bands a frame lacks (decoded
+                power more than MISSING_DB under the clean one, clean above AUDIBLE_DB): the loudness of what the
+                codec removed, which the loudest band-frames dominate (the band term counts every band-frame
+                alike, and its optimum under uncertainty, the median, sits under loud events)
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
@@ -29,6 +33,9 @@ SPARSE_FRAME_STRIDE = 4
 SPARSE = slice(0, None, SPARSE_FRAME_STRIDE)
 """The frames of a crop that the bin and confidence terms score."""
 CONFIDENCE_WEIGHT = 0.2
+ABOVE_WEIGHT = 0.0
+MISSING_DB = 15.0
+AUDIBLE_DB = -90.0
 
 
 def active_frames(clean: torch.Tensor) -> torch.Tensor:
@@ -59,10 +66,15 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     with torch.no_grad():
         clean_power = net.band_powers(clean)
         clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
-    band = _masked_mean((torch.log(net.band_power(out) + floor) - torch.log(clean_power + floor)).abs(), mask)
+    est_power = net.band_power(out)
+    band = _masked_mean((torch.log(est_power + floor) - torch.log(clean_power + floor)).abs(), mask)
+    missing = ((out.power < clean_power * 10 ** (-MISSING_DB / 10)) & (clean_power > 10 ** (AUDIBLE_DB / 10))).float()
+    lacking = mask * (missing.sum(-1) > 0).float()
+    above = ((torch.log((est_power * missing).sum(-1) + floor) - torch.log((clean_power * missing).sum(-1) + floor)
+              ).abs() * lacking).sum() / lacking.sum().clamp(min=1.0)
     est = net.expand(out.gain[:, SPARSE], out.fill[:, SPARSE], decoded[:, SPARSE])
     bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
     confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
                                                                   reduction="none"), mask[:, SPARSE])
-    total = band + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence
-    return {"total": total, "band": band, "bin": bins, "confidence": confidence}
+    total = band + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
+    return {"total": total, "band": band, "bin": bins, "confidence": confidence, "above": above}
