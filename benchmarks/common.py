@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import multiprocessing
 import os
@@ -18,6 +17,7 @@ import yaml
 from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.engine.config import shipped_model_path
+from realtime.engine.model import model_file
 
 MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 
@@ -33,15 +33,15 @@ def model_setting(model: str | None, config: EngineConfig) -> str:
 
 def engine_config(config_path: str | None, model: str | None = None, threads: int | None = None,
                   phase_method: str | None = None) -> EngineConfig:
-    """The engine config of `config_path` (None: shipped defaults) with benchmark overrides applied."""
-    config = load_config(config_path)
-    model_section = dict(config.model, path=model_setting(model, config))
+    """The engine config of `config_path` (None: shipped defaults) with benchmark overrides applied (the
+    framing follows the model chosen unless the file sets it)."""
+    model_section: dict[str, Any] = {"path": model_setting(model, load_config(config_path))}
     if threads is not None:
         model_section["threads"] = int(threads)
-    phase_section = dict(config.phase)
+    overrides: dict[str, dict[str, Any]] = {"model": model_section}
     if phase_method is not None:
-        phase_section["method"] = phase_method
-    return dataclasses.replace(config, model=model_section, phase=phase_section)
+        overrides["phase"] = {"method": phase_method}
+    return load_config(config_path, overrides)
 
 
 def write_config(config: EngineConfig, path: Path) -> Path:
@@ -56,7 +56,7 @@ def model_name(config: EngineConfig) -> str:
     path = config.model["path"]
     if path == "passthrough":
         return "passthrough"
-    return (shipped_model_path() if path == "default" else Path(path)).stem
+    return model_file(path).stem
 
 
 def environment() -> dict[str, Any]:

@@ -55,7 +55,6 @@ import argparse
 import dataclasses
 import json
 import multiprocessing
-import os
 import shutil
 import sys
 import time

@@ -72,7 +72,8 @@ from benchmarks.quality import (
 from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import Encoding, degrade, store
 from evaluation.metrics import bin_hz, codec_cutoff_bin, level_error_above, power_db, spectrum_metrics
-from realtime.engine.config import MODEL_RATE_HZ, EngineConfig, load_config, shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ, EngineConfig, load_config
+from realtime.engine.model import model_file
 from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 1
@@ -190,28 +191,19 @@ def quick_clips(seconds: float) -> list[ClipSet]:
 
 
 # -- engines --------------------------------------------------------------------------------------------
-def model_framing(path: Path) -> dict[str, Any]:
-    """The `stft` settings an ONNX model was trained at, from its metadata (gapfill.fft_size, gapfill.hop,
-    gapfill.window; hann when the model names no window)."""
-    from realtime.engine.model import OnnxModel
-
-    model = OnnxModel(path, threads=1)
-    return {"fft_size": model.fft_size, "hop": model.hop, "window": model.window}
-
-
 def candidate_config(path: str, config_path: str | None) -> tuple[EngineConfig, str]:
     """(engine config, where its settings come from) of the candidate model at `path`: every setting from
-    `config_path` over the defaults, or the defaults with the model's own framing (`model_framing`)."""
+    `config_path` over the defaults, or the defaults (whose framing is the model's own, from its metadata)."""
     resolved = model_setting(path, load_config())
     if config_path is not None or not Path(resolved).is_file():   # a YAML, or 'default' / 'passthrough'
         return load_config(config_path, {"model": {"path": resolved}}), config_path or "the shipped settings"
-    return load_config(None, {"model": {"path": resolved}, "stft": model_framing(Path(resolved))}), "model metadata"
+    return load_config(None, {"model": {"path": resolved}}), "model metadata"
 
 
 def describe_engine(config: EngineConfig, settings: str) -> dict[str, Any]:
     """An engine in the JSON: model name and file, stft settings, where its settings come from."""
     path = config.model["path"]
-    return {"model": model_name(config), "path": str(shipped_model_path() if path == "default" else path),
+    return {"model": model_name(config), "path": str(model_file(path)),
             "stft": dict(config.stft), "settings": settings}
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import yaml
 
-from realtime.engine.config import DEFAULT_CONFIG_PATH, load_config
+from realtime.engine.config import DEFAULT_CONFIG_PATH, FROM_MODEL, load_config, shipped_model_path
+from realtime.engine.model import PASSTHROUGH_FRAMING, OnnxModel, model_framing
 from realtime.errors import GapfillError
 from realtime.engine.fft import FFTPlan
 from realtime.engine.analysis import AnalysisStage
@@ -29,20 +30,32 @@ def write(tmp_path, text: str):
 
 
 def test_defaults_load_and_validate():
-    """The defaults are default.yaml's values as written (the shipped model's framing among them:
+    """The defaults are default.yaml's values as written, the framing the shipped model's own (its metadata;
     tests/test_model_framing.py)."""
     config = load_config(None)
     written = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+    assert written["stft"] == {"fft_size": FROM_MODEL, "hop": FROM_MODEL, "window": FROM_MODEL}
+    written["stft"] = model_framing("default")
     assert {"model": config.model, "stft": config.stft, "phase": config.phase, "gate": config.gate} == written
-    stft = written["stft"]
-    assert (config.fft_size, config.hop, config.window) == (stft["fft_size"], stft["hop"], stft["window"])
+    model = OnnxModel(shipped_model_path(), threads=1)
+    assert (config.fft_size, config.hop, config.window) == (model.fft_size, model.hop, model.window)
     assert config.source is None
+
+
+def test_the_framing_follows_the_model_unless_set():
+    """'model' takes each stft key from the model named; a value set is kept (and checked on loading)."""
+    assert load_config(None, {"model": {"path": "passthrough"}}).stft == PASSTHROUGH_FRAMING
+    set_hop = load_config(None, {"model": {"path": "passthrough"}, "stft": {"hop": 128, "window": "asymmetric"}})
+    assert set_hop.stft == {"fft_size": 1024, "hop": 128, "window": "asymmetric"}
+    with pytest.raises(GapfillError, match="cannot load model '.*missing.onnx': no such file"):
+        load_config(None, {"model": {"path": "/nonexistent/missing.onnx"}})
 
 
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("stft: {hop: 300}", "config 'stft.hop': must be a power of two between 64 and 1024, got 300"),
+        ("stft: {hop: 300}",
+         "config 'stft.hop': must be a power of two between 64 and 1024, or 'model' (the model's), got 300"),
         ("stft: {fft_size: 256, hop: 256}", "config 'stft.hop': must be at most half"),
         ("stft: {window: kaiser}", "config 'stft.window': must be one of 'hann', 'asymmetric'"),
         ("phase: {method: magic}", "config 'phase.method': must be one of 'decoded', 'rtpghi', 'completion'"),

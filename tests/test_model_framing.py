@@ -56,3 +56,18 @@ def test_an_asymmetric_model_runs_only_with_the_asymmetric_framing(tmp_path):
     assert restorer.describe()["stft"]["window"].startswith("asymmetric")
     out = restorer.process(np.zeros((1, 2048), np.float32))
     assert np.all(out == 0.0)
+
+
+def test_a_config_that_names_only_the_model_runs_at_the_models_framing(tmp_path):
+    framing = {"gapfill.window": "asymmetric", "gapfill.hop": "128"}
+    path = str(shipped_model_with_metadata(tmp_path / "asymmetric.onnx", **framing))
+    config_file = tmp_path / "model-only.yaml"
+    config_file.write_text(f"model:\n  path: {path}\n")
+    restorer = Restorer.from_config(str(config_file))
+    assert (restorer.config.fft_size, restorer.config.hop, restorer.config.window) == (1024, 128, "asymmetric")
+    restorer.prepare(48_000, 1, 512)
+    assert restorer.latency_samples == 2 * 128 - 1 + 128 * (restorer.model.lookahead_frames
+                                                            + restorer.config.phase["lookahead_frames"])
+    hann = str(shipped_model_with_metadata(tmp_path / "hann.onnx", drop=("gapfill.window",), **{"gapfill.hop": "256"}))
+    assert Restorer.from_config(None, {"model": {"path": hann}}).config.stft == {"fft_size": 1024, "hop": 256,
+                                                                                 "window": "hann"}

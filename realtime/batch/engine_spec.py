@@ -9,7 +9,6 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from realtime import __version__
@@ -32,7 +31,7 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
 
     The model's path is left out (workers may install gapfill elsewhere); its bytes are in.
     """
-    from realtime.engine.config import shipped_model_path
+    from realtime.engine.model import model_file
 
     setting = config.model["path"]
     digest = hashlib.sha256()
@@ -43,7 +42,7 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
     }
     digest.update(json.dumps(facts, sort_keys=True).encode())
     if setting != "passthrough":
-        model_path = shipped_model_path() if setting == "default" else Path(setting).expanduser()
+        model_path = model_file(setting)
         try:
             with open(model_path, "rb") as model_file:
                 for chunk in iter(lambda: model_file.read(1 << 20), b""):

@@ -3,8 +3,10 @@ overrides, every key validated by the same schema.
 
 A user file (or an overrides mapping, `{"phase": {"method": "rtpghi"}}`) may set any subset of the keys
 of `default.yaml`; an unknown section or key, a wrong type or a value out of range raises `GapfillError`
-naming the key and the allowed values, e.g. `config 'stft.hop': must be a power of two between 64 and
-1024, got 300`. The model rate is declared here, once; the STFT defaults live in `default.yaml`.
+naming the key and the allowed values, e.g. `config 'phase.method': must be one of 'decoded', 'rtpghi',
+'completion', got 'fast'`. The model rate is declared here, once. An `stft` key set to FROM_MODEL (the default) takes
+the value the model was trained at, from its metadata (`realtime.engine.model.model_framing`); a value set
+explicitly must match the model's when it is loaded.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ BLOCK_SAMPLES = 4096
 """Block size (samples) in which `restore` and the file and pipe front ends feed a `Restorer`."""
 SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
 """The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
+FROM_MODEL = "model"
+"""An `stft` value meaning: the model's own (its metadata)."""
 
 
 def _power_of_two(low: int, high: int) -> Callable[[Any], str | None]:
@@ -67,6 +71,14 @@ def _model_path(value: Any) -> str | None:
     return None if ok else "must be 'default', 'passthrough' or a path to an .onnx file"
 
 
+def _or_from_model(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def either(value: Any) -> str | None:
+        problem = None if value == FROM_MODEL else check(value)
+        return None if problem is None else f"{problem}, or {FROM_MODEL!r} (the model's)"
+
+    return either
+
+
 _BOOL = _choice(True, False)
 
 # section -> key -> validator returning None (valid) or what the value must be.
@@ -74,7 +86,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "model": {"path": _model_path, "threads": _integer(1, 16), "stereo": _choice("mid_side", "channels"),
               "input_level_db": _number(-80.0, 0.0), "max_boost_db": _number(0.0, 60.0),
               "strength": _number(0.0, 1.0)},
-    "stft": {"fft_size": _power_of_two(256, 4096), "hop": _power_of_two(64, 1024), "window": _choice(*WINDOWS)},
+    "stft": {"fft_size": _or_from_model(_power_of_two(256, 4096)), "hop": _or_from_model(_power_of_two(64, 1024)),
+             "window": _or_from_model(_choice(*WINDOWS))},
     "phase": {
         "method": _choice("decoded", "rtpghi", "completion"),
         "lookahead_frames": _choice(0, 1),
@@ -185,6 +198,9 @@ def _validate(settings: dict[str, dict[str, Any]]) -> None:
             problem = check(value)
             if problem is not None:
                 raise GapfillError(f"config '{section}.{key}': {problem}, got {value!r}")
+
+
+def _check_framing(settings: dict[str, dict[str, Any]]) -> None:
     fft_size, hop = settings["stft"]["fft_size"], settings["stft"]["hop"]
     if hop > fft_size // 2:
         raise GapfillError(
@@ -202,6 +218,13 @@ def load_config(path: str | Path | None = None,
     if overrides is not None:
         settings = _overlay(settings, overrides, "overrides")
     _validate(settings)
+    if FROM_MODEL in settings["stft"].values():
+        from realtime.engine.model import model_framing    # the model module builds on this one
+
+        framing = model_framing(settings["model"]["path"])
+        settings["stft"] = {key: framing[key] if value == FROM_MODEL else value
+                            for key, value in settings["stft"].items()}
+    _check_framing(settings)
     return EngineConfig(**settings, source=None if path is None else str(path))
 
 

@@ -15,6 +15,7 @@ estimates, bit for bit, and a channel the same estimate alone or beside others.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -40,6 +41,10 @@ class MagnitudeModel(Protocol):
     def reset(self) -> None: ...
     def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None: ...
     def describe(self) -> dict[str, Any]: ...
+
+
+PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
+"""The `stft` settings config `FROM_MODEL` gives the pass-through model, which works with any."""
 
 
 class PassThroughModel:
@@ -207,11 +212,33 @@ class ModelStage:
             undo_gain(buffers.estimate, buffers.model_gain)
 
 
+def model_file(path_setting: str) -> Path:
+    """The ONNX file config `model.path` names ('default': the shipped one; not 'passthrough')."""
+    return shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
+
+
+@lru_cache(maxsize=16)
+def _file_framing(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Any], ...]:
+    model = OnnxModel(Path(path), threads=1)
+    return ("fft_size", model.fft_size), ("hop", model.hop), ("window", model.window)
+
+
+def model_framing(path_setting: str) -> dict[str, Any]:
+    """The `stft` settings (fft_size, hop, window) the model config `model.path` names was trained at, from
+    its metadata (PASSTHROUGH_FRAMING for 'passthrough'); a file that cannot be loaded raises the
+    GapfillError loading it would."""
+    if path_setting == "passthrough":
+        return dict(PASSTHROUGH_FRAMING)
+    path = model_file(path_setting)
+    stat = path.stat() if path.is_file() else None
+    return dict(_file_framing(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0))
+
+
 def load_model(path_setting: str, threads: int, fft_size: int, hop: int, window: str = "hann") -> MagnitudeModel:
     """Build the model named by config `model.path`; check that its STFT settings match the config's."""
     if path_setting == "passthrough":
         return PassThroughModel()
-    path = shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
+    path = model_file(path_setting)
     model = OnnxModel(path, threads)
     if model.sample_rate != MODEL_RATE_HZ:
         raise GapfillError(f"model '{path}': sample rate {model.sample_rate} Hz is not supported ({MODEL_RATE_HZ} only)")
