@@ -16,8 +16,7 @@ import yaml
 
 from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
-from realtime.engine.config import shipped_model_path
-from realtime.engine.model import model_file
+from realtime.engine.model_files import model_file, shipped_model_path
 
 MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 

@@ -73,7 +73,7 @@ from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import Encoding, degrade, store
 from evaluation.metrics import bin_hz, codec_cutoff_bin, level_error_above, power_db, spectrum_metrics
 from realtime.engine.config import MODEL_RATE_HZ, EngineConfig, load_config
-from realtime.engine.model import model_file
+from realtime.engine.model_files import model_file
 from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 1

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from realtime.engine.config import load_config, shipped_model_path
+from realtime.engine.config import load_config
+from realtime.engine.model_files import shipped_model_path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PASSTHROUGH_YAML = "model: {path: passthrough}\nphase: {method: decoded}\n"

@@ -310,7 +310,7 @@ def test_fingerprint_covers_config_and_model_bytes(tmp_path, passthrough_config)
     other_phase = tmp_path / "rtpghi.yaml"
     other_phase.write_text("phase: {method: rtpghi}\n")
     assert engine_spec(str(other_phase)).fingerprint != shipped.fingerprint
-    from realtime.engine.config import shipped_model_path
+    from realtime.engine.model_files import shipped_model_path
 
     model = tmp_path / "copy.onnx"
     shutil.copyfile(shipped_model_path(), model)

@@ -16,7 +16,8 @@ from benchmarks.models import (
 from benchmarks.clips import Clip
 from benchmarks.quality import WORSE_DB
 from conftest import run_benchmark, shipped_model_with_metadata
-from realtime.engine.config import MODEL_RATE_HZ, load_config, shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ, load_config
+from realtime.engine.model_files import shipped_model_path
 from realtime.engine.model import OnnxModel
 from realtime.engine.windows import WINDOWS
 

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import yaml
 
-from realtime.engine.config import DEFAULT_CONFIG_PATH, FROM_MODEL, load_config, shipped_model_path
-from realtime.engine.model import PASSTHROUGH_FRAMING, OnnxModel, model_framing
+from realtime.engine.config import DEFAULT_CONFIG_PATH, FROM_MODEL, load_config
+from realtime.engine.model import OnnxModel
+from realtime.engine.model_files import PASSTHROUGH_FRAMING, model_framing, shipped_model_path
 from realtime.errors import GapfillError
 from realtime.engine.fft import FFTPlan
 from realtime.engine.analysis import AnalysisStage

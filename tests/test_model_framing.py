@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from realtime.engine.config import MODEL_RATE_HZ, load_config, shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ, load_config
+from realtime.engine.model_files import shipped_model_path
 from realtime.engine.model import OnnxModel
 from realtime.engine.restorer import Restorer
 from realtime.engine.windows import WINDOWS

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from realtime.engine.config import MODEL_RATE_HZ
-from realtime.engine.model import ort_session
+from realtime.engine.model_files import ort_session
 from training.unet import FFT_SIZE, HOP, StreamingUNet, UNet, count_parameters
 
 OPSET = 17

@@ -31,7 +31,7 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
 
     The model's path is left out (workers may install gapfill elsewhere); its bytes are in.
     """
-    from realtime.engine.model import model_file
+    from realtime.engine.model_files import model_file
 
     setting = config.model["path"]
     digest = hashlib.sha256()

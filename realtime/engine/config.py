@@ -5,7 +5,7 @@ A user file (or an overrides mapping, `{"phase": {"method": "rtpghi"}}`) may set
 of `default.yaml`; an unknown section or key, a wrong type or a value out of range raises `GapfillError`
 naming the key and the allowed values, e.g. `config 'phase.method': must be one of 'decoded', 'rtpghi',
 'completion', got 'fast'`. The model rate is declared here, once. An `stft` key set to FROM_MODEL (the default) takes
-the value the model was trained at, from its metadata (`realtime.engine.model.model_framing`); a value set
+the value the model was trained at, from its metadata (`realtime.engine.model_files.model_framing`); a value set
 explicitly must match the model's when it is loaded.
 """
 
@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
+from realtime.engine.model_files import model_framing
 from realtime.engine.windows import WINDOWS
 from realtime.errors import GapfillError
 
@@ -28,8 +29,6 @@ MODEL_RATE_HZ = 48_000
 """The rate (Hz) the engine and every model run at; other host rates are resampled to it."""
 BLOCK_SAMPLES = 4096
 """Block size (samples) in which `restore` and the file and pipe front ends feed a `Restorer`."""
-SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
-"""The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
 FROM_MODEL = "model"
 """An `stft` value meaning: the model's own (its metadata)."""
 
@@ -219,21 +218,9 @@ def load_config(path: str | Path | None = None,
         settings = _overlay(settings, overrides, "overrides")
     _validate(settings)
     if FROM_MODEL in settings["stft"].values():
-        from realtime.engine.model import model_framing    # the model module builds on this one
-
         framing = model_framing(settings["model"]["path"])
         settings["stft"] = {key: framing[key] if value == FROM_MODEL else value
                             for key, value in settings["stft"].items()}
     _check_framing(settings)
     return EngineConfig(**settings, source=None if path is None else str(path))
 
-
-def shipped_model_path() -> Path:
-    """Path of the U-Net shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
-    source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
-    if source_tree.is_file():
-        return source_tree
-    try:
-        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
-    except ModuleNotFoundError:
-        return source_tree  # reported as missing when loaded

@@ -15,14 +15,14 @@ estimates, bit for bit, and a channel the same estimate alone or beside others.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
-from realtime.engine.config import MODEL_RATE_HZ, shipped_model_path
+from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.level import undo_gain
+from realtime.engine.model_files import file_framing, metadata_int, model_file, open_session
 from realtime.engine.stage import HopBuffers
 from realtime.errors import GapfillError
 
@@ -41,10 +41,6 @@ class MagnitudeModel(Protocol):
     def reset(self) -> None: ...
     def process(self, magnitudes: np.ndarray, estimate: np.ndarray, confidence: np.ndarray) -> None: ...
     def describe(self) -> dict[str, Any]: ...
-
-
-PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
-"""The `stft` settings config `FROM_MODEL` gives the pass-through model, which works with any."""
 
 
 class PassThroughModel:
@@ -68,20 +64,6 @@ class PassThroughModel:
         return {"name": "passthrough", "path": None, "lookahead_frames": 0}
 
 
-def ort_session(path: str | Path, threads: int) -> Any:
-    """onnxruntime session with the engine's settings: `threads` intra-op threads, one inter-op thread,
-    sequential execution, all graph optimisations, CPU provider."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.log_severity_level = 3
-    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-
-
 def _aligned_rows(rows: int, shape: tuple[int, ...]) -> np.ndarray:
     """(rows, *shape) float32 zeros, each row C-contiguous and starting on an _ALIGN_BYTES boundary (rows
     are padded apart)."""
@@ -98,22 +80,13 @@ class OnnxModel:
 
     def __init__(self, path: Path, threads: int) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise GapfillError(f"cannot load model '{self.path}': it is a directory")
-        if not self.path.is_file():
-            raise GapfillError(f"cannot load model '{self.path}': no such file")
-        try:
-            self.session = ort_session(self.path, threads)
-        except Exception as exc:  # onnxruntime raises several private exception types
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GapfillError(f"cannot load model '{self.path}': not a valid ONNX model ({reason})") from None
+        self.session = open_session(self.path, threads)
         self.threads = threads
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.sample_rate = self._meta_int(meta, "gapfill.sample_rate")
-        self.fft_size = self._meta_int(meta, "gapfill.fft_size")
-        self.hop = self._meta_int(meta, "gapfill.hop")
-        self.lookahead_frames = self._meta_int(meta, "gapfill.lookahead_frames")
-        self.window = meta.get("gapfill.window", "hann")
+        self.sample_rate = metadata_int(self.path, meta, "gapfill.sample_rate")
+        framing = file_framing(self.path, meta)
+        self.fft_size, self.hop, self.window = framing["fft_size"], framing["hop"], framing["window"]
+        self.lookahead_frames = metadata_int(self.path, meta, "gapfill.lookahead_frames")
         self.bins = self.fft_size // 2 + 1
         inputs = {i.name: i.shape for i in self.session.get_inputs()}
         outputs = {o.name for o in self.session.get_outputs()}
@@ -131,12 +104,6 @@ class OnnxModel:
                 raise GapfillError(f"cannot load model '{self.path}': state '{suffix}' is malformed")
             self.state_shapes[suffix] = tuple(shape[1:])
         self._bindings: list[Any] = []
-
-    def _meta_int(self, meta: dict[str, str], key: str) -> int:
-        try:
-            return int(meta[key])
-        except (KeyError, ValueError):
-            raise GapfillError(f"cannot load model '{self.path}': metadata '{key}' missing") from None
 
     def prepare(self, channels: int) -> None:
         """Allocate input, output and state buffers for `channels` streams and bind each channel's rows
@@ -210,28 +177,6 @@ class ModelStage:
         self.model.process(buffers.model_in, buffers.estimate, buffers.confidence)
         if buffers.model_gain[0] != 1.0:
             undo_gain(buffers.estimate, buffers.model_gain)
-
-
-def model_file(path_setting: str) -> Path:
-    """The ONNX file config `model.path` names ('default': the shipped one; not 'passthrough')."""
-    return shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
-
-
-@lru_cache(maxsize=16)
-def _file_framing(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Any], ...]:
-    model = OnnxModel(Path(path), threads=1)
-    return ("fft_size", model.fft_size), ("hop", model.hop), ("window", model.window)
-
-
-def model_framing(path_setting: str) -> dict[str, Any]:
-    """The `stft` settings (fft_size, hop, window) the model config `model.path` names was trained at, from
-    its metadata (PASSTHROUGH_FRAMING for 'passthrough'); a file that cannot be loaded raises the
-    GapfillError loading it would."""
-    if path_setting == "passthrough":
-        return dict(PASSTHROUGH_FRAMING)
-    path = model_file(path_setting)
-    stat = path.stat() if path.is_file() else None
-    return dict(_file_framing(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0))
 
 
 def load_model(path_setting: str, threads: int, fft_size: int, hop: int, window: str = "hann") -> MagnitudeModel:

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from evaluation.metrics import codec_cutoff_bin, magnitude_db, power_db, spectrum_metrics
-from realtime.engine.model import shipped_model_path
+from realtime.engine.model_files import shipped_model_path
 from realtime.engine.restorer import restore
 from realtime.engine.stft import stft_offline
 from realtime.engine.windows import full_scale_magnitude

@@ -1,0 +1,91 @@
+"""Model files: which ONNX file config `model.path` names, its onnxruntime session, and the gapfill
+metadata it carries (docs/CONTRACTS.md): what the configuration needs of a model before the engine loads
+it (`model_framing`: the STFT framing it was trained at) and what `realtime.engine.model` opens it with.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from realtime.errors import GapfillError
+
+SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
+"""The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
+PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
+"""The framing `model_framing` gives the pass-through model, which works with any."""
+
+
+def shipped_model_path() -> Path:
+    """Path of the model shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
+    source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
+    if source_tree.is_file():
+        return source_tree
+    try:
+        return Path(str(resources.files("realtime.models").joinpath(SHIPPED_MODEL_NAME)))
+    except ModuleNotFoundError:
+        return source_tree  # reported as missing when loaded
+
+
+def model_file(path_setting: str) -> Path:
+    """The ONNX file config `model.path` names ('default': the shipped one; not 'passthrough')."""
+    return shipped_model_path() if path_setting == "default" else Path(path_setting).expanduser()
+
+
+def ort_session(path: str | Path, threads: int) -> Any:
+    """onnxruntime session with the engine's settings: `threads` intra-op threads, one inter-op thread,
+    sequential execution, all graph optimisations, CPU provider."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def open_session(path: Path, threads: int) -> Any:
+    """`ort_session` of the file at `path`, or a GapfillError that says why it cannot be loaded."""
+    if path.is_dir():
+        raise GapfillError(f"cannot load model '{path}': it is a directory")
+    if not path.is_file():
+        raise GapfillError(f"cannot load model '{path}': no such file")
+    try:
+        return ort_session(path, threads)
+    except Exception as exc:  # onnxruntime raises several private exception types
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise GapfillError(f"cannot load model '{path}': not a valid ONNX model ({reason})") from None
+
+
+def metadata_int(path: Path, meta: dict[str, str], key: str) -> int:
+    """The integer metadata `key` of the model at `path`, or a GapfillError naming it."""
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError):
+        raise GapfillError(f"cannot load model '{path}': metadata '{key}' missing") from None
+
+
+def file_framing(path: Path, meta: dict[str, str]) -> dict[str, Any]:
+    """The `stft` settings (fft_size, hop, window) in a model's metadata (hann where it names no window)."""
+    return {"fft_size": metadata_int(path, meta, "gapfill.fft_size"), "hop": metadata_int(path, meta, "gapfill.hop"),
+            "window": meta.get("gapfill.window", "hann")}
+
+
+@lru_cache(maxsize=16)
+def _cached_framing(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Any], ...]:
+    file = Path(path)
+    return tuple(file_framing(file, open_session(file, 1).get_modelmeta().custom_metadata_map).items())
+
+
+def model_framing(path_setting: str) -> dict[str, Any]:
+    """The `stft` settings the model config `model.path` names was trained at (PASSTHROUGH_FRAMING for
+    'passthrough'); a file that cannot be loaded raises the GapfillError loading it would."""
+    if path_setting == "passthrough":
+        return dict(PASSTHROUGH_FRAMING)
+    path = model_file(path_setting)
+    stat = path.stat() if path.is_file() else None
+    return dict(_cached_framing(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0))
