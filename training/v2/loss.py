@@ -10,8 +10,9 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 cutoff, without paying for 513 bins of every frame
     above       ABOVE_WEIGHT * |ln sum_b P_est,b - ln sum_b P_clean,b| over the bands a frame lacks (decoded
                 power more than MISSING_DB under the clean one, clean above AUDIBLE_DB): the loudness of what the
-                codec removed, which the loudest band-frames dominate (the band term counts every band-frame
-                alike, and its optimum under uncertainty, the median, sits under loud events)
+                codec removed, which the loudest band-frames dominate. Weight 0: a measure in the validation
+                log; trained at 0.2 (an A/B, training/v2/campaign/README.md) it brought the levels above the
+                cutoff nearer the clean ones but not ViSQOL through the engine (speech lower)
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
