@@ -32,7 +32,7 @@ or stereo), in three groups:
   gate is for.
 
 System: the default engine (`Restorer`, the shipped model and settings; `--config` and `--model` change
-them: a candidate model with its framing in the config), delay compensated.
+them: a candidate model runs at the framing its metadata names), delay compensated.
 Per run: the gate's report (`Restorer.codec_report()`: engaged, cutoff, restored share, the model's
 codec-made share and its damage share under the cliff, the evidence a band limit above `damage_from_hz`
 needs), the LSD over the full band (evaluation/metrics.py, active frames) of the decoded input and of the
