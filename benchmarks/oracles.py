@@ -1,0 +1,227 @@
+"""Oracle benchmark (#23): where the restored output's quality is lost, by replacing parts of its magnitudes
+with the clean ones.
+
+    python -m benchmarks.oracles [--model PATH] [--test-clips 2] [--val-clips 3] [--seconds 6]
+        [--condition lame_32k_mono] [--json PATH]
+    python -m benchmarks.oracles --quick      # CI smoke run: benchmarks/models.py's two synthetic clips, 2 s
+
+Clips: benchmarks/models.py's (data v2 test mixes and validation speech, music and mixes, their most active
+`--seconds`; the first channel of each), coded by `--condition` (a benchmarks/models.py condition) and
+restored by the engine (`--model`, at the framing its metadata names). The output, the decoded and the
+clean clip are analysed with a Hann STFT (FFT_SIZE, HOP); each variant below keeps the output's phase,
+changes its magnitudes and is resynthesised; ViSQOL (audio mode) against the clean clip. The cutoff is the
+metrics' codec cutoff of the decoded clip against the clean one (evaluation/metrics.py); "band powers" are
+the mean powers over the bins above the cutoff of each of model v2's BANDS bands, flat inside the band:
+- `decoded`, `output`: as they are (`output` resynthesised: `resynthesis_error` checks the round trip);
+- `clean_under_cutoff`: the clean magnitudes under the cutoff, the output's above;
+- `clean_band_powers_above`: above the cutoff the clean band powers;
+- `clean_magnitudes_above`: above the cutoff the clean magnitudes;
+- `clean_level_output_shape` / `clean_shape_output_level`: above the cutoff the output's band powers scaled
+  to the clean summed power of each frame / the clean band powers scaled to the output's summed power;
+- `band_powers_smoothed`: the clean band powers smoothed over SMOOTH_FRAMES frames (Hann);
+- `band_powers_held`: the clean band powers of every HOLD_FRAMES-th frame held for the frames after it;
+- `band_powers_3db`, `band_powers_6db`: the clean band powers with that much random error (normal, dB,
+  per band and frame, fixed seed).
+Summary per set and kind: mean ViSQOL of each variant over the clips the gate engaged on (the output
+differs from the decoded clip), and the clips it did not.
+
+Prints a Markdown table; writes JSON (`--json`, default benchmarks/results/oracles.json, oracles-quick.json
+with --quick): `benchmark`, `schema`, `quick`, `environment`, `engine`, `condition`, `variants`, `per_clip`
+[{set, kind, clip, engaged, cutoff_hz, resynthesis_error, <variant>: ViSQOL}], `summary` {set/kind: {clips,
+not_engaged, <variant>: mean}}, `wall_s`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from benchmarks.clips import REPO
+from benchmarks.common import (
+    MODEL_CHOICES, engine_config, environment, markdown_table, model_name, run_main, write_json,
+)
+from benchmarks.models import BY_NAME, corpus_clips, degraded, quick_clips
+from benchmarks.quality import start_visqol, visqol_score, visqol_status
+from evaluation.metrics import FFT_SIZE, HOP, codec_cutoff_bin, power_db
+from realtime.engine.config import MODEL_RATE_HZ
+from realtime.engine.restorer import Restorer
+from realtime.engine.stft import istft_offline, stft_offline
+from realtime.errors import GapfillError
+
+SCHEMA_VERSION = 1
+DEFAULT_JSON = REPO / "benchmarks" / "results" / "oracles.json"
+QUICK_JSON = REPO / "benchmarks" / "results" / "oracles-quick.json"
+BANDS = 32
+SMOOTH_FRAMES = 19                 # about 100 ms at HOP
+HOLD_FRAMES = 2                    # about 10.7 ms at HOP: model v2's GRU update interval
+SEED = 3
+Magnitudes = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def band_membership(bands: int = BANDS) -> np.ndarray:
+    """(F, bands) 0/1: which of model v2's bands each bin belongs to (training/v2/features.py's edges)."""
+    from training.v2.features import band_edges
+
+    edges = band_edges(bands)
+    member = np.zeros((FFT_SIZE // 2 + 1, bands))
+    for b in range(bands):
+        member[edges[b]: edges[b + 1], b] = 1.0
+    return member
+
+
+def band_powers_above(mag: np.ndarray, above: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """(frames, F) magnitudes -> (frames, F): each bin above the cutoff (`above`, (F,) 0/1) at the mean power
+    of its band's bins above the cutoff, as a magnitude; 0 under the cutoff."""
+    counts = np.maximum(above @ member, 1.0)
+    return np.sqrt((((mag ** 2) * above) @ member / counts) @ member.T) * above
+
+
+def _held(x: np.ndarray, frames: int) -> np.ndarray:
+    return x[(np.arange(len(x)) // frames) * frames]
+
+
+def _smoothed(power: np.ndarray, frames: int) -> np.ndarray:
+    kernel = np.hanning(frames + 2)[1:-1]
+    kernel /= kernel.sum()
+    return np.apply_along_axis(lambda column: np.convolve(column, kernel, mode="same"), 0, power)
+
+
+def _scaled(envelope: np.ndarray, to: np.ndarray) -> np.ndarray:
+    """envelope scaled per frame to the summed power of `to` (both (frames, F), zero under the cutoff)."""
+    ratio = ((to ** 2).sum(1, keepdims=True) + 1e-30) / ((envelope ** 2).sum(1, keepdims=True) + 1e-30)
+    return envelope * np.sqrt(ratio)
+
+
+def _with_error(envelope: np.ndarray, db: float, member: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return envelope * (10 ** (rng.normal(0.0, db, (len(envelope), member.shape[1])) / 20) @ member.T)
+
+
+def variants(member: np.ndarray, rng: np.random.Generator) -> dict[str, Magnitudes]:
+    """Variant name -> its magnitudes (frames, F) from a dict of the clip's `clean`, `decoded`, `output`
+    magnitudes, `above`/`below` (F,) 0/1 and `env` / `env_out` (the clean / output band powers above the
+    cutoff)."""
+    def above_from(key: str) -> Magnitudes:
+        return lambda m: m["output"] * m["below"] + m[key] * m["above"]
+
+    return {
+        "decoded": lambda m: m["decoded"],
+        "output": lambda m: m["output"],
+        "clean_under_cutoff": lambda m: m["clean"] * m["below"] + m["output"] * m["above"],
+        "clean_band_powers_above": above_from("env"),
+        "clean_magnitudes_above": above_from("clean"),
+        "clean_level_output_shape": lambda m: m["output"] * m["below"] + _scaled(m["env_out"], m["env"]),
+        "clean_shape_output_level": lambda m: m["output"] * m["below"] + _scaled(m["env"], m["env_out"]),
+        "band_powers_smoothed": lambda m: m["output"] * m["below"] + np.sqrt(_smoothed(m["env"] ** 2,
+                                                                                       SMOOTH_FRAMES)),
+        "band_powers_held": lambda m: m["output"] * m["below"] + _held(m["env"], HOLD_FRAMES),
+        "band_powers_3db": lambda m: m["output"] * m["below"] + _with_error(m["env"], 3.0, member, rng),
+        "band_powers_6db": lambda m: m["output"] * m["below"] + _with_error(m["env"], 6.0, member, rng),
+    }
+
+
+def analysed(x: np.ndarray) -> np.ndarray:
+    """Hann STFT (frames, F) of (samples,), FFT_SIZE trailing zeros included so that it holds every sample."""
+    return stft_offline(np.concatenate([x.astype(np.float64), np.zeros(FFT_SIZE)]), FFT_SIZE, HOP)
+
+
+def resynthesised(spectra: np.ndarray, samples: int) -> np.ndarray:
+    """The first `samples` of the Hann ISTFT of (frames, F) spectra of `analysed`, aligned to its input,
+    float32."""
+    padded = np.concatenate([spectra, np.zeros((FFT_SIZE // HOP, spectra.shape[1]), spectra.dtype)])
+    return istft_offline(padded, FFT_SIZE, HOP)[FFT_SIZE - 1: FFT_SIZE - 1 + samples].astype(np.float32)
+
+
+def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, seed: int,
+                  member: np.ndarray) -> dict[str, Any]:
+    """One clip's row (module doc) for its first channel."""
+    reference, decoded, _ = degraded(BY_NAME[condition], clip_samples[:1], seed)
+    output = restorer.restore(decoded, MODEL_RATE_HZ)
+    n = reference.shape[1]
+    spectra = {name: analysed(x[0]) for name, x in (("clean", reference), ("decoded", decoded), ("output", output))}
+    cutoff = codec_cutoff_bin(power_db(reference[0]), power_db(decoded[0]))
+    above = (np.arange(FFT_SIZE // 2 + 1) >= cutoff).astype(np.float64)
+    m = {name: np.abs(s) for name, s in spectra.items()}
+    m.update(above=above, below=1.0 - above, env=band_powers_above(m["clean"], above, member),
+             env_out=band_powers_above(m["output"], above, member))
+    phase = np.exp(1j * np.angle(spectra["output"]))
+    row: dict[str, Any] = {"engaged": bool(np.max(np.abs(output - decoded)) > 0.0),
+                           "cutoff_hz": cutoff * MODEL_RATE_HZ / FFT_SIZE}
+    rng = np.random.default_rng(SEED + seed)
+    for name, magnitudes in variants(member, rng).items():
+        signal = decoded[0] if name == "decoded" else resynthesised(magnitudes(m) * phase, n)
+        if name == "output":
+            row["resynthesis_error"] = float(np.max(np.abs(signal - output[0])))
+        row[name] = round(visqol_score(reference[0], signal), 4)
+    return row
+
+
+def summarise(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
+    summary = {}
+    for key in sorted({f"{r['set']}/{r['kind']}" for r in rows}):
+        mine = [r for r in rows if f"{r['set']}/{r['kind']}" == key]
+        engaged = [r for r in mine if r["engaged"]]
+        summary[key] = {"clips": len(engaged), "not_engaged": len(mine) - len(engaged),
+                        **{name: round(float(np.mean([r[name] for r in engaged])), 3) if engaged else None
+                           for name in names}}
+    return summary
+
+
+def table(summary: dict[str, Any], names: list[str]) -> str:
+    header = ["ViSQOL", *(f"{key} ({block['clips']})" for key, block in summary.items())]
+    lines = [[name, *("-" if block[name] is None else f"{block[name]:.2f}" for block in summary.values())]
+             for name in names]
+    return markdown_table(header, lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.oracles", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="default", help=f"model: {MODEL_CHOICES} (default: the shipped one)")
+    parser.add_argument("--corpus", metavar="DIR", default=str(REPO / "data" / "v2"), help="data v2 (data/v2)")
+    parser.add_argument("--test-clips", type=int, default=2, metavar="N", help="test mixes (2)")
+    parser.add_argument("--val-clips", type=int, default=3, metavar="N", help="validation clips per kind (3)")
+    parser.add_argument("--seconds", type=float, default=6.0, help="most active part of each clip, s (6)")
+    parser.add_argument("--condition", default="lame_32k_mono", choices=sorted(BY_NAME), help="(lame_32k_mono)")
+    parser.add_argument("--json", metavar="PATH", help="results (default benchmarks/results/oracles.json)")
+    parser.add_argument("--quick", action="store_true", help="smoke run for CI: two synthetic 2 s clips")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    usable, why = visqol_status()
+    if not usable:
+        raise GapfillError(f"the oracle benchmark needs ViSQOL: {why}")
+    start_visqol()
+    config = engine_config(None, args.model)
+    restorer = Restorer(config)
+    sets = (quick_clips(min(args.seconds, 2.0)) if args.quick
+            else corpus_clips(Path(args.corpus), args.test_clips, args.val_clips, args.seconds))
+    member = band_membership()
+    rows = []
+    for clip_set in sets:
+        for i, clip in enumerate(clip_set.clips):
+            row = {"set": clip_set.name, "kind": clip.kind, "clip": clip.id,
+                   **evaluate_clip(restorer, args.condition, clip.samples, i, member)}
+            rows.append(row)
+            print(f"oracles: {clip.id} done after {time.perf_counter() - began:.0f} s", flush=True)
+    names = list(variants(member, np.random.default_rng(0)))
+    summary = summarise(rows, names)
+    result = {"benchmark": "oracles", "schema": SCHEMA_VERSION, "quick": bool(args.quick),
+              "environment": environment(), "engine": {"model": model_name(config), "stft": dict(config.stft)},
+              "condition": args.condition, "variants": names, "per_clip": rows, "summary": summary,
+              "wall_s": round(time.perf_counter() - began, 1)}
+    print(f"\ngapfill oracles: {model_name(config)}, {args.condition}; mean ViSQOL over the clips the gate "
+          "engaged on (count in brackets)\n")
+    print(table(summary, names))
+    write_json(result, args.json or str(QUICK_JSON if args.quick else DEFAULT_JSON))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
