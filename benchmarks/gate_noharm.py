@@ -247,8 +247,8 @@ def run_one(clip: Clip, variant: Variant, condition: Condition, seed: int) -> di
             "condition": condition.name, "group": condition.group, "engaged": bool(report["engaged"]),
             "gate_cutoff_hz": report["cutoff_hz"], "restored_share": report["restored_share"],
             "codec_made_share": report["codec_made_share"], "damage_share": report["damage_share"],
-            "lsd_decoded": lsd_decoded, "lsd_restored": lsd_restored, "worse": bool(lsd_restored - lsd_decoded > WORSE_DB),
-            "max_abs_change": change}
+            "lsd_decoded": lsd_decoded, "lsd_restored": lsd_restored,
+            "worse": bool(lsd_restored - lsd_decoded > WORSE_DB), "max_abs_change": change}
 
 
 def evaluate_clip(task: tuple[int, str, Clip, tuple[str, ...], tuple[str, ...]]) -> dict[str, Any]:

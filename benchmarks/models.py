@@ -195,9 +195,8 @@ def candidate_config(path: str, config_path: str | None) -> tuple[EngineConfig, 
     """(engine config, where its settings come from) of the candidate model at `path`: every setting from
     `config_path` over the defaults, or the defaults (whose framing is the model's own, from its metadata)."""
     resolved = model_setting(path, load_config())
-    if config_path is not None or not Path(resolved).is_file():   # a YAML, or 'default' / 'passthrough'
-        return load_config(config_path, {"model": {"path": resolved}}), config_path or "the shipped settings"
-    return load_config(None, {"model": {"path": resolved}}), "model metadata"
+    config = load_config(config_path, {"model": {"path": resolved}})
+    return config, config_path or ("model metadata" if Path(resolved).is_file() else "the shipped settings")
 
 
 def describe_engine(config: EngineConfig, settings: str) -> dict[str, Any]:

@@ -3,10 +3,11 @@
     python -m benchmarks.phase [--json PATH]
 
 Spectral convergence SC = ||S - |STFT(ISTFT(S e^{j phi}))||| / ||S|| in dB (lower is better) with the engine's
-STFT (the shipped defaults' framing: fft size, hop and window), for: random phase, RTPGHI causal and with one frame of look-ahead, completion from 70 % known
-decoded bins (16-bin bands dropped at random, the rest exact), and offline Griffin-Lim (32 iterations from
-random phase). Signals: a 1234.5 Hz tone, a 200 Hz -> 8 kHz linear chirp, a real speech clip and a real
-music clip (hedgewars game audio, 44.1 kHz Vorbis resampled to 48 kHz; skipped when not installed).
+STFT (the shipped defaults' framing: fft size, hop and window), for: random phase, RTPGHI causal and with
+one frame of look-ahead, completion from 70 % known decoded bins (16-bin bands dropped at random, the rest
+exact), and offline Griffin-Lim (32 iterations from random phase). Signals: a 1234.5 Hz tone, a 200 Hz ->
+8 kHz linear chirp, a real speech clip and a real music clip (hedgewars game audio, 44.1 kHz Vorbis
+resampled to 48 kHz; skipped when not installed).
 Cost: microseconds per `PhaseStage.process` call for one channel of 513 bins, over the speech clip (the
 chirp without it), against a budget of a tenth of the hop duration.
 """

@@ -44,8 +44,8 @@ def engine_fingerprint(config: EngineConfig, options: dict[str, Any]) -> str:
     if setting != "passthrough":
         model_path = model_file(setting)
         try:
-            with open(model_path, "rb") as model_file:
-                for chunk in iter(lambda: model_file.read(1 << 20), b""):
+            with open(model_path, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
         except OSError as exc:
             raise GapfillError(f"cannot load model '{model_path}': {(exc.strerror or str(exc)).lower()}") from None

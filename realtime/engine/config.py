@@ -4,9 +4,10 @@ overrides, every key validated by the same schema.
 A user file (or an overrides mapping, `{"phase": {"method": "rtpghi"}}`) may set any subset of the keys
 of `default.yaml`; an unknown section or key, a wrong type or a value out of range raises `GapfillError`
 naming the key and the allowed values, e.g. `config 'phase.method': must be one of 'decoded', 'rtpghi',
-'completion', got 'fast'`. The model rate is declared here, once. An `stft` key set to FROM_MODEL (the default) takes
-the value the model was trained at, from its metadata (`realtime.engine.model_files.model_framing`); a value set
-explicitly must match the model's when it is loaded.
+'completion', got 'fast'`. The model rate is declared here, once. An `stft` key set to FROM_MODEL (the
+default) takes the value the model was trained at, from its metadata
+(`realtime.engine.model_files.model_framing`); a value set explicitly must match the model's when it is
+loaded.
 """
 
 from __future__ import annotations

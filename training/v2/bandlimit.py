@@ -67,18 +67,23 @@ def codec_cliff_hz(clean: np.ndarray, decoded: np.ndarray) -> float | None:
     return None
 
 
+def low_passed(x: np.ndarray, hz: float, order: int) -> np.ndarray:
+    """(n,) samples at MODEL_RATE_HZ through a zero-phase Butterworth low-pass of `order` at `hz` (-6 dB
+    there), (n,) float32."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(order, hz, fs=MODEL_RATE_HZ, output="sos")
+    return sosfiltfilt(sos, np.asarray(x, np.float64)).astype(np.float32)
+
+
 def band_limit(x: np.ndarray, rng: np.random.Generator, cliff_hz: float | None = None) -> np.ndarray:
     """One clean channel (n,) float32 at MODEL_RATE_HZ -> the same band-limited (module doc), (n,) float32;
     `cliff_hz`: the crop's codec cliff (`codec_cliff_hz`), if it has one."""
     matched = cliff_hz is not None and rng.random() < MATCHED_SHARE
     if matched or rng.random() < 0.5:
-        from scipy.signal import butter, sosfiltfilt
-
         order = int(rng.integers(ORDER_RANGE[0], ORDER_RANGE[1] + 1))
         jitter = rng.uniform(1 - MATCHED_JITTER, 1 + MATCHED_JITTER)
-        sos = butter(order, cliff_hz * jitter if matched else rng.uniform(*CUTOFF_RANGE_HZ), fs=MODEL_RATE_HZ,
-                     output="sos")
-        return sosfiltfilt(sos, x.astype(np.float64)).astype(np.float32)
+        return low_passed(x, cliff_hz * jitter if matched else rng.uniform(*CUTOFF_RANGE_HZ), order)
     rate = int(rng.choice(SOURCE_RATES_HZ))
     how = str(rng.choice(RESAMPLERS))
     down = resample(np.ascontiguousarray(x[None], np.float32), MODEL_RATE_HZ, rate, how)

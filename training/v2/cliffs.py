@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.signal import butter, sosfiltfilt
 
 from evaluation.chains import quantize
 from realtime.engine.config import MODEL_RATE_HZ, load_config
 from training.v2 import features
-from training.v2.bandlimit import codec_cliff_hz
+from training.v2.bandlimit import codec_cliff_hz, low_passed
 from training.v2.loss import active_frames
 from training.v2.model import BandNet
 from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots
@@ -55,9 +54,8 @@ def cliff_crops(data: DataRoots, crops: int = CROPS) -> tuple[torch.Tensor, torc
         cliff = codec_cliff_hz(audio[0], audio[1])
         if cliff is None:
             continue
-        low = sosfiltfilt(butter(ORDER, cliff, fs=MODEL_RATE_HZ, output="sos"), audio[0].astype(np.float64))
-        low = low.astype(np.float32)[None]
-        clean.append(low[0] if stored_float else quantize(low, "s16_tpdf", rng)[0])
+        low = low_passed(audio[0], cliff, ORDER)
+        clean.append(low if stored_float else quantize(low[None], "s16_tpdf", rng)[0])
         coded.append(audio[1])
         cliffs.append(cliff)
     if not cliffs:
@@ -75,7 +73,7 @@ def crop_scores(net: BandNet, mag: torch.Tensor, cliffs: np.ndarray, margin_hz: 
     hz_per_bin = MODEL_RATE_HZ / features.FFT_SIZE
     scores = {name: np.zeros(len(cliffs)) for name in STATISTICS}
     for i in range(len(cliffs)):
-        confidence = torch.sigmoid(net(mag[i: i + 1]).confidence_logit[0]) @ expand        # (T, F)
+        confidence = torch.sigmoid(net.bands(mag[i: i + 1]).confidence_logit[0]) @ expand  # (T, F)
         under = confidence[active_frames(mag[i]) > 0, : max(1, int((cliffs[i] - margin_hz) / hz_per_bin))]
         scores["mean"][i] = float(under.mean()) if under.numel() else 0.0
         scores["share"][i] = float((under >= confidence_from).float().mean()) if under.numel() else 0.0
