@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.v2 import features  # noqa: E402
-from training.v2.model import BandNet, BandNetConfig, StreamingBandNet  # noqa: E402
+from training.v2.model import BandNet, BandNetConfig, StreamingBandNet, build  # noqa: E402
 
 
 def _random_net(config: BandNetConfig) -> BandNet:
@@ -29,7 +29,8 @@ def _magnitudes(frames: int, seed: int = 0) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24),
-                                    BandNetConfig(gru_stride=3)])
+                                    BandNetConfig(gru_stride=3),
+                                    BandNetConfig(gru_stride=4, context=5, block=16, channels=3)])
 def test_future_frames_do_not_change_past_outputs(config: BandNetConfig) -> None:
     net = _random_net(config)
     mag = _magnitudes(30)
@@ -51,7 +52,10 @@ def test_band_power_from_band_outputs_equals_pooled_bins(fill: str) -> None:
         torch.testing.assert_close(net.band_power(out), pooled, rtol=1e-4, atol=1e-12)
 
 
-@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(gru_stride=2), BandNetConfig(gru_stride=3)])
+@pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(gru_stride=2), BandNetConfig(gru_stride=3),
+                                    BandNetConfig(gru_stride=4, context=4, block=16),
+                                    BandNetConfig(gru_stride=1, context=3, block=8),
+                                    BandNetConfig(gru_stride=2, context=3, channels=3)])
 def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig) -> None:
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
@@ -101,7 +105,8 @@ def test_a_widened_network_starts_from_its_parent_and_keeps_the_checkpoint_going
     with pytest.raises(ValueError, match="not more"):
         widen(net, 32)
     ck = tmp_path / "last.pt"
-    torch.save({"model": net.state_dict(), "optim": {}, "config": {"bands": 32, "channels": 0, "hidden": 16,
+    adam = torch.optim.Adam(net.parameters()).state_dict()
+    torch.save({"model": net.state_dict(), "optim": adam, "config": {"bands": 32, "channels": 0, "hidden": 16,
                 "fill": "power"}, "state": {"step": 7, "cpu_s": 1.5}, "budget_cpu_s": 3600.0}, ck)
     assert main(["widen", "--bands", "64", "--checkpoint", str(ck)]) == 0
     widened = torch.load(ck, weights_only=False)
@@ -132,15 +137,65 @@ def test_more_hidden_units_keep_the_function_and_all_units_learn(tmp_path) -> No
     with pytest.raises(ValueError, match="not more"):
         widen_hidden(net, 16)
     ck = tmp_path / "last.pt"
-    torch.save({"model": net.state_dict(), "optim": {}, "config": {"bands": 32, "channels": 3, "hidden": 16,
+    adam = torch.optim.Adam(net.parameters()).state_dict()
+    torch.save({"model": net.state_dict(), "optim": adam, "config": {"bands": 32, "channels": 3, "hidden": 16,
                 "fill": "power"}, "state": {"step": 9, "cpu_s": 2.0}, "budget_cpu_s": 3600.0}, ck)
     torch.save({**torch.load(ck, weights_only=False), "average": net.state_dict()}, ck)
     assert main(["widen", "--hidden", "24", "--gru-stride", "2", "--checkpoint", str(ck)]) == 0
     widened = torch.load(ck, weights_only=False)
     assert widened["config"]["hidden"] == 24 and widened["config"]["gru_stride"] == 2
     assert widened["state"]["widened"] == [{"hidden": [16, 24], "gru_stride": [1, 2], "step": 9, "cpu_s": 2.0}]
-    assert "average" not in widened                         # the old shapes' average is dropped
-    torch.save({**widened, "average": widened["model"], "optim": {"kept": 1}}, ck)
+    assert widened["average"].keys() == widened["model"].keys()   # the average widened with the weights
+    torch.testing.assert_close(widened["average"]["gru.weight_hh_l0"][16:24], widened["model"]["gru.weight_hh_l0"][16:24])
+    torch.save({**widened, "optim": {"kept": 1}}, ck)
     assert main(["widen", "--gru-stride", "4", "--checkpoint", str(ck)]) == 0
     restrided = torch.load(ck, weights_only=False)          # same shapes: Adam and the average are kept
     assert restrided["optim"] == {"kept": 1} and "average" in restrided and restrided["config"]["gru_stride"] == 4
+
+
+def test_more_context_and_blocks_keep_the_function_and_learn(tmp_path) -> None:
+    from training.v2.__main__ import main
+    from training.v2.widen import add_blocks, widen_context
+
+    net = _random_net(BandNetConfig(hidden=16, gru_stride=2))
+    deep = add_blocks(widen_context(net, 4), 12)
+    assert deep.config.context == 4 and deep.config.block == 12
+    mag = _magnitudes(20)
+    with torch.no_grad():
+        a, b = net(mag), deep(mag)
+    torch.testing.assert_close(b.magnitude, a.magnitude, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(b.confidence_logit, a.confidence_logit, rtol=1e-5, atol=1e-6)
+    deep.train()
+    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
+    for _ in range(2):          # the blocks' last layers learn first, then their first ones; the old frames too
+        opt.zero_grad()
+        deep(mag).magnitude.log().mean().backward()
+        opt.step()
+    assert deep.in_block[0].weight.grad.abs().sum() > 0 and deep.head_block[0].weight.grad.abs().sum() > 0
+    assert deep.gru_in.weight.grad.view(16, 32, 12)[..., :6].abs().sum() > 0
+    with pytest.raises(ValueError, match="not more"):
+        widen_context(net, 2)
+    with pytest.raises(ValueError, match="blocks already"):
+        add_blocks(deep, 8)
+    ck = tmp_path / "last.pt"
+    opt = torch.optim.Adam(net.parameters())
+    net(mag).magnitude.log().mean().backward()
+    opt.step()
+    averaged = _random_net(BandNetConfig(hidden=16, gru_stride=2))
+    torch.save({"model": net.state_dict(), "average": dict(averaged.named_parameters()), "optim": opt.state_dict(),
+                "config": {"bands": 32, "channels": 0, "hidden": 16, "fill": "power", "gru_stride": 2},
+                "state": {"step": 5, "cpu_s": 1.0}, "budget_cpu_s": 3600.0}, ck)
+    assert main(["widen", "--context", "4", "--block", "12", "--checkpoint", str(ck)]) == 0
+    widened = torch.load(ck, weights_only=False)
+    assert widened["config"]["context"] == 4 and widened["config"]["block"] == 12
+    assert widened["state"]["widened"] == [{"context": [2, 4], "block": [0, 12], "step": 5, "cpu_s": 1.0}]
+    names = [name for name, _ in deep.named_parameters()]
+    kept = {names[i] for i in widened["optim"]["state"]}     # Adam's moments where the shape did not change
+    assert kept == {name for name, _ in net.named_parameters()} - {"gru_in.weight"}
+    resumed = torch.optim.Adam(deep.parameters())
+    resumed.load_state_dict(widened["optim"])
+    average = build(widened["config"])
+    average.load_state_dict(widened["average"])              # the average widened too: the same function
+    with torch.no_grad():
+        torch.testing.assert_close(average(mag).magnitude, averaged(mag).magnitude, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(widened["average"]["in_block.0.weight"], widened["model"]["in_block.0.weight"])

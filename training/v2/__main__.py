@@ -9,6 +9,7 @@
     python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
+    python -m training.v2 widen --context 4 --block 256       # ... its GRU seeing 4 frames, residual blocks
     python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
     python -m training.v2 levels --checkpoint runs/v2/last.pt  # band levels above the cutoff, per kind
     python -m training.v2 cliffs --checkpoint runs/v2/last.pt  # confidence: coded vs clean under a cliff
@@ -67,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "(training/v2/widen.py)")
     w.add_argument("--bands", type=int, default=None)
     w.add_argument("--hidden", type=int, default=None)
+    w.add_argument("--context", type=int, default=None, help="frames the GRU's input layer sees (model.py)")
+    w.add_argument("--block", type=int, default=None, help="add residual blocks of this width (model.py)")
     w.add_argument("--gru-stride", type=int, default=None, help="a new GRU stride (model.py)")
     w.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     w.add_argument("--out", default=None, help="default: the checkpoint itself")
@@ -122,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "widen":
         from training.v2.widen import widen_checkpoint
         state = widen_checkpoint(args.checkpoint, args.out or args.checkpoint, args.bands, args.hidden,
-                                 args.gru_stride)
+                                 args.gru_stride, args.context, args.block)
         print(f"widen: {state['widened'][-1]}")
     elif args.step == "floor":
         from training.v2.floor import floor_table, format_table
@@ -165,11 +168,13 @@ def _config_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--fill", choices=FILLS, default=d.fill)
     t.add_argument("--gru-stride", type=int, default=d.gru_stride,
                    help="frames per GRU update (model.py; 1: every frame)")
+    t.add_argument("--context", type=int, default=d.context, help="frames the GRU's input layer sees (model.py)")
+    t.add_argument("--block", type=int, default=d.block, help="residual block width (model.py; 0: none)")
 
 
 def _config(args: argparse.Namespace) -> BandNetConfig:
     return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill,
-                         gru_stride=args.gru_stride)
+                         gru_stride=args.gru_stride, context=args.context, block=args.block)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Model v2: a small causal recurrent network at band resolution that drives per-bin gains and fills.
 
 Shapes: offline `BandNet.forward(mag (B, T, F=513)) -> BandOutput` (linear magnitudes of the v2 framing,
-training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)
+training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3 (C - 1)), gru (B, 1, H)
 [, phase (B, 1), held (B, bands, 3)]) -> (magnitude_out (B, F), confidence (B, F), prev', gru'[, phase',
 held'])` computes exactly the same function one frame at a time (phase and held only with gru_stride > 1).
 Batch B = audio channels when streaming.
@@ -10,13 +10,16 @@ Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magni
     P_b   mean power of band b (the pooling matrix), G_b mean of its bins' dB, r the frame's mean power
     input per band, 3 values: (P_b - r) / 20 (spectral shape), (P_b - G_b) / 10 (how uneven the band is:
           large where bins are missing), (r - LEVEL_REF_DB) / 20 (absolute level, the same on every band);
-          those of the current and of the previous frame side by side (a causal kernel of 2 frames)
-    front end: with `channels` > 0 a convolution over bands (kernel 3, 6 -> channels); flattened
+          those of the current frame and of the C - 1 before it side by side (`context` C, a causal kernel of
+          C frames)
+    front end: with `channels` > 0 a convolution over bands (kernel 3, 3 C -> channels); flattened
     Linear -> hidden, GRU(hidden) over time, Linear -> hidden, Linear -> 3 values per band (the head), plus
-          a per-band linear map of the band's own 6 input values (a skip path: gain and fill follow the
-          band's input)
+          a per-band linear map of the band's own 6 input values of the current and previous frame (a skip
+          path: gain and fill follow the band's input); with `block` W > 0 a residual block
+          u + Linear(W -> hidden)(act(Linear(hidden -> W)(u))) after the GRU's input layer and after the
+          head's hidden layer (depth where it is cheap: on the GRU's frames only, batched over time)
     with gru_stride s > 1 the GRU and the head run on every s-th frame only (frames 0, s, 2s, ... of the
-          stream; each sees that frame and the one before it) and the head's values are held for the s - 1
+          stream; each sees that frame and the C - 1 before it) and the head's values are held for the s - 1
           frames after it, which still get their own skip path and frame level: s times less recurrent and
           head computation in training, at no added latency
     gain_b = exp(GAIN_LIMIT * tanh(o_gain / GAIN_LIMIT))             (within +-GAIN_LIMIT nepers)
@@ -65,9 +68,11 @@ class BandNetConfig:
     hidden: int = 256
     fill: str = "power"
     gru_stride: int = 4           # frames per GRU update (module doc)
+    context: int = 2              # frames the GRU's input layer sees at each update, its own included (>= 2)
+    block: int = 0                # width of the residual blocks (module doc; 0: none)
 
 
-LEGACY_CONFIG = {"gru_stride": 1}
+LEGACY_CONFIG = {"gru_stride": 1, "context": 2, "block": 0}
 """What a stored config without a key meant (checkpoints and exports before that key existed)."""
 
 
@@ -91,19 +96,25 @@ class BandNet(nn.Module):
         super().__init__()
         if config.fill not in FILLS:
             raise ValueError(f"fill must be one of {FILLS}, got {config.fill!r}")
+        if config.context < 2:
+            raise ValueError(f"context must be at least 2 frames (the skip path's), got {config.context}")
         self.config = config
-        nb, c, h = config.bands, config.channels, config.hidden
+        nb, c, h, w = config.bands, config.channels, config.hidden, config.block
+        inputs = INPUTS * config.context
         self.register_buffer("pooling", torch.from_numpy(features.pooling_matrix(nb)), persistent=False)
         self.register_buffer("expansion", torch.from_numpy(features.expansion_matrix(nb)), persistent=False)
         self.full_scale = features.full_scale_magnitude()
-        self.conv = nn.Linear(3 * 2 * INPUTS, c) if c else None
-        self.gru_in = nn.Linear(nb * (c or 2 * INPUTS), h)
+        self.conv = nn.Linear(3 * inputs, c) if c else None
+        self.gru_in = nn.Linear(nb * (c or inputs), h)
         self.gru = nn.GRU(h, h, batch_first=True)
         self.hid = nn.Linear(h, h)
         self.out = nn.Linear(h, 3 * nb)
         self.local = nn.Linear(2 * INPUTS, 3)
         self.act = nn.LeakyReLU(LEAK)
-        for layer in (self.out, self.local):
+        self.in_block = nn.Sequential(nn.Linear(h, w), nn.LeakyReLU(LEAK), nn.Linear(w, h)) if w else None
+        self.head_block = nn.Sequential(nn.Linear(h, w), nn.LeakyReLU(LEAK), nn.Linear(w, h)) if w else None
+        residual_ends = [b[2] for b in (self.in_block, self.head_block) if b is not None]
+        for layer in (self.out, self.local, *residual_ends):      # zero: the identity, and blocks add nothing
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
         with torch.no_grad():
@@ -136,17 +147,25 @@ class BandNet(nn.Module):
         """(bands, 1): each band's share of the bins (band powers @ it = the frame's mean power)."""
         return self.expansion.sum(1, keepdim=True) / self.expansion.shape[1]
 
-    def encode(self, z: torch.Tensor) -> torch.Tensor:
-        """Features of the previous and current frames side by side (N, bands, 6) -> GRU input (N, hidden)."""
-        h = z
+    def front(self, z: torch.Tensor) -> torch.Tensor:
+        """Features of the context's frames side by side, oldest first (N, bands, 3 C) -> the GRU input layer's
+        input (N, bands * (channels or 3 C)): the band convolution where there is one."""
         if self.conv is not None:
             p = fn.pad(z, (0, 0, 1, 1))
-            h = self.act(self.conv(torch.cat([p[:, :-2], p[:, 1:-1], p[:, 2:]], dim=-1)))
-        return self.act(self.gru_in(h.flatten(1)))
+            z = self.act(self.conv(torch.cat([p[:, :-2], p[:, 1:-1], p[:, 2:]], dim=-1)))
+        return z.flatten(1)
+
+    def encode(self, z: torch.Tensor) -> torch.Tensor:
+        """Features of the context's frames (N, bands, 3 C) -> GRU input (N, hidden)."""
+        e = self.act(self.gru_in(self.front(z)))
+        return e if self.in_block is None else e + self.in_block(e)
 
     def head(self, g: torch.Tensor) -> torch.Tensor:
         """GRU output (N, hidden) -> the network's 3 values per band (N, bands, 3), before the skip path."""
-        return self.out(self.act(self.hid(g))).view(g.shape[0], self.config.bands, 3)
+        u = self.act(self.hid(g))
+        if self.head_block is not None:
+            u = u + self.head_block(u)
+        return self.out(u).view(g.shape[0], self.config.bands, 3)
 
     def decode(self, o: torch.Tensor, z: torch.Tensor, frame_db: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Head values (N, bands, 3), inputs (N, bands, 6), frame level (N, 1) -> gain, fill (full-scale
@@ -159,12 +178,13 @@ class BandNet(nn.Module):
     def bands(self, mag: torch.Tensor) -> Bands:
         """Offline band outputs: mag (B, T, F) -> Bands of (B, T, bands) tensors; causal (zero past at t = 0)."""
         b, t, _ = mag.shape
-        nb, s = self.config.bands, self.config.gru_stride
+        nb, s, c = self.config.bands, self.config.gru_stride, self.config.context
         x, frame_db, power, mean_magnitude = self.band_features(mag)      # (B, T, nb, 3), (B, T, 1), ...
-        z = torch.cat([fn.pad(x, (0, 0, 0, 0, 1, 0))[:, :t], x], dim=-1)  # (B, T, nb, 6)
-        zs = z[:, ::s] if s > 1 else z                                     # the frames the GRU runs on
+        past = fn.pad(x, (0, 0, 0, 0, c - 1, 0))                          # frame t at t + c - 1
+        z = torch.cat([past[:, c - 2: c - 2 + t], x], dim=-1)              # (B, T, nb, 6): the skip path's
+        zs = torch.cat([past[:, i: i + t: s] for i in range(c)], dim=-1)   # (B, Ts, nb, 3c): the GRU's frames
         ts = zs.shape[1]
-        g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, 2 * INPUTS)).view(b, ts, -1))
+        g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, c * INPUTS)).view(b, ts, -1))
         o = self.head(g.reshape(b * ts, -1)).view(b, ts, nb, 3)
         if s > 1:
             o = o.repeat_interleave(s, dim=1)[:, :t]
@@ -193,7 +213,7 @@ class BandNet(nn.Module):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-stream state tensors (without the batch dimension), in streaming-argument order."""
-        shapes = {"prev": (self.config.bands, INPUTS), "gru": (1, self.config.hidden)}
+        shapes = {"prev": (self.config.bands, INPUTS * (self.config.context - 1)), "gru": (1, self.config.hidden)}
         if self.config.gru_stride > 1:
             shapes.update(phase=(1,), held=(self.config.bands, 3))
         return shapes
@@ -201,40 +221,71 @@ class BandNet(nn.Module):
     def count_macs(self) -> int:
         """Multiply-accumulates per frame and stream, on average (band matrices, layers; the GRU and head on
         every gru_stride-th frame)."""
-        nb, c, h = self.config.bands, self.config.channels, self.config.hidden
+        nb, c, h, w = self.config.bands, self.config.channels, self.config.hidden, self.config.block
+        inputs = INPUTS * self.config.context
         macs = 2 * features.BINS * nb + 2 * nb * features.BINS      # pooling (2), expansion (gain, fill)
-        macs += nb * 3 * 2 * INPUTS * c + nb * (c or 2 * INPUTS) * h  # front end
+        macs += nb * 3 * inputs * c                                   # band convolution (every frame)
         macs += nb * 2 * INPUTS * 3                                   # skip
-        return macs + (6 * h * h + h * h + h * 3 * nb) // self.config.gru_stride   # GRU, head
+        update = nb * (c or inputs) * h + 6 * h * h + h * h + h * 3 * nb + 2 * 2 * h * w   # input, GRU, head, blocks
+        return macs + update // self.config.gru_stride
 
 
 @torch.jit.script
-def _strided_recurrence(gin: torch.Tensor, state: torch.Tensor, phase: torch.Tensor, held: torch.Tensor,
-                        w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
-                        w_hid: torch.Tensor, b_hid: torch.Tensor, w_out: torch.Tensor, b_out: torch.Tensor,
-                        leak: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """One GRU step (PyTorch's gate order: reset, update, new) and the head where phase is 0, else the held
-    head values (B, bands, 3) and the GRU state (B, 1, H) unchanged. Scripted, so that the branch stays a
-    branch in the traced export (an ONNX `If`): the frames between updates cost no recurrence."""
+def _gru_cell(x: torch.Tensor, h: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+              b_hh: torch.Tensor) -> torch.Tensor:
+    """One GRU step (N, H) in PyTorch's gate order (reset, update, new)."""
+    i_r, i_z, i_n = fn.linear(x, w_ih, b_ih).chunk(3, 1)
+    h_r, h_z, h_n = fn.linear(h, w_hh, b_hh).chunk(3, 1)
+    r = torch.sigmoid(i_r + h_r)
+    z = torch.sigmoid(i_z + h_z)
+    return (1.0 - z) * torch.tanh(i_n + r * h_n) + z * h
+
+
+@torch.jit.script
+def _strided_update(front: torch.Tensor, state: torch.Tensor, phase: torch.Tensor, held: torch.Tensor,
+                    w_in: torch.Tensor, b_in: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                    b_ih: torch.Tensor, b_hh: torch.Tensor, w_hid: torch.Tensor, b_hid: torch.Tensor,
+                    w_out: torch.Tensor, b_out: torch.Tensor, leak: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The GRU's input layer, one GRU step and the head where phase is 0, else the held head values
+    (B, bands, 3) and the GRU state (B, 1, H) unchanged. Scripted, so that the branch stays a branch in the
+    traced export (an ONNX `If`): the frames between updates cost no recurrence."""
     if bool(phase.max() < 0.5):             # the channels of a stream update together
-        h = state[:, 0]
-        i_r, i_z, i_n = fn.linear(gin, w_ih, b_ih).chunk(3, 1)
-        h_r, h_z, h_n = fn.linear(h, w_hh, b_hh).chunk(3, 1)
-        r = torch.sigmoid(i_r + h_r)
-        z = torch.sigmoid(i_z + h_z)
-        new = (1.0 - z) * torch.tanh(i_n + r * h_n) + z * h
+        new = _gru_cell(fn.leaky_relu(fn.linear(front, w_in, b_in), leak), state[:, 0], w_ih, w_hh, b_ih, b_hh)
         o = fn.linear(fn.leaky_relu(fn.linear(new, w_hid, b_hid), leak), w_out, b_out).view(held.shape)
         return o, new.unsqueeze(1)
+    return held, state
+
+
+@torch.jit.script
+def _residual(u: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor, w2: torch.Tensor, b2: torch.Tensor,
+              leak: float) -> torch.Tensor:
+    return u + fn.linear(fn.leaky_relu(fn.linear(u, w1, b1), leak), w2, b2)
+
+
+@torch.jit.script
+def _strided_update_blocks(front: torch.Tensor, state: torch.Tensor, phase: torch.Tensor, held: torch.Tensor,
+                           w_in: torch.Tensor, b_in: torch.Tensor, w_i1: torch.Tensor, b_i1: torch.Tensor,
+                           w_i2: torch.Tensor, b_i2: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor,
+                           b_ih: torch.Tensor, b_hh: torch.Tensor, w_hid: torch.Tensor, b_hid: torch.Tensor,
+                           w_h1: torch.Tensor, b_h1: torch.Tensor, w_h2: torch.Tensor, b_h2: torch.Tensor,
+                           w_out: torch.Tensor, b_out: torch.Tensor, leak: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_strided_update` with the residual blocks (BandNetConfig.block) after the input and hidden layers."""
+    if bool(phase.max() < 0.5):
+        gin = _residual(fn.leaky_relu(fn.linear(front, w_in, b_in), leak), w_i1, b_i1, w_i2, b_i2, leak)
+        new = _gru_cell(gin, state[:, 0], w_ih, w_hh, b_ih, b_hh)
+        u = _residual(fn.leaky_relu(fn.linear(new, w_hid, b_hid), leak), w_h1, b_h1, w_h2, b_h2, leak)
+        return fn.linear(u, w_out, b_out).view(held.shape), new.unsqueeze(1)
     return held, state
 
 
 class StreamingBandNet(nn.Module):
     """One frame in, one frame out, all temporal state explicit (module doc).
 
-    forward(mag (B, F), prev (B, bands, 3), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)]) ->
-    (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held']). With gru_stride s > 1,
-    phase counts the frames since the last GRU update (0 at stream start: the first frame updates) and held
-    is that update's head values; the GRU and head run where phase is 0 only (`_strided_recurrence`).
+    forward(mag (B, F), prev (B, bands, 3 (C - 1)), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)]) ->
+    (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held']); prev holds the band
+    features of the C - 1 frames before this one, oldest first. With gru_stride s > 1, phase counts the frames
+    since the last GRU update (0 at stream start: the first frame updates) and held is that update's head
+    values; the GRU's input layer, the GRU and the head run where phase is 0 only (`_strided_update`).
     """
 
     def __init__(self, net: BandNet):
@@ -244,19 +295,26 @@ class StreamingBandNet(nn.Module):
     def forward(self, mag, prev, gru, *stride_state):
         n = self.net
         x, frame_db, _, _ = n.band_features(mag)
-        z = torch.cat([prev, x], dim=-1)
+        z = torch.cat([prev, x], dim=-1)                   # (B, bands, 3 C)
         if stride_state:
             phase, held = stride_state
             g = n.gru
-            o, h = _strided_recurrence(n.encode(z), gru, phase, held, g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0,
-                                       g.bias_hh_l0, n.hid.weight, n.hid.bias, n.out.weight, n.out.bias, LEAK)
+            recurrence = (g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0, n.hid.weight, n.hid.bias)
+            if n.in_block is None:
+                o, h = _strided_update(n.front(z), gru, phase, held, n.gru_in.weight, n.gru_in.bias, *recurrence,
+                                       n.out.weight, n.out.bias, LEAK)
+            else:
+                i1, i2, h1, h2 = n.in_block[0], n.in_block[2], n.head_block[0], n.head_block[2]
+                o, h = _strided_update_blocks(n.front(z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
+                                              i1.weight, i1.bias, i2.weight, i2.bias, *recurrence,
+                                              h1.weight, h1.bias, h2.weight, h2.bias, n.out.weight, n.out.bias, LEAK)
             stride_state = (torch.remainder(phase + 1.0, float(n.config.gru_stride)), o)
         else:
             g, h = n.gru(n.encode(z).unsqueeze(1), gru.transpose(0, 1).contiguous())
             h = h.transpose(0, 1)
             o = n.head(g[:, 0])
-        gain, fill, logit = n.decode(o, z, frame_db)
-        return (n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, x, h, *stride_state)
+        gain, fill, logit = n.decode(o, z[..., -2 * INPUTS:], frame_db)
+        return (n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, z[..., INPUTS:], h, *stride_state)
 
 
 def build(config: dict | BandNetConfig | None = None) -> BandNet:

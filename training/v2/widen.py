@@ -1,5 +1,5 @@
-"""Widen a trained BandNet to more bands or more hidden units, keeping what it learned: a campaign changes its
-band resolution or capacity without starting over.
+"""Widen a trained BandNet to more bands, hidden units, context or depth, keeping what it learned: a campaign
+changes its band resolution or capacity without starting over.
 
 More bands (`widen`): each new band b' takes the old band p(b') that holds its centre bin. The GRU, its hidden
 layer and the skip path (shared by all bands) are copied; the GRU's input layer gives each new band its
@@ -13,16 +13,19 @@ convolution (channels = 0).
 More hidden units (`widen_hidden`): the old units keep their weights and see nothing of the new ones (the
 GRU's recurrent weights from new units to old ones, and the layers' weights from new units onwards, are zero),
 the new units start from PyTorch's default initialisation; the widened network computes exactly the old one's
-function; the first step teaches the output layer to read the new units, the next ones the units themselves. A
-new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
+function; the first step teaches the output layer to read the new units, the next ones the units themselves.
+
+More context (`widen_context`): the GRU's input layer gets columns for the older frames, zero, so that it
+computes what it did; more depth (`add_blocks`): residual blocks (model.py `block`) whose last layer is zero,
+so that they add nothing until trained. Both keep the old function exactly. A new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
 training adapts it.
 
-    python -m training.v2 widen [--bands 64] [--hidden 256] [--gru-stride 2] [--checkpoint runs/v2/last.pt]
-                                [--out runs/v2/last.pt]
+    python -m training.v2 widen [--bands 64] [--hidden 256] [--context 4] [--block 256] [--gru-stride 2]
+                                [--checkpoint runs/v2/last.pt] [--out runs/v2/last.pt]
 
-The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; after widening, the Adam state and
-the weight average (train.py) start anew (they belong to the old shapes; a stride change keeps both), and
-`state["widened"]` records each change with its step.
+The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; the weight average (train.py) is
+widened as the weights are (the same new units); Adam keeps the moments of every parameter whose shape did not
+change, the others start anew; `state["widened"]` records each change with its step.
 """
 
 from __future__ import annotations
@@ -57,9 +60,10 @@ def widen(net: BandNet, bands: int) -> BandNet:
     wide = BandNet(replace(old, bands=bands))
     parents = torch.from_numpy(parent_bands(old.bands, bands))
     children = torch.bincount(parents, minlength=old.bands).clamp(min=1).float()
-    for name in ("gru", "hid", "local"):
-        getattr(wide, name).load_state_dict(getattr(net, name).state_dict())
-    w_in = net.gru_in.weight.view(old.hidden, old.bands, 2 * INPUTS)
+    for name in ("gru", "hid", "local", "in_block", "head_block"):
+        if getattr(net, name) is not None:
+            getattr(wide, name).load_state_dict(getattr(net, name).state_dict())
+    w_in = net.gru_in.weight.view(old.hidden, old.bands, old.context * INPUTS)
     wide.gru_in.weight.copy_((w_in[:, parents] / children[parents, None]).reshape(old.hidden, -1))
     wide.gru_in.bias.copy_(net.gru_in.bias)
     wide.out.weight.copy_(net.out.weight.view(old.bands, 3, old.hidden)[parents].reshape(-1, old.hidden))
@@ -73,6 +77,8 @@ def widen_hidden(net: BandNet, hidden: int) -> BandNet:
     old = net.config
     if hidden <= old.hidden:
         raise ValueError(f"widen: {hidden} hidden units is not more than the network's {old.hidden}")
+    if old.block:
+        raise ValueError("widen: more hidden units only for networks without residual blocks")
     wide = BandNet(replace(old, hidden=hidden))
     h = old.hidden
     wide.local.load_state_dict(net.local.state_dict())
@@ -99,32 +105,93 @@ def widen_hidden(net: BandNet, hidden: int) -> BandNet:
     return wide
 
 
-def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
-                     gru_stride: int | None = None) -> dict:
-    """Widen a training checkpoint and/or change its GRU stride (module doc); writes `out` (atomically) and
-    returns its state."""
-    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    net = build(ck["config"])
-    net.load_state_dict(ck["model"])
+@torch.no_grad()
+def widen_context(net: BandNet, context: int) -> BandNet:
+    """A BandNet whose GRU input layer sees `context` frames (more than net's), computing net's function."""
     old = net.config
+    if old.channels:
+        raise ValueError("widen: only networks without the band convolution (channels = 0)")
+    if context <= old.context:
+        raise ValueError(f"widen: a context of {context} frames is not more than the network's {old.context}")
+    wide = BandNet(replace(old, context=context))
+    state = {k: v for k, v in net.state_dict().items() if not k.startswith("gru_in.weight")}
+    wide.load_state_dict(state, strict=False)
+    w = wide.gru_in.weight.view(old.hidden, old.bands, context * INPUTS)
+    w.zero_()                                              # the older frames: weight 0; the newest as before
+    w[..., (context - old.context) * INPUTS:] = net.gru_in.weight.view(old.hidden, old.bands, -1)
+    return wide
+
+
+@torch.no_grad()
+def add_blocks(net: BandNet, width: int) -> BandNet:
+    """net with residual blocks of `width` units (module doc; net has none), computing net's function."""
+    if net.config.block:
+        raise ValueError(f"widen: the network has blocks already ({net.config.block} units)")
+    deep = BandNet(replace(net.config, block=width))
+    missing, unexpected = deep.load_state_dict(net.state_dict(), strict=False)
+    assert not unexpected and all(k.split(".")[0] in ("in_block", "head_block") for k in missing)
+    return deep
+
+
+WIDEN_SEED = 0
+"""Seeds the new units' initialisation, so that the weights and their average get the same new units."""
+
+
+def _changed(net: BandNet, bands: int | None, hidden: int | None, context: int | None,
+             block: int | None) -> BandNet:
+    torch.manual_seed(WIDEN_SEED)
     wide = net
     if bands is not None:
         wide = widen(wide, bands)
     if hidden is not None:
         wide = widen_hidden(wide, hidden)
+    if context is not None:
+        wide = widen_context(wide, context)
+    if block is not None:
+        wide = add_blocks(wide, block)
+    return wide
+
+
+def _kept_adam_state(optim: dict, old: BandNet, wide: BandNet) -> dict:
+    """Adam's state for the widened network: the moments of each parameter whose name and shape are unchanged;
+    the others start anew (Adam's bias correction then keeps their first steps at the learning rate)."""
+    old_index = {name: (i, p.shape) for i, (name, p) in enumerate(old.named_parameters())}
+    fresh = torch.optim.Adam(wide.parameters()).state_dict()
+    state = {}
+    for j, (name, p) in enumerate(wide.named_parameters()):
+        i, shape = old_index.get(name, (None, None))
+        if shape == p.shape and i in optim["state"]:
+            state[j] = optim["state"][i]
+    return {"state": state, "param_groups": [{**optim["param_groups"][0], "params": fresh["param_groups"][0]["params"]}]}
+
+
+def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
+                     gru_stride: int | None = None, context: int | None = None, block: int | None = None) -> dict:
+    """Widen a training checkpoint and/or change its GRU stride (module doc); writes `out` (atomically) and
+    returns its state. The weight average (train.py) is widened as the weights are, with the same new units;
+    Adam keeps the moments of the parameters whose shape is unchanged."""
+    ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    net = build(ck["config"])
+    net.load_state_dict(ck["model"])
+    old = net.config
+    wide = _changed(net, bands, hidden, context, block)
     if gru_stride is not None:
         wide.config = replace(wide.config, gru_stride=gru_stride)
     if wide.config == old:
         raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "gru_stride")
+    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "context", "block", "gru_stride")
               if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
              "parameters": count_parameters(wide), "macs_per_frame": wide.count_macs()}
-    if wide is not net:             # new shapes: Adam's moments and the weight average start anew
-        saved["optim"] = torch.optim.Adam(wide.parameters()).state_dict()
-        saved.pop("average", None)
+    if wide is not net:
+        saved["optim"] = _kept_adam_state(ck["optim"], net, wide)
+        if "average" in ck:
+            averaged = build(ck["config"])
+            averaged.load_state_dict(ck["average"])
+            saved["average"] = dict(_changed(averaged, bands, hidden, context, block).named_parameters())
+            saved["average"] = {k: v.detach() for k, v in saved["average"].items()}
     with atomic_write(Path(out)) as temp:
         torch.save(saved, temp)
     return state
