@@ -8,7 +8,7 @@ import yaml
 
 from realtime.engine.config import DEFAULT_CONFIG_PATH, FROM_MODEL, load_config
 from realtime.engine.model import OnnxModel
-from realtime.engine.model_files import PASSTHROUGH_FRAMING, model_framing, shipped_model_path
+from realtime.engine.model_files import PASSTHROUGH_FRAMING, model_settings, shipped_model_path
 from realtime.errors import GapfillError
 from realtime.engine.fft import FFTPlan
 from realtime.engine.analysis import AnalysisStage
@@ -31,12 +31,15 @@ def write(tmp_path, text: str):
 
 
 def test_defaults_load_and_validate():
-    """The defaults are default.yaml's values as written, the framing the shipped model's own (its metadata;
-    tests/test_model_framing.py)."""
+    """The defaults are default.yaml's values as written, the framing and gate calibration the shipped model's
+    own (its metadata; tests/test_model_framing.py)."""
     config = load_config(None)
     written = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
     assert written["stft"] == {"fft_size": FROM_MODEL, "hop": FROM_MODEL, "window": FROM_MODEL}
-    written["stft"] = model_framing("default")
+    assert written["gate"]["damage_share"] == written["gate"]["codec_share"] == FROM_MODEL
+    fixed = model_settings("default")
+    written["stft"] = fixed["stft"]
+    written["gate"].update(fixed["gate"])
     assert {"model": config.model, "stft": config.stft, "phase": config.phase, "gate": config.gate} == written
     model = OnnxModel(shipped_model_path(), threads=1)
     assert (config.fft_size, config.hop, config.window) == (model.fft_size, model.hop, model.window)

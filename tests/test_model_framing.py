@@ -1,5 +1,5 @@
 """A model runs only with the framing it was trained with (metadata `gapfill.window`, Hann when absent), and
-the shipped model and the default config agree on it."""
+the shipped model and the default config agree on it; its gate calibration comes with it (`gapfill.gate.*`)."""
 
 from __future__ import annotations
 
@@ -72,3 +72,20 @@ def test_a_config_that_names_only_the_model_runs_at_the_models_framing(tmp_path)
     hann = str(shipped_model_with_metadata(tmp_path / "hann.onnx", drop=("gapfill.window",), **{"gapfill.hop": "256"}))
     assert Restorer.from_config(None, {"model": {"path": hann}}).config.stft == {"fft_size": 1024, "hop": 256,
                                                                                  "window": "hann"}
+
+
+def test_the_gate_calibration_comes_from_the_model_unless_the_config_sets_it(tmp_path):
+    from realtime.engine.model_files import GATE_CALIBRATION
+
+    assert {k: load_config(None).gate[k] for k in GATE_CALIBRATION} == GATE_CALIBRATION   # v1 carries none
+    path = str(shipped_model_with_metadata(tmp_path / "calibrated.onnx", **{"gapfill.gate.damage_share": "0.04"}))
+    gate = load_config(None, {"model": {"path": path}}).gate
+    assert gate["damage_share"] == 0.04 and gate["codec_share"] == GATE_CALIBRATION["codec_share"]
+    assert load_config(None, {"model": {"path": path}, "gate": {"damage_share": 0.01}}).gate["damage_share"] == 0.01
+    restorer = Restorer.from_config(None, {"model": {"path": path}})
+    assert restorer.config.gate["damage_share"] == 0.04
+    broken = str(shipped_model_with_metadata(tmp_path / "broken.onnx", **{"gapfill.gate.codec_share": "high"}))
+    with pytest.raises(GapfillError, match="metadata 'gapfill.gate.codec_share' is not a number"):
+        load_config(None, {"model": {"path": broken}})
+    with pytest.raises(GapfillError, match="or 'model'"):
+        load_config(None, {"gate": {"codec_share": "auto"}})

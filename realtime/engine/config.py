@@ -6,8 +6,9 @@ of `default.yaml`; an unknown section or key, a wrong type or a value out of ran
 naming the key and the allowed values, e.g. `config 'phase.method': must be one of 'decoded', 'rtpghi',
 'completion', got 'fast'`. The model rate is declared here, once. An `stft` key set to FROM_MODEL (the
 default) takes the value the model was trained at, from its metadata
-(`realtime.engine.model_files.model_framing`); a value set explicitly must match the model's when it is
-loaded.
+(`realtime.engine.model_files.model_settings`); a value set explicitly must match the model's when it is
+loaded. The gate's calibration keys (`model_files.GATE_CALIBRATION`) set to FROM_MODEL (the default) take
+the model's calibration the same way; a value set explicitly wins.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Callable
 
 import yaml
 
-from realtime.engine.model_files import model_framing
+from realtime.engine.model_files import GATE_CALIBRATION, model_settings
 from realtime.engine.windows import WINDOWS
 from realtime.errors import GapfillError
 
@@ -31,7 +32,9 @@ MODEL_RATE_HZ = 48_000
 BLOCK_SAMPLES = 4096
 """Block size (samples) in which `restore` and the file and pipe front ends feed a `Restorer`."""
 FROM_MODEL = "model"
-"""An `stft` value meaning: the model's own (its metadata)."""
+"""An `stft` or gate calibration value meaning: the model's own (its metadata)."""
+_FROM_MODEL_KEYS = {"stft": ("fft_size", "hop", "window"), "gate": tuple(GATE_CALIBRATION)}
+"""The keys that may be FROM_MODEL, per section."""
 
 
 def _power_of_two(low: int, high: int) -> Callable[[Any], str | None]:
@@ -107,7 +110,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "release_db": _number(0.0, 50.0),
         "floor_spread_db": _number(0.0, 20.0),
         "floor_bonus_db": _number(0.0, 50.0),
-        "damage_share": _number(0.0, 1.0),
+        "damage_share": _or_from_model(_number(0.0, 1.0)),
         "damage_margin_hz": _number(0.0, 6000.0),
         "damage_from_hz": _number(1500.0, 24000.0),
         "damage_time_s": _number(0.02, 3600.0),
@@ -117,7 +120,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "hole_db": _number(6.0, 60.0),
         "confidence_from": _number(0.01, 1.0),
         "confidence_full": _number(0.01, 1.0),
-        "codec_share": _number(0.001, 1.0),
+        "codec_share": _or_from_model(_number(0.001, 1.0)),
     },
 }
 
@@ -218,10 +221,11 @@ def load_config(path: str | Path | None = None,
     if overrides is not None:
         settings = _overlay(settings, overrides, "overrides")
     _validate(settings)
-    if FROM_MODEL in settings["stft"].values():
-        framing = model_framing(settings["model"]["path"])
-        settings["stft"] = {key: framing[key] if value == FROM_MODEL else value
-                            for key, value in settings["stft"].items()}
+    if any(settings[section][key] == FROM_MODEL for section, keys in _FROM_MODEL_KEYS.items() for key in keys):
+        fixed = model_settings(settings["model"]["path"])
+        for section, keys in _FROM_MODEL_KEYS.items():
+            settings[section].update({key: fixed[section][key] for key in keys
+                                      if settings[section][key] == FROM_MODEL})
     _check_framing(settings)
     return EngineConfig(**settings, source=None if path is None else str(path))
 

@@ -1,6 +1,7 @@
 """Model files: which ONNX file config `model.path` names, its onnxruntime session, and the gapfill
 metadata it carries (docs/CONTRACTS.md): what the configuration needs of a model before the engine loads
-it (`model_framing`: the STFT framing it was trained at) and what `realtime.engine.model` opens it with.
+it (`model_settings`: the STFT framing it was trained at and the gate calibration chosen for it) and what
+`realtime.engine.model` opens it with.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from realtime.errors import GapfillError
 SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
 """The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
 PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
-"""The framing `model_framing` gives the pass-through model, which works with any."""
+"""The framing `model_settings` gives the pass-through model, which works with any."""
+GATE_CALIBRATION = {"damage_share": 0.015, "codec_share": 0.2}
+"""The gate settings that depend on how a model's confidence reads clean and coded audio: a model's metadata
+sets them (`gapfill.gate.<key>`, chosen on held-out clips for that model, its card says how); these values,
+chosen for model v1 (realtime/engine/default.yaml's notes), hold for a model that sets none."""
 
 
 def shipped_model_path() -> Path:
@@ -75,17 +80,33 @@ def file_framing(path: Path, meta: dict[str, str]) -> dict[str, Any]:
             "window": meta.get("gapfill.window", "hann")}
 
 
+def file_gate_calibration(path: Path, meta: dict[str, str]) -> dict[str, float]:
+    """The gate settings of GATE_CALIBRATION in a model's metadata (GATE_CALIBRATION's values where it sets none)."""
+    calibration = {}
+    for key, fallback in GATE_CALIBRATION.items():
+        text = meta.get(f"gapfill.gate.{key}")
+        try:
+            calibration[key] = fallback if text is None else float(text)
+        except ValueError:
+            raise GapfillError(f"cannot load model '{path}': metadata 'gapfill.gate.{key}' is not a number "
+                               f"({text!r})") from None
+    return calibration
+
+
 @lru_cache(maxsize=16)
-def _cached_framing(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, Any], ...]:
+def _cached_settings(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, dict[str, Any]], ...]:
     file = Path(path)
-    return tuple(file_framing(file, open_session(file, 1).get_modelmeta().custom_metadata_map).items())
+    meta = open_session(file, 1).get_modelmeta().custom_metadata_map
+    return (("stft", file_framing(file, meta)), ("gate", file_gate_calibration(file, meta)))
 
 
-def model_framing(path_setting: str) -> dict[str, Any]:
-    """The `stft` settings the model config `model.path` names was trained at (PASSTHROUGH_FRAMING for
-    'passthrough'); a file that cannot be loaded raises the GapfillError loading it would."""
+def model_settings(path_setting: str) -> dict[str, dict[str, Any]]:
+    """The settings the model config `model.path` names fixes: `stft` (the framing it was trained at;
+    PASSTHROUGH_FRAMING for 'passthrough') and `gate` (its calibration, GATE_CALIBRATION's keys); a file that
+    cannot be loaded raises the GapfillError loading it would."""
     if path_setting == "passthrough":
-        return dict(PASSTHROUGH_FRAMING)
+        return {"stft": dict(PASSTHROUGH_FRAMING), "gate": dict(GATE_CALIBRATION)}
     path = model_file(path_setting)
     stat = path.stat() if path.is_file() else None
-    return dict(_cached_framing(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0))
+    cached = _cached_settings(str(path), stat.st_mtime_ns if stat else 0, stat.st_size if stat else 0)
+    return {section: dict(values) for section, values in cached}

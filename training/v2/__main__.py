@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
+    e.add_argument("--damage-share", type=float, default=None, help="gate calibration (default.yaml gate)")
+    e.add_argument("--codec-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     tp = sub.add_parser("throughput", help="training throughput, today's U-Net and v2, one thread")
     tp.add_argument("--steps", type=int, default=6)
     tp.add_argument("--json", default=f"{DEFAULT_RUN}/throughput.json")
@@ -145,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_cliffs(cliff_rows(load_checkpoint(args.checkpoint)[0], args.data, args.crops)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
-        print(f"export: {export_checkpoint(args.checkpoint, args.out)}")
+        gate = {k: v for k, v in (("damage_share", args.damage_share), ("codec_share", args.codec_share)) if v is not None}
+        print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
     elif args.step == "throughput":
         from training.v2.ablation import ARMS
         from training.v2.throughput import run

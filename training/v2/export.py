@@ -5,7 +5,8 @@ Graph: input `magnitude` float32 [batch, 513] (linear magnitudes of the asymmetr
 frame's band features) and `state_in.gru` [batch, 1, hidden] -> `state_out.*`, zeros at stream start;
 batch = audio channels. The band pooling and expansion are constant matrix products inside the graph.
 Metadata: gapfill.sample_rate / fft_size / hop / lookahead_frames / window ("asymmetric") plus the model's
-config, size and training facts. Opset 17.
+config, size and training facts, and where given the gate calibration chosen for it (`gapfill.gate.<key>`,
+realtime/engine/model_files.py GATE_CALIBRATION). Opset 17.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from realtime.engine.model_files import GATE_CALIBRATION
 from training.export import write_streaming_onnx
 from training.unet import count_parameters
 from training.v2 import features
@@ -43,12 +45,20 @@ def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) 
     return write_streaming_onnx(StreamingBandNet(net), net.state_shapes(), ["magnitude_out", "confidence"], path, meta)
 
 
-def export_checkpoint(checkpoint: str | Path, path: str | Path) -> Path:
+def gate_metadata(calibration: dict[str, float]) -> dict[str, str]:
+    """Metadata of a gate calibration (keys of GATE_CALIBRATION; others raise ValueError)."""
+    unknown = set(calibration) - set(GATE_CALIBRATION)
+    if unknown:
+        raise ValueError(f"gate calibration: unknown keys {sorted(unknown)} (known: {', '.join(GATE_CALIBRATION)})")
+    return {f"gapfill.gate.{key}": str(float(value)) for key, value in calibration.items()}
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, gate: dict[str, float] | None = None) -> Path:
     """Export a training checkpoint (its weight average where it has one), with its steps, CPU hours and
-    audio hours in the metadata."""
+    audio hours in the metadata, and the gate calibration `gate` where given."""
     net, ck = load_checkpoint(checkpoint)
     state = ck["state"]
-    return export_onnx(net, path, {"gapfill.train_steps": state["step"],
+    return export_onnx(net, path, {**gate_metadata(gate or {}), "gapfill.train_steps": state["step"],
                                    "gapfill.weights": "average" if "average" in ck else "last step",
                                    "gapfill.train_cpu_hours": round(state["cpu_s"] / 3600, 2),
                                    "gapfill.train_audio_hours": round(state["audio_s"] / 3600, 1)})
