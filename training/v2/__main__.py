@@ -13,6 +13,7 @@
     python -m training.v2 floor --checkpoint runs/v2/last.pt   # validation LSD of band oracles and the model
     python -m training.v2 levels --checkpoint runs/v2/last.pt  # band levels above the cutoff, per kind
     python -m training.v2 cliffs --checkpoint runs/v2/last.pt  # confidence: coded vs clean under a cliff
+    python -m training.v2 damage --model runs/v2/gapfill-v2.onnx  # codec damage under an edge vs confidence
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
@@ -86,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     cl.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     cl.add_argument("--data", default="data/v2pairs/r0", help="pair cache whose validation crops are scored")
     cl.add_argument("--crops", type=int, default=200)
+    dm = sub.add_parser("damage", help="codec damage under a band edge vs a model's confidence (training/v2/damage.py)")
+    dm.add_argument("--model", required=True, help="an ONNX model file")
+    dm.add_argument("--corpus", default="data/v2", help="data v2 (gate_noharm's clips)")
+    dm.add_argument("--clips", type=int, default=2, help="clips per kind (speech, music, mix)")
+    dm.add_argument("--seconds", type=float, default=4.0)
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
@@ -145,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         from training.v2.cliffs import cliff_rows, format_rows as format_cliffs
         from training.v2.export import load_checkpoint
         print(format_cliffs(cliff_rows(load_checkpoint(args.checkpoint)[0], args.data, args.crops)))
+    elif args.step == "damage":
+        from training.v2.damage import damage_rows, format_rows as format_damage
+        print(format_damage(damage_rows(args.model, args.corpus, args.clips, args.seconds)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
         gate = {k: v for k, v in (("damage_share", args.damage_share), ("codec_share", args.codec_share)) if v is not None}
