@@ -26,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from training.v2.loss import LABELS
 from training.v2.model import FILLS, BandNetConfig
 
 DEFAULT_CLEAN = "data/v2boot/clean"
@@ -59,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--batch", type=int, default=None, help="crops per step (default: train.BATCH)")
     t.add_argument("--frames", type=int, default=None, help="frames per crop (default: train.CROP_FRAMES)")
+    t.add_argument("--labels", choices=LABELS, default=None,
+                   help="what the confidence learns is codec-made (loss.py; default changed, or a resumed run's own)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         data = DEFAULT_PAIRS if args.data is None else args.data[0] if len(args.data) == 1 else args.data
         record = train(args.run, data, hours, _config(args), max_steps=args.steps,
                        seed=args.seed, threads=args.threads, batch=args.batch or BATCH,
-                       frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None)
+                       frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None,
+                       labels=args.labels)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all

@@ -5,11 +5,11 @@ variants and codecs of benchmarks/gate_noharm.py.
 
 Per clip (its first channel), variant and condition, over the active frames (loss.py `active_frames`) and
 the bins from 0 Hz to the gate's `damage_margin_hz` under the band edge (the variant's low-pass or the
-codec's cliff, bandlimit.py `codec_cliff_hz`, whichever is lower), in the v2 framing:
+codec's cliff, bandlimit.py `codec_cliff_hz`, whichever is lower), in the model's own framing:
     labelled       share of bins the training labels call codec-made (decoded and source differ by more than
                    LABEL_DB, both floored at LABEL_FLOOR_DB: loss.py `band_labels`)
     audible holes  share of bins within AUDIBLE_RANGE_DB of their frame's loudest bin that the codec lowered
-                   by more than HOLE_DB: what a listener can miss
+                   by more than HOLE_DB: what a listener can miss (loss.py's "audible_holes" labels)
     flagged        share of bins at or above the gate's `confidence_from` (the statistic the gate averages)
     filled         share of bins the model raises by more than HOLE_DB at that confidence
 Printed as medians and ranges over clips per (variant, condition).
@@ -25,34 +25,31 @@ import numpy as np
 
 from realtime.engine.config import MODEL_RATE_HZ, load_config
 from realtime.engine.stft import stft_offline
+from realtime.engine.windows import full_scale_magnitude
 from training.train import LABEL_DB, LABEL_FLOOR_DB
-from training.v2 import features
 from training.v2.bandlimit import codec_cliff_hz
+from training.v2.loss import AUDIBLE_RANGE_DB, HOLE_DB
 
 VARIANTS = ("full", "lp12k", "lp8k")
 CONDITIONS = ("clean_float", "lame_128k", "lame_96k", "lame_48k", "lame_32k_mono", "libmp3lame_32k")
-HOLE_DB = 10.0
-AUDIBLE_RANGE_DB = 40.0
 ACTIVE_DB = -70.0
 STATISTICS = ("labelled", "audible_holes", "flagged", "filled")
 
 
-def _magnitudes(x: np.ndarray) -> np.ndarray:
-    return np.abs(stft_offline(x.astype(np.float64), features.FFT_SIZE, features.HOP, features.WINDOW)).astype(np.float32)
-
-
 def damage_scores(source: np.ndarray, decoded: np.ndarray, estimate: np.ndarray, confidence: np.ndarray,
-                  edge_hz: float, margin_hz: float, confidence_from: float) -> dict[str, float]:
-    """The statistics (module doc) of source and decoded magnitudes and the model's estimate and confidence,
-    each (frames, F) in the v2 framing, under `edge_hz` - `margin_hz`."""
-    fs = features.full_scale_magnitude()
+                  edge_hz: float, margin_hz: float, confidence_from: float, full_scale: float) -> dict[str, float]:
+    """The statistics (module doc) of source and decoded magnitudes and a model's estimate and confidence,
+    each (frames, F = fft_size / 2 + 1), under `edge_hz` - `margin_hz`; `full_scale`: the magnitude of a
+    full-scale sine in that framing."""
+    fs = full_scale
     floor = fs * 10 ** (LABEL_FLOOR_DB / 20)
-    top = max(1, int((edge_hz - margin_hz) * features.FFT_SIZE / MODEL_RATE_HZ))
+    top = max(1, int((edge_hz - margin_hz) * 2 * (source.shape[1] - 1) / MODEL_RATE_HZ))
     active = source.max(axis=1) > fs * 10 ** (ACTIVE_DB / 20)
+    peak = np.maximum(source[active].max(axis=1, keepdims=True), floor)
     s, d, e = (np.maximum(m[active, :top], floor) for m in (source, decoded, estimate))
     c = confidence[active, :top]
     change_db = 20 * np.log10(d / s)
-    audible = 20 * np.log10(s / s.max(axis=1, keepdims=True)) > -AUDIBLE_RANGE_DB
+    audible = 20 * np.log10(s / peak) > -AUDIBLE_RANGE_DB
     confident = c >= confidence_from
     if not s.size:
         return dict.fromkeys(STATISTICS, 0.0)
@@ -69,21 +66,28 @@ def damage_rows(model: str | Path, corpus: str | Path, clips: int, seconds: floa
     from benchmarks.models import degraded
     from training.export import stream_onnx
 
-    gate = load_config(None, {"model": {"path": str(model)}}).gate
+    config = load_config(None, {"model": {"path": str(model)}})
+    gate, fft_size, hop, window = config.gate, config.fft_size, config.hop, config.window
+    full_scale = full_scale_magnitude(fft_size, window, hop)
+
+    def magnitudes(x: np.ndarray) -> np.ndarray:
+        return np.abs(stft_offline(x.astype(np.float64), fft_size, hop, window)).astype(np.float32)
+
     rows = []
     for _, clip, _, _ in corpus_clips(Path(corpus), clips, 0, seconds):
         for variant in VARIANTS:
             source = band_limited(clip.samples, VARIANT_BY_NAME[variant])
             for condition in CONDITIONS:
                 reference, decoded, _ = degraded(BY_NAME[condition], source, 0)
-                s, d = _magnitudes(reference[0]), _magnitudes(decoded[0])
+                s, d = magnitudes(reference[0]), magnitudes(decoded[0])
                 n = min(len(s), len(d))
                 estimate, confidence = (a[0] for a in stream_onnx(model, d[None, :n]))
                 cliff = codec_cliff_hz(reference[0], decoded[0])
                 edge = min(VARIANT_BY_NAME[variant].lowpass_hz or MODEL_RATE_HZ / 2, cliff or MODEL_RATE_HZ / 2)
                 rows.append({"clip": clip.id, "kind": clip.kind, "variant": variant, "condition": condition,
                              "edge_hz": edge, **damage_scores(s[:n], d[:n], estimate, confidence, edge,
-                                                              gate["damage_margin_hz"], gate["confidence_from"])})
+                                                              gate["damage_margin_hz"], gate["confidence_from"],
+                                                              full_scale)})
     return rows
 
 

@@ -17,6 +17,10 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
                 three quarters of the STFT of the crop through the decode chain and of the labels' cost
+
+Codec-made, by LABELS: "changed" (the decoded bin more than LABEL_DB from the reference, either way; what
+model v1 learnt) or "audible_holes" (the decoded bin more than HOLE_DB under a reference bin that lies
+within AUDIBLE_RANGE_DB of its frame's loudest: what a listener can miss, training/v2/damage.py).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ CONFIDENCE_WEIGHT = 0.2
 ABOVE_WEIGHT = 0.0
 MISSING_DB = 15.0
 AUDIBLE_DB = -90.0
+LABELS = ("changed", "audible_holes")
+HOLE_DB = 10.0
+AUDIBLE_RANGE_DB = 40.0
 
 
 def active_frames(clean: torch.Tensor) -> torch.Tensor:
@@ -44,12 +51,20 @@ def active_frames(clean: torch.Tensor) -> torch.Tensor:
     return (clean.amax(-1) > full_scale_magnitude() * 10 ** (ACTIVE_DB / 20)).float()
 
 
-def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int) -> torch.Tensor:
-    """Share (..., T, bands) of each band's bins where decoded and reference magnitudes (..., T, F) differ by
-    more than LABEL_DB (both floored at LABEL_FLOOR_DB re a full-scale sine): codec-made."""
+def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int, labels: str = "changed") -> torch.Tensor:
+    """Share (..., T, bands) of each band's bins that are codec-made by `labels` (module doc) for decoded and
+    reference magnitudes (..., T, F), both floored at LABEL_FLOOR_DB re a full-scale sine."""
+    if labels not in LABELS:
+        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
     floor = full_scale_magnitude() * 10 ** (LABEL_FLOOR_DB / 20)
     ratio_db = 2 * db(decoded.clamp(min=floor) / reference.clamp(min=floor))
-    return (ratio_db.abs() > LABEL_DB).float() @ torch.from_numpy(pooling_matrix(bands))
+    if labels == "changed":
+        made = ratio_db.abs() > LABEL_DB
+    else:
+        reference = reference.clamp(min=floor)
+        audible = 2 * db(reference / reference.amax(-1, keepdim=True)) > -AUDIBLE_RANGE_DB
+        made = (ratio_db < -HOLE_DB) & audible
+    return made.float() @ torch.from_numpy(pooling_matrix(bands))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -46,7 +46,7 @@ from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
 from training.v2.testsignals import P_TEST_SIGNAL, test_signal
-from training.v2.loss import SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
+from training.v2.loss import LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
 
 BATCH = 32
@@ -114,7 +114,8 @@ class PairCache:
 
 def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Generator, bands: int,
                augment: bool = True, identity: bool = False,
-               gain_db: tuple[float, float] = GAIN_DB_RANGE) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               gain_db: tuple[float, float] = GAIN_DB_RANGE, labels: str = LABELS[0]
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, sparse frames, bands) of the
     loss's sparse frames (training/v2/loss.py); `identity`: the clean crop is the input. When augmenting, a
     crop is a band-limited identity pair with probability P_BAND_LIMITED (training/v2/bandlimit.py), and
@@ -135,7 +136,7 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
     changed = [i for i, row in enumerate(rows) if not np.array_equal(row[0], row[2])]
     if changed:
         through[changed] = features.frame_magnitudes(audio[changed, 2], SPARSE_FRAME_STRIDE)
-    return decoded, clean, band_labels(decoded[:, SPARSE], through, bands)
+    return decoded, clean, band_labels(decoded[:, SPARSE], through, bands, labels)
 
 
 def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
@@ -146,8 +147,8 @@ def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch
     opt.step()
 
 
-def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS
-                    ) -> dict[str, tuple[torch.Tensor, ...]]:
+def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS,
+                    labels: str = LABELS[0]) -> dict[str, tuple[torch.Tensor, ...]]:
     """Fixed validation batches (decoded, clean, labels) of the first cache of `data`: `reference` (LAME 32
     kbit/s mono, not augmented), `chains` (every other codec and decode chain of the validation split,
     augmented with a fixed seed, when the cache has them) and `clean` (clean crops as input, augmented: what
@@ -159,7 +160,7 @@ def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crop
     if any(r["split"] == "val" and r.get("mix") == "chains" for r in rows):
         sets["chains"] = (PairCache(data_root, "val", 124, mixes=("chains",)), True, False)
     sets["clean"] = (PairCache(data_root, "val", 125, codec=REFERENCE.name), True, True)
-    return {name: make_batch(src, crops, frames, rng, bands, augment=augment, identity=identity)
+    return {name: make_batch(src, crops, frames, rng, bands, augment=augment, identity=identity, labels=labels)
             for name, (src, augment, identity) in sets.items()}
 
 
@@ -218,11 +219,13 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
 def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
           max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int = BATCH,
           frames: int = CROP_FRAMES, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
-          quiet: bool = False, switch_data: bool = False) -> dict:
+          quiet: bool = False, switch_data: bool = False, labels: str | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
-    (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own."""
+    (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own. `labels`:
+    the confidence's labels (loss.py LABELS; a new run's, or a resumed run's from now on, recorded in the
+    checkpoint; by default a new run's are "changed" and a resumed run keeps its own)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -230,7 +233,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     budget_s = cpu_hours * 3600.0
     stored_data = [str(r) for r in data_root] if isinstance(data_root, list) else str(data_root)
     state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
-             "batch": batch, "frames": frames}
+             "batch": batch, "frames": frames, "labels": labels or LABELS[0]}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
@@ -242,6 +245,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         budget_s = max(ck["budget_cpu_s"], budget_s)
         if switch_data:
             state["data"] = stored_data
+        state["labels"] = labels or state.get("labels", LABELS[0])   # before labels were a choice: "changed"
         data_root, batch, frames = state["data"], state["batch"], state["frames"]
         print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
               f"{budget_s / 3600:.2f} CPU h)", flush=True)
@@ -253,7 +257,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"])
     rng = np.random.default_rng(seed + state["step"])
-    val = validation_sets(data_root, net.config.bands, frames)
+    val = validation_sets(data_root, net.config.bands, frames, labels=state["labels"])
     from training.v2.cliffs import cliff_crops, cliff_record    # cliffs.py builds on this module
     cliff_set = cliff_crops(data_root, VAL_CLIFF_CROPS)
     log = open(run / "log.jsonl", "a")
@@ -288,8 +292,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, state["cpu_s"] / budget_s))))
         for group in opt.param_groups:
             group["lr"] = lr
-        decoded, clean, labels = make_batch(source, batch, frames, rng, net.config.bands)
-        terms = loss_terms(net, net.bands(decoded), decoded, clean, labels)
+        decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
+        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets)
         optimizer_step(net, opt, terms["total"])
         average.update()
         state["step"] += 1
