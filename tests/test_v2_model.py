@@ -28,6 +28,21 @@ def _magnitudes(frames: int, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(mag.astype(np.float32))
 
 
+def _same_function_then_two_steps(old: BandNet, new: BandNet) -> None:
+    """new computes old's function; then two SGD steps on new (its gradients stay for the caller to check)."""
+    mag = _magnitudes(20)
+    with torch.no_grad():
+        a, b = old(mag), new(mag)
+    torch.testing.assert_close(b.magnitude, a.magnitude, rtol=1e-5, atol=0.0)
+    torch.testing.assert_close(b.confidence_logit, a.confidence_logit, rtol=1e-5, atol=1e-6)
+    new.train()
+    opt = torch.optim.SGD(new.parameters(), lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        new(mag).magnitude.log().mean().backward()
+        opt.step()
+
+
 @pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24),
                                     BandNetConfig(gru_stride=3),
                                     BandNetConfig(gru_stride=4, context=5, block=16, channels=3)])
@@ -121,17 +136,7 @@ def test_more_hidden_units_keep_the_function_and_all_units_learn(tmp_path) -> No
     torch.manual_seed(4)
     net = _random_net(BandNetConfig(hidden=16, channels=3))
     wide = widen_hidden(net, 24)
-    mag = _magnitudes(20)
-    with torch.no_grad():
-        a, b = net(mag), wide(mag)
-    torch.testing.assert_close(b.magnitude, a.magnitude, rtol=1e-5, atol=0.0)
-    torch.testing.assert_close(b.confidence_logit, a.confidence_logit, rtol=1e-5, atol=1e-6)
-    wide.train()
-    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
-    for _ in range(2):          # the head learns to read the new units first, then they learn themselves
-        opt.zero_grad()
-        wide(mag).magnitude.log().mean().backward()
-        opt.step()
+    _same_function_then_two_steps(net, wide)   # the head learns to read the new units first, then they learn
     assert wide.out.weight.grad[:, 16:].abs().sum() > 0
     assert wide.gru.weight_hh_l0.grad[16:24].abs().sum() > 0
     with pytest.raises(ValueError, match="not more"):
@@ -161,16 +166,7 @@ def test_more_context_and_blocks_keep_the_function_and_learn(tmp_path) -> None:
     deep = add_blocks(widen_context(net, 4), 12)
     assert deep.config.context == 4 and deep.config.block == 12
     mag = _magnitudes(20)
-    with torch.no_grad():
-        a, b = net(mag), deep(mag)
-    torch.testing.assert_close(b.magnitude, a.magnitude, rtol=1e-5, atol=0.0)
-    torch.testing.assert_close(b.confidence_logit, a.confidence_logit, rtol=1e-5, atol=1e-6)
-    deep.train()
-    opt = torch.optim.SGD(deep.parameters(), lr=0.1)
-    for _ in range(2):          # the blocks' last layers learn first, then their first ones; the old frames too
-        opt.zero_grad()
-        deep(mag).magnitude.log().mean().backward()
-        opt.step()
+    _same_function_then_two_steps(net, deep)   # the blocks' last layers learn first, then their first ones
     assert deep.in_block[0].weight.grad.abs().sum() > 0 and deep.head_block[0].weight.grad.abs().sum() > 0
     assert deep.gru_in.weight.grad.view(16, 32, 12)[..., :6].abs().sum() > 0
     with pytest.raises(ValueError, match="not more"):
