@@ -45,16 +45,19 @@ def _same_function_then_two_steps(old: BandNet, new: BandNet) -> None:
 
 @pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24),
                                     BandNetConfig(gru_stride=3),
-                                    BandNetConfig(gru_stride=4, context=5, block=16, channels=3)])
+                                    BandNetConfig(gru_stride=4, context=5, block=16, channels=3),
+                                    BandNetConfig(lookahead=1), BandNetConfig(gru_stride=1, lookahead=2)])
 def test_future_frames_do_not_change_past_outputs(config: BandNetConfig) -> None:
+    """An estimate sees its frame and `lookahead` frames after it, no more."""
     net = _random_net(config)
     mag = _magnitudes(30)
     changed = mag.clone()
     changed[:, 12:] = changed[:, 12:].flip(-1) * 3.0
+    seen = 12 - config.lookahead                  # the frames whose estimates see none of the change
     with torch.no_grad():
         a, b = net(mag), net(changed)
-    assert torch.equal(a.magnitude[:, :12], b.magnitude[:, :12])
-    assert not torch.allclose(a.magnitude[:, 12:], b.magnitude[:, 12:])
+    assert torch.equal(a.magnitude[:, :seen], b.magnitude[:, :seen])
+    assert not torch.allclose(a.magnitude[:, seen: seen + 1], b.magnitude[:, seen: seen + 1])
 
 
 @pytest.mark.parametrize("fill", ["power", "magnitude"])
@@ -70,8 +73,12 @@ def test_band_power_from_band_outputs_equals_pooled_bins(fill: str) -> None:
 @pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(gru_stride=2), BandNetConfig(gru_stride=3),
                                     BandNetConfig(gru_stride=4, context=4, block=16),
                                     BandNetConfig(gru_stride=1, context=3, block=8),
-                                    BandNetConfig(gru_stride=2, context=3, channels=3)])
+                                    BandNetConfig(gru_stride=2, context=3, channels=3),
+                                    BandNetConfig(lookahead=1), BandNetConfig(gru_stride=1, context=3, lookahead=2),
+                                    BandNetConfig(gru_stride=3, context=4, block=8, lookahead=1)])
 def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig) -> None:
+    """Call k of the streaming graph gives frame k - lookahead's estimate, the offline one; after the last
+    frame, `lookahead` silent ones flush the rest, as the engine does."""
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
     from training.export import stream_onnx
@@ -79,26 +86,30 @@ def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig)
 
     net = _random_net(config)
     mag = _magnitudes(25)
+    la = config.lookahead
+    fed = torch.cat([mag, torch.zeros(2, la, mag.shape[2])], dim=1)    # the flush: la silent frames
     with torch.no_grad():
         offline = net(mag)
         stream = StreamingBandNet(net)
         states = [torch.zeros(2, *shape) for shape in net.state_shapes().values()]
         frames = []
-        for t in range(mag.shape[1]):
-            out, _, *states = stream(mag[:, t], *states)
+        for t in range(fed.shape[1]):
+            out, _, *states = stream(fed[:, t], *states)
             frames.append(out)
     reference = offline.magnitude.numpy()
-    np.testing.assert_allclose(torch.stack(frames, 1).numpy(), reference, rtol=1e-5, atol=1e-6 * reference.max())
+    np.testing.assert_allclose(torch.stack(frames[la:], 1).numpy(), reference, rtol=1e-5, atol=1e-6 * reference.max())
     path = export_onnx(net, tmp_path / "v2.onnx")
     import onnx
-    branches = [node.op_type for node in onnx.load(str(path)).graph.node if node.op_type == "If"]
+    model = onnx.load(str(path))
+    branches = [node.op_type for node in model.graph.node if node.op_type == "If"]
     assert len(branches) == (config.gru_stride > 1)          # the frames between GRU updates skip it
-    magnitude, confidence = stream_onnx(path, mag.numpy())
+    assert {p.key: p.value for p in model.metadata_props}["gapfill.lookahead_frames"] == str(la)
+    magnitude, confidence = (a[:, la:] for a in stream_onnx(path, fed.numpy()))
     assert np.max(np.abs(magnitude - reference)) <= 1e-4 * np.max(np.abs(reference))
     expected = (torch.sigmoid(offline.confidence_logit) @ net.expansion).numpy()
     assert np.max(np.abs(confidence - expected)) <= 1e-4
-    mono, _ = stream_onnx(path, mag[:1].numpy())                 # one channel: batch 1
-    assert np.max(np.abs(mono - reference[:1])) <= 1e-4 * np.max(np.abs(reference))
+    mono, _ = stream_onnx(path, fed[:1].numpy())                 # one channel: batch 1
+    assert np.max(np.abs(mono[:, la:] - reference[:1])) <= 1e-4 * np.max(np.abs(reference))
 
 
 def test_a_widened_network_starts_from_its_parent_and_keeps_the_checkpoint_going(tmp_path) -> None:
@@ -195,3 +206,30 @@ def test_more_context_and_blocks_keep_the_function_and_learn(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(average(mag).magnitude, averaged(mag).magnitude, rtol=1e-5, atol=0.0)
     torch.testing.assert_close(widened["average"]["in_block.0.weight"], widened["model"]["in_block.0.weight"])
+
+
+def test_a_look_ahead_starts_as_the_network_a_frame_late_and_learns_the_new_frame(tmp_path) -> None:
+    from training.v2.__main__ import main
+    from training.v2.widen import add_lookahead
+
+    net = _random_net(BandNetConfig(hidden=16, gru_stride=1))
+    ahead = add_lookahead(net, 1)
+    assert (ahead.config.lookahead, ahead.config.context) == (1, 3)
+    w = ahead.gru_in.weight.view(16, 32, 9)
+    assert torch.equal(w[..., :6], net.gru_in.weight.view(16, 32, 6)) and not w[..., 6:].any()
+    mag = _magnitudes(20)
+    ahead.train()
+    opt = torch.optim.SGD(ahead.parameters(), lr=0.1)
+    opt.zero_grad()
+    ahead(mag).magnitude.log().mean().backward()
+    assert ahead.gru_in.weight.grad.view(16, 32, 9)[..., 6:].abs().sum() > 0     # the new frame is learnt
+    with pytest.raises(ValueError, match="looks ahead already"):
+        add_lookahead(ahead, 1)
+    ck = tmp_path / "last.pt"
+    torch.save({"model": net.state_dict(), "optim": torch.optim.Adam(net.parameters()).state_dict(),
+                "config": {"bands": 32, "channels": 0, "hidden": 16, "fill": "power", "gru_stride": 1},
+                "state": {"step": 3, "cpu_s": 1.0}, "budget_cpu_s": 3600.0}, ck)
+    assert main(["widen", "--lookahead", "1", "--checkpoint", str(ck)]) == 0
+    widened = torch.load(ck, weights_only=False)
+    assert widened["config"]["lookahead"] == 1 and widened["config"]["context"] == 3
+    assert widened["state"]["widened"] == [{"context": [2, 3], "lookahead": [0, 1], "step": 3, "cpu_s": 1.0}]

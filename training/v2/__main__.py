@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--hidden", type=int, default=None)
     w.add_argument("--context", type=int, default=None, help="frames the GRU's input layer sees (model.py)")
     w.add_argument("--block", type=int, default=None, help="add residual blocks of this width (model.py)")
+    w.add_argument("--lookahead", type=int, default=None, help="look ahead this many frames (model.py)")
     w.add_argument("--gru-stride", type=int, default=None, help="a new GRU stride (model.py)")
     w.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     w.add_argument("--out", default=None, help="default: the checkpoint itself")
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "widen":
         from training.v2.widen import widen_checkpoint
         state = widen_checkpoint(args.checkpoint, args.out or args.checkpoint, args.bands, args.hidden,
-                                 args.gru_stride, args.context, args.block)
+                                 args.gru_stride, args.context, args.block, args.lookahead)
         print(f"widen: {state['widened'][-1]}")
     elif args.step == "floor":
         from training.v2.floor import floor_table, format_table
@@ -186,11 +187,12 @@ def _config_args(t: argparse.ArgumentParser) -> None:
                    help="frames per GRU update (model.py; 1: every frame)")
     t.add_argument("--context", type=int, default=d.context, help="frames the GRU's input layer sees (model.py)")
     t.add_argument("--block", type=int, default=d.block, help="residual block width (model.py; 0: none)")
+    t.add_argument("--lookahead", type=int, default=d.lookahead, help="frames of look-ahead (model.py)")
 
 
 def _config(args: argparse.Namespace) -> BandNetConfig:
     return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill,
-                         gru_stride=args.gru_stride, context=args.context, block=args.block)
+                         gru_stride=args.gru_stride, context=args.context, block=args.block, lookahead=args.lookahead)
 
 
 if __name__ == "__main__":

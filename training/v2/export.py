@@ -1,8 +1,9 @@
 """Export a trained v2 BandNet as the engine's streaming ONNX graph (docs/CONTRACTS.md "Magnitude model").
 
 Graph: input `magnitude` float32 [batch, 513] (linear magnitudes of the asymmetric framing), outputs
-`magnitude_out` and `confidence` float32 [batch, 513]; state `state_in.prev` [batch, bands, 3] (the previous
-frame's band features) and `state_in.gru` [batch, 1, hidden] -> `state_out.*`, zeros at stream start;
+`magnitude_out` and `confidence` float32 [batch, 513] (of the frame `lookahead` frames back); state
+`state_in.*` -> `state_out.*` as model.py's `state_shapes` (band features of earlier frames, the GRU's, and
+with a GRU stride or a look-ahead those of the held head and the frames not yet output), zeros at stream start;
 batch = audio channels. The band pooling and expansion are constant matrix products inside the graph.
 Metadata: gapfill.sample_rate / fft_size / hop / lookahead_frames / window ("asymmetric") plus the model's
 config, size and training facts, and where given the gate calibration chosen for it (`gapfill.gate.<key>`,
@@ -22,8 +23,6 @@ from training.unet import count_parameters
 from training.v2 import features
 from training.v2.model import BandNet, StreamingBandNet, build, config_dict
 
-LOOKAHEAD_FRAMES = 0
-
 
 def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, dict]:
     """A v2 training checkpoint: its network in eval mode (with the weight average of train.py where the
@@ -38,7 +37,7 @@ def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) 
     """Write net's streaming graph to path (module doc) with the metadata plus extra_meta; returns path."""
     net = net.eval()
     meta = {"gapfill.sample_rate": features.SAMPLE_RATE, "gapfill.fft_size": features.FFT_SIZE,
-            "gapfill.hop": features.HOP, "gapfill.lookahead_frames": LOOKAHEAD_FRAMES,
+            "gapfill.hop": features.HOP, "gapfill.lookahead_frames": net.config.lookahead,
             "gapfill.window": features.WINDOW, "gapfill.parameters": count_parameters(net),
             "gapfill.macs_per_frame": net.count_macs(), "gapfill.model_args": json.dumps(config_dict(net)),
             **(extra_meta or {})}

@@ -1,10 +1,11 @@
 """Model v2: a small causal recurrent network at band resolution that drives per-bin gains and fills.
 
 Shapes: offline `BandNet.forward(mag (B, T, F=513)) -> BandOutput` (linear magnitudes of the v2 framing,
-training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3 (C - 1)), gru (B, 1, H)
-[, phase (B, 1), held (B, bands, 3)]) -> (magnitude_out (B, F), confidence (B, F), prev', gru'[, phase',
-held'])` computes exactly the same function one frame at a time (phase and held only with gru_stride > 1).
-Batch B = audio channels when streaming.
+training/v2/features.py); streaming `StreamingBandNet.forward(mag (B, F), prev (B, bands, 3 P), gru (B, 1, H)
+[, phase (B, 1), held (B, bands, 3)][, lag (B, L, F)]) -> (magnitude_out (B, F), confidence (B, F), prev',
+gru'[, phase', held'][, lag'])` computes exactly the same function one frame at a time (phase and held only
+with gru_stride > 1, lag only with lookahead L > 0; P = max(C - 1, L + 1) frames of features). Batch B =
+audio channels when streaming.
 
 Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magnitude`, floored at FLOOR_DB):
     P_b   mean power of band b (the pooling matrix), G_b mean of its bins' dB, r the frame's mean power
@@ -29,7 +30,12 @@ Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magni
 so a bin the codec kept is scaled, a bin it dropped (|X_k| ~ 0: holes, the band above a cutoff) comes out at
 the band's fill level, flat inside the band. The confidence that the decoded bin is codec-made is the
 band's sigmoid, repeated over its bins. A new network starts near the identity (gain 1, fill FILL_INIT_DB
-below the frame level, confidence sigmoid(CONFIDENCE_INIT_LOGIT)). No look-ahead (lookahead_frames = 0).
+below the frame level, confidence sigmoid(CONFIDENCE_INIT_LOGIT)).
+
+Look-ahead (`lookahead` L frames, default 0): the estimate of frame u comes from the GRU's output at frame
+u + L (so its input reaches L frames past u) and frame u's own skip path and level; streaming, the output
+of call k is the estimate of frame k - L (the engine's `gapfill.lookahead_frames`), and offline the L frames
+after the last are silence, as the engine's flush feeds them.
 
 Training never needs the 513 bins of every frame: `bands` gives the band outputs and the input's band
 powers, from which `band_power` gets the estimate's band powers exactly (the loss's envelope term), and
@@ -70,9 +76,10 @@ class BandNetConfig:
     gru_stride: int = 4           # frames per GRU update (module doc)
     context: int = 2              # frames the GRU's input layer sees at each update, its own included (>= 2)
     block: int = 0                # width of the residual blocks (module doc; 0: none)
+    lookahead: int = 0            # frames after the estimated one that its estimate sees (module doc)
 
 
-LEGACY_CONFIG = {"gru_stride": 1, "context": 2, "block": 0}
+LEGACY_CONFIG = {"gru_stride": 1, "context": 2, "block": 0, "lookahead": 0}
 """What a stored config without a key meant (checkpoints and exports before that key existed)."""
 
 
@@ -178,16 +185,23 @@ class BandNet(nn.Module):
     def bands(self, mag: torch.Tensor) -> Bands:
         """Offline band outputs: mag (B, T, F) -> Bands of (B, T, bands) tensors; causal (zero past at t = 0)."""
         b, t, _ = mag.shape
-        nb, s, c = self.config.bands, self.config.gru_stride, self.config.context
+        nb, s, c, la = self.config.bands, self.config.gru_stride, self.config.context, self.config.lookahead
         x, frame_db, power, mean_magnitude = self.band_features(mag)      # (B, T, nb, 3), (B, T, 1), ...
-        past = fn.pad(x, (0, 0, 0, 0, c - 1, 0))                          # frame t at t + c - 1
+        if la:                                                             # the frames after the last: silence
+            ahead = self.band_features(mag.new_zeros(b, la, mag.shape[-1]))[0]
+            x_run = torch.cat([x, ahead], dim=1)
+        else:
+            x_run = x
+        tr = t + la                                                        # the frames the GRU runs over
+        past = fn.pad(x_run, (0, 0, 0, 0, c - 1, 0))                       # frame t at t + c - 1
         z = torch.cat([past[:, c - 2: c - 2 + t], x], dim=-1)              # (B, T, nb, 6): the skip path's
-        zs = torch.cat([past[:, i: i + t: s] for i in range(c)], dim=-1)   # (B, Ts, nb, 3c): the GRU's frames
+        zs = torch.cat([past[:, i: i + tr: s] for i in range(c)], dim=-1)  # (B, Ts, nb, 3c): the GRU's frames
         ts = zs.shape[1]
         g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, c * INPUTS)).view(b, ts, -1))
         o = self.head(g.reshape(b * ts, -1)).view(b, ts, nb, 3)
         if s > 1:
-            o = o.repeat_interleave(s, dim=1)[:, :t]
+            o = o.repeat_interleave(s, dim=1)[:, :tr]
+        o = o[:, la:]                                                      # frame u's from frame u + la's
         gain, fill, logit = self.decode(o.reshape(b * t, nb, 3), z.reshape(b * t, nb, 2 * INPUTS),
                                         frame_db.reshape(b * t, 1))
         return Bands(gain.view(b, t, -1), fill.view(b, t, -1), logit.view(b, t, -1), power, mean_magnitude)
@@ -213,10 +227,18 @@ class BandNet(nn.Module):
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-stream state tensors (without the batch dimension), in streaming-argument order."""
-        shapes = {"prev": (self.config.bands, INPUTS * (self.config.context - 1)), "gru": (1, self.config.hidden)}
+        shapes = {"prev": (self.config.bands, INPUTS * self.past_frames), "gru": (1, self.config.hidden)}
         if self.config.gru_stride > 1:
             shapes.update(phase=(1,), held=(self.config.bands, 3))
+        if self.config.lookahead:
+            shapes.update(lag=(self.config.lookahead, features.BINS))
         return shapes
+
+    @property
+    def past_frames(self) -> int:
+        """Frames of band features the streaming graph keeps: the GRU's context and the skip path's of the
+        frame it estimates, L frames back."""
+        return max(self.config.context - 1, self.config.lookahead + 1)
 
     def count_macs(self) -> int:
         """Multiply-accumulates per frame and stream, on average (band matrices, layers; the GRU and head on
@@ -292,29 +314,40 @@ class StreamingBandNet(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, mag, prev, gru, *stride_state):
-        n = self.net
+    def forward(self, mag, prev, gru, *state):
+        n, c, la = self.net, self.net.config.context, self.net.config.lookahead
         x, frame_db, _, _ = n.band_features(mag)
-        z = torch.cat([prev, x], dim=-1)                   # (B, bands, 3 C)
+        z = torch.cat([prev, x], dim=-1)                   # (B, bands, 3 (P + 1)), oldest first
+        gru_z = z[..., -c * INPUTS:]
+        stride_state = state[:2] if n.config.gru_stride > 1 else ()
         if stride_state:
             phase, held = stride_state
             g = n.gru
             recurrence = (g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0, n.hid.weight, n.hid.bias)
             if n.in_block is None:
-                o, h = _strided_update(n.front(z), gru, phase, held, n.gru_in.weight, n.gru_in.bias, *recurrence,
-                                       n.out.weight, n.out.bias, LEAK)
+                o, h = _strided_update(n.front(gru_z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
+                                       *recurrence, n.out.weight, n.out.bias, LEAK)
             else:
                 i1, i2, h1, h2 = n.in_block[0], n.in_block[2], n.head_block[0], n.head_block[2]
-                o, h = _strided_update_blocks(n.front(z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
+                o, h = _strided_update_blocks(n.front(gru_z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
                                               i1.weight, i1.bias, i2.weight, i2.bias, *recurrence,
                                               h1.weight, h1.bias, h2.weight, h2.bias, n.out.weight, n.out.bias, LEAK)
             stride_state = (torch.remainder(phase + 1.0, float(n.config.gru_stride)), o)
         else:
-            g, h = n.gru(n.encode(z).unsqueeze(1), gru.transpose(0, 1).contiguous())
+            g, h = n.gru(n.encode(gru_z).unsqueeze(1), gru.transpose(0, 1).contiguous())
             h = h.transpose(0, 1)
             o = n.head(g[:, 0])
-        gain, fill, logit = n.decode(o, z[..., -2 * INPUTS:], frame_db)
-        return (n.expand(gain, fill, mag), torch.sigmoid(logit) @ n.expansion, z[..., INPUTS:], h, *stride_state)
+        if la:                                              # the estimate of frame u = k - L, L frames back
+            lag = state[-1]
+            u = n.past_frames - la                          # frame u's position in z
+            skip, target = z[..., (u - 1) * INPUTS: (u + 1) * INPUTS], lag[:, 0]
+            frame_db = 20.0 * z[:, :1, u * INPUTS + 2] + LEVEL_REF_DB     # its level, from its features
+            lag_state = (torch.cat([lag[:, 1:], mag.unsqueeze(1)], dim=1),)
+        else:
+            skip, target, lag_state = z[..., -2 * INPUTS:], mag, ()
+        gain, fill, logit = n.decode(o, skip, frame_db)
+        return (n.expand(gain, fill, target), torch.sigmoid(logit) @ n.expansion, z[..., INPUTS:], h,
+                *stride_state, *lag_state)
 
 
 def build(config: dict | BandNetConfig | None = None) -> BandNet:

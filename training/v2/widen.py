@@ -17,11 +17,15 @@ function; the first step teaches the output layer to read the new units, the nex
 
 More context (`widen_context`): the GRU's input layer gets columns for the older frames, zero, so that it
 computes what it did; more depth (`add_blocks`): residual blocks (model.py `block`) whose last layer is zero,
-so that they add nothing until trained. Both keep the old function exactly. A new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
+so that they add nothing until trained. Both keep the old function exactly. Look-ahead (`add_lookahead`, L
+frames): the GRU's input layer gets columns for the L newest frames, zero, and its old columns move to the
+frames before them, so that the network starts as the old one with its GRU L frames late (near the old
+function, not equal: the first update also sees silence); training then teaches it to read the new frames.
+A new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
 training adapts it.
 
-    python -m training.v2 widen [--bands 64] [--hidden 256] [--context 4] [--block 256] [--gru-stride 2]
-                                [--checkpoint runs/v2/last.pt] [--out runs/v2/last.pt]
+    python -m training.v2 widen [--bands 64] [--hidden 256] [--context 4] [--block 256] [--lookahead 1]
+                                [--gru-stride 2] [--checkpoint runs/v2/last.pt] [--out runs/v2/last.pt]
 
 The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; the weight average (train.py) is
 widened as the weights are (the same new units); Adam keeps the moments of every parameter whose shape did not
@@ -133,12 +137,28 @@ def add_blocks(net: BandNet, width: int) -> BandNet:
     return deep
 
 
+@torch.no_grad()
+def add_lookahead(net: BandNet, frames: int) -> BandNet:
+    """net with a look-ahead of `frames` frames (module doc; net has none)."""
+    old = net.config
+    if old.channels:
+        raise ValueError("widen: only networks without the band convolution (channels = 0)")
+    if old.lookahead:
+        raise ValueError(f"widen: the network looks ahead already ({old.lookahead} frames)")
+    ahead = BandNet(replace(old, context=old.context + frames, lookahead=frames))
+    ahead.load_state_dict({k: v for k, v in net.state_dict().items() if k != "gru_in.weight"}, strict=False)
+    w = ahead.gru_in.weight.view(old.hidden, old.bands, -1)
+    w.zero_()
+    w[..., : old.context * INPUTS] = net.gru_in.weight.view(old.hidden, old.bands, -1)
+    return ahead
+
+
 WIDEN_SEED = 0
 """Seeds the new units' initialisation, so that the weights and their average get the same new units."""
 
 
 def _changed(net: BandNet, bands: int | None, hidden: int | None, context: int | None,
-             block: int | None) -> BandNet:
+             block: int | None, lookahead: int | None) -> BandNet:
     torch.manual_seed(WIDEN_SEED)
     wide = net
     if bands is not None:
@@ -149,6 +169,8 @@ def _changed(net: BandNet, bands: int | None, hidden: int | None, context: int |
         wide = widen_context(wide, context)
     if block is not None:
         wide = add_blocks(wide, block)
+    if lookahead is not None:
+        wide = add_lookahead(wide, lookahead)
     return wide
 
 
@@ -166,7 +188,8 @@ def _kept_adam_state(optim: dict, old: BandNet, wide: BandNet) -> dict:
 
 
 def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
-                     gru_stride: int | None = None, context: int | None = None, block: int | None = None) -> dict:
+                     gru_stride: int | None = None, context: int | None = None, block: int | None = None,
+                     lookahead: int | None = None) -> dict:
     """Widen a training checkpoint and/or change its GRU stride (module doc); writes `out` (atomically) and
     returns its state. The weight average (train.py) is widened as the weights are, with the same new units;
     Adam keeps the moments of the parameters whose shape is unchanged."""
@@ -174,13 +197,13 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
     net = build(ck["config"])
     net.load_state_dict(ck["model"])
     old = net.config
-    wide = _changed(net, bands, hidden, context, block)
+    wide = _changed(net, bands, hidden, context, block, lookahead)
     if gru_stride is not None:
         wide.config = replace(wide.config, gru_stride=gru_stride)
     if wide.config == old:
         raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "context", "block", "gru_stride")
+    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "context", "block", "lookahead", "gru_stride")
               if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
@@ -190,7 +213,7 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
         if "average" in ck:
             averaged = build(ck["config"])
             averaged.load_state_dict(ck["average"])
-            saved["average"] = dict(_changed(averaged, bands, hidden, context, block).named_parameters())
+            saved["average"] = dict(_changed(averaged, bands, hidden, context, block, lookahead).named_parameters())
             saved["average"] = {k: v.detach() for k, v in saved["average"].items()}
     with atomic_write(Path(out)) as temp:
         torch.save(saved, temp)
