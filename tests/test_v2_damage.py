@@ -52,6 +52,7 @@ def test_audible_hole_labels_name_what_a_listener_misses_and_changed_labels_any_
     changed = band_labels(decoded, reference, 32, "changed")
     holes = band_labels(decoded, reference, 32, "audible_holes")
     width = torch.from_numpy(features.expansion_matrix(32)).sum(1)
-    assert torch.allclose((changed * width).sum(-1), torch.tensor(30.0)) and torch.allclose((holes * width).sum(-1), torch.tensor(10.0))
+    assert torch.allclose((changed * width).sum(-1), torch.tensor(30.0))
+    assert torch.allclose((holes * width).sum(-1), torch.tensor(10.0))
     with pytest.raises(ValueError, match="labels must be one of"):
         band_labels(decoded, reference, 32, "loud")

@@ -162,7 +162,9 @@ def test_more_hidden_units_keep_the_function_and_all_units_learn(tmp_path) -> No
     assert widened["config"]["hidden"] == 24 and widened["config"]["gru_stride"] == 2
     assert widened["state"]["widened"] == [{"hidden": [16, 24], "gru_stride": [1, 2], "step": 9, "cpu_s": 2.0}]
     assert widened["average"].keys() == widened["model"].keys()   # the average widened with the weights
-    torch.testing.assert_close(widened["average"]["gru.weight_hh_l0"][16:24], widened["model"]["gru.weight_hh_l0"][16:24])
+    new_units = slice(16, 24)
+    torch.testing.assert_close(widened["average"]["gru.weight_hh_l0"][new_units],
+                               widened["model"]["gru.weight_hh_l0"][new_units])
     torch.save({**widened, "optim": {"kept": 1}}, ck)
     assert main(["widen", "--gru-stride", "4", "--checkpoint", str(ck)]) == 0
     restrided = torch.load(ck, weights_only=False)          # same shapes: Adam and the average are kept

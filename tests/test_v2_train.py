@@ -129,7 +129,8 @@ def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(t
     net, _ = load_checkpoint(run / "last.pt")             # what export ships: the average
     assert all(torch.equal(p, ck["average"][n]) for n, p in net.named_parameters())
     onnx_path = tmp_path / "v2.onnx"                       # with the gate calibration chosen for it
-    assert main(["export", "--checkpoint", str(run / "last.pt"), "--out", str(onnx_path), "--damage-share", "0.03"]) == 0
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--out", str(onnx_path),
+                 "--damage-share", "0.03"]) == 0
     from realtime.engine.config import load_config
     from realtime.engine.model_files import GATE_CALIBRATION
     gate = load_config(None, {"model": {"path": str(onnx_path)}}).gate

@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_damage(damage_rows(args.model, args.corpus, args.clips, args.seconds)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
-        gate = {k: v for k, v in (("damage_share", args.damage_share), ("codec_share", args.codec_share)) if v is not None}
+        given = (("damage_share", args.damage_share), ("codec_share", args.codec_share))
+        gate = {k: v for k, v in given if v is not None}
         print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
     elif args.step == "throughput":
         from training.v2.ablation import ARMS

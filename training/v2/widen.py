@@ -184,7 +184,8 @@ def _kept_adam_state(optim: dict, old: BandNet, wide: BandNet) -> dict:
         i, shape = old_index.get(name, (None, None))
         if shape == p.shape and i in optim["state"]:
             state[j] = optim["state"][i]
-    return {"state": state, "param_groups": [{**optim["param_groups"][0], "params": fresh["param_groups"][0]["params"]}]}
+    group = {**optim["param_groups"][0], "params": fresh["param_groups"][0]["params"]}
+    return {"state": state, "param_groups": [group]}
 
 
 def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
@@ -203,8 +204,8 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
     if wide.config == old:
         raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in ("bands", "hidden", "context", "block", "lookahead", "gru_stride")
-              if getattr(old, k) != getattr(wide.config, k)}
+    keys = ("bands", "hidden", "context", "block", "lookahead", "gru_stride")
+    change = {k: [getattr(old, k), getattr(wide.config, k)] for k in keys if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
              "parameters": count_parameters(wide), "macs_per_frame": wide.count_macs()}
