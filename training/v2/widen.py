@@ -43,7 +43,7 @@ import torch
 from realtime.atomic import atomic_write
 from training.unet import count_parameters
 from training.v2 import features
-from training.v2.model import INPUTS, BandNet, build, config_dict
+from training.v2.model import INPUTS, BandNet, BandNetConfig, build, config_dict
 
 
 def parent_bands(old_bands: int, new_bands: int) -> np.ndarray:
@@ -113,16 +113,21 @@ def widen_hidden(net: BandNet, hidden: int) -> BandNet:
 def widen_context(net: BandNet, context: int) -> BandNet:
     """A BandNet whose GRU input layer sees `context` frames (more than net's), computing net's function."""
     old = net.config
-    if old.channels:
-        raise ValueError("widen: only networks without the band convolution (channels = 0)")
     if context <= old.context:
         raise ValueError(f"widen: a context of {context} frames is not more than the network's {old.context}")
-    wide = BandNet(replace(old, context=context))
-    state = {k: v for k, v in net.state_dict().items() if not k.startswith("gru_in.weight")}
-    wide.load_state_dict(state, strict=False)
-    w = wide.gru_in.weight.view(old.hidden, old.bands, context * INPUTS)
-    w.zero_()                                              # the older frames: weight 0; the newest as before
-    w[..., (context - old.context) * INPUTS:] = net.gru_in.weight.view(old.hidden, old.bands, -1)
+    return _more_input_frames(net, replace(old, context=context), context - old.context)  # older frames: 0
+
+
+def _more_input_frames(net: BandNet, config: BandNetConfig, first: int) -> BandNet:
+    """A BandNet of `config` (more context frames than net's) with net's weights, its GRU input layer's old
+    columns on the frames from `first` on (0: the oldest) and zero on the others."""
+    if net.config.channels:
+        raise ValueError("widen: only networks without the band convolution (channels = 0)")
+    wide = BandNet(config)
+    wide.load_state_dict({k: v for k, v in net.state_dict().items() if k != "gru_in.weight"}, strict=False)
+    w = wide.gru_in.weight.view(config.hidden, config.bands, config.context, INPUTS)
+    w.zero_()
+    w[:, :, first: first + net.config.context] = net.gru_in.weight.view(config.hidden, config.bands, -1, INPUTS)
     return wide
 
 
@@ -141,16 +146,9 @@ def add_blocks(net: BandNet, width: int) -> BandNet:
 def add_lookahead(net: BandNet, frames: int) -> BandNet:
     """net with a look-ahead of `frames` frames (module doc; net has none)."""
     old = net.config
-    if old.channels:
-        raise ValueError("widen: only networks without the band convolution (channels = 0)")
     if old.lookahead:
         raise ValueError(f"widen: the network looks ahead already ({old.lookahead} frames)")
-    ahead = BandNet(replace(old, context=old.context + frames, lookahead=frames))
-    ahead.load_state_dict({k: v for k, v in net.state_dict().items() if k != "gru_in.weight"}, strict=False)
-    w = ahead.gru_in.weight.view(old.hidden, old.bands, -1)
-    w.zero_()
-    w[..., : old.context * INPUTS] = net.gru_in.weight.view(old.hidden, old.bands, -1)
-    return ahead
+    return _more_input_frames(net, replace(old, context=old.context + frames, lookahead=frames), 0)
 
 
 WIDEN_SEED = 0
