@@ -23,6 +23,11 @@ sets them (`gapfill.gate.<key>`, chosen on held-out clips for that model, its ca
 chosen for model v1 (realtime/engine/default.yaml's notes), hold for a model that sets none."""
 
 
+def gate_metadata_key(key: str) -> str:
+    """The metadata key of the gate setting `key` (one of GATE_CALIBRATION)."""
+    return f"gapfill.gate.{key}"
+
+
 def shipped_model_path() -> Path:
     """Path of the model shipped in the repository's models/ (a wheel installs it as `realtime.models`)."""
     source_tree = Path(__file__).resolve().parents[2] / "models" / SHIPPED_MODEL_NAME
@@ -84,12 +89,12 @@ def file_gate_calibration(path: Path, meta: dict[str, str]) -> dict[str, float]:
     """The gate settings of GATE_CALIBRATION in a model's metadata (GATE_CALIBRATION's values where it sets none)."""
     calibration = {}
     for key, fallback in GATE_CALIBRATION.items():
-        text = meta.get(f"gapfill.gate.{key}")
+        text = meta.get(gate_metadata_key(key))
         try:
             calibration[key] = fallback if text is None else float(text)
         except ValueError:
-            raise GapfillError(f"cannot load model '{path}': metadata 'gapfill.gate.{key}' is not a number "
-                               f"({text!r})") from None
+            raise GapfillError(f"cannot load model '{path}': metadata '{gate_metadata_key(key)}' is not a "
+                               f"number ({text!r})") from None
     return calibration
 
 

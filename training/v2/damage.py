@@ -6,10 +6,9 @@ variants and codecs of benchmarks/gate_noharm.py.
 Per clip (its first channel), variant and condition, over the active frames (loss.py `active_frames`) and
 the bins from 0 Hz to the gate's `damage_margin_hz` under the band edge (the variant's low-pass or the
 codec's cliff, bandlimit.py `codec_cliff_hz`, whichever is lower), in the model's own framing:
-    labelled       share of bins the training labels call codec-made (decoded and source differ by more than
-                   LABEL_DB, both floored at LABEL_FLOOR_DB: loss.py `band_labels`)
-    audible holes  share of bins within AUDIBLE_RANGE_DB of their frame's loudest bin that the codec lowered
-                   by more than HOLE_DB: what a listener can miss (loss.py's "audible_holes" labels)
+    labelled       share of bins the training labels call codec-made (loss.py `codec_made`, "changed")
+    audible holes  share of bins loss.py's "audible_holes" labels call codec-made: lowered by more than
+                   HOLE_DB where the source lies within AUDIBLE_RANGE_DB of its frame's loudest bin
     flagged        share of bins at or above the gate's `confidence_from` (the statistic the gate averages)
     filled         share of bins the model raises by more than HOLE_DB at that confidence
 Printed as medians and ranges over clips per (variant, condition).
@@ -22,13 +21,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from realtime.engine.config import MODEL_RATE_HZ, load_config
 from realtime.engine.stft import stft_offline
 from realtime.engine.windows import full_scale_magnitude
-from training.train import LABEL_DB, LABEL_FLOOR_DB
+from training.train import LABEL_FLOOR_DB
 from training.v2.bandlimit import codec_cliff_hz
-from training.v2.loss import AUDIBLE_RANGE_DB, HOLE_DB
+from training.v2.loss import HOLE_DB, LABELS, codec_made
 
 VARIANTS = ("full", "lp12k", "lp8k")
 CONDITIONS = ("clean_float", "lame_128k", "lame_96k", "lame_48k", "lame_32k_mono", "libmp3lame_32k")
@@ -41,22 +41,19 @@ def damage_scores(source: np.ndarray, decoded: np.ndarray, estimate: np.ndarray,
     """The statistics (module doc) of source and decoded magnitudes and a model's estimate and confidence,
     each (frames, F = fft_size / 2 + 1), under `edge_hz` - `margin_hz`; `full_scale`: the magnitude of a
     full-scale sine in that framing."""
-    fs = full_scale
-    floor = fs * 10 ** (LABEL_FLOOR_DB / 20)
+    floor = full_scale * 10 ** (LABEL_FLOOR_DB / 20)
     top = max(1, int((edge_hz - margin_hz) * 2 * (source.shape[1] - 1) / MODEL_RATE_HZ))
-    active = source.max(axis=1) > fs * 10 ** (ACTIVE_DB / 20)
-    peak = np.maximum(source[active].max(axis=1, keepdims=True), floor)
-    s, d, e = (np.maximum(m[active, :top], floor) for m in (source, decoded, estimate))
-    c = confidence[active, :top]
-    change_db = 20 * np.log10(d / s)
-    audible = 20 * np.log10(s / peak) > -AUDIBLE_RANGE_DB
-    confident = c >= confidence_from
-    if not s.size:
+    active = source.max(axis=1) > full_scale * 10 ** (ACTIVE_DB / 20)
+    if not active.any():
         return dict.fromkeys(STATISTICS, 0.0)
-    return {"labelled": float((np.abs(change_db) > LABEL_DB).mean()),
-            "audible_holes": float(((change_db < -HOLE_DB) & audible).mean()),
+    s, d = (torch.from_numpy(np.ascontiguousarray(m[active])) for m in (source, decoded))
+    made = {labels: codec_made(d, s, labels, full_scale)[:, :top].numpy() for labels in LABELS}
+    d_under, e_under = (np.maximum(m[active, :top], floor) for m in (decoded, estimate))
+    confident = confidence[active, :top] >= confidence_from
+    return {"labelled": float(made["changed"].mean()),
+            "audible_holes": float(made["audible_holes"].mean()),
             "flagged": float(confident.mean()),
-            "filled": float(((20 * np.log10(e / d) > HOLE_DB) & confident).mean())}
+            "filled": float(((20 * np.log10(e_under / d_under) > HOLE_DB) & confident).mean())}
 
 
 def damage_rows(model: str | Path, corpus: str | Path, clips: int, seconds: float) -> list[dict]:

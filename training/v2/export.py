@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from realtime.engine.model_files import GATE_CALIBRATION
+from realtime.engine.model_files import GATE_CALIBRATION, gate_metadata_key
 from training.export import write_streaming_onnx
 from training.unet import count_parameters
 from training.v2 import features
@@ -49,7 +49,7 @@ def gate_metadata(calibration: dict[str, float]) -> dict[str, str]:
     unknown = set(calibration) - set(GATE_CALIBRATION)
     if unknown:
         raise ValueError(f"gate calibration: unknown keys {sorted(unknown)} (known: {', '.join(GATE_CALIBRATION)})")
-    return {f"gapfill.gate.{key}": str(float(value)) for key, value in calibration.items()}
+    return {gate_metadata_key(key): str(float(value)) for key, value in calibration.items()}
 
 
 def export_checkpoint(checkpoint: str | Path, path: str | Path, gate: dict[str, float] | None = None) -> Path:

@@ -51,20 +51,26 @@ def active_frames(clean: torch.Tensor) -> torch.Tensor:
     return (clean.amax(-1) > full_scale_magnitude() * 10 ** (ACTIVE_DB / 20)).float()
 
 
-def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int, labels: str = "changed") -> torch.Tensor:
-    """Share (..., T, bands) of each band's bins that are codec-made by `labels` (module doc) for decoded and
-    reference magnitudes (..., T, F), both floored at LABEL_FLOOR_DB re a full-scale sine."""
+def codec_made(decoded: torch.Tensor, reference: torch.Tensor, labels: str = "changed",
+               full_scale: float | None = None) -> torch.Tensor:
+    """(..., T, F) bool: the bins codec-made by `labels` (module doc) for decoded and reference magnitudes
+    (..., T, F), both floored at LABEL_FLOOR_DB re a full-scale sine (`full_scale`: its magnitude in their
+    framing; the v2 framing's by default)."""
     if labels not in LABELS:
         raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
-    floor = full_scale_magnitude() * 10 ** (LABEL_FLOOR_DB / 20)
+    floor = (full_scale or full_scale_magnitude()) * 10 ** (LABEL_FLOOR_DB / 20)
     ratio_db = 2 * db(decoded.clamp(min=floor) / reference.clamp(min=floor))
     if labels == "changed":
-        made = ratio_db.abs() > LABEL_DB
-    else:
-        reference = reference.clamp(min=floor)
-        audible = 2 * db(reference / reference.amax(-1, keepdim=True)) > -AUDIBLE_RANGE_DB
-        made = (ratio_db < -HOLE_DB) & audible
-    return made.float() @ torch.from_numpy(pooling_matrix(bands))
+        return ratio_db.abs() > LABEL_DB
+    reference = reference.clamp(min=floor)
+    audible = 2 * db(reference / reference.amax(-1, keepdim=True)) > -AUDIBLE_RANGE_DB
+    return (ratio_db < -HOLE_DB) & audible
+
+
+def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int, labels: str = "changed") -> torch.Tensor:
+    """Share (..., T, bands) of each band's bins that are codec-made by `labels` (`codec_made`) for decoded and
+    reference magnitudes (..., T, F) of the v2 framing."""
+    return codec_made(decoded, reference, labels).float() @ torch.from_numpy(pooling_matrix(bands))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -303,9 +303,10 @@ def _strided_update_blocks(front: torch.Tensor, state: torch.Tensor, phase: torc
 class StreamingBandNet(nn.Module):
     """One frame in, one frame out, all temporal state explicit (module doc).
 
-    forward(mag (B, F), prev (B, bands, 3 (C - 1)), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)]) ->
-    (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held']); prev holds the band
-    features of the C - 1 frames before this one, oldest first. With gru_stride s > 1, phase counts the frames
+    forward(mag (B, F), prev (B, bands, 3 P), gru (B, 1, H)[, phase (B, 1), held (B, bands, 3)][, lag (B, L, F)])
+    -> (magnitude_out (B, F), confidence (B, F) in 0..1, prev', gru'[, phase', held'][, lag']) of frame k - L
+    for call k; prev holds the band features of the P = `BandNet.past_frames` frames before this one, oldest
+    first, lag the magnitudes of the L frames not yet output. With gru_stride s > 1, phase counts the frames
     since the last GRU update (0 at stream start: the first frame updates) and held is that update's head
     values; the GRU's input layer, the GRU and the head run where phase is 0 only (`_strided_update`).
     """

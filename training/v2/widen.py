@@ -212,8 +212,8 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
         if "average" in ck:
             averaged = build(ck["config"])
             averaged.load_state_dict(ck["average"])
-            saved["average"] = dict(_changed(averaged, bands, hidden, context, block, lookahead).named_parameters())
-            saved["average"] = {k: v.detach() for k, v in saved["average"].items()}
+            widened = _changed(averaged, bands, hidden, context, block, lookahead)
+            saved["average"] = {k: v.detach() for k, v in widened.named_parameters()}
     with atomic_write(Path(out)) as temp:
         torch.save(saved, temp)
     return state
