@@ -62,6 +62,22 @@ def test_train_steps_checkpoints_and_resumes(tmp_path: Path) -> None:
     assert log[-1]["step"] == 3 and np.isfinite(log[-1]["val_reference_lsd"])
 
 
+def test_the_envelope_term_is_recorded_kept_on_resume_and_logged_both_ways(tmp_path: Path) -> None:
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    assert main(_tiny_run(run, data) + ["--steps", "1", "--cpu-hours", "1", "--band-term", "audible"]) == 0
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert state["band_term"] == "audible" and state["step"] == 2
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert record["val_reference_audible"] != record["val_reference_band"]
+    assert record["val_reference_total"] == pytest.approx(                  # the total holds the audible term
+        record["val_reference_audible"] + 0.5 * record["val_reference_bin"]
+        + 0.2 * record["val_reference_confidence"], abs=2e-4)
+    with pytest.raises(SystemExit):
+        main(_tiny_run(tmp_path / "other", data) + ["--steps", "1", "--band-term", "loud"])
+
+
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="nothing to resume"):
         main(["train", "--run", str(tmp_path / "none"), "--resume"])
@@ -266,3 +282,23 @@ def test_the_above_term_is_the_loudness_error_of_what_the_codec_removed() -> Non
     nothing, half = terms(torch.zeros_like(gain)), terms(((power_clean - power_decoded).clamp(min=0) / 2).sqrt())
     assert float(nothing["above"]) > 10.0                      # nats: the removed band left empty
     assert float(half["above"]) == pytest.approx(np.log(2.0), abs=1e-3)   # half the removed power: ln 2
+
+
+def test_the_audible_term_scores_band_levels_above_the_frames_floor_only() -> None:
+    from training.v2.loss import AUDIBLE_RANGE_DB, audible_band_error
+
+    widths = torch.tensor([0.25, 0.25, 0.5])
+    clean = torch.tensor([[[1.0, 1e-2, 1e-7]]])                 # summed: 0, -20 and -63 dB re the loudest band
+    mask = torch.ones(1, 1)
+    assert float(audible_band_error(clean, clean, widths, mask)) == 0.0
+    quieter = clean * torch.tensor([1.0, 1.0, 1e-4])            # the inaudible band 40 dB quieter still: no cost
+    assert float(audible_band_error(quieter, clean, widths, mask)) == 0.0
+    louder = clean * torch.tensor([1.0, 1.0, 1e6])              # ... 60 dB louder: 33 dB over the floor
+    floor_db = -AUDIBLE_RANGE_DB
+    summed_db = 10 * np.log10(1e-1 * 0.5 / 0.25)                  # -7 dB: well above the floor
+    assert summed_db > floor_db
+    over = float(audible_band_error(louder, clean, widths, mask))
+    assert over == pytest.approx((summed_db - floor_db) * np.log(10) / 10 / 2, rel=1e-4)   # per audible band
+    off_by_6db = clean * torch.tensor([4.0, 1.0, 1.0])         # the loudest band 6 dB off (and the floor with it)
+    assert float(audible_band_error(off_by_6db, clean, widths, mask)) == pytest.approx(np.log(4.0) / 2, rel=1e-4)
+    assert float(audible_band_error(louder, clean, widths, torch.zeros(1, 1))) == 0.0   # inactive frames: none

@@ -26,7 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-from training.v2.loss import LABELS
+from training.v2.loss import BAND_TERMS, LABELS
 from training.v2.model import FILLS, BandNetConfig
 
 DEFAULT_CLEAN = "data/v2boot/clean"
@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--frames", type=int, default=None, help="frames per crop (default: train.CROP_FRAMES)")
     t.add_argument("--labels", choices=LABELS, default=None,
                    help="what the confidence learns is codec-made (loss.py; default changed, or a resumed run's own)")
+    t.add_argument("--band-term", choices=BAND_TERMS, default=None,
+                   help="the envelope's loss term (loss.py; default band, or a resumed run's own)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         record = train(args.run, data, hours, _config(args), max_steps=args.steps,
                        seed=args.seed, threads=args.threads, batch=args.batch or BATCH,
                        frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None,
-                       labels=args.labels)
+                       labels=args.labels, band_term=args.band_term)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all

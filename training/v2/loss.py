@@ -5,6 +5,11 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
     band        |ln P_est,b - ln P_clean,b|, P = mean power per band (the pooling matrix), from the band
                 outputs exactly (`BandNet.band_power`): the envelope, what carries nearly all of the quality
                 above a codec cutoff (FINDINGS.md)
+    audible     the band term as a listener (and ViSQOL, which floors its band levels per frame at 45 dB
+                under the frame's peak) weighs it: band levels as summed power (mean power times the band's
+                width), both raised to a floor AUDIBLE_RANGE_DB under the clean frame's loudest band, the
+                error summed over band-frames and divided by the number of clean band-frames above that
+                floor. BAND_TERMS chooses which of band or audible is trained; both are logged
     bin         BIN_WEIGHT * |ln |est_k| - ln |clean_k||, on the sparse frames (every SPARSE_FRAME_STRIDE-th,
                 from the crop's first; crops start at random hops): holes and fine structure below the
                 cutoff, without paying for 513 bins of every frame
@@ -25,6 +30,8 @@ within AUDIBLE_RANGE_DB of its frame's loudest: what a listener can miss, traini
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as fn
 
@@ -42,6 +49,7 @@ ABOVE_WEIGHT = 0.0
 MISSING_DB = 15.0
 AUDIBLE_DB = -90.0
 LABELS = ("changed", "audible_holes")
+BAND_TERMS = ("band", "audible")
 HOLE_DB = 10.0
 AUDIBLE_RANGE_DB = 40.0
 
@@ -78,10 +86,27 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values.mean(-1) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def audible_band_error(est_power: torch.Tensor, clean_power: torch.Tensor, widths: torch.Tensor,
+                       mask: torch.Tensor) -> torch.Tensor:
+    """The audible term (module doc) of estimated and clean mean band powers (..., T, bands), full-scale units,
+    for band widths (bands,) (shares of the bins) over the frames where mask (..., T) is 1."""
+    floor = 10 ** (FLOOR_DB / 10)
+    log_widths = torch.log(widths)
+    clean_log = torch.log(clean_power + floor) + log_widths
+    frame_floor = clean_log.amax(-1, keepdim=True) - AUDIBLE_RANGE_DB * math.log(10) / 10
+    est_log = torch.log(est_power + floor) + log_widths
+    error = (torch.maximum(est_log, frame_floor) - torch.maximum(clean_log, frame_floor)).abs()
+    audible = (clean_log > frame_floor).float() * mask[..., None]
+    return (error * mask[..., None]).sum() / audible.sum().clamp(min=1.0)
+
+
 def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor,
-               labels: torch.Tensor) -> dict[str, torch.Tensor]:
+               labels: torch.Tensor, band_term: str = BAND_TERMS[0]) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
-    labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum."""
+    labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum,
+    with the envelope scored by `band_term` (BAND_TERMS)."""
+    if band_term not in BAND_TERMS:
+        raise ValueError(f"band_term must be one of {BAND_TERMS}, got {band_term!r}")
     mask = active_frames(clean)
     fs = full_scale_magnitude()
     floor = 10 ** (FLOOR_DB / 10)
@@ -90,6 +115,7 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
         clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
     est_power = net.band_power(out)
     band = _masked_mean((torch.log(est_power + floor) - torch.log(clean_power + floor)).abs(), mask)
+    audible = audible_band_error(est_power, clean_power, net.band_widths[:, 0], mask)
     missing = ((out.power < clean_power * 10 ** (-MISSING_DB / 10)) & (clean_power > 10 ** (AUDIBLE_DB / 10))).float()
     lacking = mask * (missing.sum(-1) > 0).float()
     above = ((torch.log((est_power * missing).sum(-1) + floor) - torch.log((clean_power * missing).sum(-1) + floor)
@@ -98,5 +124,6 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
     confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
                                                                   reduction="none"), mask[:, SPARSE])
-    total = band + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
-    return {"total": total, "band": band, "bin": bins, "confidence": confidence, "above": above}
+    envelope = band if band_term == "band" else audible
+    total = envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
+    return {"total": total, "band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above}

@@ -46,7 +46,7 @@ from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
 from training.v2.testsignals import P_TEST_SIGNAL, test_signal
-from training.v2.loss import LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
+from training.v2.loss import BAND_TERMS, LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
 
 BATCH = 32
@@ -196,9 +196,10 @@ class WeightAverage:
 
 
 @torch.no_grad()
-def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: str = "val") -> dict:
-    """Loss terms and LSD (dB, all bins) of the model and of its input on each validation set, as
-    `<prefix>_<set>_<term>`."""
+def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: str = "val",
+             band_term: str = BAND_TERMS[0]) -> dict:
+    """Loss terms (the total's envelope scored by `band_term`) and LSD (dB, all bins) of the model and of its
+    input on each validation set, as `<prefix>_<set>_<term>`."""
     was_training = net.training
     net.eval()
     record = {}
@@ -207,7 +208,8 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
         for i in range(0, len(decoded), 8):
             out = net.bands(decoded[i: i + 8])
             est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
-            for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8]).items():
+            for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8],
+                                          band_term).items():
                 terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
         record.update({f"{prefix}_{name}_{k}": round(v, 5) for k, v in terms.items()})
         record[f"{prefix}_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
@@ -219,13 +221,15 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
 def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
           max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int = BATCH,
           frames: int = CROP_FRAMES, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
-          quiet: bool = False, switch_data: bool = False, labels: str | None = None) -> dict:
+          quiet: bool = False, switch_data: bool = False, labels: str | None = None,
+          band_term: str | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
     (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own. `labels`:
     the confidence's labels (loss.py LABELS; a new run's, or a resumed run's from now on, recorded in the
-    checkpoint; by default a new run's are "changed" and a resumed run keeps its own)."""
+    checkpoint; by default a new run's are "changed" and a resumed run keeps its own); `band_term`: the
+    envelope's loss term (loss.py BAND_TERMS; recorded, defaults and resumes as `labels`)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -233,7 +237,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     budget_s = cpu_hours * 3600.0
     stored_data = [str(r) for r in data_root] if isinstance(data_root, list) else str(data_root)
     state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
-             "batch": batch, "frames": frames, "labels": labels or LABELS[0]}
+             "batch": batch, "frames": frames, "labels": labels or LABELS[0], "band_term": band_term or BAND_TERMS[0]}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
@@ -246,6 +250,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         if switch_data:
             state["data"] = stored_data
         state["labels"] = labels or state.get("labels", LABELS[0])   # before labels were a choice: "changed"
+        state["band_term"] = band_term or state.get("band_term", BAND_TERMS[0])
         data_root, batch, frames = state["data"], state["batch"], state["frames"]
         print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
               f"{budget_s / 3600:.2f} CPU h)", flush=True)
@@ -272,7 +277,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     def log_validation(**extra) -> dict:
         averaged = average.averaged(net)
         record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
-                  **extra, **validate(net, val), **validate(averaged, val, "average"),
+                  **extra, **validate(net, val, band_term=state["band_term"]),
+                  **validate(averaged, val, "average", state["band_term"]),
                   **cliff_record(averaged, cliff_set, "average")}
         log.write(json.dumps(record) + "\n")
         log.flush()
@@ -293,7 +299,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         for group in opt.param_groups:
             group["lr"] = lr
         decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
-        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets)
+        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, state["band_term"])
         optimizer_step(net, opt, terms["total"])
         average.update()
         state["step"] += 1
