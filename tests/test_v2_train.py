@@ -302,3 +302,36 @@ def test_the_audible_term_scores_band_levels_above_the_frames_floor_only() -> No
     off_by_6db = clean * torch.tensor([4.0, 1.0, 1.0])         # the loudest band 6 dB off (and the floor with it)
     assert float(audible_band_error(off_by_6db, clean, widths, mask)) == pytest.approx(np.log(4.0) / 2, rel=1e-4)
     assert float(audible_band_error(louder, clean, widths, torch.zeros(1, 1))) == 0.0   # inactive frames: none
+
+
+def test_restored_rates_are_the_low_rates_of_the_codecs_the_engine_restores() -> None:
+    from training.v2.loss import restored_rate
+
+    def pair(encoder: str, kbps: int | None = None, quality: int | None = None) -> dict:
+        return {"encoder": encoder, "bitrate_kbps": kbps, "quality": quality}
+
+    assert [restored_rate(pair("lameenc", k)) for k in (24, 32, 64, 96, 128)] == [True, True, True, False, False]
+    assert [restored_rate(pair("aac", k)) for k in (32, 48, 64)] == [True, True, False]
+    assert [restored_rate(pair("libtwolame", k)) for k in (64, 96)] == [True, False]
+    assert [restored_rate(pair("libmp3lame", quality=q)) for q in (9, 8, 6)] == [True, False, False]
+    assert not restored_rate(pair("libvorbis", quality=0)) and not restored_rate(pair("libopus", 16))
+    assert not restored_rate({"codec": "identity"})                        # no codec: nothing to restore
+
+
+@pytest.mark.parametrize("kbps", [32, 128])
+def test_low_rate_labels_are_the_changed_bins_of_restored_rates_only(tmp_path: Path, kbps: int) -> None:
+    from training.v2 import train as v2_train
+
+    data = _pair_cache(tmp_path)
+    manifest = json.loads((data / "manifest.json").read_text())
+    for row in manifest["pairs"]:
+        row.update(encoder="lameenc", bitrate_kbps=kbps, quality=None)
+    (data / "manifest.json").write_text(json.dumps(manifest))
+
+    def labels(which: str) -> torch.Tensor:
+        source = PairCache(data, "train", 0)
+        return v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32, augment=False, labels=which)[2]
+
+    changed, low_rate = labels("changed"), labels("low_rate")
+    assert changed.mean() > 0.05                                             # 8 kHz low-pass and holes
+    assert torch.equal(low_rate, changed if kbps == 32 else torch.zeros_like(changed))

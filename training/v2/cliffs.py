@@ -25,7 +25,7 @@ from training.v2 import features
 from training.v2.bandlimit import codec_cliff_hz, low_passed
 from training.v2.loss import active_frames
 from training.v2.model import BandNet
-from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots
+from training.v2.train import CROP_FRAMES, DataRoots, PairCache, data_roots, stores_float
 
 CROPS = 200
 ATTEMPTS_PER_CROP = 20          # crops drawn per crop kept, at most (a cache may hold few cliffs or none)
@@ -50,12 +50,12 @@ def cliff_crops(data: DataRoots, crops: int = CROPS) -> tuple[torch.Tensor, torc
     for _ in range(ATTEMPTS_PER_CROP * crops):
         if len(cliffs) == crops:
             break
-        audio, stored_float = source.crop(CROP_FRAMES)
+        audio, pair = source.crop(CROP_FRAMES)
         cliff = codec_cliff_hz(audio[0], audio[1])
         if cliff is None:
             continue
         low = low_passed(audio[0], cliff, ORDER)
-        clean.append(low if stored_float else quantize(low[None], "s16_tpdf", rng)[0])
+        clean.append(low if stores_float(pair) else quantize(low[None], "s16_tpdf", rng)[0])
         coded.append(audio[1])
         cliffs.append(cliff)
     if not cliffs:

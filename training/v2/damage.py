@@ -28,7 +28,7 @@ from realtime.engine.stft import stft_offline
 from realtime.engine.windows import full_scale_magnitude
 from training.train import LABEL_FLOOR_DB
 from training.v2.bandlimit import codec_cliff_hz
-from training.v2.loss import HOLE_DB, LABELS, codec_made
+from training.v2.loss import BIN_LABELS, HOLE_DB, codec_made
 
 VARIANTS = ("full", "lp12k", "lp8k")
 CONDITIONS = ("clean_float", "lame_128k", "lame_96k", "lame_48k", "lame_32k_mono", "libmp3lame_32k")
@@ -47,7 +47,7 @@ def damage_scores(source: np.ndarray, decoded: np.ndarray, estimate: np.ndarray,
     if not active.any():
         return dict.fromkeys(STATISTICS, 0.0)
     s, d = (torch.from_numpy(np.ascontiguousarray(m[active])) for m in (source, decoded))
-    made = {labels: codec_made(d, s, labels, full_scale)[:, :top].numpy() for labels in LABELS}
+    made = {labels: codec_made(d, s, labels, full_scale)[:, :top].numpy() for labels in BIN_LABELS}
     d_under, e_under = (np.maximum(m[active, :top], floor) for m in (decoded, estimate))
     confident = confidence[active, :top] >= confidence_from
     return {"labelled": float(made["changed"].mean()),

@@ -24,8 +24,11 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 three quarters of the STFT of the crop through the decode chain and of the labels' cost
 
 Codec-made, by LABELS: "changed" (the decoded bin more than LABEL_DB from the reference, either way; what
-model v1 learnt) or "audible_holes" (the decoded bin more than HOLE_DB under a reference bin that lies
-within AUDIBLE_RANGE_DB of its frame's loudest: what a listener can miss, training/v2/damage.py).
+model v1 learnt), "audible_holes" (the decoded bin more than HOLE_DB under a reference bin that lies
+within AUDIBLE_RANGE_DB of its frame's loudest: what a listener can miss, training/v2/damage.py) or
+"low_rate" ("changed" in the pairs of a codec at a rate the engine restores, `restored_rate`, and nothing in
+the others: what the gate asks, since the bins a 96-128 kbit/s codec changes under a source's own band edge
+are as many as a 32 kbit/s codec's, and filling above that edge makes the file worse).
 """
 
 from __future__ import annotations
@@ -48,7 +51,14 @@ CONFIDENCE_WEIGHT = 0.2
 ABOVE_WEIGHT = 0.0
 MISSING_DB = 15.0
 AUDIBLE_DB = -90.0
-LABELS = ("changed", "audible_holes")
+BIN_LABELS = ("changed", "audible_holes")
+"""The labels `codec_made` tells from a bin pair alone."""
+LABELS = (*BIN_LABELS, "low_rate")
+RESTORED_KBPS = {"lameenc": 64, "libmp3lame": 64, "libshine": 64, "libtwolame": 64, "aac": 48}
+"""The highest nominal bit rate (kbit/s, all channels) of each encoder whose files the engine restores: the
+issue's restored conditions (MP3 32-64k, AAC 32k, MP2 64k) and the rates between; Vorbis and Opus keep
+band energies and are never restored; VBR MP3 only at its lowest quality (9, about 65 kbit/s)."""
+RESTORED_VBR_QUALITY = {"libmp3lame": 9}
 BAND_TERMS = ("band", "audible")
 HOLE_DB = 10.0
 AUDIBLE_RANGE_DB = 40.0
@@ -59,13 +69,22 @@ def active_frames(clean: torch.Tensor) -> torch.Tensor:
     return (clean.amax(-1) > full_scale_magnitude() * 10 ** (ACTIVE_DB / 20)).float()
 
 
+def restored_rate(pair: dict) -> bool:
+    """Whether a pair cache's manifest row (its `encoder`, `bitrate_kbps` or VBR `quality`) is of a codec at a
+    rate the engine restores (RESTORED_KBPS, RESTORED_VBR_QUALITY)."""
+    encoder = pair.get("encoder")
+    if pair.get("bitrate_kbps") is not None:
+        return pair["bitrate_kbps"] <= RESTORED_KBPS.get(encoder, 0)
+    return pair.get("quality") is not None and pair["quality"] >= RESTORED_VBR_QUALITY.get(encoder, float("inf"))
+
+
 def codec_made(decoded: torch.Tensor, reference: torch.Tensor, labels: str = "changed",
                full_scale: float | None = None) -> torch.Tensor:
     """(..., T, F) bool: the bins codec-made by `labels` (module doc) for decoded and reference magnitudes
     (..., T, F), both floored at LABEL_FLOOR_DB re a full-scale sine (`full_scale`: its magnitude in their
     framing; the v2 framing's by default)."""
-    if labels not in LABELS:
-        raise ValueError(f"labels must be one of {LABELS}, got {labels!r}")
+    if labels not in BIN_LABELS:
+        raise ValueError(f"labels must be one of {BIN_LABELS}, got {labels!r}")
     floor = (full_scale or full_scale_magnitude()) * 10 ** (LABEL_FLOOR_DB / 20)
     ratio_db = 2 * db(decoded.clamp(min=floor) / reference.clamp(min=floor))
     if labels == "changed":
@@ -75,10 +94,18 @@ def codec_made(decoded: torch.Tensor, reference: torch.Tensor, labels: str = "ch
     return (ratio_db < -HOLE_DB) & audible
 
 
-def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int, labels: str = "changed") -> torch.Tensor:
-    """Share (..., T, bands) of each band's bins that are codec-made by `labels` (`codec_made`) for decoded and
-    reference magnitudes (..., T, F) of the v2 framing."""
-    return codec_made(decoded, reference, labels).float() @ torch.from_numpy(pooling_matrix(bands))
+def band_labels(decoded: torch.Tensor, reference: torch.Tensor, bands: int, labels: str = "changed",
+                restored: torch.Tensor | None = None) -> torch.Tensor:
+    """Share (B, T, bands) of each band's bins that are codec-made by `labels` (module doc) for decoded and
+    reference magnitudes (B, T, F) of the v2 framing; "low_rate" needs `restored` (B,) bool, each pair's
+    `restored_rate`."""
+    if labels == "low_rate":
+        if restored is None:
+            raise ValueError("low_rate labels need each pair's restored_rate")
+        made = codec_made(decoded, reference, "changed") & restored[:, None, None]
+    else:
+        made = codec_made(decoded, reference, labels)
+    return made.float() @ torch.from_numpy(pooling_matrix(bands))
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

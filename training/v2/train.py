@@ -46,7 +46,8 @@ from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
 from training.v2.testsignals import P_TEST_SIGNAL, test_signal
-from training.v2.loss import BAND_TERMS, LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels, loss_terms
+from training.v2.loss import (BAND_TERMS, LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels,
+                             loss_terms, restored_rate)
 from training.v2.model import BandNet, BandNetConfig, build, config_dict
 
 BATCH = 32
@@ -96,10 +97,9 @@ class PairCache:
             self.arrays[i] = np.load(self.files[i], mmap_mode="r")
         return self.arrays[i]
 
-    def crop(self, frames: int) -> tuple[np.ndarray, bool]:
+    def crop(self, frames: int) -> tuple[np.ndarray, dict]:
         """(2, (frames - 1) * HOP + FFT_SIZE) float32 [clean, decoded] of one channel: the samples whose
-        complete frames are `frames` engine frames (zeros outside the pair); and whether its decode chain
-        stored float samples."""
+        complete frames are `frames` engine frames (zeros outside the pair); and the pair's manifest row."""
         i = int(self.rng.choice(len(self.rows), p=self.p))
         pair = self._array(i)
         hop = features.HOP
@@ -109,7 +109,12 @@ class PairCache:
         lo, hi = max(start, 0), min(start + length, pair.shape[2])
         channel = int(self.rng.integers(0, pair.shape[1]))
         out[:, lo - start: hi - start] = pair[:, channel, lo:hi]
-        return out, self.rows[i].get("chain", "float").endswith("float")
+        return out, self.rows[i]
+
+
+def stores_float(pair: dict) -> bool:
+    """Whether a pair's decode chain (its manifest row) stored float samples."""
+    return pair.get("chain", "float").endswith("float")
 
 
 def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Generator, bands: int,
@@ -120,23 +125,24 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
     loss's sparse frames (training/v2/loss.py); `identity`: the clean crop is the input. When augmenting, a
     crop is a band-limited identity pair with probability P_BAND_LIMITED (training/v2/bandlimit.py), and
     a test signal as an identity pair with probability P_TEST_SIGNAL (training/v2/testsignals.py)."""
-    rows = []
+    rows, restored = [], []
     for _ in range(batch):
-        audio, stored_float = source.crop(frames)
+        audio, pair = source.crop(frames)
+        restored.append(restored_rate(pair))
         if identity:
             audio = audio[[0, 0]]
         elif augment and rng.random() < P_BAND_LIMITED:
             audio = np.stack([band_limit(audio[0], rng, codec_cliff_hz(audio[0], audio[1]))] * 2)
         elif augment and rng.random() < P_TEST_SIGNAL:
             audio = np.stack([test_signal(audio.shape[1], rng)] * 2)
-        rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
+        rows.append(augment_crop(audio, rng, stores_float(pair), gain_db) if augment else audio[[0, 1, 0]])
     audio = torch.from_numpy(np.stack(rows))                                  # (batch, 3, samples)
     clean, decoded = features.frame_magnitudes(audio[:, 0]), features.frame_magnitudes(audio[:, 1])
     through = clean[:, SPARSE].clone()  # the clean crop through the chain: itself unless noise or dither was added
     changed = [i for i, row in enumerate(rows) if not np.array_equal(row[0], row[2])]
     if changed:
         through[changed] = features.frame_magnitudes(audio[changed, 2], SPARSE_FRAME_STRIDE)
-    return decoded, clean, band_labels(decoded[:, SPARSE], through, bands, labels)
+    return decoded, clean, band_labels(decoded[:, SPARSE], through, bands, labels, torch.tensor(restored))
 
 
 def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
