@@ -35,10 +35,9 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    so the evidence is the least over the channels that show a cliff (a score of at least `cliff_db` -
    `release_db`): the side of a joint-stereo stream, which even 96-128 kbit/s codecs damage, does not
    decide for the mid. A codec low-passes every channel alike, so the stream's evidence is 0 (the cliff is
-   a source's own) where another channel carries audio across a cliff (no cliff there, and a level above
-   it that comes and goes, spread over `floor_spread_db`): the mid of a source whose own band ends in a
-   gentle slope goes on where a 96-128 kbit/s codec cut its side. Below `damage_from_hz` a cliff counts
-   without it.
+   a source's own) where another channel carries audio across a cliff (no cliff there, and a level above it that comes and goes,
+   spread over `floor_spread_db`): the mid of a source whose own band ends in a gentle slope goes on where
+   a 96-128 kbit/s codec cut its side. Below `damage_from_hz` a cliff counts without it.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
