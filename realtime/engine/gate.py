@@ -34,10 +34,7 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    that time (the model flags bins of clean audio in short bursts). A stream's channels share one codec,
    so the evidence is the least over the channels that show a cliff (a score of at least `cliff_db` -
    `release_db`): the side of a joint-stereo stream, which even 96-128 kbit/s codecs damage, does not
-   decide for the mid. A codec low-passes every channel alike, so the stream's evidence is 0 (the cliff is
-   a source's own) where another channel carries audio across a cliff (no cliff there, and a level above it that comes and goes,
-   spread over `floor_spread_db`): the mid of a source whose own band ends in a gentle slope goes on where
-   a 96-128 kbit/s codec cut its side. Below `damage_from_hz` a cliff counts without it.
+   decide for the mid. Below `damage_from_hz` a cliff counts without it.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
@@ -229,25 +226,6 @@ def _spread_sum(bands, lo, hi):
     return total
 
 
-@njit("float64(float64[:, ::1], int64, float64[::1])", cache=True, nogil=True)
-def _cliff_score(bands, edge, p):
-    """The cliff score (dB) at a band edge (between bands edge - 1 and edge): the drop in mean level from the
-    bands under it to those above the gap, plus how much steadier those above are, plus the floor bonus."""
-    below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
-    mean_below = 0.0
-    for j in range(edge - below, edge):
-        mean_below += bands[_MEAN_DB, j]
-    mean_above = 0.0
-    for j in range(edge + gap, edge + gap + above):
-        mean_above += bands[_MEAN_DB, j]
-    spread_above = _spread_sum(bands, edge + gap, edge + gap + above) / above
-    steadier = _spread_sum(bands, edge - below, edge) / below - spread_above
-    score = mean_below / below - mean_above / above + max(0.0, steadier)
-    if spread_above <= p[_P_FLOOR_SPREAD]:
-        score += p[_P_FLOOR_BONUS]
-    return score
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _made_share(bands, row, lo, hi):
     """Mean over bands lo..hi-1 of a long-term share of bins the model finds codec-made (row of bands)."""
@@ -267,7 +245,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
     active = full_scale * 10.0 ** (p[_P_ACTIVE] / 20.0)
     floor_power = (full_scale * 10.0 ** (FLOOR_DB / 20.0)) ** 2 * BAND_BINS
     lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
-    gap, above = int(p[_P_GAP]), int(p[_P_ABOVE])
+    below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
     margin, damage_from = int(p[_P_DAMAGE_MARGIN]), p[_P_DAMAGE_FROM]
     # 1.-3. per channel: statistics, the best cliff and the evidence under it
     for c in range(channels):
@@ -303,7 +281,17 @@ def _gate(dec, pred, conf, out, bands, state, p):
         # 2. the highest cliff score over the edges lo..hi
         best, best_edge = -1e9, lo
         for e in range(lo, hi + 1):
-            score = _cliff_score(b, e, p)
+            mean_below = 0.0
+            for j in range(e - below, e):
+                mean_below += b[_MEAN_DB, j]
+            mean_above = 0.0
+            for j in range(e + gap, e + gap + above):
+                mean_above += b[_MEAN_DB, j]
+            spread_above = _spread_sum(b, e + gap, e + gap + above) / above
+            steadier = _spread_sum(b, e - below, e) / below - spread_above
+            score = mean_below / below - mean_above / above + max(0.0, steadier)
+            if spread_above <= p[_P_FLOOR_SPREAD]:
+                score += p[_P_FLOOR_BONUS]
             if score >= best:
                 best, best_edge = score, e
         st[_SCORE], st[_EDGE] = best, best_edge
@@ -311,20 +299,12 @@ def _gate(dec, pred, conf, out, bands, state, p):
         st[_DAMAGE] = _made_share(b, _DAMAGE_SHARE, 0, max(1, best_edge - margin))
         st[_SHARE] = _made_share(b, _MADE_SHARE, 0, best_edge if best >= p[_P_RELEASE] else n_bands)
     # one codec per stream: the least evidence over the channels that show a cliff, and whether one of those
-    # cliffs needs it; none where another channel carries audio across that cliff (its level goes on there
-    # and comes and goes): a codec low-passes every channel alike, so the cliff is the channel's own
+    # cliffs needs it
     damage, stream_needs = 1.0, False
     for c in range(channels):
         if state[c, _ACTIVE_FRAMES] >= DECIDE_FRAMES and state[c, _SCORE] >= p[_P_RELEASE]:
             damage = min(damage, state[c, _DAMAGE])
-            edge = int(state[c, _EDGE])
-            if edge >= damage_from:
-                stream_needs = True
-                for d in range(channels):
-                    if (d != c and state[d, _ACTIVE_FRAMES] >= DECIDE_FRAMES
-                            and _cliff_score(bands[d], edge, p) < p[_P_RELEASE]
-                            and _spread_sum(bands[d], edge + gap, edge + gap + above) > above * p[_P_FLOOR_SPREAD]):
-                        damage = 0.0
+            stream_needs = stream_needs or state[c, _EDGE] >= damage_from
     for c in range(channels):
         st = state[c]
         b = bands[c]
