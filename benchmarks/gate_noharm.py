@@ -335,10 +335,10 @@ def children_table(rows: list[dict[str, Any]]) -> str:
         for group in GROUPS:
             these = [r for r in mine if r["group"] == group]
             cells.append(f"{sum(r['engaged'] for r in these)}/{len(these)}, w{sum(r['worse'] for r in these)}")
-        clean = [r for r in mine if r["group"] == "clean"]
-        change = max(r["max_abs_change"] for r in clean)
-        share = max(r["codec_made_share"] for r in clean)
-        lines.append([clip, *cells, f"{change:.3g}", f"{share:.3f}"])
+        clean = [r for r in mine if r["group"] == "clean"]           # none where --conditions left them out
+        change = f"{max(r['max_abs_change'] for r in clean):.3g}" if clean else "-"
+        share = f"{max(r['codec_made_share'] for r in clean):.3f}" if clean else "-"
+        lines.append([clip, *cells, change, share])
     return markdown_table(["child-like clip", "clean: engaged, worse", "LAME 96-128k", "low bitrates",
                            "clean: max sample change", "clean: codec-made share"], lines)
 

@@ -8,7 +8,8 @@ import json
 import numpy as np
 
 from benchmarks.gate_noharm import (
-    BY_NAME, GROUPS, QUICK_CONDITIONS, QUICK_VARIANTS, SCHEMA_VERSION, VARIANT_BY_NAME, band_limited, runs_of,
+    BY_NAME, GROUPS, QUICK_CONDITIONS, QUICK_VARIANTS, SCHEMA_VERSION, VARIANT_BY_NAME, band_limited, children_table,
+    runs_of,
 )
 from conftest import run_benchmark
 from evaluation.metrics import power_db
@@ -67,3 +68,11 @@ def test_gate_noharm_benchmarks_the_model_it_is_given(tmp_path):
     assert result["engine"]["model"] == "passthrough"
     rows = result["per_run"]
     assert rows and all(r["max_abs_change"] < 1e-6 for r in rows)    # passthrough: engaged or not, unchanged
+
+
+def test_the_children_table_holds_runs_without_the_clean_conditions():
+    """--conditions may leave the clean storages out: their columns then say so instead of failing the run."""
+    row = {"set": "children", "clip": "child#0", "group": "low_bitrate", "engaged": True, "worse": False,
+           "max_abs_change": 0.1, "codec_made_share": 0.3}
+    table = children_table([row])
+    assert "| child#0 | 0/0, w0 | 0/0, w0 | 1/1, w0 | - | - |" in table
