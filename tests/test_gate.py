@@ -309,6 +309,23 @@ def test_codec_made_bins_engage_the_gate_without_a_cliff_and_take_the_prediction
     assert report["engaged_after_s"] == pytest.approx(engaged_at * 256 / 48_000, abs=2 * 256 / 48_000)
 
 
+def test_without_a_cliff_the_codec_made_share_counts_up_to_codec_share_top_hz() -> None:
+    """A model that finds the top of full-band audio codec-made (16-24 kHz, where 96-128 kbit/s encoders' own
+    low-pass lies): over the whole spectrum that share engages the gate; under a codec_share_top_hz of 16 kHz
+    it counts for nothing."""
+    frames = _frames(300)
+    conf = np.zeros((1, F), np.float32)
+    conf[0, 342:] = 1.0                                                  # 16.0 kHz and up: a third of the bins
+    whole = _gate()
+    _run(whole, frames, confidence=conf)
+    assert DEFAULTS["codec_share_top_hz"] == 24_000.0                    # v1's calibration: the whole spectrum
+    assert whole.report()["codec_made_now"] and whole.report()["codec_made_share"] > DEFAULTS["codec_share"]
+    below = CodecGate({**DEFAULTS, "codec_share_top_hz": 16_000.0}, 48_000, 1024, 256)
+    out = _run(below, frames, confidence=conf)
+    assert not below.report()["engaged"] and below.report()["codec_made_share"] == 0.0
+    np.testing.assert_array_equal(out, frames)
+
+
 def test_confidence_weight_ramps_between_its_thresholds() -> None:
     gate = _gate()
     frames = _frames(300)

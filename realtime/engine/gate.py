@@ -39,7 +39,9 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
    1), below the cliff where the channel shows one (the empty band above a cliff is codec-made to the
-   model whoever emptied it) and over the whole spectrum otherwise, is the second detector: codecs that
+   model whoever emptied it) and from 0 Hz to `codec_share_top_hz` otherwise (the whole spectrum from the
+   Nyquist frequency on; a model whose confidence flags the top octave of clean full-band audio, where
+   96-128 kbit/s encoders' own low-pass lies, sets it lower), is the second detector: codecs that
    leave no cliff (their encoders fill what they drop) count as codec damage from a share of
    `codec_share` on, until it falls below half of that, with the same DECIDE_FRAMES and HOLD_FRAMES
    rules; not while the stream's cliff lacks the codec damage above (a clean source's own band edge,
@@ -83,7 +85,7 @@ _LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = r
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
  _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_DAMAGE_ON, _P_DAMAGE_MARGIN, _P_DAMAGE_FROM, _P_DAMAGE_ALPHA, _P_DAMAGE_WAIT,
- _P_SIZE) = range(26)
+ _P_SHARE_TOP, _P_SIZE) = range(27)
 
 
 class CodecGate:
@@ -123,6 +125,7 @@ class CodecGate:
         p[_P_CONF_LO] = s["confidence_from"]
         p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
         p[_P_SHARE_ON] = s["codec_share"]
+        p[_P_SHARE_TOP] = min(self.bands, round(s["codec_share_top_hz"] * bands_per_hz))
         p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
         p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
         p[_P_DAMAGE_ON] = s["damage_share"]
@@ -247,6 +250,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
     lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
     below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
     margin, damage_from = int(p[_P_DAMAGE_MARGIN]), p[_P_DAMAGE_FROM]
+    share_top = max(1, int(p[_P_SHARE_TOP]))
     # 1.-3. per channel: statistics, the best cliff and the evidence under it
     for c in range(channels):
         st = state[c]
@@ -295,9 +299,9 @@ def _gate(dec, pred, conf, out, bands, state, p):
             if score >= best:
                 best, best_edge = score, e
         st[_SCORE], st[_EDGE] = best, best_edge
-        # the codec damage under it, and the share of codec-made bins (below a cliff, else everywhere)
+        # the codec damage under it, and the share of codec-made bins (below a cliff, else up to codec_share_top_hz)
         st[_DAMAGE] = _made_share(b, _DAMAGE_SHARE, 0, max(1, best_edge - margin))
-        st[_SHARE] = _made_share(b, _MADE_SHARE, 0, best_edge if best >= p[_P_RELEASE] else n_bands)
+        st[_SHARE] = _made_share(b, _MADE_SHARE, 0, best_edge if best >= p[_P_RELEASE] else share_top)
     # one codec per stream: the least evidence over the channels that show a cliff, and whether one of those
     # cliffs needs it
     damage, stream_needs = 1.0, False

@@ -17,7 +17,7 @@ SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
 """The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
 PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
 """The framing `model_settings` gives the pass-through model, which works with any."""
-GATE_CALIBRATION = {"damage_share": 0.015, "codec_share": 0.2}
+GATE_CALIBRATION = {"damage_share": 0.015, "codec_share": 0.2, "codec_share_top_hz": 24000.0}
 """The gate settings that depend on how a model's confidence reads clean and coded audio: a model's metadata
 sets them (`gapfill.gate.<key>`, chosen on held-out clips for that model, its card says how); these values,
 chosen for model v1 (realtime/engine/default.yaml's notes), hold for a model that sets none."""

@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
     e.add_argument("--damage-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     e.add_argument("--codec-share", type=float, default=None, help="gate calibration (default.yaml gate)")
+    e.add_argument("--codec-share-top-hz", type=float, default=None, help="gate calibration (default.yaml gate)")
     tp = sub.add_parser("throughput", help="training throughput, today's U-Net and v2, one thread")
     tp.add_argument("--steps", type=int, default=6)
     tp.add_argument("--json", default=f"{DEFAULT_RUN}/throughput.json")
@@ -163,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         print(format_damage(damage_rows(args.model, args.corpus, args.clips, args.seconds)))
     elif args.step == "export":
         from training.v2.export import export_checkpoint
-        given = (("damage_share", args.damage_share), ("codec_share", args.codec_share))
+        given = (("damage_share", args.damage_share), ("codec_share", args.codec_share),
+                 ("codec_share_top_hz", args.codec_share_top_hz))
         gate = {k: v for k, v in given if v is not None}
         print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
     elif args.step == "throughput":
