@@ -182,7 +182,7 @@ class CodecGate:
         cutoff_hz: the detected cutoff (mean over the channels that have one, Hz) or None;
         band_limit_now / codec_made_now: which detector says codec damage now (any channel);
         codec_made_share: the long-term share of bins the model finds codec-made, below the cliff where a
-        channel shows one (mean over channels); damage_share: the same under the cliff, up to
+        channel shows one, else below `codec_share_top_hz` (mean over channels); damage_share: the same under the cliff, up to
         `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
         restored_share: restored active frames / active frames (0..1).
