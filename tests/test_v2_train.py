@@ -184,6 +184,20 @@ def test_band_limited_crops_end_in_a_cliff_and_are_identity_pairs(tmp_path: Path
     decoded, clean, labels = v2_train.make_batch(source, 4, 24, np.random.default_rng(0), 32)
     assert labels.mean() < 0.01      # nothing codec-made: the clean crop twice (the cache's pairs: 8 kHz and holes)
 
+    # the band-limited crop is float audio: quantised (here always) as float input is, even where the pair's
+    # own chain stored 16-bit samples, so that a dithered band-limited source is seen as clean too
+    import training.train as v1_train
+    monkeypatch.setattr(v1_train, "P_QUANTIZE", 1.0)
+    monkeypatch.setattr(v1_train, "P_NOISE", 0.0)
+    monkeypatch.setattr(v1_train, "P_IDENTITY", 0.0)
+    s16 = _pair_cache(tmp_path / "s16")
+    manifest = json.loads((s16 / "manifest.json").read_text())
+    for row in manifest["pairs"]:
+        row["chain"] = "minimp3_codec_s16_tpdf"
+    (s16 / "manifest.json").write_text(json.dumps(manifest))
+    decoded, clean, labels = v2_train.make_batch(PairCache(s16, "train", 0), 4, 24, np.random.default_rng(0), 32)
+    assert not torch.equal(decoded, clean) and labels.mean() < 0.01
+
 
 def test_codec_cliffs_are_found_and_matched_crops_end_there() -> None:
     from scipy.signal import butter, sosfiltfilt

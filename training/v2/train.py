@@ -124,18 +124,22 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
     """(decoded, clean) magnitudes (batch, frames, F) and band labels (batch, sparse frames, bands) of the
     loss's sparse frames (training/v2/loss.py); `identity`: the clean crop is the input. When augmenting, a
     crop is a band-limited identity pair with probability P_BAND_LIMITED (training/v2/bandlimit.py), and
-    a test signal as an identity pair with probability P_TEST_SIGNAL (training/v2/testsignals.py)."""
+    a test signal as an identity pair with probability P_TEST_SIGNAL (training/v2/testsignals.py), both
+    float audio that `augment_crop` quantises as it does any float input."""
     rows, restored = [], []
     for _ in range(batch):
         audio, pair = source.crop(frames)
         restored.append(restored_rate(pair))
+        stored_float = stores_float(pair)
         if identity:
             audio = audio[[0, 0]]
         elif augment and rng.random() < P_BAND_LIMITED:
             audio = np.stack([band_limit(audio[0], rng, codec_cliff_hz(audio[0], audio[1]))] * 2)
+            stored_float = True                   # float clean audio as input: quantised as any float input
         elif augment and rng.random() < P_TEST_SIGNAL:
             audio = np.stack([test_signal(audio.shape[1], rng)] * 2)
-        rows.append(augment_crop(audio, rng, stores_float(pair), gain_db) if augment else audio[[0, 1, 0]])
+            stored_float = True
+        rows.append(augment_crop(audio, rng, stored_float, gain_db) if augment else audio[[0, 1, 0]])
     audio = torch.from_numpy(np.stack(rows))                                  # (batch, 3, samples)
     clean, decoded = features.frame_magnitudes(audio[:, 0]), features.frame_magnitudes(audio[:, 1])
     through = clean[:, SPARSE].clone()  # the clean crop through the chain: itself unless noise or dither was added
