@@ -125,7 +125,7 @@ class CodecGate:
         p[_P_CONF_LO] = s["confidence_from"]
         p[_P_CONF_HI] = max(s["confidence_full"], s["confidence_from"] + 1e-6)
         p[_P_SHARE_ON] = s["codec_share"]
-        p[_P_SHARE_TOP] = min(self.bands, round(s["codec_share_top_hz"] * bands_per_hz))
+        p[_P_SHARE_TOP] = min(self.bands, max(1, round(s["codec_share_top_hz"] * bands_per_hz)))
         p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
         p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
         p[_P_DAMAGE_ON] = s["damage_share"]
@@ -182,8 +182,8 @@ class CodecGate:
         cutoff_hz: the detected cutoff (mean over the channels that have one, Hz) or None;
         band_limit_now / codec_made_now: which detector says codec damage now (any channel);
         codec_made_share: the long-term share of bins the model finds codec-made, below the cliff where a
-        channel shows one, else below `codec_share_top_hz` (mean over channels); damage_share: the same under the cliff, up to
-        `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
+        channel shows one, else below `codec_share_top_hz` (mean over channels); damage_share: the same under
+        the cliff, up to `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
         restored_share: restored active frames / active frames (0..1).
         """
@@ -250,7 +250,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
     lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
     below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
     margin, damage_from = int(p[_P_DAMAGE_MARGIN]), p[_P_DAMAGE_FROM]
-    share_top = max(1, int(p[_P_SHARE_TOP]))
+    share_top = int(p[_P_SHARE_TOP])
     # 1.-3. per channel: statistics, the best cliff and the evidence under it
     for c in range(channels):
         st = state[c]
