@@ -351,3 +351,23 @@ def test_the_gate_lets_go_when_the_model_stops_finding_codec_made_bins() -> None
     out = _run(gate, _frames(12 * HALF_SECOND, seed=7), confidence=_no_confidence())
     assert not gate.report()["engaged_now"] and not gate.report()["codec_made_now"]
     np.testing.assert_array_equal(out[-1], _frames(12 * HALF_SECOND, seed=7)[-1])
+
+
+def test_a_stream_started_from_its_heads_statistics_restores_from_its_first_frame() -> None:
+    """`statistics()` at the end of a stream's head, `start_from()` after a reset (Restorer.decide_ahead): the
+    statistics, decisions and activity carry over; the report counts from the new start."""
+    frames = _frames(600, CUT_BIN)
+    predicted = np.full((1, F), FULL_SCALE * 1e-3, np.float32)
+    head = _gate()
+    _run(head, frames, predicted, confidence=_codec_damage())
+    assert head.report()["engaged_now"]
+    gate = _gate()
+    gate.start_from(head.statistics())
+    assert gate.report()["engaged"] is False and gate.report()["restored_share"] == 0.0
+    out = _run(gate, frames[:10], predicted, confidence=_codec_damage())
+    report = gate.report()
+    assert report["engaged_after_s"] == pytest.approx(1 / HOPS_PER_S, abs=1e-3)
+    assert report["restored_share"] == 1.0 and report["cutoff_hz"] == head.report()["cutoff_hz"]
+    assert np.all(out[:, :, CUT_BIN:] == predicted[:, CUT_BIN:])      # the band above restored from frame 0
+    fresh = _run(_gate(), frames[:10], predicted, confidence=_codec_damage())
+    np.testing.assert_array_equal(fresh, frames[:10])                  # a fresh gate is still deciding

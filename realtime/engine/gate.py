@@ -57,6 +57,9 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    Where w = 0 the output is the decoded magnitude bit for bit; with activity 0, everywhere.
 
 `report()` says what was detected since the last reset (for the front ends' messages and statistics).
+`statistics()` and `start_from()` let a stream start with what its head showed (`Restorer.decide_ahead`):
+the statistics, decisions and activity carry over, so restoration starts at the first sample where the gate
+would otherwise have decided after up to a few seconds; the report counts from the start again.
 """
 
 from __future__ import annotations
@@ -80,7 +83,8 @@ FLOOR_DB = -160.0                 # band levels are clamped here (exact zeros)
 _LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = range(6)
 # per-channel state columns
 (_ACTIVE_FRAMES, _FRAMES, _CUTOFF, _ACTIVITY, _DETECTED, _SCORE, _RESTORED_FRAMES, _FIRST_RESTORED,
- _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _EDGE, _DAMAGE, _ACTIVE_NOW, _STATE_SIZE) = range(17)
+ _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _EDGE, _DAMAGE, _ACTIVE_NOW, _HEAD_FRAMES, _HEAD_ACTIVE_FRAMES,
+ _STATE_SIZE) = range(19)
 # parameter vector entries
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
@@ -153,6 +157,21 @@ class CodecGate:
         self._state[:, _CUTOFF] = -1.0                                  # undecided
         self._state[:, _FIRST_RESTORED] = -1.0
 
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """A copy of the band statistics and the per-channel state (decisions, activity) so far."""
+        return self._bands.copy(), self._state.copy()
+
+    def start_from(self, statistics: tuple[np.ndarray, np.ndarray]) -> None:
+        """Continue from `statistics()` taken at the end of the stream's head, as if the stream began now:
+        the statistics, decisions and activity as they were, the report's counts from zero."""
+        bands, state = statistics
+        self._bands[:] = bands
+        self._state[:] = state
+        self._state[:, _HEAD_FRAMES] = self._state[:, _FRAMES]
+        self._state[:, _HEAD_ACTIVE_FRAMES] = self._state[:, _ACTIVE_FRAMES]
+        self._state[:, _RESTORED_FRAMES] = 0.0
+        self._state[:, _FIRST_RESTORED] = -1.0
+
     @property
     def activity(self) -> np.ndarray:
         """(C,) 0 = passing the decoded magnitudes through, 1 = fully gated."""
@@ -189,8 +208,8 @@ class CodecGate:
         """
         st = self._state
         cut = self.cutoff_hz
-        first = st[:, _FIRST_RESTORED]
-        active = float(st[:, _ACTIVE_FRAMES].sum())
+        first = np.where(st[:, _FIRST_RESTORED] >= 0, st[:, _FIRST_RESTORED] - st[:, _HEAD_FRAMES], -1.0)
+        active = float((st[:, _ACTIVE_FRAMES] - st[:, _HEAD_ACTIVE_FRAMES]).sum())
         seconds_per_frame = self.hop / self.sample_rate
         return {
             "engaged": bool(np.any(first >= 0)),

@@ -59,6 +59,14 @@ class InputLevel:
         self._state[:] = 0.0
         self._state[_GAIN] = 1.0
 
+    def statistics(self) -> np.ndarray:
+        """A copy of the running levels and the gain so far."""
+        return self._state.copy()
+
+    def start_from(self, statistics: np.ndarray) -> None:
+        """Continue from `statistics()` taken at the end of the stream's head (`Restorer.decide_ahead`)."""
+        self._state[:] = statistics
+
     @property
     def gain_db(self) -> float:
         """The gain applied to the model input now (dB, 0..max_boost_db)."""

@@ -7,7 +7,9 @@ Life cycle (pedalboard/JUCE style): `prepare(sample_rate, channels, max_block)` 
 `process(block, out=None)` takes (channels, n) float32 or float64 for any n >= 0 and returns n samples
 (a new array, or `out` when given: the allocation-free form every front end uses); `flush()` returns the
 tail at end of stream; `reset()` forgets the past; `latency_samples` is the true delay at the host rate.
-`compensated` and `restore` drop the latency and append the tail, so output sample t is input sample t.
+`compensated` and `restore` drop the latency and append the tail, so output sample t is input sample t,
+and let the gate decide from the stream's first `gate.decide_ahead_s` seconds before restoring them
+(`decide_ahead`): input at hand ahead of time is restored from its first sample on.
 
 Inside: the hop chain (realtime/engine/chain.py) of the stages analysis -> level -> model -> gate ->
 phase -> strength -> synthesis -> bypass at the model rate, wrapped by the resampler
@@ -40,7 +42,7 @@ from realtime.engine.level import InputLevel
 from realtime.engine.model import ModelStage, PassThroughModel, load_model
 from realtime.engine.phase import PhaseStage
 from realtime.engine.resampled import Resampled
-from realtime.engine.stage import HopObserver, Stage
+from realtime.engine.stage import HopObserver, LongTermStage, Stage
 from realtime.engine.strength import StrengthStage
 from realtime.engine.synthesis import SynthesisStage
 from realtime.engine.windows import synthesis_span
@@ -192,6 +194,29 @@ class Restorer:
         stage timings and evaluation; it runs on the processing thread."""
         self.chain.observe(observer)
 
+    @property
+    def decide_ahead_samples(self) -> int:
+        """How much of a stream's head `compensated` lets the gate decide from (`gate.decide_ahead_s`),
+        in samples at the host rate (after `prepare`); 0 without a gate (the pass-through model, or
+        `gate.enabled` false), which has nothing to decide."""
+        self._require_prepared()
+        return round(self.config.gate["decide_ahead_s"] * self.sample_rate) if self.gate_enabled else 0
+
+    def decide_ahead(self, head: np.ndarray) -> None:
+        """Start the stream with what its head (channels, n) shows: the head runs through the engine (its
+        output discarded), then everything is reset but the long-term statistics of the gate and the input
+        level and the gate's decisions, which the stream starts with. The stream itself, head included,
+        then goes through `process` from its first sample: where the head shows codec damage, restoration
+        starts there instead of after the gate's decision time."""
+        self.reset()
+        for start in range(0, head.shape[1], self.max_block):
+            piece = head[:, start : start + self.max_block]
+            self.process(piece, out=self._scratch[:, : piece.shape[1]])
+        kept = {name: stage.statistics() for name, stage in self.stages.items() if isinstance(stage, LongTermStage)}
+        self.reset()
+        for name, statistics in kept.items():
+            self.stages[name].start_from(statistics)
+
     # -- processing ------------------------------------------------------------------------------
     def process(self, block: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Restore block (channels, n), float32 or float64, any layout, any n >= 0 (longer than
@@ -242,8 +267,9 @@ class Restorer:
 
     def restore(self, audio: npt.ArrayLike, sample_rate: int, max_block: int = BLOCK_SAMPLES) -> np.ndarray:
         """A whole signal, (samples,) or (channels, samples) float32/float64 at `sample_rate` Hz, restored:
-        same shape and dtype, delay compensated (output sample t is input sample t). Prepares the
-        restorer (or only resets it when it is already prepared for this rate, channels and block)."""
+        same shape and dtype, delay compensated (output sample t is input sample t), the gate deciding from
+        its first `gate.decide_ahead_s` seconds first (`compensated`). Prepares the restorer (or only
+        resets it when it is already prepared for this rate, channels and block)."""
         signal = np.asarray(audio)
         if signal.dtype not in _FLOATS or signal.ndim not in (1, 2):
             raise ValueError("restore: audio must be (samples,) or (channels, samples) float32 or float64, "
@@ -323,10 +349,14 @@ def compensated(restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bo
     """Restore blocks (channels, n) of any length; yield output blocks (channels, m) float32, each valid
     until the next step (one buffer, allocated here, is reused).
 
-    compensate: drop the first `restorer.latency_samples` of output and end with the flushed tail, so
-    the output has as many samples as the input, aligned; otherwise one output sample per input sample
-    (delayed by the latency) and no tail.
+    compensate: let the gate decide from the first `restorer.decide_ahead_samples` of input before
+    restoring them (`Restorer.decide_ahead`; the blocks up to there are read, and copied, first), drop the
+    first `restorer.latency_samples` of output and end with the flushed tail, so the output has as many
+    samples as the input, aligned; otherwise one output sample per input sample (delayed by the latency),
+    as soon as it comes in, and no tail.
     """
+    if compensate and restorer.decide_ahead_samples:
+        blocks = _decided_ahead(restorer, blocks)
     skip = restorer.latency_samples if compensate else 0
     buffer = np.empty((restorer.channels, restorer.max_block), np.float32)
     for block in blocks:
@@ -339,6 +369,24 @@ def compensated(restorer: Restorer, blocks: Iterable[np.ndarray], compensate: bo
                 yield out[:, dropped:]
     if compensate:
         yield restorer.flush()[:, skip:]
+
+
+def _decided_ahead(restorer: Restorer, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """The same blocks, the first ones copied (a reader may reuse its buffer); before the first is
+    yielded, `restorer.decide_ahead` has seen the first `decide_ahead_samples` of them (or all there are)."""
+    wanted = restorer.decide_ahead_samples
+    blocks = iter(blocks)
+    held: list[np.ndarray] = []
+    count = 0
+    for block in blocks:
+        held.append(np.array(block, copy=True))
+        count += block.shape[1]
+        if count >= wanted:
+            break
+    head = np.concatenate(held, axis=1)[:, :wanted] if held else np.zeros((restorer.channels, 0), np.float32)
+    restorer.decide_ahead(head)
+    yield from held
+    yield from blocks
 
 
 def restore(audio: npt.ArrayLike, sample_rate: int, config: ConfigSource = None,

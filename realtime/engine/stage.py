@@ -16,7 +16,7 @@ the buffers; they run on the processing thread, so timing a stage and copying it
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -113,6 +113,20 @@ class Stage(Protocol):
 
     def process_hop(self, buffers: HopBuffers) -> None:
         """Read this stage's inputs from `buffers` and write its outputs there; allocates nothing."""
+        ...
+
+
+@runtime_checkable
+class LongTermStage(Protocol):
+    """A stage whose long-term statistics a stream may start with, taken from the stream's head
+    (`Restorer.decide_ahead`): the gate's detection and the input level's gain."""
+
+    def statistics(self) -> Any:
+        """A copy of the statistics (and the decisions made from them) so far."""
+        ...
+
+    def start_from(self, statistics: Any) -> None:
+        """After a reset: continue from `statistics()` as if the stream began now."""
         ...
 
 
