@@ -40,8 +40,9 @@ def add_parser(commands: Any) -> None:
         "--no-compensate",
         dest="compensate",
         action="store_false",
-        help="output one sample per input sample, delayed by the latency, and no tail "
-        "(default: drop the latency and flush the tail, so output lines up with input)",
+        help="output one sample per input sample as it comes, delayed by the latency, and no tail, for live "
+        "input (default: read the first gate.decide_ahead_s first so the gate decides there, drop the "
+        "latency and flush the tail, so output lines up with input and is restored from its first sample)",
     )
     parser.add_argument("--strength", type=float, metavar="S",
                         help="how far each restored bin moves from the decoded magnitude toward the model's "
