@@ -371,3 +371,28 @@ def test_a_stream_started_from_its_heads_statistics_restores_from_its_first_fram
     assert np.all(out[:, :, CUT_BIN:] == predicted[:, CUT_BIN:])      # the band above restored from frame 0
     fresh = _run(_gate(), frames[:10], predicted, confidence=_codec_damage())
     np.testing.assert_array_equal(fresh, frames[:10])                  # a fresh gate is still deciding
+
+
+def test_the_band_above_a_detected_cutoff_is_handed_to_the_phase_stage() -> None:
+    """HopBuffers.band_above: F until the gate restores a band above a detected cutoff, then the first bin
+    at or above that cutoff; F again with the gate off."""
+    from realtime.engine.stage import HopBuffers
+
+    gate = _gate()
+    buffers = HopBuffers(1, 1024, 256, 0)
+    frames = _frames(300, CUT_BIN)
+    handed = []
+    for frame in frames:
+        buffers.magnitudes[0] = frame
+        buffers.estimate[:] = frame
+        buffers.estimate[:, CUT_BIN:] = 0.01
+        buffers.confidence[:] = _codec_damage()
+        gate.process_hop(buffers)
+        handed.append(int(buffers.band_above[0]))
+    assert handed[0] == F
+    assert gate.report()["engaged_now"]
+    assert handed[-1] == int(np.ceil(gate.cutoff_hz[0] * 1024 / 48_000 - 1e-9))
+    off = CodecGate({**DEFAULTS, "enabled": False}, 48_000, 1024, 256)
+    off.prepare(1)
+    off.process_hop(buffers)
+    assert buffers.band_above[0] == F

@@ -24,7 +24,8 @@ SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.fla
 
 
 def phase_settings(method: str, lookahead: int) -> dict:
-    return {"method": method, "lookahead_frames": lookahead, "tolerance_db": 50.0, "keep_db": 1.0}
+    return {"method": method, "lookahead_frames": lookahead, "tolerance_db": 50.0, "keep_db": 1.0,
+            "above_cutoff": "translate"}
 
 
 def tone() -> np.ndarray:
@@ -259,3 +260,74 @@ def test_phases_at_the_asymmetric_framing_keep_the_level(name: str) -> None:
         decoded = spectrum.copy()
         decoded[:, 250:] = 0
         assert abs(level_db("completion", decoded)) < 1.0
+
+
+CUTOFF_BIN = 179                             # 8.4 kHz at 48 kHz, N = 1024: LAME 32 kbit/s mono
+
+
+def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Completion at the asymmetric framing (hop 128) of `x` low-passed at CUTOFF_BIN (decoded bins above it
+    exactly 0), with the band above at the rms magnitude of the octave under the cutoff per frame (equal
+    magnitudes, as the model fills it); returns (decoded spectra (T, F), output spectra (T, F))."""
+    hop, window = 128, "asymmetric"
+    spectrum = stft_offline(x, N, hop, window)
+    decoded = spectrum.copy()
+    decoded[:, CUTOFF_BIN:] = 0
+    octave = np.abs(spectrum[:, CUTOFF_BIN // 2: CUTOFF_BIN])
+    mag = np.abs(spectrum).astype(np.float32)
+    mag[:, CUTOFF_BIN:] = np.sqrt(np.mean(octave**2, axis=1, keepdims=True))
+    settings = {**phase_settings("completion", 1), "above_cutoff": above_cutoff}
+    stage = PhaseStage(settings, N, hop, window)
+    stage.prepare(1)
+    band = None if band_above is None else np.array([band_above], np.int64)
+    out = np.zeros((1, F), np.complex64)
+    frames = []
+    for k in range(len(mag) + 1):
+        m = mag[k] if k < len(mag) else np.zeros(F, np.float32)
+        d = decoded[k] if k < len(mag) else np.zeros(F, np.complex64)
+        stage.process(m[None], d[None], out, band)
+        frames.append(out[0].copy())
+    return decoded, np.array(frames[1:])
+
+
+@pytest.mark.parametrize("name", ["noise", "speech"])
+def test_the_band_above_the_cutoff_takes_the_phase_of_the_octave_under_it(name: str) -> None:
+    """translate: every bin from band_above up has the decoded phase of the bin S, 2 S, ... under it, S the
+    largest multiple of fft_size / hop (8) up to half the cutoff bin; the bins under it keep the decoded
+    phase."""
+    x = {"noise": noise, "speech": speech}[name]()
+    decoded, out = _fill_above_cutoff(x, "translate", CUTOFF_BIN)
+    shift = (CUTOFF_BIN // 2) // 8 * 8
+    above = np.arange(CUTOFF_BIN, F)
+    source = CUTOFF_BIN - shift + (above - CUTOFF_BIN) % shift
+    audible = np.abs(decoded[:, source]) > 1e-3 * np.abs(decoded).max()
+    difference = np.angle(out[:, above] * np.conj(decoded[:, source]))
+    assert np.max(np.abs(difference[audible])) < 1e-3
+    kept = np.abs(decoded[:, :CUTOFF_BIN]) > 1e-3 * np.abs(decoded).max()
+    assert np.max(np.abs(np.angle(out[:, :CUTOFF_BIN] * np.conj(decoded[:, :CUTOFF_BIN])))[kept]) < 1e-3
+
+
+@pytest.mark.parametrize("name", ["noise", "speech"])
+def test_the_translated_band_keeps_the_time_structure_the_integrated_one_makes_pulses(name: str) -> None:
+    """Equal magnitudes above the cutoff: integrated, the same linear phase every frame synthesises a pulse
+    per hop; translated, the band follows the signal under the cutoff. The band's crest factor (peak over
+    rms, dB) is at least 3 dB lower translated (noise 17 against 24 dB, speech 28 against 32)."""
+    x = {"noise": noise, "speech": speech}[name]()
+
+    def crest_db(above_cutoff: str) -> float:
+        _, out = _fill_above_cutoff(x, above_cutoff, CUTOFF_BIN)
+        filled = np.zeros_like(out)
+        filled[:, CUTOFF_BIN:] = out[:, CUTOFF_BIN:]
+        y = istft_offline(filled, N, 128, "asymmetric")
+        return float(20 * np.log10(np.max(np.abs(y)) / np.sqrt(np.mean(y**2))))
+
+    assert crest_db("translate") < crest_db("integrate") - 3.0
+
+
+def test_without_a_band_above_translate_is_integrate() -> None:
+    """No band above a cutoff (band_above F or None): both settings give the same spectra, bit for bit."""
+    x = speech()
+    _, integrated = _fill_above_cutoff(x, "integrate", CUTOFF_BIN)
+    for band_above in (None, F):
+        _, translated = _fill_above_cutoff(x, "translate", band_above)
+        np.testing.assert_array_equal(translated, integrated)

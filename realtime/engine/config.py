@@ -96,6 +96,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "lookahead_frames": _choice(0, 1),
         "tolerance_db": _number(10.0, 200.0),
         "keep_db": _number(0.0, 20.0),
+        "above_cutoff": _choice("translate", "integrate"),
     },
     "gate": {
         "enabled": _BOOL,

@@ -232,11 +232,24 @@ class CodecGate:
 
     def process_hop(self, buffers: HopBuffers) -> None:
         """buffers.gated <- the gated mix of the aligned decoded magnitudes and the estimate (enabled), or
-        a copy of the estimate (disabled)."""
+        a copy of the estimate (disabled); buffers.band_above <- where the band above a detected cutoff
+        that the gate restores begins (F: none)."""
         if self.enabled:
             self.process(buffers.aligned_magnitudes, buffers.estimate, buffers.confidence, buffers.gated)
+            _band_above(self._state, buffers.gated.shape[1], buffers.band_above)
         else:
             np.copyto(buffers.gated, buffers.estimate)
+            buffers.band_above[:] = buffers.gated.shape[1]
+
+
+@njit("void(float64[:, ::1], int64, int64[::1])", cache=True, nogil=True)
+def _band_above(state, bins, band_above):
+    """band_above[c] <- the first bin above channel c's detected cutoff while the gate restores (its
+    above-cutoff weight is 1 from there on), else `bins`."""
+    for c in range(state.shape[0]):
+        st = state[c]
+        engaged = st[_DETECTED] > 0.0 and st[_ACTIVITY] > 0.0 and st[_CUTOFF] >= 0.0
+        band_above[c] = min(bins, int(np.ceil(st[_CUTOFF]))) if engaged else bins
 
 
 @njit("float64(float64[:, ::1], int64, int64)", cache=True, nogil=True)

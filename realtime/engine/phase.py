@@ -16,6 +16,17 @@ Methods (config `phase.method`):
   bin is reliable when |decoded| > 0 and the output magnitude is within `keep_db` of |decoded| (the
   model/gate kept it), however quiet: input the gate leaves alone comes out with its own phase.
 
+The band above a codec cutoff (`above_cutoff`, rtpghi and completion): where the gate restores a band
+above a detected cutoff (`HopBuffers.band_above`, bin c), `translate` (the default) gives each bin m >= c
+the model did not keep the phase of bin c - S + (m - c) mod S, S the largest multiple of fft_size / hop
+bins up to c / 2: the octave under the cutoff, repeated upward, as spectral band replication patches it.
+With S a multiple of fft_size / hop the translation is the STFT of the decoded signal shifted up by S bins,
+exactly, frame after frame, so the fill keeps the fine time structure (onsets, voiced pulses) and the crest
+factor of the band under the cutoff. `integrate` gives those bins the integrated phase as everywhere else:
+a band of equal magnitudes then integrates to the same linear phase every frame, a pulse at the synthesis
+centre each hop, which on LAME 32k mixes raised the band's crest factor by 4-9 dB over the clean band's
+(peaks up to 2.2 x full scale) and cost 0.03-0.12 ViSQOL against `translate` (README, Results).
+
 Phase convention: a frame's spectrum is the rfft of the windowed frame with the window starting at index 0
 (docs/CONTRACTS.md). Estimated phases are centred on `windows.synthesis_centre`, the middle of the synthesis
 window's support, c (N / 2 for Hann, N - hop for the asymmetric framing): the frequency-direction gradient
@@ -42,12 +53,13 @@ HANN_GAMMA = 0.25645
 """gamma / N**2 of a Hann window of N samples: the Gaussian exp(-pi t**2 / gamma) matching its spread."""
 
 METHODS = ("decoded", "rtpghi", "completion")
+ABOVE_CUTOFF = ("translate", "integrate")
 RANDOM_SEED = 20240611
 RANDOM_TABLE_FRAMES = 10  # random table length in frames of bins
 
 _DECODED, _RTPGHI, _COMPLETION = 0, 1, 2
 _METHOD_CODES = {"decoded": _DECODED, "rtpghi": _RTPGHI, "completion": _COMPLETION}
-_UNKNOWN, _DONE, _SMALL = 0, 1, 2  # state of a bin of the target frame during integration
+_UNKNOWN, _DONE, _SMALL, _KEPT = 0, 1, 2, 3  # state of a bin of the target frame during integration
 _MAG_FLOOR = 1e-9  # added to magnitudes before the log, far below any audible bin
 
 
@@ -64,7 +76,8 @@ class PhaseStage:
     """Streaming phase estimator for (channels, F) frames; F = fft_size // 2 + 1.
 
     settings: the `phase:` config section: `method`, `lookahead_frames` (0 or 1), `tolerance_db`,
-    `keep_db`. `process` is called once per hop and, given frame k, writes frame k - lookahead_frames.
+    `keep_db`, `above_cutoff`. `process` is called once per hop and, given frame k, writes frame
+    k - lookahead_frames.
     """
 
     name = "phase"
@@ -76,8 +89,15 @@ class PhaseStage:
         lookahead = int(settings["lookahead_frames"])
         if lookahead not in (0, 1):
             raise ValueError(f"phase lookahead_frames must be 0 or 1, got {lookahead}")
+        above_cutoff = settings["above_cutoff"]
+        if above_cutoff not in ABOVE_CUTOFF:
+            raise ValueError(f"phase above_cutoff must be one of {ABOVE_CUTOFF}, got {above_cutoff!r}")
+        if fft_size % hop:
+            raise ValueError(f"phase stage: fft_size {fft_size} is not a multiple of hop {hop}")
         self.method = method
         self._method_code = _METHOD_CODES[method]
+        self.above_cutoff = above_cutoff
+        self._translate_step = fft_size // hop if above_cutoff == "translate" else 0
         self.lookahead_frames = lookahead
         self.fft_size = fft_size
         self.hop = hop
@@ -111,9 +131,10 @@ class PhaseStage:
         self._decoded_delay = np.empty((channels, f), dtype=np.complex64)
         self._freq_grad = np.empty(f)  # scratch, shared by channels
         self._target_phase = np.empty(f)
-        self._state = np.empty(f, dtype=np.int8)  # _UNKNOWN, _DONE or _SMALL per target bin
+        self._state = np.empty(f, dtype=np.int8)  # _UNKNOWN, _DONE, _SMALL or _KEPT per target bin
         self._heap_keys = np.empty(2 * f)  # log-magnitudes; items: bin (previous frame) or F + bin
         self._heap_items = np.empty(2 * f, dtype=np.int64)
+        self._no_band_above = np.full(channels, f, dtype=np.int64)
         self.reset()
 
     def reset(self) -> None:
@@ -125,14 +146,17 @@ class PhaseStage:
         self._decoded_delay[:] = 0.0
         self._random_pos[:] = 0
 
-    def process(self, mag: np.ndarray, decoded: np.ndarray, out: np.ndarray) -> None:
+    def process(self, mag: np.ndarray, decoded: np.ndarray, out: np.ndarray,
+                band_above: np.ndarray | None = None) -> None:
         """Write the spectrum of frame k - lookahead_frames into out.
 
         mag (C, F) float32: magnitudes to synthesise for frame k; decoded (C, F) complex64: STFT of the
-        decoded input for frame k; out (C, F) complex64; C as prepared. Allocates no buffers.
+        decoded input for frame k; out (C, F) complex64; band_above (C,) int64: where the band above a
+        codec cutoff begins, per channel (F or None: nowhere); C as prepared. Allocates no buffers.
         """
         _process_frame(
             self._method_code, self.lookahead_frames, mag, decoded, out,
+            self._no_band_above if band_above is None else band_above, self._translate_step,
             self._time_scale, self._time_advance, self._freq_scale, self._freq_offset, self._log_tolerance,
             self._log_keep, self._log_mag, self._time_grad, self._phase, self._mag_delay,
             self._decoded_delay, self._random, self._random_pos, self._freq_grad,
@@ -141,8 +165,8 @@ class PhaseStage:
 
     def process_hop(self, buffers: HopBuffers) -> None:
         """buffers.phased <- the spectrum of frame k - lookahead_frames for the gated magnitudes of frame k,
-        given the aligned decoded spectra."""
-        self.process(buffers.gated, buffers.aligned_spectra, buffers.phased)
+        given the aligned decoded spectra and the band above the cutoff the gate restores."""
+        self.process(buffers.gated, buffers.aligned_spectra, buffers.phased, buffers.band_above)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -188,19 +212,22 @@ def _heap_pop(heap_keys, heap_items, size):
 
 # One fixed signature, compiled at import (nothing compiles later); mag, decoded and out may be any views.
 _FRAME_SIGNATURE = (
-    "void(int64, int64, float32[:, :], complex64[:, :], complex64[:, :], float64, float64, float64, float64, float64, "
+    "void(int64, int64, float32[:, :], complex64[:, :], complex64[:, :], int64[::1], int64, "
+    "float64, float64, float64, float64, float64, "
     "float64, float64[:, :, ::1], float64[:, :, ::1], float64[:, ::1], float32[:, ::1], complex64[:, ::1], "
     "float64[::1], int64[::1], float64[::1], float64[::1], int8[::1], float64[::1], int64[::1])"
 )
 
 
 @njit(_FRAME_SIGNATURE, cache=True, nogil=True)
-def _process_frame(method, lookahead, mag, decoded, out, time_scale, time_advance, freq_scale, freq_offset,
-                   log_tolerance, log_keep, log_mag, time_grad, phase, mag_delay, decoded_delay,
+def _process_frame(method, lookahead, mag, decoded, out, band_above, translate_step, time_scale, time_advance,
+                   freq_scale, freq_offset, log_tolerance, log_keep, log_mag, time_grad, phase, mag_delay, decoded_delay,
                    random, random_pos, freq_grad, target_phase, state, heap_keys, heap_items) -> None:
     channels, f = phase.shape
     if mag.shape != phase.shape or decoded.shape != phase.shape or out.shape != phase.shape:
         raise ValueError("phase stage: mag, decoded and out must be (channels, F) as prepared")
+    if band_above.shape[0] != channels:
+        raise ValueError("phase stage: band_above must be (channels,) as prepared")
     target = 2 - lookahead  # row of log_mag holding the target frame, target - 1 the frame before
     for c in range(channels):
         target_mag = mag_delay[c] if lookahead == 1 else mag[c]
@@ -250,9 +277,9 @@ def _process_frame(method, lookahead, mag, decoded, out, time_scale, time_advanc
                     amp = abs(target_dec[m])
                     if amp > 0.0 and abs(log_mag[c, target, m] - math.log(amp + _MAG_FLOOR)) <= log_keep:
                         target_phase[m] = math.atan2(target_dec[m].imag, target_dec[m].real)
-                        state[m] = _DONE
+                        state[m] = _KEPT
                 for m in range(f):
-                    if state[m] == _DONE and ((m > 0 and state[m - 1] == _UNKNOWN)
+                    if state[m] == _KEPT and ((m > 0 and state[m - 1] == _UNKNOWN)
                                               or (m < f - 1 and state[m + 1] == _UNKNOWN)):
                         size = _heap_push(heap_keys, heap_items, size, log_mag[c, target, m], f + m)
             for m in range(f):  # the previous frame seeds every bin still unknown
@@ -293,6 +320,14 @@ def _process_frame(method, lookahead, mag, decoded, out, time_scale, time_advanc
                 if state[m] == _SMALL:
                     target_phase[m] = random[random_pos[c]]
                     random_pos[c] = (random_pos[c] + 1) % random.shape[0]
+            # The band above the cutoff: the octave under it, translated up by a multiple of fft_size / hop.
+            first = band_above[c]
+            shift = (first // 2) // translate_step * translate_step if translate_step > 0 else 0
+            if first < f and shift > 0:
+                for m in range(first, f):
+                    if state[m] != _KEPT:
+                        target_phase[m] = target_phase[first - shift + (m - first) % shift]
+            for m in range(f):
                 p = target_phase[m] - 2.0 * math.pi * math.floor(target_phase[m] / (2.0 * math.pi) + 0.5)
                 phase[c, m] = p
                 p32 = np.float32(p)

@@ -33,6 +33,8 @@ class HopBuffers:
     model_gain (1,) f64: that gain, linear (1 when the level stage is off).
     estimate (C, F) f32: the model's magnitude estimate at the decoded level; confidence (C, F) f32 in 0..1.
     gated (C, F) f32: the magnitudes the gate keeps or restores.
+    band_above (C,) int64: per channel the first bin of the band above a codec cutoff that the gate restores
+        this hop (F while it restores none: no band limit detected, the gate closed or off).
     phased (C, F) c64: the complex spectrum to synthesise (frame `aligned` minus the phase look-ahead).
     unmodified (1,) int64: 1 when the strength stage's output `phased` is the decoded spectrum of its frame
         within float rounding in every channel and bin (exactly 0 where that is 0), else 0.
@@ -55,6 +57,7 @@ class HopBuffers:
         self.estimate = np.zeros((channels, bins), np.float32)
         self.confidence = np.zeros((channels, bins), np.float32)
         self.gated = np.zeros((channels, bins), np.float32)
+        self.band_above = np.full(channels, bins, np.int64)
         self.phased = np.zeros((channels, bins), np.complex64)
         self.unmodified = np.ones(1, np.int64)
         self.hop_out = np.zeros((channels, hop), np.float32)
@@ -68,6 +71,7 @@ class HopBuffers:
         for buffer in (self.hop_in, self.hop_out, self.spectra, self.magnitudes):
             buffer[...] = 0
         self.model_gain[0] = 1.0
+        self.band_above[:] = self.magnitudes.shape[2]
         self.unmodified[0] = self.bypassed[0] = 1
         self.frame_index = 0
 
