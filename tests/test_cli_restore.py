@@ -225,7 +225,7 @@ def test_stats_json_records_rates_frames_latency_and_the_gate(tmp_path):
     engine.prepare(48_000, 1, 4096)
     assert record["latency"]["samples"] == engine.latency_samples and record["latency"]["compensated"] is True
     assert record["codec_report"]["gate_enabled"] is True and record["codec_report"]["engaged"] is False
-    assert record["nonfinite_samples"] == 0 and record["wall_s"] > 0
+    assert record["nonfinite_samples"] == 0 and record["clipped_samples"] == 0 and record["wall_s"] > 0
 
 
 def test_stats_json_in_a_missing_folder_is_refused_before_any_work(tmp_path, passthrough_config, capfd):
@@ -244,3 +244,19 @@ def test_the_gate_verdict_is_one_line_on_a_terminal(tmp_path, popen_gapfill):
     shown = read_until_closed(leader)
     assert process.wait(timeout=120) == 0
     assert shown.decode().endswith("\r\x1b[Kgapfill: no codec damage detected: passed through unchanged\r\n")
+
+
+@pytest.mark.parametrize(("subtype", "clipped"), [("PCM_16", 3), ("PCM_24", 3), ("FLOAT", 0)])
+def test_samples_an_integer_output_clips_are_counted(tmp_path, subtype, clipped):
+    """Restored treble over a full-scale mix can exceed full scale: an integer output clips it (never
+    wraps) and says how many samples; FLOAT keeps them."""
+    from realtime.frontends.audiofile import _open_output
+
+    block = np.array([[1.5, -1.25, 1.0, -1.0, 0.5], [0.25, 2.0, -0.25, 0.0, -0.5]], np.float32)
+    path = tmp_path / "out.wav"
+    with _open_output(str(path), str(path), 48_000, 2, "WAV", subtype) as sink:
+        sink.write(block)
+        sink.write(block[:, :0])
+    assert sink.clipped == clipped
+    written, _ = sf.read(path, dtype="float32")
+    assert np.all(np.abs(written) <= (1.0 if subtype != "FLOAT" else 2.0))

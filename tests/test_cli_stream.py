@@ -188,6 +188,7 @@ def test_integer_encoding_clips_instead_of_wrapping(fmt):
     expected = np.array([[full_scale - 1, -full_scale, full_scale - 1, -full_scale],
                          [full_scale / 4, -full_scale / 4, full_scale - 1, -full_scale]])
     assert np.array_equal(from_raw(bytes(codec.encode(block)), fmt, 2), expected.T)
+    assert codec.clipped == 5                # 1.5, -1.5, 1.0 (one code past the largest), 1e9, -1e9
 
 
 @pytest.mark.parametrize("fmt", ["f32le", "s16le", "s24le"])
@@ -198,6 +199,7 @@ def test_codec_round_trip(fmt, make_signal):
     planar = codec.decode(memoryview(raw))
     assert planar.shape == (3, 1000) and planar.dtype == np.float32
     assert bytes(codec.encode(planar)) == raw
+    assert codec.clipped == 0
 
 
 @pytest.mark.parametrize("frames", [0, 1, 100, 1279, 1280, 5000])

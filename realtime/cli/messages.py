@@ -16,3 +16,11 @@ def codec_summary(report: Mapping[str, Any]) -> str:
     found = "codec damage" if report["cutoff_hz"] is None else f"codec cutoff {report['cutoff_hz'] / 1000:.1f} kHz"
     after = "" if report["engaged_after_s"] is None else f" after {report['engaged_after_s']:.2f} s"
     return f"{found} detected{after}, restored {100 * report['restored_share']:.0f} % of frames"
+
+
+def clipped_summary(samples: int, where: str) -> str:
+    """One line on output samples an integer sample format clipped at full scale, e.g. '12 samples beyond
+    full scale clipped in out.flac (restored treble over a full-scale mix; a float output keeps them:
+    f32le, or a .wav from a source that is not 16- or 24-bit PCM)'."""
+    return (f"{samples} samples beyond full scale clipped in {where} (restored treble over a full-scale mix; "
+            "a float output keeps them: f32le, or a .wav from a source that is not 16- or 24-bit PCM)")

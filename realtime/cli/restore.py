@@ -73,7 +73,7 @@ def restore_command(args: argparse.Namespace) -> int:
 def _restore_one_file(args: argparse.Namespace) -> int:
     """`gapfill restore IN OUT`: the codec summary on a terminal, `--stats-json` if asked; exit status 0."""
     in_path, out_path = single_file_paths(args)  # a usage error before anything heavy is imported
-    from realtime.cli.messages import codec_summary
+    from realtime.cli.messages import clipped_summary, codec_summary
     from realtime.frontends.audiofile import output_format, restore_file
 
     output_format(out_path)  # fail on a bad name before loading the model
@@ -89,6 +89,8 @@ def _restore_one_file(args: argparse.Namespace) -> int:
         write_stats(args.stats_json, result.to_json())
     if sys.stderr.isatty():
         print(f"gapfill: {codec_summary(result.codec)}", file=sys.stderr)
+    if result.clipped_samples:
+        print(f"gapfill: {clipped_summary(result.clipped_samples, result.output)}", file=sys.stderr)
     return 0
 
 

@@ -52,6 +52,7 @@ def add_parser(commands: Any) -> None:
 
 def stream_command(args: argparse.Namespace) -> int:
     """Restore stdin to stdout; the exit status of the module docstring."""
+    from realtime.cli.messages import clipped_summary
     from realtime.engine.restorer import Restorer, check_sample_rate
     from realtime.frontends.pipe import MAX_READ_FRAMES, run_stream
 
@@ -67,6 +68,8 @@ def stream_command(args: argparse.Namespace) -> int:
         return 0
     if result.nonfinite_samples:
         print(f"gapfill: replaced {result.nonfinite_samples} non-finite samples", file=sys.stderr)
+    if result.clipped_samples:
+        print(f"gapfill: {clipped_summary(result.clipped_samples, f'the {args.format} output')}", file=sys.stderr)
     if result.interrupted:
         return 130
     if result.trailing_bytes:

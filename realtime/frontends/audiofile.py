@@ -282,7 +282,8 @@ class _TerminalProgress:
 @dataclass(frozen=True)
 class FileResult:
     """What one `restore_file` did: paths, rates (Hz), frames, latency (samples at the output rate),
-    the codec gate's report (`Restorer.codec_report()`), non-finite samples replaced, wall time (s)."""
+    the codec gate's report (`Restorer.codec_report()`), non-finite samples replaced, output samples
+    beyond full scale clipped by an integer sample format, wall time (s)."""
 
     input: str
     output: str
@@ -294,6 +295,7 @@ class FileResult:
     latency_samples: int
     codec: dict[str, Any]
     nonfinite_samples: int
+    clipped_samples: int
     wall_s: float
 
     def to_json(self) -> dict[str, Any]:
@@ -308,7 +310,7 @@ class FileResult:
                         "ms": round(1000.0 * self.latency_samples / self.output_rate_hz, 3),
                         "compensated": True},
             "codec_report": self.codec, "nonfinite_samples": self.nonfinite_samples,
-            "wall_s": round(self.wall_s, 3),
+            "clipped_samples": self.clipped_samples, "wall_s": round(self.wall_s, 3),
         }
 
 
@@ -339,13 +341,14 @@ def restore_file(
         progress = None
         if show_progress:
             progress = _TerminalProgress(f"restoring '{in_path}'", source.frames, source.samplerate)
-        written = 0
+        written = clipped = 0
         try:
             with atomic_write(out_path) as temp:
                 with _open_output(str(temp), out_path, out_rate, source.channels, fmt, subtype) as sink:
                     for out in compensated(restorer, read_blocks(source, out_rate, progress)):
                         sink.write(out)
                         written += out.shape[1]
+                    clipped = sink.clipped
                 if not force and os.path.exists(out_path):
                     raise GapfillError(f"'{out_path}' appeared while restoring; use --force to overwrite it")
         except OSError as exc:  # creating the temporary file, or renaming it into place
@@ -357,29 +360,44 @@ def restore_file(
             input=in_path, output=out_path, input_rate_hz=source.samplerate, output_rate_hz=out_rate,
             channels=source.channels, input_frames=source.tell(), output_frames=written,
             latency_samples=restorer.latency_samples, codec=restorer.codec_report(),
-            nonfinite_samples=restorer.nonfinite_count, wall_s=time.perf_counter() - started,
+            nonfinite_samples=restorer.nonfinite_count, clipped_samples=clipped,
+            wall_s=time.perf_counter() - started,
         )
 
 
 class _Output:
     """Writes (channels, n) float32 blocks to an open SoundFile through one preallocated interleaving buffer.
 
-    For integer subtypes libsndfile clips to +-1 (soundfile turns SFC_SET_CLIPPING on for every file).
+    For integer subtypes libsndfile clips to +-1 (soundfile turns SFC_SET_CLIPPING on for every file);
+    `clipped` counts the samples it clips (always 0 for FLOAT).
     """
 
     def __init__(self, sink: sf.SoundFile, out_path: str) -> None:
         self._sink, self._out_path = sink, out_path
         self._frames = np.zeros((BLOCK_FRAMES, sink.channels), np.float32)
+        self._beyond = np.zeros((BLOCK_FRAMES, sink.channels), bool)
+        self._integer = sink.subtype != "FLOAT"
+        self.clipped = 0
 
     def write(self, block: np.ndarray) -> None:
         for start in range(0, block.shape[1], BLOCK_FRAMES):
             chunk = block[:, start : start + BLOCK_FRAMES]
             frames = self._frames[: chunk.shape[1]]
             frames[...] = chunk.T
+            if self._integer:
+                self.clipped += _count_beyond_full_scale(frames, self._beyond[: chunk.shape[1]])
             try:
                 self._sink.write(frames)
             except (OSError, sf.LibsndfileError) as exc:
                 raise GapfillError(f"cannot write '{self._out_path}': {_reason(exc)}") from None
+
+
+def _count_beyond_full_scale(samples: np.ndarray, scratch: np.ndarray) -> int:
+    """How many of `samples` lie beyond +-1 (full scale), using the bool `scratch` of the same shape."""
+    np.greater(samples, 1.0, out=scratch)
+    count = int(np.count_nonzero(scratch))
+    np.less(samples, -1.0, out=scratch)
+    return count + int(np.count_nonzero(scratch))
 
 
 @contextmanager

@@ -51,6 +51,9 @@ class PcmCodec:
         self._ints = np.zeros(samples, "<i2" if self.sample_bytes == 2 else "<i4")
         self._quads = np.zeros((samples, 4), np.uint8)  # s24: a sample's 3 bytes in the top of an int32
         self._triples = np.zeros((samples, 3), np.uint8)  # s24 output bytes
+        self._beyond = np.zeros(samples, bool)
+        self.clipped = 0
+        """Output samples clipped at full scale by an integer format so far."""
 
     def decode(self, raw: memoryview) -> np.ndarray:
         """Whole frames of `raw` -> (channels, frames) float32 view, valid until the next call."""
@@ -79,6 +82,11 @@ class PcmCodec:
         bits = 8 * self.sample_bytes
         full_scale = float(2 ** (bits - 1))
         np.multiply(block.T, np.float32(full_scale), out=floats.reshape(n, self.channels))
+        beyond = self._beyond[:m]
+        np.greater_equal(floats, full_scale - 0.5, out=beyond)    # would round past the largest code
+        self.clipped += int(np.count_nonzero(beyond))
+        np.less(floats, -full_scale - 0.5, out=beyond)            # ... past the smallest
+        self.clipped += int(np.count_nonzero(beyond))
         np.clip(floats, -full_scale, full_scale - 1.0, out=floats)
         np.rint(floats, out=floats)
         ints = self._ints[:m]
@@ -96,6 +104,7 @@ class StreamResult:
 
     frames_in: int = 0
     nonfinite_samples: int = 0
+    clipped_samples: int = 0  # output samples beyond full scale an integer format clipped
     trailing_bytes: int = 0  # bytes of a partial frame left at end of input (dropped)
     interrupted: bool = False  # stopped by SIGINT
     broken_pipe: bool = False  # stdout was closed by the reader
@@ -192,4 +201,5 @@ def run_stream(
     result.trailing_bytes = 0 if reader.interrupted else reader.carry
     result.interrupted = reader.interrupted
     result.nonfinite_samples = restorer.nonfinite_count
+    result.clipped_samples = codec.clipped
     return result
