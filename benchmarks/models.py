@@ -38,7 +38,8 @@ Prints Markdown tables (README-ready); writes JSON (`--json`, default benchmarks
 `corpus`, `clips` [{id, set, kind, source, unit, channels, start_s, seconds}], `conditions` [quality.py's
 `Condition.describe`, plus `visqol`], `groups`, `visqol` {used, status, selection, conformance},
 `per_clip` [{clip, set, kind, group, channels, condition, encoding, system, cutoff_hz, lag_samples,
-residual_lag_samples, lsd_full, lsd_below, lsd_above, holes, level_above_db, visqol; models also
+residual_lag_samples, lsd_full, lsd_below, lsd_above, holes, level_above_db, crest_above_db, peak (evaluation/
+metrics.py), visqol; models also
 gate_engaged, max_abs_change}], `summary` {condition: {group: {clips, cutoff_hz_mean, systems {system:
 {metric: mean}}, models {shipped, candidate: {lsd_change_pct, lsd_above_change_pct, holes_change_pct,
 visqol_delta, clips_worse, gate_engaged, max_abs_change}}, candidate_vs_shipped {lsd_change_pct,
@@ -71,7 +72,9 @@ from benchmarks.quality import (
 )
 from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import Encoding, degrade, store
-from evaluation.metrics import bin_hz, codec_cutoff_bin, level_error_above, power_db, spectrum_metrics
+from evaluation.metrics import (
+    bin_hz, codec_cutoff_bin, crest_excess_above, level_error_above, power_db, spectrum_metrics,
+)
 from realtime.engine.config import MODEL_RATE_HZ, EngineConfig, load_config
 from realtime.engine.model_files import model_file
 from realtime.errors import GapfillError
@@ -82,7 +85,7 @@ DEFAULT_JSON = REPO / "benchmarks" / "results" / "models.json"
 QUICK_JSON = REPO / "benchmarks" / "results" / "models-quick.json"
 SYSTEMS = ("codec", "shipped", "candidate")
 MODELS = SYSTEMS[1:]
-METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "level_above_db", "visqol")
+METRICS = ("lsd_full", "lsd_below", "lsd_above", "holes", "level_above_db", "crest_above_db", "peak", "visqol")
 VAL_KINDS = ("speech", "music", "mix")
 GROUPS = ("test_mix", *(f"val_{kind}" for kind in VAL_KINDS))
 """Clip groups of the summary: `<set>_<kind>`."""
@@ -279,6 +282,8 @@ def score(reference: np.ndarray, decoded: np.ndarray, outputs: dict[str, np.ndar
             output_db = decoded_db if system == "codec" else power_db(output[c])
             metrics = spectrum_metrics(reference_db, output_db, cutoff)
             metrics["level_above_db"] = level_error_above(reference_db, output_db, cutoff)
+            metrics["crest_above_db"] = crest_excess_above(reference[c], output[c], cutoff)
+            metrics["peak"] = float(np.max(np.abs(output[c])))
             start = time.perf_counter()
             metrics["visqol"] = visqol_score(reference[c], output[c]) if system in visqol_systems else None
             visqol_s += time.perf_counter() - start

@@ -16,6 +16,9 @@ engine's framing (benchmarks/headroom.py scores the engine's own frames).
     holes      share of reference bins below the cutoff (active frames, reference at least HOLE_DB above
                the floor) whose output is HOLE_DB or more quieter than the reference.
     level above  mean signed level error (dB, output minus reference) over active frames, cutoff..TOP_HZ.
+    crest above  crest factor (peak over rms, dB) of the signal's band from the cutoff up (a brick-wall FFT
+               filter over the whole clip), output minus reference: how much peakier the restored band is.
+    peak       the largest absolute sample (1 = full scale).
 """
 
 from __future__ import annotations
@@ -76,6 +79,22 @@ def level_error_above(r: np.ndarray, o: np.ndarray, cutoff: int) -> float | None
     if cutoff >= TOP_BIN or not active.any():
         return None
     return float(np.mean(o[active, cutoff:TOP_BIN] - r[active, cutoff:TOP_BIN]))
+
+
+def crest_excess_above(reference: np.ndarray, output: np.ndarray, cutoff: int) -> float | None:
+    """Crest factor (dB) of output's band above the cutoff bin minus the reference's, both (samples,) at 48
+    kHz (module doc); None where the reference has nothing there."""
+    def band_crest(x: np.ndarray) -> float | None:
+        spectrum = np.fft.rfft(np.asarray(x, np.float64))
+        spectrum[: int(round(bin_hz(cutoff) * len(x) / MODEL_RATE_HZ))] = 0.0
+        band = np.fft.irfft(spectrum, len(x))
+        rms = float(np.sqrt(np.mean(band**2)))
+        return None if rms <= 10 ** (FLOOR_DB / 20) else 20 * float(np.log10(np.max(np.abs(band)) / rms))
+
+    if cutoff >= TOP_BIN:
+        return None
+    ref, out = band_crest(reference), band_crest(output)
+    return None if ref is None or out is None else out - ref
 
 
 def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict[str, float]:

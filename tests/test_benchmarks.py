@@ -248,6 +248,30 @@ def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
     assert level_error_above(reference, louder, 500) is None
 
 
+def test_crest_excess_above_compares_the_peakiness_of_the_band_above_the_cutoff():
+    """Noise above the cutoff against the same band as one click per 256 samples at the same rms: a click
+    band-limited to 8-24 kHz has a crest factor of 10 log10(256 x 2 / 3) = 22.3 dB, Gaussian noise over 1 s
+    about 13, so the clicks read more than 8 dB peakier; the band itself 0; a reference with nothing there,
+    None."""
+    from evaluation.metrics import crest_excess_above
+
+    rng = np.random.default_rng(5)
+    noise = rng.standard_normal(48_000)
+    spectrum = np.fft.rfft(noise)
+    spectrum[:8_000] = 0.0                                     # the band above 8 kHz (1 s: 1 Hz per bin)
+    band = np.fft.irfft(spectrum, noise.size)
+    clicks = np.zeros_like(band)
+    clicks[::256] = 1.0
+    pulses = np.fft.rfft(clicks)
+    pulses[:8_000] = 0.0
+    pulse_band = np.fft.irfft(pulses, noise.size)
+    pulse_band *= np.sqrt(np.mean(band**2) / np.mean(pulse_band**2))
+    cutoff = 171                                               # 8.0 kHz in the metrics' 1024-point bins
+    assert crest_excess_above(band, band, cutoff) == pytest.approx(0.0, abs=1e-9)
+    assert crest_excess_above(band, pulse_band, cutoff) > 8.0
+    assert crest_excess_above(np.zeros_like(band), band, cutoff) is None
+
+
 def test_headroom_recorded_frames_are_the_engine_frames_of_the_decoded_signal():
     """The recorder's decoded frames line up with the offline STFT of the input at the engine's framing: their
     LSD from the magnitudes equals the signal's LSD, and clean input recorded through the gate comes back as

@@ -396,3 +396,30 @@ def test_the_band_above_a_detected_cutoff_is_handed_to_the_phase_stage() -> None
     off.prepare(1)
     off.process_hop(buffers)
     assert buffers.band_above[0] == F
+
+
+def test_the_band_above_without_a_confirmed_band_limit_is_the_last_credible_cliff_held() -> None:
+    """Engaged by the codec-made share alone, the gate hands on the edge of the last cliff that scored at
+    least cliff_db - release_db, and holds it while the score dips or the edge moves by up to
+    EDGE_TOLERANCE_BANDS; a detected cutoff wins; a closed gate hands on F."""
+    from realtime.engine import gate as g
+
+    gate = _gate()
+    state, params = gate._state, gate._params
+    band = np.zeros(1, np.int64)
+    release = DEFAULTS["cliff_db"] - DEFAULTS["release_db"]
+
+    def hand_on(score: float, edge_band: int, **columns: float) -> int:
+        state[0, g._ACTIVE_NOW], state[0, g._SCORE], state[0, g._EDGE] = 1.0, score, edge_band
+        for name, value in {"_ACTIVITY": 1.0, "_MADE": 1.0, "_DETECTED": 0.0, **columns}.items():
+            state[0, getattr(g, name)] = value
+        g._band_above(state, params, F, band)
+        return int(band[0])
+
+    assert hand_on(release - 1.0, 41) == F                          # no credible cliff yet
+    assert hand_on(release + 2.0, 41) == 41 * g.BAND_BINS           # 7.7 kHz
+    assert hand_on(release - 5.0, 30) == 41 * g.BAND_BINS           # the score dips: held
+    assert hand_on(release + 2.0, 41 + g.EDGE_TOLERANCE_BANDS) == 41 * g.BAND_BINS
+    assert hand_on(release + 2.0, 45) == 45 * g.BAND_BINS           # a credible cliff elsewhere: moved
+    assert hand_on(release + 2.0, 45, _ACTIVITY=0.0) == F
+    assert hand_on(release + 2.0, 45, _DETECTED=1.0, _CUTOFF=170.3) == 171

@@ -56,6 +56,10 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    the model finds far below what the signal around them implies, whatever floor fills them.
    Where w = 0 the output is the decoded magnitude bit for bit; with activity 0, everywhere.
 
+6. The band above the cutoff (`HopBuffers.band_above`, for the phase stage): while the gate restores, the
+   first bin above a detected cutoff, or, engaged by the codec-made share alone, the edge of the last cliff
+   that scored at least `cliff_db` - `release_db` (held within EDGE_TOLERANCE_BANDS); F otherwise.
+
 `report()` says what was detected since the last reset (for the front ends' messages and statistics).
 `statistics()` and `start_from()` let a stream start with what its head showed (`Restorer.decide_ahead`):
 the statistics, decisions and activity carry over, so restoration starts at the first sample where the gate
@@ -84,7 +88,7 @@ _LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = r
 # per-channel state columns
 (_ACTIVE_FRAMES, _FRAMES, _CUTOFF, _ACTIVITY, _DETECTED, _SCORE, _RESTORED_FRAMES, _FIRST_RESTORED,
  _RUN, _RUN_EDGE, _SHARE, _MADE, _MADE_RUN, _EDGE, _DAMAGE, _ACTIVE_NOW, _HEAD_FRAMES, _HEAD_ACTIVE_FRAMES,
- _STATE_SIZE) = range(19)
+ _FILL_EDGE, _STATE_SIZE) = range(20)
 # parameter vector entries
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
@@ -155,6 +159,7 @@ class CodecGate:
         self._bands[:] = 0.0
         self._state[:] = 0.0
         self._state[:, _CUTOFF] = -1.0                                  # undecided
+        self._state[:, _FILL_EDGE] = -1.0                               # no credible cliff yet
         self._state[:, _FIRST_RESTORED] = -1.0
 
     def statistics(self) -> tuple[np.ndarray, np.ndarray]:
@@ -236,20 +241,32 @@ class CodecGate:
         that the gate restores begins (F: none)."""
         if self.enabled:
             self.process(buffers.aligned_magnitudes, buffers.estimate, buffers.confidence, buffers.gated)
-            _band_above(self._state, buffers.gated.shape[1], buffers.band_above)
+            _band_above(self._state, self._params, buffers.gated.shape[1], buffers.band_above)
         else:
             np.copyto(buffers.gated, buffers.estimate)
             buffers.band_above[:] = buffers.gated.shape[1]
 
 
-@njit("void(float64[:, ::1], int64, int64[::1])", cache=True, nogil=True)
-def _band_above(state, bins, band_above):
-    """band_above[c] <- the first bin above channel c's detected cutoff while the gate restores (its
-    above-cutoff weight is 1 from there on), else `bins`."""
+@njit("void(float64[:, ::1], float64[::1], int64, int64[::1])", cache=True, nogil=True)
+def _band_above(state, p, bins, band_above):
+    """band_above[c] <- while the gate restores channel c, where the band above its codec cutoff begins: the
+    first bin above a detected cutoff (its above-cutoff weight is 1 from there on), or, engaged by the
+    codec-made share alone, the edge of the last cliff that scored at least `cliff_db` - `release_db` (the
+    codec's band edge the detector has not confirmed: the model fills above it; held until a credible cliff
+    lies more than EDGE_TOLERANCE_BANDS away); else `bins`."""
     for c in range(state.shape[0]):
         st = state[c]
-        engaged = st[_DETECTED] > 0.0 and st[_ACTIVITY] > 0.0 and st[_CUTOFF] >= 0.0
-        band_above[c] = min(bins, int(np.ceil(st[_CUTOFF]))) if engaged else bins
+        if st[_ACTIVE_NOW] > 0.0 and st[_SCORE] >= p[_P_RELEASE]:
+            edge = st[_EDGE] * BAND_BINS
+            if st[_FILL_EDGE] < 0.0 or abs(edge - st[_FILL_EDGE]) > EDGE_TOLERANCE_BANDS * BAND_BINS:
+                st[_FILL_EDGE] = edge
+        band_above[c] = bins
+        if st[_ACTIVITY] <= 0.0:
+            continue
+        if st[_DETECTED] > 0.0 and st[_CUTOFF] >= 0.0:
+            band_above[c] = min(bins, int(np.ceil(st[_CUTOFF])))
+        elif st[_MADE] > 0.0 and st[_FILL_EDGE] >= 0.0:
+            band_above[c] = min(bins, int(st[_FILL_EDGE]))
 
 
 @njit("float64(float64[:, ::1], int64, int64)", cache=True, nogil=True)
