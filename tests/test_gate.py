@@ -404,10 +404,12 @@ def test_the_band_above_without_a_confirmed_band_limit_is_the_last_credible_clif
     EDGE_TOLERANCE_BANDS; a detected cutoff wins; a closed gate hands on F."""
     from realtime.engine import gate as g
 
-    gate = _gate()
-    state, params = gate._state, gate._params
-    band = np.zeros(1, np.int64)
     release = DEFAULTS["cliff_db"] - DEFAULTS["release_db"]
+    state = np.zeros((1, g._STATE_SIZE))                      # one channel's state, as `reset` leaves it
+    state[0, g._CUTOFF] = state[0, g._FILL_EDGE] = -1.0
+    params = np.zeros(g._P_SIZE)
+    params[g._P_RELEASE] = release
+    band = np.zeros(1, np.int64)
 
     def hand_on(score: float, edge_band: int, **columns: float) -> int:
         state[0, g._ACTIVE_NOW], state[0, g._SCORE], state[0, g._EDGE] = 1.0, score, edge_band
