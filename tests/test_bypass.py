@@ -179,10 +179,11 @@ def test_estimated_phases_are_never_bypassed():
     assert not any(tap.bypassed[10:])
 
 
-def test_the_bypass_is_last_and_adds_no_latency():
+def test_the_bypass_and_the_ceiling_come_last_and_add_no_latency():
     restorer = restorer_for("shipped", 44_100, 1)
-    assert tuple(restorer.stages)[-1] == "bypass" and restorer.chain.latency_parts["bypass"] == 0
-    assert "bypass" not in restorer.latency_parts
+    assert tuple(restorer.stages)[-2:] == ("bypass", "ceiling")
+    assert restorer.chain.latency_parts["bypass"] == restorer.chain.latency_parts["ceiling"] == 0
+    assert "bypass" not in restorer.latency_parts and "ceiling" not in restorer.latency_parts
     others = sum(stage.latency_samples for stage in restorer.stages.values())
     assert restorer.engine_latency_samples == restorer.hop - 1 + others
 

@@ -13,7 +13,7 @@ from realtime.engine.stage import HopBuffers
 from realtime.engine.stft import stft_offline
 from realtime.engine.windows import synthesis_span
 
-SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis", "bypass")
+SIGNAL_ORDER = ("analysis", "level", "model", "gate", "phase", "strength", "synthesis", "bypass", "ceiling")
 
 
 class Tap:

@@ -25,7 +25,7 @@ SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.fla
 
 def phase_settings(method: str, lookahead: int) -> dict:
     return {"method": method, "lookahead_frames": lookahead, "tolerance_db": 50.0, "keep_db": 1.0,
-            "above_cutoff": "translate"}
+            "above_cutoff": "translate", "patch_delay_hops": 0}
 
 
 def tone() -> np.ndarray:
@@ -265,7 +265,8 @@ def test_phases_at_the_asymmetric_framing_keep_the_level(name: str) -> None:
 CUTOFF_BIN = 179                             # 8.4 kHz at 48 kHz, N = 1024: LAME 32 kbit/s mono
 
 
-def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None) -> tuple[np.ndarray, np.ndarray]:
+def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None,
+                       patch_delay_hops: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Completion at the asymmetric framing (hop 128) of `x` low-passed at CUTOFF_BIN (decoded bins above it
     exactly 0), with the band above at the rms magnitude of the octave under the cutoff per frame (equal
     magnitudes, as the model fills it); returns (decoded spectra (T, F), output spectra (T, F))."""
@@ -276,7 +277,8 @@ def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None)
     octave = np.abs(spectrum[:, CUTOFF_BIN // 2: CUTOFF_BIN])
     mag = np.abs(spectrum).astype(np.float32)
     mag[:, CUTOFF_BIN:] = np.sqrt(np.mean(octave**2, axis=1, keepdims=True))
-    settings = {**phase_settings("completion", 1), "above_cutoff": above_cutoff}
+    settings = {**phase_settings("completion", 1), "above_cutoff": above_cutoff,
+                "patch_delay_hops": patch_delay_hops}
     stage = PhaseStage(settings, N, hop, window)
     stage.prepare(1)
     band = None if band_above is None else np.array([band_above], np.int64)
@@ -290,19 +292,22 @@ def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None)
     return decoded, np.array(frames[1:])
 
 
-@pytest.mark.parametrize("name", ["noise", "speech"])
-def test_the_band_above_the_cutoff_takes_the_phase_of_the_octave_under_it(name: str) -> None:
+@pytest.mark.parametrize("name,patch_delay_hops", [("noise", 0), ("speech", 0), ("noise", 1), ("speech", 2)])
+def test_the_band_above_the_cutoff_takes_the_phase_of_the_octave_under_it(name: str, patch_delay_hops: int) -> None:
     """translate: every bin from band_above up has the decoded phase of the bin S, 2 S, ... under it, S the
-    largest multiple of fft_size / hop (8) up to half the cutoff bin; the bins under it keep the decoded
-    phase."""
+    largest multiple of fft_size / hop (8) up to half the cutoff bin, in patch p = (m - cutoff) // S as it
+    was p * patch_delay_hops frames earlier; the bins under it keep the decoded phase."""
     x = {"noise": noise, "speech": speech}[name]()
-    decoded, out = _fill_above_cutoff(x, "translate", CUTOFF_BIN)
+    decoded, out = _fill_above_cutoff(x, "translate", CUTOFF_BIN, patch_delay_hops)
     shift = (CUTOFF_BIN // 2) // 8 * 8
-    above = np.arange(CUTOFF_BIN, F)
-    source = CUTOFF_BIN - shift + (above - CUTOFF_BIN) % shift
-    audible = np.abs(decoded[:, source]) > 1e-3 * np.abs(decoded).max()
-    difference = np.angle(out[:, above] * np.conj(decoded[:, source]))
-    assert np.max(np.abs(difference[audible])) < 1e-3
+    for patch in range((F - CUTOFF_BIN + shift - 1) // shift):
+        above = np.arange(CUTOFF_BIN + patch * shift, min(F, CUTOFF_BIN + (patch + 1) * shift))
+        source = CUTOFF_BIN - shift + (above - CUTOFF_BIN) % shift
+        delay = patch * patch_delay_hops
+        then = decoded[: len(decoded) - delay, source]
+        audible = np.abs(then) > 1e-3 * np.abs(decoded).max()
+        difference = np.angle(out[delay:, above] * np.conj(then))
+        assert np.max(np.abs(difference[audible])) < 1e-3
     kept = np.abs(decoded[:, :CUTOFF_BIN]) > 1e-3 * np.abs(decoded).max()
     assert np.max(np.abs(np.angle(out[:, :CUTOFF_BIN] * np.conj(decoded[:, :CUTOFF_BIN])))[kept]) < 1e-3
 
@@ -322,6 +327,24 @@ def test_the_translated_band_keeps_the_time_structure_the_integrated_one_makes_p
         return float(20 * np.log10(np.max(np.abs(y)) / np.sqrt(np.mean(y**2))))
 
     assert crest_db("translate") < crest_db("integrate") - 3.0
+
+
+@pytest.mark.parametrize("name", ["noise", "speech"])
+def test_delayed_patches_do_not_add_up_in_step(name: str) -> None:
+    """The four patches above the cutoff are copies of one signal: in step their envelopes line up (peak 4 x
+    one patch's, rms 2 x: the band's crest factor 6 dB over a patch's); a patch delay of one hop decorrelates
+    them (a sum of independent noises: about one patch's crest factor). The band's crest factor falls by at
+    least half of those 6 dB (measured: noise 17.1 -> 13.5 dB, speech 28.0 -> 23.3 dB)."""
+    x = {"noise": noise, "speech": speech}[name]()
+
+    def crest_db(patch_delay_hops: int) -> float:
+        _, out = _fill_above_cutoff(x, "translate", CUTOFF_BIN, patch_delay_hops)
+        filled = np.zeros_like(out)
+        filled[:, CUTOFF_BIN:] = out[:, CUTOFF_BIN:]
+        y = istft_offline(filled, N, 128, "asymmetric")[N:]
+        return float(20 * np.log10(np.max(np.abs(y)) / np.sqrt(np.mean(y**2))))
+
+    assert crest_db(1) < crest_db(0) - 3.0
 
 
 def test_without_a_band_above_translate_is_integrate() -> None:

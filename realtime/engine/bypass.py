@@ -3,7 +3,7 @@
 Analysis and synthesis reconstruct a frame the stages left alone only to float rounding (about 1e-7 of
 full scale), and so do mid and side turned back into left and right. The last stage, after synthesis,
 removes that rounding: it keeps the raw input hops (`HopBuffers.hop_in`, as they came) of the last
-D + 1 hops, D = the other stages' latency / hop, and while every frame that overlaps the output hop (the
+D + 1 hops, D = the other stages' latency / hop, hands the oldest on (`HopBuffers.hop_delayed`), and while every frame that overlaps the output hop (the
 last `synthesis_span / hop` frames, `realtime.engine.windows.synthesis_span`) was unmodified
 (`HopBuffers.unmodified`, from the strength stage) it overwrites `hop_out` with the input hop of D hops
 ago, which is what synthesis approximated: the switch in either direction is a step of float rounding, so
@@ -50,17 +50,18 @@ class BypassStage:
         self._state[:] = (0, self.frames_needed)
 
     def process_hop(self, buffers: HopBuffers) -> None:
-        """buffers.hop_out <- the input hop of delay_hops ago while the last frames_needed were unmodified;
-        buffers.bypassed <- whether it did."""
-        _bypass(buffers.hop_in, buffers.hop_out, buffers.unmodified, buffers.bypassed, self._ring, self._state,
-                self.frames_needed)
+        """buffers.hop_delayed <- the input hop of delay_hops ago; buffers.hop_out <- the same while the last
+        frames_needed frames were unmodified; buffers.bypassed <- whether it did."""
+        _bypass(buffers.hop_in, buffers.hop_out, buffers.hop_delayed, buffers.unmodified, buffers.bypassed,
+                self._ring, self._state, self.frames_needed)
 
 
-@njit("void(float32[:, ::1], float32[:, ::1], int64[::1], int64[::1], float32[:, :, ::1], int64[::1], int64)",
-      cache=True, nogil=True)
-def _bypass(hop_in, hop_out, unmodified, bypassed, ring, state, frames_needed) -> None:
-    """ring[slot] <- hop_in; hop_out <- ring[slot + 1] (the hop of ring.shape[0] - 1 hops ago) when this and
-    the frames_needed - 1 frames before were unmodified; state: [slot, unmodified frames in a row]."""
+@njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], int64[::1], int64[::1], float32[:, :, ::1], "
+      "int64[::1], int64)", cache=True, nogil=True)
+def _bypass(hop_in, hop_out, hop_delayed, unmodified, bypassed, ring, state, frames_needed) -> None:
+    """ring[slot] <- hop_in; hop_delayed <- ring[slot + 1] (the hop of ring.shape[0] - 1 hops ago), and
+    hop_out <- the same when this and the frames_needed - 1 frames before were unmodified; state: [slot,
+    unmodified frames in a row]."""
     slot = state[0]
     channels, hop = hop_in.shape
     for c in range(channels):
@@ -68,6 +69,9 @@ def _bypass(hop_in, hop_out, unmodified, bypassed, ring, state, frames_needed) -
             ring[slot, c, i] = hop_in[c, i]
     run = min(state[1] + 1, frames_needed) if unmodified[0] == 1 else 0
     oldest = (slot + 1) % ring.shape[0]
+    for c in range(channels):
+        for i in range(hop):
+            hop_delayed[c, i] = ring[oldest, c, i]
     if run >= frames_needed:
         for c in range(channels):
             for i in range(hop):

@@ -1,6 +1,6 @@
 """The hop chain: the engine at the model rate, its stages in order, one hop at a time.
 
-    analysis -> level -> model -> gate -> phase -> strength -> synthesis -> bypass
+    analysis -> level -> model -> gate -> phase -> strength -> synthesis -> bypass -> ceiling
                                                                     (realtime/engine/stage.py: the protocol)
 
 Host samples fill a hop buffer (`HopBuffers.hop_in`); each full hop runs every stage once and yields one

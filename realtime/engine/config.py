@@ -53,6 +53,14 @@ def _number(low: float, high: float) -> Callable[[Any], str | None]:
     return check
 
 
+def _or_none(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
+    def either(value: Any) -> str | None:
+        problem = None if value is None else check(value)
+        return None if problem is None else f"{problem}, or null (off)"
+
+    return either
+
+
 def _integer(low: int, high: int) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         ok = type(value) is int and low <= value <= high
@@ -88,7 +96,7 @@ _BOOL = _choice(True, False)
 SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
     "model": {"path": _model_path, "threads": _integer(1, 16), "stereo": _choice("mid_side", "channels"),
               "input_level_db": _number(-80.0, 0.0), "max_boost_db": _number(0.0, 60.0),
-              "strength": _number(0.0, 1.0)},
+              "strength": _number(0.0, 1.0), "ceiling_db": _or_none(_number(-20.0, 20.0))},
     "stft": {"fft_size": _or_from_model(_power_of_two(256, 4096)), "hop": _or_from_model(_power_of_two(64, 1024)),
              "window": _or_from_model(_choice(*WINDOWS))},
     "phase": {
@@ -97,6 +105,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "tolerance_db": _number(10.0, 200.0),
         "keep_db": _number(0.0, 20.0),
         "above_cutoff": _choice("translate", "integrate"),
+        "patch_delay_hops": _integer(0, 4),
     },
     "gate": {
         "enabled": _BOOL,

@@ -12,7 +12,7 @@ and let the gate decide from the stream's first `gate.decide_ahead_s` seconds be
 (`decide_ahead`): input at hand ahead of time is restored from its first sample on.
 
 Inside: the hop chain (realtime/engine/chain.py) of the stages analysis -> level -> model -> gate ->
-phase -> strength -> synthesis -> bypass at the model rate, wrapped by the resampler
+phase -> strength -> synthesis -> bypass -> ceiling at the model rate, wrapped by the resampler
 (realtime/engine/resampled.py) at other host rates. Where the stages change nothing, the output is the
 input delayed by `latency_samples`, bit for bit (the bypass stage, and the wrapper's own at other rates).
 `stages` names them; `observe` attaches a read-only observer to every stage of every hop; `set_strength`
@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from realtime.engine.analysis import AnalysisStage
 from realtime.engine.bypass import BypassStage
+from realtime.engine.ceiling import CeilingStage
 from realtime.engine.chain import HOP_CLOCK, HopChain
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ, EngineConfig, load_config
 from realtime.engine.gate import CodecGate
@@ -97,7 +98,8 @@ class Restorer:
             SynthesisStage(self.fft_size, self.hop, stereo, window),
         )
         span = synthesis_span(self.fft_size, self.hop, window)
-        stages += (BypassStage(self.hop, span, sum(stage.latency_samples for stage in stages)),)
+        stages += (BypassStage(self.hop, span, sum(stage.latency_samples for stage in stages)),
+                   CeilingStage(config.model["ceiling_db"]))
         self.stages: Mapping[str, Stage] = MappingProxyType({stage.name: stage for stage in stages})
         """The engine's stages by name, in signal order (read them; never call their process methods)."""
         self.chain = HopChain(stages, self.fft_size, self.hop, self.model.lookahead_frames)

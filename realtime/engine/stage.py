@@ -2,7 +2,7 @@
 
 A hop of `hop` samples at the model rate runs through the stages in order (realtime/engine/chain.py):
 
-    analysis -> level -> model -> gate -> phase -> strength -> synthesis -> bypass
+    analysis -> level -> model -> gate -> phase -> strength -> synthesis -> bypass -> ceiling
 
 Each stage reads and writes named buffers of one `HopBuffers`, allocated once by the chain's `prepare`,
 so no stage allocates per hop. A stage reports the delay it adds (`latency_samples`, at the model rate);
@@ -39,6 +39,7 @@ class HopBuffers:
     unmodified (1,) int64: 1 when the strength stage's output `phased` is the decoded spectrum of its frame
         within float rounding in every channel and bin (exactly 0 where that is 0), else 0.
     hop_out (C, hop) f32: the finalised output hop.
+    hop_delayed (C, hop) f32: the input hop of the stages' latency ago, as it came (the bypass stage's).
     bypassed (1,) int64: 1 while hop_out is bit for bit the input of the stages' latency ago: after a reset
         (zeros, the silent past) and after a hop the bypass stage bypassed; the chain clears it before each
         hop.
@@ -61,6 +62,7 @@ class HopBuffers:
         self.phased = np.zeros((channels, bins), np.complex64)
         self.unmodified = np.ones(1, np.int64)
         self.hop_out = np.zeros((channels, hop), np.float32)
+        self.hop_delayed = np.zeros((channels, hop), np.float32)
         self.bypassed = np.ones(1, np.int64)
         self._spectra_slots = tuple(self.spectra[i] for i in range(depth))     # views made once
         self._magnitude_slots = tuple(self.magnitudes[i] for i in range(depth))
@@ -68,7 +70,7 @@ class HopBuffers:
 
     def reset(self) -> None:
         """Zero the signal buffers and the frame count (a silent past)."""
-        for buffer in (self.hop_in, self.hop_out, self.spectra, self.magnitudes):
+        for buffer in (self.hop_in, self.hop_out, self.hop_delayed, self.spectra, self.magnitudes):
             buffer[...] = 0
         self.model_gain[0] = 1.0
         self.band_above[:] = self.magnitudes.shape[2]
