@@ -35,7 +35,7 @@ SPEECH_LINES = ("Hello", "Amazing", "Brilliant", "Excellent")  # Sounds/voices/D
 MUSIC = ("Music/main_theme.ogg", 10.0, 3.0)  # file, start s, duration s
 KNOWN_FRACTION = 0.7
 GRIFFIN_LIM_ITERATIONS = 32
-SETTINGS = {"tolerance_db": 50.0, "keep_db": 1.0, "above_cutoff": "translate", "patch_delay_hops": 0}
+SETTINGS = {"tolerance_db": 50.0, "keep_db": 1.0, "above_cutoff": "translate", "patch_delay_samples": 0}
 
 
 def finish(x: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ SPEECH_CLIP = Path(__file__).parent / "data" / "hedgewars-default-speech-48k.fla
 
 def phase_settings(method: str, lookahead: int) -> dict:
     return {"method": method, "lookahead_frames": lookahead, "tolerance_db": 50.0, "keep_db": 1.0,
-            "above_cutoff": "translate", "patch_delay_hops": 0}
+            "above_cutoff": "translate", "patch_delay_samples": 0}
 
 
 def tone() -> np.ndarray:
@@ -278,7 +278,7 @@ def _fill_above_cutoff(x: np.ndarray, above_cutoff: str, band_above: int | None,
     mag = np.abs(spectrum).astype(np.float32)
     mag[:, CUTOFF_BIN:] = np.sqrt(np.mean(octave**2, axis=1, keepdims=True))
     settings = {**phase_settings("completion", 1), "above_cutoff": above_cutoff,
-                "patch_delay_hops": patch_delay_hops}
+                "patch_delay_samples": patch_delay_hops * hop}
     stage = PhaseStage(settings, N, hop, window)
     stage.prepare(1)
     band = None if band_above is None else np.array([band_above], np.int64)
@@ -354,3 +354,14 @@ def test_without_a_band_above_translate_is_integrate() -> None:
     for band_above in (None, F):
         _, translated = _fill_above_cutoff(x, "translate", band_above)
         np.testing.assert_array_equal(translated, integrated)
+
+
+def test_the_patch_delay_is_counted_in_whole_hops() -> None:
+    """patch_delay_samples, rounded down to whole hops of the framing: 128 samples is 1 hop at hop 128, none
+    at hop 256 (model v1's framing keeps its patches in step); negative values are rejected."""
+    def hops(samples: int, hop: int) -> int:
+        return PhaseStage({**phase_settings("completion", 1), "patch_delay_samples": samples}, N, hop).patch_delay_hops
+
+    assert (hops(128, 128), hops(255, 128), hops(256, 128), hops(128, 256), hops(0, 128)) == (1, 1, 2, 0, 0)
+    with pytest.raises(ValueError, match="patch_delay_samples"):
+        hops(-1, 128)

@@ -105,7 +105,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "tolerance_db": _number(10.0, 200.0),
         "keep_db": _number(0.0, 20.0),
         "above_cutoff": _choice("translate", "integrate"),
-        "patch_delay_hops": _integer(0, 4),
+        "patch_delay_samples": _integer(0, 1024),
     },
     "gate": {
         "enabled": _BOOL,

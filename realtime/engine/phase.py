@@ -25,9 +25,11 @@ With S a multiple of fft_size / hop the translation is the STFT of the decoded s
 exactly, frame after frame, so the fill keeps the fine time structure (onsets, voiced pulses) and the crest
 factor of the band under the cutoff. The patches of one octave are copies of one signal: summed, their
 envelopes line up, and the band's peaks grow with their number (a dense mix at libmp3lame 48k: the band
-alone peaking at 1.26 x full scale). `patch_delay_hops` d gives patch p (p = (m - c) // S) the phase its
-source bin had p * d hops earlier: still exactly the STFT of the decoded signal, shifted and delayed, and
-the patches no longer add up in step (0: every patch in step with the octave). `integrate` gives those bins the integrated phase as everywhere else:
+alone peaking at 1.26 x full scale). `patch_delay_samples` gives patch p (p = (m - c) // S) the phase its
+source bin had p * d hops earlier, d = patch_delay_samples // hop (whole hops): still exactly the STFT of
+the decoded signal, shifted and delayed, and the patches no longer add up in step (d = 0: every patch in step
+with the octave; at 128 samples, 1 hop of model v2's framing and 0 of v1's, whose 5.3 ms hop measured a
+little worse delayed: README, Results, The band above the cutoff). `integrate` gives those bins the integrated phase as everywhere else:
 a band of equal magnitudes then integrates to the same linear phase every frame, a pulse at the synthesis
 centre each hop: on LAME 32k clips the band's crest factor came out 4-11 dB over the clean band's (its own
 peaks up to 1.9 x full scale), and ViSQOL 0.06 lower than with `translate` (README, Results).
@@ -81,7 +83,7 @@ class PhaseStage:
     """Streaming phase estimator for (channels, F) frames; F = fft_size // 2 + 1.
 
     settings: the `phase:` config section: `method`, `lookahead_frames` (0 or 1), `tolerance_db`,
-    `keep_db`, `above_cutoff`, `patch_delay_hops`. `process` is called once per hop and, given frame k, writes frame
+    `keep_db`, `above_cutoff`, `patch_delay_samples`. `process` is called once per hop and, given frame k, writes frame
     k - lookahead_frames.
     """
 
@@ -103,9 +105,11 @@ class PhaseStage:
         self._method_code = _METHOD_CODES[method]
         self.above_cutoff = above_cutoff
         self._translate_step = fft_size // hop if above_cutoff == "translate" else 0
-        self.patch_delay_hops = int(settings["patch_delay_hops"])
-        if self.patch_delay_hops < 0:
-            raise ValueError(f"phase patch_delay_hops must be 0 or more, got {self.patch_delay_hops}")
+        delay = int(settings["patch_delay_samples"])
+        if delay < 0:
+            raise ValueError(f"phase patch_delay_samples must be 0 or more, got {delay}")
+        self.patch_delay_hops = delay // hop
+        """How many hops each patch of the translated band lags the one under it."""
         self.lookahead_frames = lookahead
         self.fft_size = fft_size
         self.hop = hop
