@@ -11,8 +11,9 @@ stays where it is. The gain holds for that sample alone: held over a release tim
 took the fill out of loud music far beyond its peaks (6 test mixes at 32-48 kbit/s, model v1: a 50 ms
 release changed half the samples, LSD +0.68 dB, ViSQOL -0.071; per sample 0.05 % of them, LSD -0.12 dB,
 ViSQOL -0.0003; README, Results, Output ceiling). Samples at gain 1 are left bit for bit, so a
-hop that adds nothing (bypassed, or under the ceiling) is unchanged. Adds no delay; `process_hop` allocates
-nothing.
+hop that adds nothing (bypassed, or under the ceiling) is unchanged. At other host rates the resampling
+wrapper applies the same rule to its host-rate output against the host input (realtime/engine/resampled.py):
+resampling back down moves peaks between samples. Adds no delay; `process_hop` allocates nothing.
 """
 
 from __future__ import annotations
@@ -44,13 +45,15 @@ class CeilingStage:
         """buffers.hop_out <- buffers.hop_delayed plus the restoration's part of hop_out, scaled at each
         sample where the sum would pass the ceiling."""
         if self.ceiling != math.inf:
-            _limit(buffers.hop_out, buffers.hop_delayed, self.ceiling)
+            limit(buffers.hop_out, buffers.hop_delayed, self.ceiling)
 
 
-@njit("void(float32[:, ::1], float32[:, ::1], float64)", cache=True, nogil=True)
-def _limit(hop_out, hop_delayed, ceiling) -> None:
-    """hop_out (C, hop) <- hop_delayed + g (hop_out - hop_delayed), per sample the largest g in 0..1 that
-    keeps every channel within max(ceiling, |hop_delayed|)."""
+@njit(["void(float32[:, ::1], float32[:, ::1], float64)", "void(float32[:, :], float32[:, :], float64)"],
+      cache=True, nogil=True)
+def limit(hop_out, hop_delayed, ceiling) -> None:
+    """hop_out (C, n) <- hop_delayed + g (hop_out - hop_delayed), per sample the largest g in 0..1 that
+    keeps every channel within max(ceiling, |hop_delayed|); hop_delayed (C, n) the input the output stands
+    for. The resampling wrapper holds its host-rate output to the same ceiling with it."""
     channels, hop = hop_out.shape
     for i in range(hop):
         gain = 1.0

@@ -15,6 +15,11 @@ input, which differs from the input by the filters' band edge (above 0.45 of the
 is replaced by the host input of the round trip's delay before, kept in a ring, so that what the engine
 leaves alone comes out bit for bit at every rate. As the two differ by more than rounding, the switch
 crossfades linearly over BYPASS_FADE_S in either direction; the silence before a reset counts as exact.
+
+The output ceiling at the host rate: the inner chain's ceiling stage holds its model-rate output within
+max(ceiling, |input|), but resampling back down moves peaks between samples (a loud restored signal at
+44.1 kHz passed the ceiling by up to 7 % of full scale). With `ceiling` set, each host output sample is held
+to the same rule against the host input it stands for (`realtime.engine.ceiling.limit`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Protocol
 import numpy as np
 from realtime.engine.jit import njit
 
+from realtime.engine.ceiling import limit
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.resample import StreamingResampler, round_trip_padding
 
@@ -49,8 +55,10 @@ class Resampled:
     """`inner` (at the model rate) run at `host_rate` Hz: `process(block, out)` one host sample out per
     host sample in, delayed by `latency_samples` host samples."""
 
-    def __init__(self, inner: ModelRateProcessor, host_rate: int) -> None:
-        self.inner, self.host_rate = inner, host_rate
+    def __init__(self, inner: ModelRateProcessor, host_rate: int, ceiling: float = float("inf")) -> None:
+        """ceiling: linear (1 = full scale), the level past which the output may not take a sample the host
+        input left under it; inf: off."""
+        self.inner, self.host_rate, self.ceiling = inner, host_rate, ceiling
         self.upsampler = StreamingResampler(host_rate, MODEL_RATE_HZ)
         self.downsampler = StreamingResampler(MODEL_RATE_HZ, host_rate)
         self.margin = 0
@@ -80,6 +88,7 @@ class Resampled:
         # host input for the bypass: output sample j (before the FIFO) stands for input j - round trip, which
         # trails the newest input by at most the round trip, the margin and a block
         self._history = np.zeros((channels, self._round_trip + self.margin + max_block + 1), np.float32)
+        self._stands_for = np.zeros((channels, self.downsampler.max_output(inner_max)), np.float32)
         self._bypass_state = np.zeros(5, np.int64)  # see _prefer_input
         capacity = max_block + self.downsampler.max_output(inner_max) + self.margin + 1
         self._fifo = np.zeros((channels, capacity), np.float32)
@@ -125,8 +134,12 @@ class Resampled:
         self.inner.process(up, inner_out)
         padded, exact = self._delay_by_pad(inner_out, self.inner.exact[:, :n])
         down = self.downsampler.process(padded)
+        stands_for = self._stands_for[:, : down.shape[1]]
         _prefer_input(block, down, exact, self._history, self._bypass_state, self.downsampler.up,
-                      self.downsampler.down, self.downsampler.taps_per_phase, self._round_trip, self.fade_samples)
+                      self.downsampler.down, self.downsampler.taps_per_phase, self._round_trip, self.fade_samples,
+                      stands_for)
+        if self.ceiling != float("inf"):
+            limit(down, stands_for, self.ceiling)
         _fifo_exchange(self._fifo, self._fifo_state, down, out)
 
     def _delay_by_pad(self, block: np.ndarray, exact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,8 +167,8 @@ def _delay_line(ring, state, block, out) -> None:
 
 
 @njit("void(float32[:, :], float32[:, :], float32[:, :], float32[:, ::1], int64[::1], int64, int64, int64, int64, "
-      "int64)", cache=True, nogil=True)
-def _prefer_input(block, resampled, exact, history, state, up, down, taps, round_trip, fade) -> None:
+      "int64, float32[:, :])", cache=True, nogil=True)
+def _prefer_input(block, resampled, exact, history, state, up, down, taps, round_trip, fade, stands_for) -> None:
     """Where the down-resampler's output stands for the host input, put that input there, crossfaded.
 
     block (C, n) f32: this call's host input (into the ring `history` (C, capacity), non-finite as 0);
@@ -164,7 +177,8 @@ def _prefer_input(block, resampled, exact, history, state, up, down, taps, round
     j reads model-rate inputs up to floor(j * down / up) (counted from the reset) and `taps` before it;
     while all were exact the crossfade position moves toward `fade`, else toward 0, and the sample becomes
     the host input of `round_trip` samples before it, weighted position / fade. state: [exact inputs in a
-    row (at most taps), inputs counted, outputs made, crossfade position, host samples written].
+    row (at most taps), inputs counted, outputs made, crossfade position, host samples written]. stands_for
+    (C, m) f32 <- the host input each output sample stands for.
     """
     channels, capacity = history.shape
     run, consumed, produced, position, written = state[0], state[1], state[2], state[3], state[4]
@@ -180,11 +194,13 @@ def _prefer_input(block, resampled, exact, history, state, up, down, taps, round
             run = min(run + 1, taps) if exact[0, counted] > 0.0 else 0
             counted += 1
         position = min(position + 1, fade) if run >= taps else max(position - 1, 0)
+        source = produced + j - round_trip
+        for c in range(channels):
+            stands_for[c, j] = history[c, source % capacity] if source >= 0 else 0.0
         if position > 0:
-            source = produced + j - round_trip
             weight = position / fade
             for c in range(channels):
-                value = history[c, source % capacity] if source >= 0 else 0.0
+                value = stands_for[c, j]
                 if position == fade:
                     resampled[c, j] = value
                 else:

@@ -162,7 +162,8 @@ class Restorer:
         if max_block < 1:
             raise GapfillError(f"block size must be at least 1 sample, got {max_block}")
         self.sample_rate, self.channels, self.max_block = sample_rate, channels, max_block
-        self._processor = self.chain if sample_rate == MODEL_RATE_HZ else Resampled(self.chain, sample_rate)
+        self._processor = (self.chain if sample_rate == MODEL_RATE_HZ
+                           else Resampled(self.chain, sample_rate, self.stages["ceiling"].ceiling))
         self._processor.prepare(channels, max_block)
         self._latency = self._processor.latency_samples
         self._staged = np.zeros((channels, max_block), np.float32)  # float64 / read-only input, as float32
