@@ -1,12 +1,12 @@
 """Bypass stage: where the engine changed nothing, output the input itself, delayed, bit for bit.
 
-Analysis and synthesis reconstruct a frame the stages left alone only to float rounding (about 1e-7 of
-full scale), and so do mid and side turned back into left and right. The last stage, after synthesis,
-removes that rounding: it keeps the raw input hops (`HopBuffers.hop_in`, as they came) of the last
-D + 1 hops, D = the other stages' latency / hop, hands the oldest on (`HopBuffers.hop_delayed`), and while every frame that overlaps the output hop (the
-last `synthesis_span / hop` frames, `realtime.engine.windows.synthesis_span`) was unmodified
-(`HopBuffers.unmodified`, from the strength stage) it overwrites `hop_out` with the input hop of D hops
-ago, which is what synthesis approximated: the switch in either direction is a step of float rounding, so
+Analysis and synthesis reconstruct a frame the stages left alone only to float rounding (about 1e-7 of full
+scale), and so do mid and side turned back into left and right. The last stage, after synthesis, removes that
+rounding: it keeps the raw input hops (`HopBuffers.hop_in`, as they came) of the last D + 1 hops, D = the
+other stages' latency / hop, hands the oldest on (`HopBuffers.hop_delayed`), and while every frame that
+overlaps the output hop (the last `synthesis_span / hop` frames, `realtime.engine.windows.synthesis_span`) was
+unmodified (`HopBuffers.unmodified`, from the strength stage) it overwrites `hop_out` with the input hop of D
+hops ago, which is what synthesis approximated: the switch in either direction is a step of float rounding, so
 no crossfade is needed. The silent past before a reset counts as unmodified. `HopBuffers.bypassed` says
 which hops it replaced. Adds no delay; `process_hop` allocates nothing.
 """

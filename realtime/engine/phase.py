@@ -16,23 +16,23 @@ Methods (config `phase.method`):
   bin is reliable when |decoded| > 0 and the output magnitude is within `keep_db` of |decoded| (the
   model/gate kept it), however quiet: input the gate leaves alone comes out with its own phase.
 
-The band above a codec cutoff (`above_cutoff`, rtpghi and completion): where the gate restores a band
-above a codec cutoff (`HopBuffers.band_above`, bin c: a detected cutoff, or the last credible cliff while the
-codec-made share alone engaged it), `translate` (the default) gives each bin m >= c
-the model did not keep the phase of bin c - S + (m - c) mod S, S the largest multiple of fft_size / hop
-bins up to c / 2: the octave under the cutoff, repeated upward, as spectral band replication patches it.
-With S a multiple of fft_size / hop the translation is the STFT of the decoded signal shifted up by S bins,
-exactly, frame after frame, so the fill keeps the fine time structure (onsets, voiced pulses) and the crest
-factor of the band under the cutoff. The patches of one octave are copies of one signal: summed, their
-envelopes line up, and the band's peaks grow with their number (a dense mix at libmp3lame 48k: the band
-alone peaking at 1.26 x full scale). `patch_delay_samples` gives patch p (p = (m - c) // S) the phase its
-source bin had p * d hops earlier, d = patch_delay_samples // hop (whole hops): still exactly the STFT of
-the decoded signal, shifted and delayed, and the patches no longer add up in step (d = 0: every patch in step
-with the octave; at 128 samples, 1 hop of model v2's framing and 0 of v1's, whose 5.3 ms hop measured a
-little worse delayed: README, Results, The band above the cutoff). `integrate` gives those bins the integrated phase as everywhere else:
-a band of equal magnitudes then integrates to the same linear phase every frame, a pulse at the synthesis
-centre each hop: on LAME 32k clips the band's crest factor came out 4-11 dB over the clean band's (its own
-peaks up to 1.9 x full scale), and ViSQOL 0.06 lower than with `translate` (README, Results).
+The band above a codec cutoff (`above_cutoff`, rtpghi and completion): where the gate restores a band above a
+codec cutoff (`HopBuffers.band_above`, bin c: a detected cutoff, or the last credible cliff while the
+codec-made share alone engaged it), `translate` (the default) gives each bin m >= c the model did not keep the
+phase of bin c - S + (m - c) mod S, S the largest multiple of fft_size / hop bins up to c / 2: the octave
+under the cutoff, repeated upward, as spectral band replication patches it. With S a multiple of fft_size /
+hop the translation is the STFT of the decoded signal shifted up by S bins, exactly, frame after frame, so the
+fill keeps the fine time structure (onsets, voiced pulses) and the crest factor of the band under the cutoff.
+The patches of one octave are copies of one signal: summed, their envelopes line up, and the band's peaks grow
+with their number (a dense mix at libmp3lame 48k: the band alone peaking at 1.26 x full scale).
+`patch_delay_samples` gives patch p (p = (m - c) // S) the phase its source bin had p * d hops earlier, d =
+patch_delay_samples // hop (whole hops): still exactly the STFT of the decoded signal, shifted and delayed,
+and the patches no longer add up in step (d = 0: every patch in step with the octave; at 128 samples, 1 hop of
+model v2's framing and 0 of v1's, whose 5.3 ms hop measured a little worse delayed: README, Results, The band
+above the cutoff). `integrate` gives those bins the integrated phase as everywhere else: a band of equal
+magnitudes then integrates to the same linear phase every frame, a pulse at the synthesis centre each hop: on
+LAME 32k clips the band's crest factor came out 4-11 dB over the clean band's (its own peaks up to 1.9 x full
+scale), and ViSQOL 0.06 lower than with `translate` (README, Results).
 
 Phase convention: a frame's spectrum is the rfft of the windowed frame with the window starting at index 0
 (docs/CONTRACTS.md). Estimated phases are centred on `windows.synthesis_centre`, the middle of the synthesis
