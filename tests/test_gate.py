@@ -316,9 +316,9 @@ def test_without_a_cliff_the_codec_made_share_counts_up_to_codec_share_top_hz() 
     frames = _frames(300)
     conf = np.zeros((1, F), np.float32)
     conf[0, 342:] = 1.0                                                  # 16.0 kHz and up: a third of the bins
-    whole = _gate()
+    whole = CodecGate({**DEFAULTS, "codec_share_top_hz": 24_000.0}, 48_000, 1024, 256)   # v1's calibration
+    whole.prepare(1)
     _run(whole, frames, confidence=conf)
-    assert DEFAULTS["codec_share_top_hz"] == 24_000.0                    # v1's calibration: the whole spectrum
     assert whole.report()["codec_made_now"] and whole.report()["codec_made_share"] > DEFAULTS["codec_share"]
     below = CodecGate({**DEFAULTS, "codec_share_top_hz": 16_000.0}, 48_000, 1024, 256)
     out = _run(below, frames, confidence=conf)

@@ -75,10 +75,13 @@ def test_a_config_that_names_only_the_model_runs_at_the_models_framing(tmp_path)
 
 
 def test_the_gate_calibration_comes_from_the_model_unless_the_config_sets_it(tmp_path):
-    from realtime.engine.model_files import GATE_CALIBRATION
+    from realtime.engine.model_files import GATE_CALIBRATION, gate_metadata_key
 
-    assert {k: load_config(None).gate[k] for k in GATE_CALIBRATION} == GATE_CALIBRATION   # v1 carries none
-    path = str(shipped_model_with_metadata(tmp_path / "calibrated.onnx", **{"gapfill.gate.damage_share": "0.04"}))
+    calibration = tuple(gate_metadata_key(key) for key in GATE_CALIBRATION)
+    bare = str(shipped_model_with_metadata(tmp_path / "bare.onnx", drop=calibration))
+    assert {k: load_config(None, {"model": {"path": bare}}).gate[k] for k in GATE_CALIBRATION} == GATE_CALIBRATION
+    path = str(shipped_model_with_metadata(tmp_path / "calibrated.onnx", drop=calibration,
+                                           **{"gapfill.gate.damage_share": "0.04"}))
     gate = load_config(None, {"model": {"path": path}}).gate
     assert gate["damage_share"] == 0.04 and gate["codec_share"] == GATE_CALIBRATION["codec_share"]
     assert load_config(None, {"model": {"path": path}, "gate": {"damage_share": 0.01}}).gate["damage_share"] == 0.01
