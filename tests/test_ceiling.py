@@ -129,3 +129,9 @@ def test_the_kernel_allocates_no_arrays() -> None:
         fresh.compile(signature)
         runtime_calls = set(re.findall(r"@(NRT_\w+)", fresh.inspect_llvm(signature)))
         assert not {call for call in runtime_calls if "alloc" in call.lower() or call == "NRT_MemInfo_new"}
+
+
+def test_the_ceiling_is_in_the_engine_facts() -> None:
+    """`gapfill info` (Restorer.describe) says the ceiling: 0 dB by default, None when off."""
+    assert Restorer.from_config(None).describe()["ceiling_db"] == 0.0
+    assert Restorer.from_config(None, {"model": {"ceiling_db": None}}).describe()["ceiling_db"] is None

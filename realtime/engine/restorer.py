@@ -314,6 +314,7 @@ class Restorer:
             "phase": dict(self.config.phase),
             "gate": {"enabled": self.gate_enabled},
             "strength": self.strength,
+            "ceiling_db": self.config.model["ceiling_db"],
             "stereo": self.config.model["stereo"],
             "input_level": {"enabled": self.stages["level"].enabled,
                             "target_db": self.config.model["input_level_db"],
