@@ -30,7 +30,6 @@ from realtime.engine.stft import istft_offline, stft_offline
 from realtime.engine.windows import synthesis_span
 
 
-
 class Framing(NamedTuple):
     """An STFT framing: fft_size and hop in samples at the model rate, window as `stft.window`."""
 

@@ -83,8 +83,8 @@ class PhaseStage:
     """Streaming phase estimator for (channels, F) frames; F = fft_size // 2 + 1.
 
     settings: the `phase:` config section: `method`, `lookahead_frames` (0 or 1), `tolerance_db`,
-    `keep_db`, `above_cutoff`, `patch_delay_samples`. `process` is called once per hop and, given frame k, writes frame
-    k - lookahead_frames.
+    `keep_db`, `above_cutoff`, `patch_delay_samples`. `process` is called once per hop and, given frame k,
+    writes frame k - lookahead_frames.
     """
 
     name = "phase"
