@@ -12,6 +12,7 @@ from realtime.engine.ceiling import CeilingStage, limit
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.stage import HopBuffers
 from realtime import Restorer
+from test_strength import band_limited
 
 HOP = 128
 
@@ -98,16 +99,13 @@ def test_under_the_ceiling_and_off_nothing_changes_bit_for_bit() -> None:
 
 @pytest.mark.parametrize("rate", [MODEL_RATE_HZ, 44_100])
 def test_the_engine_output_stays_under_the_ceiling_where_its_input_does(rate: int) -> None:
-    """A loud band-limited signal (noise low-passed at 6 kHz, peaking at 0.99 of full scale: the cliff a
-    codec leaves) that the shipped model restores, under a ceiling of -6 dB: with the ceiling off many output
-    samples pass max(ceiling, |input|) (input aligned; 1673 at 48 kHz, 1350 at 44.1 kHz), with it on none
-    does, at the model rate and through the resampling wrapper."""
-    rng = np.random.default_rng(5)
-    n = 3 * rate
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    f = np.fft.rfftfreq(n, 1 / rate)
-    x = np.fft.irfft(spectrum * (f < 6000) / (1 + f / 1000), n)
-    x = (0.99 * x / np.abs(x).max()).astype(np.float32)[None]
+    """A loud band-limited signal (test_strength's noise low-passed at 6 kHz, brought to a peak of 0.99: the
+    cliff a codec leaves) that the shipped model restores, under a ceiling of -6 dB: with the ceiling off many
+    output samples pass max(ceiling, |input|) (input aligned; 1503 at 48 kHz, 1473 at 44.1 kHz), with it on
+    none does, at the model rate and through the resampling wrapper."""
+    x = band_limited(1, 3.0, rate)
+    x *= np.float32(0.99 / np.abs(x).max())
+    n = x.shape[1]
     ceiling = np.float32(10 ** (-6 / 20))
 
     def over(ceiling_db: float | None) -> int:

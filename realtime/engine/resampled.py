@@ -24,6 +24,7 @@ to the same rule against the host input it stands for (`realtime.engine.ceiling.
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 import numpy as np
@@ -55,7 +56,7 @@ class Resampled:
     """`inner` (at the model rate) run at `host_rate` Hz: `process(block, out)` one host sample out per
     host sample in, delayed by `latency_samples` host samples."""
 
-    def __init__(self, inner: ModelRateProcessor, host_rate: int, ceiling: float = float("inf")) -> None:
+    def __init__(self, inner: ModelRateProcessor, host_rate: int, ceiling: float = math.inf) -> None:
         """ceiling: linear (1 = full scale), the level past which the output may not take a sample the host
         input left under it; inf: off."""
         self.inner, self.host_rate, self.ceiling = inner, host_rate, ceiling
@@ -138,7 +139,7 @@ class Resampled:
         _prefer_input(block, down, exact, self._history, self._bypass_state, self.downsampler.up,
                       self.downsampler.down, self.downsampler.taps_per_phase, self._round_trip, self.fade_samples,
                       stands_for)
-        if self.ceiling != float("inf"):
+        if self.ceiling != math.inf:
             limit(down, stands_for, self.ceiling)
         _fifo_exchange(self._fifo, self._fifo_state, down, out)
 
