@@ -1,9 +1,8 @@
-"""Clips for the quality benchmark: validation segments of the training corpus, or synthetic stand-ins.
+"""Clips for the quality benchmarks: validation segments of data v2, or synthetic stand-ins.
 
-Validation clips come from the corpus that `python -m training corpus` builds (data/clean/
-manifest.json, one .npy per segment) and are checked against the committed split
-(training/split.json): a segment is used only when every source unit it was cut from is in the
-validation split, so no clip was ever trained on. Each clip is mixed to mono and cut to at most
+Validation clips come from data v2 (`python -m training.data build`: data/v2/manifest.json, the corpus the
+shipped model trained on), split "val" (whole source units the training never saw; the split is the
+manifest's, `training/data/split_v2.json`), augmented copies left out. Each clip is cut to at most
 `seconds` from its start. `synthetic_clips` makes one speech-like and one music-like clip from a seed for
 runs without the corpus (CI).
 """
@@ -21,10 +20,9 @@ import numpy as np
 from benchmarks.signals import program_material, speech_like
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.errors import GapfillError
-from training.corpus import SPLIT_FILE
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS = REPO / "data" / "clean"
+DEFAULT_CORPUS = REPO / "data" / "v2"
 KINDS = ("speech", "music")
 
 
@@ -39,30 +37,25 @@ class Clip:
     samples: np.ndarray
 
 
-def validation_units(split_file: Path = SPLIT_FILE) -> set[str]:
-    """Source units in the validation split of split.json."""
-    if not split_file.is_file():
-        raise GapfillError(f"no train/validation split at '{split_file}' (it comes with the trained model)")
-    units = json.loads(split_file.read_text(encoding="utf-8"))["units"]
-    return {unit for unit, split in units.items() if split == "val"}
-
-
-def validation_segments(corpus: Path = DEFAULT_CORPUS, split_file: Path = SPLIT_FILE) -> list[dict]:
-    """The corpus's segments (manifest entries) cut only from source units of the validation split, by id."""
+def corpus_segments(corpus: Path = DEFAULT_CORPUS) -> list[dict]:
+    """Every unaugmented segment (manifest entry) of data v2 at `corpus`, by id."""
     manifest_path = corpus / "manifest.json"
     if not manifest_path.is_file():
-        raise GapfillError(f"no corpus at '{corpus}' (build it with 'python -m training corpus', or "
+        raise GapfillError(f"no data v2 at '{corpus}' (build it with 'python -m training.data build', or "
                            "run with --quick for synthetic clips)")
     segments = json.loads(manifest_path.read_text(encoding="utf-8"))["segments"]
-    validation = validation_units(split_file)
-    return sorted((s for s in segments if s["units"] and all(u in validation for u in s["units"])),
-                  key=lambda s: s["id"])
+    return sorted((s for s in segments if s.get("augmentation") is None), key=lambda s: s["id"])
 
 
-def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
-                     split_file: Path = SPLIT_FILE) -> list[Clip]:
-    """`per_kind` speech and `per_kind` music clips from the validation split, spread over the sources."""
-    segments = validation_segments(corpus, split_file)
+def validation_segments(corpus: Path = DEFAULT_CORPUS) -> list[dict]:
+    """The unaugmented segments of split "val", by id."""
+    return [s for s in corpus_segments(corpus) if s["split"] == "val"]
+
+
+def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPUS) -> list[Clip]:
+    """`per_kind` speech and `per_kind` music clips (mixed to mono) of the validation split, spread over the
+    sources."""
+    segments = validation_segments(corpus)
     clips = []
     for kind in KINDS:
         candidates = [s for s in segments if s["kind"] == kind]
@@ -70,25 +63,24 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
             raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
         for s in spread(candidates, per_kind):
             audio = _load(corpus, s, seconds)
-            mono = audio.mean(axis=0) if audio.ndim == 2 else audio
-            clips.append(Clip(s["id"], kind, s.get("source", ""), np.ascontiguousarray(mono)))
+            clips.append(Clip(s["id"], kind, s.get("source", ""), np.ascontiguousarray(audio.mean(axis=0))))
     return clips
 
 
-def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS,
-                 split_file: Path = SPLIT_FILE) -> list[Clip]:
+def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS) -> list[Clip]:
     """`count` stereo music clips of the validation split (samples (2, n) float32, at most `seconds`), spread
     over the sources like `validation_clips`."""
-    candidates = [s for s in validation_segments(corpus, split_file) if s["kind"] == "music" and s.get("channels") == 2]
+    candidates = [s for s in validation_segments(corpus) if s["kind"] == "music" and s.get("channels") == 2]
     if len(candidates) < count:
         raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
-    return [Clip(s["id"], "music", s.get("source", ""), np.ascontiguousarray(_load(corpus, s, seconds)))
-            for s in spread(candidates, count)]
+    return [Clip(s["id"], "music", s.get("source", ""), _load(corpus, s, seconds)) for s in spread(candidates, count)]
 
 
 def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
-    """A corpus segment's samples, float32 (channels, samples) (or (samples,)), at most `seconds` from its start."""
-    return np.load(corpus / segment["file"]).astype(np.float32)[..., : int(seconds * MODEL_RATE_HZ)]
+    """A segment's samples, float32 (channels, samples), at most `seconds` from its start."""
+    from training.data.audio import load_segment
+
+    return np.ascontiguousarray(load_segment(corpus, segment)[:, : int(seconds * MODEL_RATE_HZ)])
 
 
 def spread(candidates: list[dict], count: int) -> list[dict]:

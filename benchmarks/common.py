@@ -22,7 +22,7 @@ MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 
 
 def model_setting(model: str | None, config: EngineConfig) -> str:
-    """`model.path` to benchmark: `auto` is the shipped U-Net when models/ has it, else the config's."""
+    """`model.path` to benchmark: `auto` is the shipped model when models/ has it, else the config's."""
     if model in (None, "auto"):
         return "default" if shipped_model_path().is_file() else config.model["path"]
     if model not in ("default", "passthrough") and not Path(model).is_file():

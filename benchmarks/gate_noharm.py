@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import multiprocessing
 import shutil
 import sys
@@ -64,7 +63,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import codec
-from benchmarks.clips import REPO, Clip, spread, synthetic_clips
+from benchmarks.clips import DEFAULT_CORPUS, REPO, Clip, corpus_segments, spread, synthetic_clips
 from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name, run_main,
     write_json,
@@ -80,7 +79,6 @@ from realtime.engine.config import MODEL_RATE_HZ, EngineConfig
 from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 1
-DEFAULT_CORPUS = REPO / "data" / "v2"
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "gate_noharm.json"
 QUICK_JSON = REPO / "benchmarks" / "results" / "gate_noharm-quick.json"
 KINDS = ("speech", "music", "mix")
@@ -154,22 +152,13 @@ def band_limited(x: np.ndarray, variant: Variant) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def _unaugmented(corpus: Path) -> list[dict]:
-    manifest = corpus / "manifest.json"
-    if not manifest.is_file():
-        raise GapfillError(f"no data v2 at '{corpus}' (build it with 'python -m training.data build', or run "
-                           "with --quick)")
-    return sorted((s for s in json.loads(manifest.read_text(encoding="utf-8"))["segments"]
-                   if s.get("augmentation") is None and s["split"] in SPLITS), key=lambda s: s["id"])
-
-
 def corpus_clips(corpus: Path, per_kind: int, children: int, seconds: float) -> list[tuple[str, Clip, float, float]]:
     """(set, clip, start s, semitones): `per_kind` clips of each KINDS ('main'), then `children` tuxpaint
     clips and `children` hedgewars voices raised by CHILD_SEMITONES ('children'), none chosen twice."""
     from training.data.audio import load_segment
     from training.data.augment import shift_pitch
 
-    segments = _unaugmented(corpus)
+    segments = [s for s in corpus_segments(corpus) if s["split"] in SPLITS]
     chosen: list[tuple[str, dict, float]] = []
     for kind in KINDS:
         candidates = [s for s in segments if s["kind"] == kind]

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import resource
 import shutil
 import sys
@@ -61,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import codec, quality
-from benchmarks.clips import REPO, Clip, spread, synthetic_clips
+from benchmarks.clips import DEFAULT_CORPUS, REPO, Clip, corpus_segments, spread, synthetic_clips
 from benchmarks.common import (
     engine_config, environment, map_clips, markdown_table, max_abs_change, mean_present, model_name, model_setting,
     percent_change, run_main, write_json,
@@ -80,7 +79,6 @@ from realtime.engine.model_files import model_file
 from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 1
-DEFAULT_CORPUS = REPO / "data" / "v2"
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "models.json"
 QUICK_JSON = REPO / "benchmarks" / "results" / "models-quick.json"
 SYSTEMS = ("codec", "shipped", "candidate")
@@ -120,7 +118,7 @@ KEY_CONDITIONS = tuple(c.name for c in CONDITIONS if c.group == "mp3")
 QUICK_CONDITIONS = ("clean_s16", "libmp3lame_32k")
 COST_S = {"decode": 0.03, "models": 0.06, "spectral": 0.006, "visqol": 0.18}
 """CPU seconds on one free core per audio second of one channel, measured on the development machine (Xeon,
-2 cores): the degrade chain, one model through the engine (the shipped U-Net 0.066, v2 at hop 128 0.043),
+2 cores): the degrade chain, one model through the engine (model v1 0.066, v2 at hop 128 0.043),
 the spectra of one system, one ViSQOL score."""
 ACTIVE_FRAME_S, ACTIVE_RANGE_DB = 0.1, 30.0
 
@@ -160,12 +158,7 @@ def corpus_clips(corpus: Path, test_clips: int | None, val_clips: int, seconds: 
     spread over sources and units, unaugmented, each cut to its most active `seconds`."""
     from training.data.audio import load_segment
 
-    manifest = corpus / "manifest.json"
-    if not manifest.is_file():
-        raise GapfillError(f"no data v2 at '{corpus}' (build it with 'python -m training.data build', or run "
-                           "with --quick)")
-    segments = sorted((s for s in json.loads(manifest.read_text(encoding="utf-8"))["segments"]
-                       if s.get("augmentation") is None), key=lambda s: s["id"])
+    segments = corpus_segments(corpus)
     wanted = {"test": [("mix", test_clips)], "val": [(kind, val_clips) for kind in VAL_KINDS]}
     sets = []
     for split, kinds in wanted.items():

@@ -40,7 +40,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from benchmarks.clips import REPO
+from benchmarks.clips import DEFAULT_CORPUS, REPO
 from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, model_name, run_main, write_json,
 )
@@ -181,7 +181,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.oracles", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="default", help=f"model: {MODEL_CHOICES} (default: the shipped one)")
-    parser.add_argument("--corpus", metavar="DIR", default=str(REPO / "data" / "v2"), help="data v2 (data/v2)")
+    parser.add_argument("--corpus", metavar="DIR", default=str(DEFAULT_CORPUS), help="data v2 (data/v2)")
     parser.add_argument("--test-clips", type=int, default=2, metavar="N", help="test mixes (2)")
     parser.add_argument("--val-clips", type=int, default=3, metavar="N", help="validation clips per kind (3)")
     parser.add_argument("--seconds", type=float, default=6.0, help="most active part of each clip, s (6)")

@@ -3,7 +3,7 @@
     python -m benchmarks.quality [--json PATH] [--png PATH] [--clips 6] [--seconds 8] [--visqol key] [--workers 2]
     python -m benchmarks.quality --quick          # CI smoke run: two synthetic 2 s clips, five conditions
 
-Every validation clip (never a training one, see benchmarks/clips.py), mono at 48 kHz, is degraded under
+Every validation clip of data v2 (never a training one, see benchmarks/clips.py), mono at 48 kHz, is degraded under
 every condition: an `Encoding` and a `DecodeChain` of evaluation/chains.py (`degrade`: encoded by
 lameenc or one of ffmpeg's encoders, decoded as a user's tools would, then to 48 kHz by gapfill's own
 resampler, aligned to the reference with sub-sample precision; the residual lag is reported per clip).
@@ -542,11 +542,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON")
     parser.add_argument("--png", metavar="PATH", help="write the spectrogram figure (needs matplotlib)")
     parser.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
-    parser.add_argument("--model", default="auto", help=f"model: {MODEL_CHOICES} (default auto: the shipped U-Net "
+    parser.add_argument("--model", default="auto", help=f"model: {MODEL_CHOICES} (default auto: the shipped model "
                         "if models/ has it, else the config's)")
     parser.add_argument("--clips", type=int, default=6, help="validation clips per kind, speech and music (6)")
     parser.add_argument("--seconds", type=float, default=8.0, help="longest clip in seconds (8)")
-    parser.add_argument("--corpus", metavar="DIR", help="corpus directory (default data/clean)")
+    parser.add_argument("--corpus", metavar="DIR", help="data v2 (default data/v2)")
     parser.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="condition groups (all)")
     parser.add_argument("--conditions", nargs="+", metavar="NAME",
                         help=f"only these conditions, of: {', '.join(BY_NAME)}")

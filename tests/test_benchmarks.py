@@ -121,12 +121,16 @@ def test_quality_benchmark_quick_run(tmp_path):
                 assert g["max_abs_change"] < 1e-6 and g["lsd_full"] == pytest.approx(c["lsd_full"], abs=1e-4)
     for name in ("clean_float", "clean_s16_tpdf"):  # clean full-band music is left alone
         assert rows[("synthetic/music", name, "gapfill")]["gate_engaged"] is False
-    for name in (TRAINING, "ffmpeg_s16_tpdf_48k"):  # MP3 32 kbit/s: an 8 kHz band limit, found and restored
+    for name in (TRAINING, "ffmpeg_s16_tpdf_48k"):  # MP3 32 kbit/s: an 8.4 kHz band limit, found and restored
         coded = result["summary"][name]
         assert 6_000 < coded["cutoff_hz_mean"] < 11_000
         codec_lsd = coded["systems"]["codec"]
         assert codec_lsd["lsd_above"]["all"] > codec_lsd["lsd_below"]["all"]
-        assert coded["gapfill"]["gate_engaged"]["all"] == len(result["clips"])
+        # A cliff above the gate's damage_from_hz counts only with codec damage under it (default.yaml): the
+        # speech clip has it; the sparse synthetic music coded at 32k has too little for the shipped model's
+        # calibration and passes unchanged (checked above), as a clean source's cliff would.
+        assert coded["gapfill"]["gate_engaged"]["speech"] == 1
+        assert coded["gapfill"]["lsd_change_pct"]["speech"] < 0 and coded["gapfill"]["holes_change_pct"]["speech"] < 0
         assert 6_000 < coded["gapfill"]["gate_cutoff_hz_mean"] < 11_000
     if result["visqol"]["used"]:
         assert result["visqol"]["conformance"]["ok"] is True

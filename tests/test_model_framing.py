@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from realtime.engine.config import MODEL_RATE_HZ, load_config
-from realtime.engine.model_files import shipped_model_path
+from realtime.engine.model_files import open_session, shipped_model_path
 from realtime.engine.model import OnnxModel
 from realtime.engine.restorer import Restorer
 from realtime.engine.windows import WINDOWS
@@ -28,6 +28,18 @@ def test_the_shipped_model_follows_the_contract_with_the_default_framing():
     assert model.state_shapes                       # temporal state is explicit
     opsets = onnx.load(str(path)).opset_import
     assert max(o.version for o in opsets if o.domain in ("", "ai.onnx")) >= 17
+
+
+def test_the_shipped_model_carries_the_calibration_and_training_its_card_records():
+    """The gate calibration `python -m training.v2 all` exports with, and at least the 20 CPU h of training
+    a model needs before it ships (issue #23)."""
+    pytest.importorskip("torch")
+    from training.v2.export import SHIPPED_GATE_CALIBRATION
+
+    gate = load_config(None).gate
+    assert {key: gate[key] for key in SHIPPED_GATE_CALIBRATION} == SHIPPED_GATE_CALIBRATION
+    meta = open_session(shipped_model_path(), 1).get_modelmeta().custom_metadata_map
+    assert float(meta["gapfill.train_cpu_hours"]) >= 20.0 and meta["gapfill.weights"] == "average"
 
 
 def test_the_shipped_model_refuses_the_other_framing():

@@ -1,7 +1,7 @@
 """Magnitude models: one STFT magnitude frame per hop in, the estimate of the clean frame out.
 
 `PassThroughModel` returns its input (for comparison and for exact-reconstruction tests); `OnnxModel`
-runs an exported streaming U-Net (docs/CONTRACTS.md) with onnxruntime, explicit threads, sequential
+runs an exported streaming model (docs/CONTRACTS.md) with onnxruntime, explicit threads, sequential
 execution and I/O bound to buffers allocated in `prepare()`; `ModelStage` runs either as the engine's
 model stage. A model may also give, per bin,
 its confidence (0..1) that the decoded bin is codec-made (output `confidence`); without one the

@@ -13,7 +13,7 @@ from typing import Any
 
 from realtime.errors import GapfillError
 
-SHIPPED_MODEL_NAME = "gapfill-unet-mp3.onnx"
+SHIPPED_MODEL_NAME = "gapfill-v2.onnx"
 """The file `model.path: default` names, in the repository's models/ (the wheel's `realtime.models`)."""
 PASSTHROUGH_FRAMING = {"fft_size": 1024, "hop": 256, "window": "hann"}
 """The framing `model_settings` gives the pass-through model, which works with any."""

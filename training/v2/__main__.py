@@ -6,7 +6,7 @@
     python -m training.v2 train --cpu-hours 20      # trains into runs/v2 (resumes from runs/v2/last.pt)
     python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
     python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
-    python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export
+    python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export to models/
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
     python -m training.v2 widen --context 4 --block 256       # ... its GRU seeing 4 frames, residual blocks
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
-    al.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
+    al.add_argument("--out", default="models/gapfill-v2.onnx", help="the exported model (default: the shipped one)")
     al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
     al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
     w = sub.add_parser("widen", help="a checkpoint at more bands or hidden units, keeping what it learned "

@@ -23,6 +23,9 @@ from training.unet import count_parameters
 from training.v2 import features
 from training.v2.model import BandNet, StreamingBandNet, build, config_dict
 
+SHIPPED_GATE_CALIBRATION = {"codec_share_top_hz": 16000.0, "damage_share": 0.02, "codec_share": 0.3}
+"""The gate calibration of the shipped v2 model (models/gapfill-v2.md, "Gate calibration": chosen with
+benchmarks/gate_noharm.py on held-out clips), which `python -m training.v2 all` exports with."""
 
 def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, dict]:
     """A v2 training checkpoint: its network in eval mode (with the weight average of train.py where the
