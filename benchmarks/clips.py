@@ -63,7 +63,7 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
             raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
         for s in spread(candidates, per_kind):
             audio = _load(corpus, s, seconds)
-            clips.append(Clip(s["id"], kind, s.get("source", ""), np.ascontiguousarray(audio.mean(axis=0))))
+            clips.append(Clip(s["id"], kind, s.get("source", ""), audio.mean(axis=0)))
     return clips
 
 

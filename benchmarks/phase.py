@@ -38,7 +38,8 @@ class Framing(NamedTuple):
     window: str
 
 
-DEFAULT_FRAMING = Framing(load_config().fft_size, load_config().hop, load_config().window)
+_DEFAULTS = load_config()
+DEFAULT_FRAMING = Framing(_DEFAULTS.fft_size, _DEFAULTS.hop, _DEFAULTS.window)
 """The shipped defaults' framing, which the benchmark measures."""
 SR, (N, H, WINDOW) = MODEL_RATE_HZ, DEFAULT_FRAMING
 F = N // 2 + 1
