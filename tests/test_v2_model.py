@@ -46,7 +46,9 @@ def _same_function_then_two_steps(old: BandNet, new: BandNet) -> None:
 @pytest.mark.parametrize("config", [BandNetConfig(), BandNetConfig(fill="magnitude", channels=4, bands=24),
                                     BandNetConfig(gru_stride=3),
                                     BandNetConfig(gru_stride=4, context=5, block=16, channels=3),
-                                    BandNetConfig(lookahead=1), BandNetConfig(gru_stride=1, lookahead=2)])
+                                    BandNetConfig(lookahead=1), BandNetConfig(gru_stride=1, lookahead=2),
+                                    BandNetConfig(bin_input=True),
+                                    BandNetConfig(gru_stride=2, lookahead=1, bin_input=True)])
 def test_future_frames_do_not_change_past_outputs(config: BandNetConfig) -> None:
     """An estimate sees its frame and `lookahead` frames after it, no more."""
     net = _random_net(config)
@@ -75,7 +77,9 @@ def test_band_power_from_band_outputs_equals_pooled_bins(fill: str) -> None:
                                     BandNetConfig(gru_stride=1, context=3, block=8),
                                     BandNetConfig(gru_stride=2, context=3, channels=3),
                                     BandNetConfig(lookahead=1), BandNetConfig(gru_stride=1, context=3, lookahead=2),
-                                    BandNetConfig(gru_stride=3, context=4, block=8, lookahead=1)])
+                                    BandNetConfig(gru_stride=3, context=4, block=8, lookahead=1),
+                                    BandNetConfig(bin_input=True), BandNetConfig(gru_stride=1, bin_input=True),
+                                    BandNetConfig(gru_stride=3, lookahead=2, block=8, bin_input=True)])
 def test_streaming_torch_and_onnx_equal_offline(tmp_path, config: BandNetConfig) -> None:
     """Call k of the streaming graph gives frame k - lookahead's estimate, the offline one; after the last
     frame, `lookahead` silent ones flush the rest, as the engine does."""
@@ -235,3 +239,29 @@ def test_a_look_ahead_starts_as_the_network_a_frame_late_and_learns_the_new_fram
     widened = torch.load(ck, weights_only=False)
     assert widened["config"]["lookahead"] == 1 and widened["config"]["context"] == 3
     assert widened["state"]["widened"] == [{"context": [2, 3], "lookahead": [0, 1], "step": 3, "cpu_s": 1.0}]
+
+
+def test_bin_levels_start_unread_and_are_learnt(tmp_path) -> None:
+    """add_bin_input keeps the network's function (zero columns), the new columns get gradients, a second
+    call is refused, `widen --bin-input` records the change, and a stored config without the key means none."""
+    from training.v2.__main__ import main
+    from training.v2.widen import add_bin_input
+
+    net = _random_net(BandNetConfig(hidden=16))
+    fine = add_bin_input(net)
+    assert fine.config.bin_input and fine.gru_in.weight.shape == (16, 32 * 6 + features.BINS)
+    assert not fine.gru_in.weight[:, 32 * 6:].any()
+    _same_function_then_two_steps(net, fine)
+    assert fine.gru_in.weight.grad[:, 32 * 6:].abs().sum() > 0
+    assert fine.count_macs() - net.count_macs() == features.BINS * 16 // 4    # on the GRU's frames only
+    with pytest.raises(ValueError, match="bin levels already"):
+        add_bin_input(fine)
+    ck = tmp_path / "last.pt"
+    torch.save({"model": net.state_dict(), "optim": torch.optim.Adam(net.parameters()).state_dict(),
+                "config": {"bands": 32, "channels": 0, "hidden": 16, "fill": "power", "gru_stride": 4},
+                "state": {"step": 7, "cpu_s": 2.0}, "budget_cpu_s": 3600.0}, ck)
+    assert main(["widen", "--bin-input", "--checkpoint", str(ck)]) == 0
+    widened = torch.load(ck, weights_only=False)
+    assert widened["config"]["bin_input"] is True
+    assert widened["state"]["widened"] == [{"bin_input": [False, True], "step": 7, "cpu_s": 2.0}]
+    assert build({k: v for k, v in widened["config"].items() if k != "bin_input"}).config.bin_input is False

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     w.add_argument("--block", type=int, default=None, help="add residual blocks of this width (model.py)")
     w.add_argument("--lookahead", type=int, default=None, help="look ahead this many frames (model.py)")
     w.add_argument("--gru-stride", type=int, default=None, help="a new GRU stride (model.py)")
+    w.add_argument("--bin-input", action="store_true", help="let the GRU see its frame's bin levels (model.py)")
     w.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     w.add_argument("--out", default=None, help="default: the checkpoint itself")
     fl = sub.add_parser("floor", help="validation LSD of oracles of each band count (training/v2/floor.py)")
@@ -141,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "widen":
         from training.v2.widen import widen_checkpoint
         state = widen_checkpoint(args.checkpoint, args.out or args.checkpoint, args.bands, args.hidden,
-                                 args.gru_stride, args.context, args.block, args.lookahead)
+                                 args.gru_stride, args.context, args.block, args.lookahead, args.bin_input)
         print(f"widen: {state['widened'][-1]}")
     elif args.step == "floor":
         from training.v2.floor import floor_table, format_table
@@ -193,11 +194,13 @@ def _config_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--context", type=int, default=d.context, help="frames the GRU's input layer sees (model.py)")
     t.add_argument("--block", type=int, default=d.block, help="residual block width (model.py; 0: none)")
     t.add_argument("--lookahead", type=int, default=d.lookahead, help="frames of look-ahead (model.py)")
+    t.add_argument("--bin-input", action="store_true", help="the GRU also sees its frame's bin levels (model.py)")
 
 
 def _config(args: argparse.Namespace) -> BandNetConfig:
     return BandNetConfig(bands=args.bands, channels=args.channels, hidden=args.hidden, fill=args.fill,
-                         gru_stride=args.gru_stride, context=args.context, block=args.block, lookahead=args.lookahead)
+                         gru_stride=args.gru_stride, context=args.context, block=args.block, lookahead=args.lookahead,
+                         bin_input=args.bin_input)
 
 
 if __name__ == "__main__":

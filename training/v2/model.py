@@ -13,7 +13,9 @@ Inside, per frame (levels in dB re a full-scale sine, `features.full_scale_magni
           large where bins are missing), (r - LEVEL_REF_DB) / 20 (absolute level, the same on every band);
           those of the current frame and of the C - 1 before it side by side (`context` C, a causal kernel of
           C frames)
-    front end: with `channels` > 0 a convolution over bands (kernel 3, 3 C -> channels); flattened
+    front end: with `channels` > 0 a convolution over bands (kernel 3, 3 C -> channels); flattened; with
+          `bin_input` the 513 bin levels of the GRU's own frame too, (L_k - r) / 20 with L_k the bin's dB
+          (the fine structure the bands average away)
     Linear -> hidden, GRU(hidden) over time, Linear -> hidden, Linear -> 3 values per band (the head), plus
           a per-band linear map of the band's own 6 input values of the current and previous frame (a skip
           path: gain and fill follow the band's input); with `block` W > 0 a residual block
@@ -77,9 +79,10 @@ class BandNetConfig:
     context: int = 2              # frames the GRU's input layer sees at each update, its own included (>= 2)
     block: int = 0                # width of the residual blocks (module doc; 0: none)
     lookahead: int = 0            # frames after the estimated one that its estimate sees (module doc)
+    bin_input: bool = False       # the GRU's input layer also sees its frame's bin levels (module doc)
 
 
-LEGACY_CONFIG = {"gru_stride": 1, "context": 2, "block": 0, "lookahead": 0}
+LEGACY_CONFIG = {"gru_stride": 1, "context": 2, "block": 0, "lookahead": 0, "bin_input": False}
 """What a stored config without a key meant (checkpoints and exports before that key existed)."""
 
 
@@ -112,7 +115,7 @@ class BandNet(nn.Module):
         self.register_buffer("expansion", torch.from_numpy(features.expansion_matrix(nb)), persistent=False)
         self.full_scale = features.full_scale_magnitude()
         self.conv = nn.Linear(3 * inputs, c) if c else None
-        self.gru_in = nn.Linear(nb * (c or inputs), h)
+        self.gru_in = nn.Linear(nb * (c or inputs) + (features.BINS if config.bin_input else 0), h)
         self.gru = nn.GRU(h, h, batch_first=True)
         self.hid = nn.Linear(h, h)
         self.out = nn.Linear(h, 3 * nb)
@@ -144,6 +147,13 @@ class BandNet(nn.Module):
         mean_magnitude = (mag @ self.pooling) * (1.0 / self.full_scale) if self.config.fill == "magnitude" else None
         return x, frame_db, band_power, mean_magnitude
 
+    def bin_levels(self, mag: torch.Tensor, frame_db: torch.Tensor) -> torch.Tensor | None:
+        """The bin levels the GRU's input layer sees with `bin_input` (module doc) of magnitudes (..., F) and
+        their frames' levels (..., 1) dB -> (..., F); None without bin_input."""
+        if not self.config.bin_input:
+            return None
+        return (features.db(mag * mag * (1.0 / self.full_scale ** 2) + 10 ** (FLOOR_DB / 10)) - frame_db) / 20
+
     def band_powers(self, mag: torch.Tensor, power: torch.Tensor | None = None) -> torch.Tensor:
         """Mean power per band (..., bands), full-scale units, of magnitudes (..., F) (`power`: mag * mag if
         already at hand); the full-scale factor applied after pooling."""
@@ -154,17 +164,18 @@ class BandNet(nn.Module):
         """(bands, 1): each band's share of the bins (band powers @ it = the frame's mean power)."""
         return self.expansion.sum(1, keepdim=True) / self.expansion.shape[1]
 
-    def front(self, z: torch.Tensor) -> torch.Tensor:
-        """Features of the context's frames side by side, oldest first (N, bands, 3 C) -> the GRU input layer's
-        input (N, bands * (channels or 3 C)): the band convolution where there is one."""
+    def front(self, z: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of the context's frames side by side, oldest first (N, bands, 3 C), and with `bin_input` the
+        newest frame's bin levels (N, F) -> the GRU input layer's input (N, bands * (channels or 3 C) [+ F]):
+        the band convolution where there is one."""
         if self.conv is not None:
             p = fn.pad(z, (0, 0, 1, 1))
             z = self.act(self.conv(torch.cat([p[:, :-2], p[:, 1:-1], p[:, 2:]], dim=-1)))
-        return z.flatten(1)
+        return z.flatten(1) if levels is None else torch.cat([z.flatten(1), levels], dim=-1)
 
-    def encode(self, z: torch.Tensor) -> torch.Tensor:
-        """Features of the context's frames (N, bands, 3 C) -> GRU input (N, hidden)."""
-        e = self.act(self.gru_in(self.front(z)))
+    def encode(self, z: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of the context's frames (N, bands, 3 C) [and bin levels (N, F)] -> GRU input (N, hidden)."""
+        e = self.act(self.gru_in(self.front(z, levels)))
         return e if self.in_block is None else e + self.in_block(e)
 
     def head(self, g: torch.Tensor) -> torch.Tensor:
@@ -187,9 +198,12 @@ class BandNet(nn.Module):
         b, t, _ = mag.shape
         nb, s, c, la = self.config.bands, self.config.gru_stride, self.config.context, self.config.lookahead
         x, frame_db, power, mean_magnitude = self.band_features(mag)      # (B, T, nb, 3), (B, T, 1), ...
+        mag_run, db_run = mag, frame_db
         if la:                                                             # the frames after the last: silence
-            ahead = self.band_features(mag.new_zeros(b, la, mag.shape[-1]))[0]
+            silence = mag.new_zeros(b, la, mag.shape[-1])
+            ahead, ahead_db, _, _ = self.band_features(silence)
             x_run = torch.cat([x, ahead], dim=1)
+            mag_run, db_run = torch.cat([mag, silence], dim=1), torch.cat([frame_db, ahead_db], dim=1)
         else:
             x_run = x
         tr = t + la                                                        # the frames the GRU runs over
@@ -197,7 +211,9 @@ class BandNet(nn.Module):
         z = torch.cat([past[:, c - 2: c - 2 + t], x], dim=-1)              # (B, T, nb, 6): the skip path's
         zs = torch.cat([past[:, i: i + tr: s] for i in range(c)], dim=-1)  # (B, Ts, nb, 3c): the GRU's frames
         ts = zs.shape[1]
-        g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, c * INPUTS)).view(b, ts, -1))
+        levels = self.bin_levels(mag_run[:, ::s], db_run[:, ::s])         # (B, Ts, F) or None
+        levels = None if levels is None else levels.reshape(b * ts, -1)
+        g, _ = self.gru(self.encode(zs.reshape(b * ts, nb, c * INPUTS), levels).view(b, ts, -1))
         o = self.head(g.reshape(b * ts, -1)).view(b, ts, nb, 3)
         if s > 1:
             o = o.repeat_interleave(s, dim=1)[:, :tr]
@@ -249,6 +265,7 @@ class BandNet(nn.Module):
         macs += nb * 3 * inputs * c                                   # band convolution (every frame)
         macs += nb * 2 * INPUTS * 3                                   # skip
         update = nb * (c or inputs) * h + 6 * h * h + h * h + h * 3 * nb + 2 * 2 * h * w   # input, GRU, head, blocks
+        update += features.BINS * h * self.config.bin_input                                # bin levels
         return macs + update // self.config.gru_stride
 
 
@@ -320,22 +337,24 @@ class StreamingBandNet(nn.Module):
         x, frame_db, _, _ = n.band_features(mag)
         z = torch.cat([prev, x], dim=-1)                   # (B, bands, 3 (P + 1)), oldest first
         gru_z = z[..., -c * INPUTS:]
+        levels = n.bin_levels(mag, frame_db)                # the newest frame's, as the GRU's frame offline
         stride_state = state[:2] if n.config.gru_stride > 1 else ()
         if stride_state:
             phase, held = stride_state
             g = n.gru
             recurrence = (g.weight_ih_l0, g.weight_hh_l0, g.bias_ih_l0, g.bias_hh_l0, n.hid.weight, n.hid.bias)
             if n.in_block is None:
-                o, h = _strided_update(n.front(gru_z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
+                o, h = _strided_update(n.front(gru_z, levels), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
                                        *recurrence, n.out.weight, n.out.bias, LEAK)
             else:
                 i1, i2, h1, h2 = n.in_block[0], n.in_block[2], n.head_block[0], n.head_block[2]
-                o, h = _strided_update_blocks(n.front(gru_z), gru, phase, held, n.gru_in.weight, n.gru_in.bias,
+                o, h = _strided_update_blocks(n.front(gru_z, levels), gru, phase, held,
+                                              n.gru_in.weight, n.gru_in.bias,
                                               i1.weight, i1.bias, i2.weight, i2.bias, *recurrence,
                                               h1.weight, h1.bias, h2.weight, h2.bias, n.out.weight, n.out.bias, LEAK)
             stride_state = (torch.remainder(phase + 1.0, float(n.config.gru_stride)), o)
         else:
-            g, h = n.gru(n.encode(gru_z).unsqueeze(1), gru.transpose(0, 1).contiguous())
+            g, h = n.gru(n.encode(gru_z, levels).unsqueeze(1), gru.transpose(0, 1).contiguous())
             h = h.transpose(0, 1)
             o = n.head(g[:, 0])
         if la:                                              # the estimate of frame u = k - L, L frames back

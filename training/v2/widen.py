@@ -21,11 +21,14 @@ so that they add nothing until trained. Both keep the old function exactly. Look
 frames): the GRU's input layer gets columns for the L newest frames, zero, and its old columns move to the
 frames before them, so that the network starts as the old one with its GRU L frames late (near the old
 function, not equal: the first update also sees silence); training then teaches it to read the new frames.
+Bin levels (`add_bin_input`, model.py `bin_input`): the GRU's input layer gets a zero column per bin, so that
+the network computes what it did until training teaches it to read its frame's fine structure.
 A new GRU stride (model.py `gru_stride`) changes the function: the GRU then runs on every s-th frame, and
 training adapts it.
 
     python -m training.v2 widen [--bands 64] [--hidden 256] [--context 4] [--block 256] [--lookahead 1]
-                                [--gru-stride 2] [--checkpoint runs/v2/last.pt] [--out runs/v2/last.pt]
+                                [--bin-input] [--gru-stride 2] [--checkpoint runs/v2/last.pt]
+                                [--out runs/v2/last.pt]
 
 The checkpoint keeps its step, CPU seconds, audio seconds, budget and data; the weight average (train.py) is
 widened as the weights are (the same new units); Adam keeps the moments of every parameter whose shape did not
@@ -151,12 +154,26 @@ def add_lookahead(net: BandNet, frames: int) -> BandNet:
     return _more_input_frames(net, replace(old, context=old.context + frames, lookahead=frames), 0)
 
 
+@torch.no_grad()
+def add_bin_input(net: BandNet) -> BandNet:
+    """net whose GRU input layer also sees its frame's bin levels (module doc; net does not), computing net's
+    function."""
+    if net.config.bin_input:
+        raise ValueError("widen: the network sees bin levels already")
+    wide = BandNet(replace(net.config, bin_input=True))
+    wide.load_state_dict({k: v for k, v in net.state_dict().items() if k != "gru_in.weight"}, strict=False)
+    bands_in = net.gru_in.weight.shape[1]
+    wide.gru_in.weight[:, :bands_in] = net.gru_in.weight
+    wide.gru_in.weight[:, bands_in:] = 0.0
+    return wide
+
+
 WIDEN_SEED = 0
 """Seeds the new units' initialisation, so that the weights and their average get the same new units."""
 
 
 def _changed(net: BandNet, bands: int | None, hidden: int | None, context: int | None,
-             block: int | None, lookahead: int | None) -> BandNet:
+             block: int | None, lookahead: int | None, bin_input: bool = False) -> BandNet:
     torch.manual_seed(WIDEN_SEED)
     wide = net
     if bands is not None:
@@ -169,6 +186,8 @@ def _changed(net: BandNet, bands: int | None, hidden: int | None, context: int |
         wide = add_blocks(wide, block)
     if lookahead is not None:
         wide = add_lookahead(wide, lookahead)
+    if bin_input:
+        wide = add_bin_input(wide)
     return wide
 
 
@@ -188,7 +207,7 @@ def _kept_adam_state(optim: dict, old: BandNet, wide: BandNet) -> dict:
 
 def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None = None, hidden: int | None = None,
                      gru_stride: int | None = None, context: int | None = None, block: int | None = None,
-                     lookahead: int | None = None) -> dict:
+                     lookahead: int | None = None, bin_input: bool = False) -> dict:
     """Widen a training checkpoint and/or change its GRU stride (module doc); writes `out` (atomically) and
     returns its state. The weight average (train.py) is widened as the weights are, with the same new units;
     Adam keeps the moments of the parameters whose shape is unchanged."""
@@ -196,13 +215,13 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
     net = build(ck["config"])
     net.load_state_dict(ck["model"])
     old = net.config
-    wide = _changed(net, bands, hidden, context, block, lookahead)
+    wide = _changed(net, bands, hidden, context, block, lookahead, bin_input)
     if gru_stride is not None:
         wide.config = replace(wide.config, gru_stride=gru_stride)
     if wide.config == old:
         raise ValueError("widen: nothing to change")
     state = dict(ck["state"])
-    keys = ("bands", "hidden", "context", "block", "lookahead", "gru_stride")
+    keys = ("bands", "hidden", "context", "block", "lookahead", "gru_stride", "bin_input")
     change = {k: [getattr(old, k), getattr(wide.config, k)] for k in keys if getattr(old, k) != getattr(wide.config, k)}
     state["widened"] = state.get("widened", []) + [{**change, "step": state["step"], "cpu_s": state["cpu_s"]}]
     saved = {**ck, "model": wide.state_dict(), "config": config_dict(wide), "state": state,
@@ -212,7 +231,7 @@ def widen_checkpoint(checkpoint: str | Path, out: str | Path, bands: int | None 
         if "average" in ck:
             averaged = build(ck["config"])
             averaged.load_state_dict(ck["average"])
-            widened = _changed(averaged, bands, hidden, context, block, lookahead)
+            widened = _changed(averaged, bands, hidden, context, block, lookahead, bin_input)
             saved["average"] = {k: v.detach() for k, v in widened.named_parameters()}
     with atomic_write(Path(out)) as temp:
         torch.save(saved, temp)
