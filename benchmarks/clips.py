@@ -58,10 +58,7 @@ def validation_clips(per_kind: int, seconds: float, corpus: Path = DEFAULT_CORPU
     segments = validation_segments(corpus)
     clips = []
     for kind in KINDS:
-        candidates = [s for s in segments if s["kind"] == kind]
-        if len(candidates) < per_kind:
-            raise GapfillError(f"the corpus has {len(candidates)} validation {kind} segments, {per_kind} wanted")
-        for s in spread(candidates, per_kind):
+        for s in spread([s for s in segments if s["kind"] == kind], per_kind, f"validation {kind}"):
             audio = _load(corpus, s, seconds)
             clips.append(Clip(s["id"], kind, s.get("source", ""), audio.mean(axis=0)))
     return clips
@@ -71,9 +68,8 @@ def stereo_clips(count: int, seconds: float, corpus: Path = DEFAULT_CORPUS) -> l
     """`count` stereo music clips of the validation split (samples (2, n) float32, at most `seconds`), spread
     over the sources like `validation_clips`."""
     candidates = [s for s in validation_segments(corpus) if s["kind"] == "music" and s.get("channels") == 2]
-    if len(candidates) < count:
-        raise GapfillError(f"the corpus has {len(candidates)} stereo validation music segments, {count} wanted")
-    return [Clip(s["id"], "music", s.get("source", ""), _load(corpus, s, seconds)) for s in spread(candidates, count)]
+    return [Clip(s["id"], "music", s.get("source", ""), _load(corpus, s, seconds))
+            for s in spread(candidates, count, "stereo validation music")]
 
 
 def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
@@ -83,9 +79,14 @@ def _load(corpus: Path, segment: dict, seconds: float) -> np.ndarray:
     return np.ascontiguousarray(load_segment(corpus, segment)[:, : int(seconds * MODEL_RATE_HZ)])
 
 
-def spread(candidates: list[dict], count: int) -> list[dict]:
+def spread(candidates: list[dict], count: int, what: str) -> list[dict]:
     """`count` segments from as many recordings as possible: recordings (a music file, a speech language or
-    voice pack) taken round-robin over the sources, one segment each per round; hashed, fixed orders."""
+    voice pack) taken round-robin over the sources, one segment each per round; hashed, fixed orders.
+    GapfillError where there are fewer than `count` candidates (`what` they are, for the message)."""
+    if len(candidates) < count:
+        raise GapfillError(f"the corpus has {len(candidates)} {what} segments, {count} wanted")
+    if not count:
+        return []
     def hashed(name: str) -> str:
         return hashlib.sha1(name.encode()).hexdigest()
 

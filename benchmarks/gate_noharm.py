@@ -161,16 +161,12 @@ def corpus_clips(corpus: Path, per_kind: int, children: int, seconds: float) -> 
     segments = [s for s in corpus_segments(corpus) if s["split"] in SPLITS]
     chosen: list[tuple[str, dict, float]] = []
     for kind in KINDS:
-        candidates = [s for s in segments if s["kind"] == kind]
-        if len(candidates) < per_kind:
-            raise GapfillError(f"{corpus} has {len(candidates)} val/test {kind} segments, {per_kind} wanted")
-        chosen += [("main", s, 0.0) for s in spread(candidates, per_kind)]
+        chosen += [("main", s, 0.0) for s in spread([s for s in segments if s["kind"] == kind], per_kind,
+                                                     f"val/test {kind}")]
     taken = {s["id"] for _, s, _ in chosen}
     for source, semitones in (("tuxpaint", 0.0), ("hedgewars", CHILD_SEMITONES)):
         candidates = [s for s in segments if s["kind"] == "speech" and source in s["source"] and s["id"] not in taken]
-        if len(candidates) < children:
-            raise GapfillError(f"{corpus} has {len(candidates)} val/test {source} speech segments, {children} wanted")
-        chosen += [("children", s, semitones) for s in spread(candidates, children)]
+        chosen += [("children", s, semitones) for s in spread(candidates, children, f"val/test {source} speech")]
     clips = []
     for set_name, s, semitones in chosen:
         audio = load_segment(corpus, s)

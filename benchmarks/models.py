@@ -166,9 +166,7 @@ def corpus_clips(corpus: Path, test_clips: int | None, val_clips: int, seconds: 
         for kind, count in kinds:
             candidates = [s for s in segments if s["split"] == split and s["kind"] == kind]
             count = len(candidates) if count is None else count
-            if len(candidates) < count:
-                raise GapfillError(f"{corpus} has {len(candidates)} {split} {kind} segments, {count} wanted")
-            chosen += [(kind, s) for s in (spread(candidates, count) if count else [])]
+            chosen += [(kind, s) for s in spread(candidates, count, f"{split} {kind}")]
         clips, starts = [], []
         for kind, s in chosen:
             samples, start = active_part(load_segment(corpus, s), seconds)

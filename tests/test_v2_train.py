@@ -149,9 +149,15 @@ def test_the_weight_average_follows_the_steps_resumes_and_is_what_export_ships(t
                  "--damage-share", "0.03", "--codec-share-top-hz", "16000"]) == 0
     from realtime.engine.config import load_config
     from realtime.engine.model_files import GATE_CALIBRATION
+    from training.v2.export import SHIPPED_GATE_CALIBRATION
     gate = load_config(None, {"model": {"path": str(onnx_path)}}).gate
     assert gate["damage_share"] == 0.03 and gate["codec_share"] == GATE_CALIBRATION["codec_share"]
     assert gate["codec_share_top_hz"] == 16000.0
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--out", str(onnx_path),
+                 "--shipped-gate", "--damage-share", "0.03"]) == 0      # the shipped calibration, one value given
+    gate = load_config(None, {"model": {"path": str(onnx_path)}}).gate
+    assert gate["damage_share"] == 0.03 and gate["codec_share"] == SHIPPED_GATE_CALIBRATION["codec_share"]
+    assert gate["codec_share_top_hz"] == SHIPPED_GATE_CALIBRATION["codec_share_top_hz"]
     last_step, _ = load_checkpoint(run / "last.pt", averaged=False)
     assert all(torch.equal(p, ck["model"][n]) for n, p in last_step.named_parameters())
 

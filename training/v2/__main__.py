@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--damage-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     e.add_argument("--codec-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     e.add_argument("--codec-share-top-hz", type=float, default=None, help="gate calibration (default.yaml gate)")
+    e.add_argument("--shipped-gate", action="store_true",
+                   help="the shipped model's gate calibration (export.py SHIPPED_GATE_CALIBRATION; flags above win)")
     tp = sub.add_parser("throughput", help="training throughput, today's U-Net and v2, one thread")
     tp.add_argument("--steps", type=int, default=6)
     tp.add_argument("--json", default=f"{DEFAULT_RUN}/throughput.json")
@@ -164,10 +166,10 @@ def main(argv: list[str] | None = None) -> int:
         from training.v2.damage import damage_rows, format_rows as format_damage
         print(format_damage(damage_rows(args.model, args.corpus, args.clips, args.seconds)))
     elif args.step == "export":
-        from training.v2.export import export_checkpoint
+        from training.v2.export import SHIPPED_GATE_CALIBRATION, export_checkpoint
         given = (("damage_share", args.damage_share), ("codec_share", args.codec_share),
                  ("codec_share_top_hz", args.codec_share_top_hz))
-        gate = {k: v for k, v in given if v is not None}
+        gate = {**(SHIPPED_GATE_CALIBRATION if args.shipped_gate else {}), **{k: v for k, v in given if v is not None}}
         print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
     elif args.step == "throughput":
         from training.v2.ablation import ARMS
