@@ -20,7 +20,8 @@ The band above a codec cutoff (`above_cutoff`, rtpghi and completion): where the
 codec cutoff (`HopBuffers.band_above`, bin c: a detected cutoff, or the last credible cliff while the
 codec-made share alone engaged it), `translate` (the default) gives each bin m >= c the model did not keep the
 phase of bin c - S + (m - c) mod S, S the largest multiple of fft_size / hop bins up to c / 2: the octave
-under the cutoff, repeated upward, as spectral band replication patches it. With S a multiple of fft_size /
+under the cutoff, repeated upward, as spectral band replication patches it (those bins stay out of the
+heap integration, whose work so shrinks to the bins under the cutoff). With S a multiple of fft_size /
 hop the translation is the STFT of the decoded signal shifted up by S bins, exactly, frame after frame, so the
 fill keeps the fine time structure (onsets, voiced pulses) and the crest factor of the band under the cutoff.
 The patches of one octave are copies of one signal: summed, their envelopes line up, and the band's peaks grow
@@ -66,7 +67,7 @@ RANDOM_TABLE_FRAMES = 10  # random table length in frames of bins
 
 _DECODED, _RTPGHI, _COMPLETION = 0, 1, 2
 _METHOD_CODES = {"decoded": _DECODED, "rtpghi": _RTPGHI, "completion": _COMPLETION}
-_UNKNOWN, _DONE, _SMALL, _KEPT = 0, 1, 2, 3  # state of a bin of the target frame during integration
+_UNKNOWN, _DONE, _SMALL, _KEPT, _TRANSLATED = 0, 1, 2, 3, 4  # state of a bin of the target frame
 _MAG_FLOOR = 1e-9  # added to magnitudes before the log, far below any audible bin
 
 
@@ -253,6 +254,8 @@ def _process_frame(method, lookahead, mag, decoded, out, band_above, translate_s
     if band_above.shape[0] != channels:
         raise ValueError("phase stage: band_above must be (channels,) as prepared")
     target = 2 - lookahead  # row of log_mag holding the target frame, target - 1 the frame before
+    keep_high = math.exp(log_keep)
+    keep_low = 1.0 / keep_high
     for c in range(channels):
         target_mag = mag_delay[c] if lookahead == 1 else mag[c]
         target_dec = decoded_delay[c] if lookahead == 1 else decoded[c]
@@ -297,11 +300,21 @@ def _process_frame(method, lookahead, mag, decoded, out, band_above, translate_s
 
             size = 0
             if method == _COMPLETION:  # reliable decoded bins keep their phase and seed the heap
-                for m in range(f):
+                for m in range(f):       # within log_keep of the decoded magnitude, compared as a ratio
                     amp = abs(target_dec[m])
-                    if amp > 0.0 and abs(log_mag[c, target, m] - math.log(amp + _MAG_FLOOR)) <= log_keep:
+                    ratio = (target_mag[m] + _MAG_FLOOR) / (amp + _MAG_FLOOR)
+                    if amp > 0.0 and keep_low <= ratio <= keep_high:
                         target_phase[m] = math.atan2(target_dec[m].imag, target_dec[m].real)
                         state[m] = _KEPT
+            # The band above the cutoff takes the translated phase (below): it is not integrated, and no
+            # integration passes through it (the heap's work shrinks by the band's share of the bins).
+            first = band_above[c]
+            shift = (first // 2) // translate_step * translate_step if translate_step > 0 else 0
+            if shift > 0:
+                for m in range(first, f):
+                    if state[m] != _KEPT:
+                        state[m] = _TRANSLATED
+            if method == _COMPLETION:
                 for m in range(f):
                     if state[m] == _KEPT and ((m > 0 and state[m - 1] == _UNKNOWN)
                                               or (m < f - 1 and state[m + 1] == _UNKNOWN)):
@@ -346,18 +359,15 @@ def _process_frame(method, lookahead, mag, decoded, out, band_above, translate_s
                     random_pos[c] = (random_pos[c] + 1) % random.shape[0]
             # The band above the cutoff: the octave under it, translated up by a multiple of fft_size / hop,
             # patch p from p * patch_delay hops earlier.
-            first = band_above[c]
-            shift = (first // 2) // translate_step * translate_step if translate_step > 0 else 0
             slots = history.shape[1]
-            if first < f and shift > 0:
-                for m in range(first, f):
-                    if state[m] != _KEPT:
-                        source = first - shift + (m - first) % shift
-                        delay = (m - first) // shift * patch_delay
-                        if delay == 0:
-                            target_phase[m] = target_phase[source]
-                        else:
-                            target_phase[m] = history[c, (history_pos[c] + slots - delay) % slots, source]
+            if shift > 0:
+                for start in range(first, f, shift):  # patch (start - first) // shift
+                    delay = (start - first) // shift * patch_delay
+                    row = (history_pos[c] + slots - delay) % slots
+                    for m in range(start, min(start + shift, f)):
+                        if state[m] == _TRANSLATED:
+                            source = first - shift + (m - start)
+                            target_phase[m] = target_phase[source] if delay == 0 else history[c, row, source]
             for m in range(f):
                 p = target_phase[m] - 2.0 * math.pi * math.floor(target_phase[m] / (2.0 * math.pi) + 0.5)
                 phase[c, m] = p
