@@ -53,6 +53,8 @@ SYSTEMS = ("decoded", "engine", "gated", "clean_phase", "model_wide_open")
 DEFAULT_CONDITIONS = ("ffmpeg_s16_tpdf_48k", "gain_minus30", "lame_48k", "aac_32k")
 QUICK_CONDITIONS = ("ffmpeg_s16_tpdf_48k",)
 MAX_FRAME_OFFSET = 8
+ALIGNMENT_TOLERANCE = 1e-3
+"""Largest difference between a recorded frame and the offline STFT's, relative to the largest magnitude."""
 
 
 class Recorder:
@@ -76,17 +78,20 @@ class Recorder:
 
     def run(self, decoded: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(output (n,), {'decoded', 'estimate', 'gated': (frames, F), 'active': (frames,)}) for mono decoded
-        (n,), the recorded hops aligned with the frames of `stft_offline(decoded)` at the engine's framing
-        (frames the engine did not reach stay zero)."""
+        (n,), the recorded hops of the restoring pass aligned with the frames of `stft_offline(decoded)` at the
+        engine's framing (frames the engine did not reach stay zero). `restore` first runs the stream's head
+        through the engine for the gate to decide from (`Restorer.decide_ahead`): those hops come first and
+        are left out (the restoring pass is the last hops, at most MAX_FRAME_OFFSET more than the frames)."""
         self.hops.clear()
         output = self.restorer.restore(decoded[None, :], MODEL_RATE_HZ)[0]
         restorer = self.restorer
         spectra = np.abs(stft_offline(decoded, restorer.fft_size, restorer.hop, restorer.config.window))
-        recorded = np.array([h[0] for h in self.hops])
+        hops = self.hops[-(len(spectra) + MAX_FRAME_OFFSET):]
+        recorded = np.array([h[0] for h in hops])
         offset = _frame_offset(recorded, spectra)
         frames = {k: np.zeros_like(spectra, dtype=np.float32) for k in ("decoded", "estimate", "gated")}
         frames["active"] = np.zeros(len(spectra), bool)
-        for j, (dec, est, out, active) in enumerate(self.hops):
+        for j, (dec, est, out, active) in enumerate(hops):
             t = j - offset
             if 0 <= t < len(spectra):
                 frames["decoded"][t], frames["estimate"][t], frames["gated"][t] = dec, est, out
@@ -95,12 +100,17 @@ class Recorder:
 
 
 def _frame_offset(recorded: np.ndarray, spectra: np.ndarray) -> int:
-    """The k with recorded[j] == spectra[j - k] (the engine's stream starts with padding)."""
+    """The k with recorded[j] == spectra[j - k], |k| <= MAX_FRAME_OFFSET, (frames, F) each (the engine's
+    stream starts with padding); GapfillError where no k lines the frames up (float32 rounding allowed)."""
     def error(k: int) -> float:
         a, b = recorded[max(0, k):], spectra[max(0, -k):]
         m = min(len(a), len(b))
         return float(np.abs(a[:m] - b[:m]).max())
-    return min(range(-MAX_FRAME_OFFSET, MAX_FRAME_OFFSET + 1), key=error)
+    best = min(range(-MAX_FRAME_OFFSET, MAX_FRAME_OFFSET + 1), key=error)
+    if error(best) > ALIGNMENT_TOLERANCE * max(float(spectra.max()), 1e-9):
+        raise GapfillError(f"headroom: the engine's recorded frames do not line up with the input's STFT "
+                           f"(best offset {best}, error {error(best):.3g})")
+    return best
 
 
 def evaluate(clip: Clip, index: int, condition_name: str, recorder: Recorder) -> dict[str, Any]:
