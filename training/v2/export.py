@@ -27,6 +27,7 @@ SHIPPED_GATE_CALIBRATION = {"codec_share_top_hz": 16000.0, "damage_share": 0.02,
 """The gate calibration of the shipped v2 model (models/gapfill-v2.md, "Gate calibration": chosen with
 benchmarks/gate_noharm.py on held-out clips), which `python -m training.v2 all` exports with."""
 
+
 def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, dict]:
     """A v2 training checkpoint: its network in eval mode (with the weight average of train.py where the
     checkpoint has one and `averaged`, else the last step's weights), and the whole checkpoint dict."""
