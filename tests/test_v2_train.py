@@ -78,6 +78,33 @@ def test_the_envelope_term_is_recorded_kept_on_resume_and_logged_both_ways(tmp_p
         main(_tiny_run(tmp_path / "other", data) + ["--steps", "1", "--band-term", "loud"])
 
 
+def test_a_resumed_run_takes_new_crops_and_a_restarted_schedule_and_validates_as_before(tmp_path: Path) -> None:
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    assert main(_tiny_run(run, data) + ["--steps", "1", "--cpu-hours", "1"]) == 0
+    first = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert "schedule" not in first
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2", "--cpu-hours", "2", "--batch", "1",
+                 "--frames", "48", "--restart-lr", "3e-4"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert (state["batch"], state["frames"], state["val_frames"]) == (1, 48, 24)
+    assert state["schedule"] == {"cpu_s": pytest.approx(first["cpu_s"]), "lr": 3e-4}
+    assert state["audio_s"] - first["audio_s"] == pytest.approx(48 * 128 / 48_000)   # one crop of 48 frames
+    with pytest.raises(SystemExit, match="restart"):
+        main(_tiny_run(tmp_path / "new", data) + ["--steps", "1", "--restart-lr", "3e-4"])
+
+
+def test_the_learning_rate_falls_from_its_peak_to_the_floor_and_restarts_where_told() -> None:
+    from training.train import LR, LR_FLOOR, learning_rate
+    assert learning_rate(0.0, 100.0) == pytest.approx(LR)
+    assert learning_rate(50.0, 100.0) == pytest.approx((LR + LR_FLOOR) / 2)
+    assert learning_rate(100.0, 100.0) == learning_rate(150.0, 100.0) == pytest.approx(LR_FLOOR)
+    restart = {"cpu_s": 80.0, "lr": 4e-4}
+    assert learning_rate(80.0, 100.0, restart) == pytest.approx(4e-4)
+    assert learning_rate(90.0, 100.0, restart) == pytest.approx((4e-4 + LR_FLOOR) / 2)
+    assert learning_rate(100.0, 100.0, restart) == pytest.approx(LR_FLOOR)
+
+
 def test_resume_without_a_checkpoint_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="nothing to resume"):
         main(["train", "--run", str(tmp_path / "none"), "--resume"])

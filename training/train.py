@@ -49,6 +49,7 @@ CROP_FRAMES = 192
 SKIP = FFT_SIZE // HOP - 1            # frames that still see the crop's zero padding
 BATCH = 12
 LR = 1e-3
+LR_FLOOR = LR / 20
 P_IDENTITY = 0.06
 GAIN_DB_RANGE = (-20.0, 6.0)      # dB; also the validation crops' range, whatever a stage trains on
 P_NOISE, NOISE_DBFS_RANGE = 0.3, (-95.0, -75.0)
@@ -266,6 +267,14 @@ def training_step(net: UNet, opt: torch.optim.Optimizer, decoded: torch.Tensor, 
     return value
 
 
+def learning_rate(cpu_s: float, budget_s: float, schedule: dict | None = None) -> float:
+    """The learning rate at `cpu_s` CPU seconds of a run budgeted `budget_s`: a cosine from the schedule's
+    peak `lr` at its start `cpu_s` (by default LR at 0) down to LR_FLOOR at the budget."""
+    start, peak = (schedule["cpu_s"], schedule["lr"]) if schedule else (0.0, LR)
+    progress = min(1.0, max(0.0, (cpu_s - start) / max(budget_s - start, 1e-9)))
+    return LR_FLOOR + (peak - LR_FLOOR) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float = 50.0, loss: str = "l1+log",
           threads: int = 2, init: str | None = None, synthetic: bool = False, max_steps: int | None = None,
           model_args: dict | None = None, seed: int = 0, quiet: bool = False, batch: int = BATCH,
@@ -335,7 +344,7 @@ def train(run: str | Path, data_root: str | Path = "data/pairs", minutes: float 
     net.train()
     while elapsed < budget_s and (max_steps is None or step < max_steps):
         t0 = time.time()
-        lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, elapsed / budget_s))))
+        lr = learning_rate(elapsed, budget_s)
         for g in opt.param_groups:
             g["lr"] = lr
         d, c, labels = make_batch(src, CROP_FRAMES if not synthetic else 32, rng, batch=batch, gain_db=gain_db)

@@ -58,8 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--steps", type=int, default=None, help="stop after this many steps in all")
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--batch", type=int, default=None, help="crops per step (default: train.BATCH)")
-    t.add_argument("--frames", type=int, default=None, help="frames per crop (default: train.CROP_FRAMES)")
+    t.add_argument("--batch", type=int, default=None,
+                   help="crops per step (default: train.BATCH, or a resumed run's own; given: its own from now on)")
+    t.add_argument("--frames", type=int, default=None,
+                   help="frames per crop (default: train.CROP_FRAMES, or a resumed run's own; given: as --batch)")
+    t.add_argument("--restart-lr", type=float, default=None,
+                   help="with --resume: a new cosine from this learning rate down to LR/20 at the budget")
     t.add_argument("--labels", choices=LABELS, default=None,
                    help="what the confidence learns is codec-made (loss.py; default changed, or a resumed run's own)")
     t.add_argument("--band-term", choices=BAND_TERMS, default=None,
@@ -128,15 +132,15 @@ def main(argv: list[str] | None = None) -> int:
         m = build_pair_cache(args.clean, args.out, args.stride, args.round, args.workers, args.validation_from)
         print(f"pairs: {len(m['pairs'])} ({len(m['failed'])} refused by their encoder)")
     elif args.step == "train":
-        from training.v2.train import BATCH, CROP_FRAMES, train
+        from training.v2.train import train
         if args.resume and not (Path(args.run) / "last.pt").exists():
             raise SystemExit(f"gapfill: nothing to resume: no {Path(args.run) / 'last.pt'}")
         hours = args.cpu_hours if args.cpu_hours is not None else (0.0 if args.resume else 20.0)
         data = DEFAULT_PAIRS if args.data is None else args.data[0] if len(args.data) == 1 else args.data
         record = train(args.run, data, hours, _config(args), max_steps=args.steps,
-                       seed=args.seed, threads=args.threads, batch=args.batch or BATCH,
-                       frames=args.frames or CROP_FRAMES, switch_data=args.resume and args.data is not None,
-                       labels=args.labels, band_term=args.band_term)
+                       seed=args.seed, threads=args.threads, batch=args.batch, frames=args.frames,
+                       switch_data=args.resume and args.data is not None, labels=args.labels,
+                       band_term=args.band_term, restart_lr=args.restart_lr)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all

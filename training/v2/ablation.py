@@ -69,7 +69,7 @@ def train_today(data: str | Path, cpu_s: float, seed: int = 0) -> tuple[UNet, di
     used, steps, start = 0.0, 0, time.process_time()
     while used < cpu_s:
         for group in opt.param_groups:
-            group["lr"] = today.LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * used / cpu_s)))
+            group["lr"] = today.learning_rate(used, cpu_s)
         decoded, clean, labels = today.make_batch(source, today.CROP_FRAMES, rng, batch=TODAY_BATCH)
         today.training_step(net, opt, decoded, clean, labels)
         steps += 1

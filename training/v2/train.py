@@ -12,11 +12,13 @@ testsignals.py) and framed by `features.frame_magnitudes`, frame for frame what 
 
 Step: `BandNet.bands` on the decoded magnitudes, training/v2/loss.py, Adam with the gradient norm clipped
 at 1, learning rate cosine from LR to LR/20 over the CPU budget (`cpu_hours`; a resumed run continues the
-schedule, and a larger budget given on resuming extends it). An exponential moving average of the weights
-(decay AVERAGE_DECAY per step, a time constant of 1000 steps) is kept beside them: at this learning rate
-the weights wander from step to step (the band levels above a cutoff by several dB between checkpoints a
-few minutes apart), the average does not; it is what validation scores besides the weights and what export
-ships (export.py). A checkpoint without one (before it existed) starts it from its weights.
+schedule, and a larger budget given on resuming extends it; `restart_lr` on resuming starts a new cosine
+from that rate at the run's CPU seconds so far down to LR/20 at the budget: `training.train.learning_rate`).
+An exponential moving average of the weights (decay AVERAGE_DECAY per step, a time constant of 1000 steps)
+is kept beside them: at this learning rate the weights wander from step to step (the band levels above a
+cutoff by several dB between checkpoints a few minutes apart), the average does not; it is what validation
+scores besides the weights and what export ships (export.py). A checkpoint without one (before it existed)
+starts it from its weights.
 
 Checkpoint `<run>/last.pt` (atomic) every CHECKPOINT_S seconds of wall time, at the end and on SIGTERM or
 SIGINT (the step under way finishes first): weights, their average (`average`),
@@ -41,7 +43,7 @@ import torch
 
 from realtime.atomic import atomic_write
 from training.pairs import REFERENCE
-from training.train import GAIN_DB_RANGE, LR, augment_crop
+from training.train import GAIN_DB_RANGE, LR, augment_crop, learning_rate
 from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
@@ -229,14 +231,17 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
 
 
 def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
-          max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int = BATCH,
-          frames: int = CROP_FRAMES, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
+          max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int | None = None,
+          frames: int | None = None, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
           quiet: bool = False, switch_data: bool = False, labels: str | None = None,
-          band_term: str | None = None) -> dict:
+          band_term: str | None = None, restart_lr: float | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
-    (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own. `labels`:
+    (one pair cache or a list of them) from now on (recorded in the checkpoint) instead of its own. `batch`,
+    `frames`: a new run's crops per step and frames per crop (default BATCH, CROP_FRAMES); given on resuming,
+    the run's from now on (recorded), while validation keeps the crops the run started with. `restart_lr`
+    (resuming only): a new cosine from that rate (`learning_rate`; recorded in the checkpoint). `labels`:
     the confidence's labels (loss.py LABELS; a new run's, or a resumed run's from now on, recorded in the
     checkpoint; by default a new run's are "changed" and a resumed run keeps its own); `band_term`: the
     envelope's loss term (loss.py BAND_TERMS; recorded, defaults and resumes as `labels`)."""
@@ -247,7 +252,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     budget_s = cpu_hours * 3600.0
     stored_data = [str(r) for r in data_root] if isinstance(data_root, list) else str(data_root)
     state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
-             "batch": batch, "frames": frames, "labels": labels or LABELS[0], "band_term": band_term or BAND_TERMS[0]}
+             "batch": batch or BATCH, "frames": frames or CROP_FRAMES, "val_frames": frames or CROP_FRAMES,
+             "labels": labels or LABELS[0], "band_term": band_term or BAND_TERMS[0]}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
@@ -261,10 +267,16 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
             state["data"] = stored_data
         state["labels"] = labels or state.get("labels", LABELS[0])   # before labels were a choice: "changed"
         state["band_term"] = band_term or state.get("band_term", BAND_TERMS[0])
+        state.setdefault("val_frames", state["frames"])          # before crops could change on resuming
+        state["batch"], state["frames"] = batch or state["batch"], frames or state["frames"]
+        if restart_lr is not None:
+            state["schedule"] = {"cpu_s": state["cpu_s"], "lr": restart_lr}
         data_root, batch, frames = state["data"], state["batch"], state["frames"]
         print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
               f"{budget_s / 3600:.2f} CPU h)", flush=True)
     else:
+        if restart_lr is not None:
+            raise SystemExit("gapfill: --restart-lr restarts a resumed run's schedule; a new run starts at LR")
         torch.manual_seed(seed)
         net = BandNet(config)
         average = WeightAverage(net)
@@ -272,7 +284,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"])
     rng = np.random.default_rng(seed + state["step"])
-    val = validation_sets(data_root, net.config.bands, frames, labels=state["labels"])
+    val = validation_sets(data_root, net.config.bands, state["val_frames"], labels=state["labels"])
     from training.v2.cliffs import cliff_crops, cliff_record    # cliffs.py builds on this module
     cliff_set = cliff_crops(data_root, VAL_CLIFF_CROPS)
     log = open(run / "log.jsonl", "a")
@@ -305,7 +317,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     last_checkpoint, last_validation, running = time.time(), state["cpu_s"], None
     net.train()
     while state["cpu_s"] < budget_s and (max_steps is None or state["step"] < max_steps) and not stop:
-        lr = LR * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, state["cpu_s"] / budget_s))))
+        lr = learning_rate(state["cpu_s"], budget_s, state.get("schedule"))
         for group in opt.param_groups:
             group["lr"] = lr
         decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
