@@ -123,6 +123,8 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "damage_share": _or_from_model(_number(0.0, 1.0)),
         "damage_margin_hz": _number(0.0, 6000.0),
         "damage_from_hz": _number(1500.0, 24000.0),
+        "cliff_alone_from_hz": _number(0.0, 24000.0),
+        "cliff_alone_to_hz": _number(0.0, 24000.0),
         "damage_time_s": _number(0.02, 3600.0),
         "damage_wait_s": _number(0.0, 60.0),
         "cutoff_slew_hz_per_s": _number(10.0, 100000.0),

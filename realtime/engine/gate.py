@@ -34,7 +34,9 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    that time (the model flags bins of clean audio in short bursts). A stream's channels share one codec,
    so the evidence is the least over the channels that show a cliff (a score of at least `cliff_db` -
    `release_db`): the side of a joint-stereo stream, which even 96-128 kbit/s codecs damage, does not
-   decide for the mid. Below `damage_from_hz` a cliff counts without it.
+   decide for the mid. Below `damage_from_hz` a cliff counts without it, and so does one from
+   `cliff_alone_from_hz` to `cliff_alone_to_hz`, where no common sample rate's band ends (16 kHz audio ends
+   under 8 kHz, 22.05 kHz audio from about 10 kHz up) and LAME puts its 32 kbit/s mono low-pass.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
@@ -68,6 +70,7 @@ would otherwise have decided after up to a few seconds; the report counts from t
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -93,7 +96,7 @@ _LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = r
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
  _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_DAMAGE_ON, _P_DAMAGE_MARGIN, _P_DAMAGE_FROM, _P_DAMAGE_ALPHA, _P_DAMAGE_WAIT,
- _P_SHARE_TOP, _P_SIZE) = range(27)
+ _P_SHARE_TOP, _P_ALONE_FROM, _P_ALONE_TO, _P_SIZE) = range(29)
 
 
 class CodecGate:
@@ -139,6 +142,8 @@ class CodecGate:
         p[_P_DAMAGE_ON] = s["damage_share"]
         p[_P_DAMAGE_MARGIN] = round(s["damage_margin_hz"] * bands_per_hz)
         p[_P_DAMAGE_FROM] = round(s["damage_from_hz"] * bands_per_hz)                # edges below: no evidence
+        p[_P_ALONE_FROM] = math.ceil(s["cliff_alone_from_hz"] * bands_per_hz)        # edges in [from, to): none
+        p[_P_ALONE_TO] = math.ceil(s["cliff_alone_to_hz"] * bands_per_hz)
         p[_P_DAMAGE_ALPHA] = 1.0 / max(1.0, s["damage_time_s"] * frames_per_s)
         p[_P_DAMAGE_WAIT] = max(DECIDE_FRAMES, round(s["damage_wait_s"] * frames_per_s))   # active frames
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
@@ -287,6 +292,12 @@ def _made_share(bands, row, lo, hi):
     return total / max(1, hi - lo)
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _needs_damage(edge, p):
+    """Whether a cliff at band edge `edge` counts only with codec damage under it (module doc, 2.)."""
+    return edge >= p[_P_DAMAGE_FROM] and not p[_P_ALONE_FROM] <= edge < p[_P_ALONE_TO]
+
+
 @njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], "
       "float64[:, ::1], float64[::1])", cache=True, nogil=True)
 def _gate(dec, pred, conf, out, bands, state, p):
@@ -298,7 +309,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
     floor_power = (full_scale * 10.0 ** (FLOOR_DB / 20.0)) ** 2 * BAND_BINS
     lo, hi = int(p[_P_MIN_EDGE]), int(p[_P_MAX_EDGE])
     below, gap, above = int(p[_P_BELOW]), int(p[_P_GAP]), int(p[_P_ABOVE])
-    margin, damage_from = int(p[_P_DAMAGE_MARGIN]), p[_P_DAMAGE_FROM]
+    margin = int(p[_P_DAMAGE_MARGIN])
     share_top = int(p[_P_SHARE_TOP])
     # 1.-3. per channel: statistics, the best cliff and the evidence under it
     for c in range(channels):
@@ -357,7 +368,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
     for c in range(channels):
         if state[c, _ACTIVE_FRAMES] >= DECIDE_FRAMES and state[c, _SCORE] >= p[_P_RELEASE]:
             damage = min(damage, state[c, _DAMAGE])
-            stream_needs = stream_needs or state[c, _EDGE] >= damage_from
+            stream_needs = stream_needs or _needs_damage(state[c, _EDGE], p)
     for c in range(channels):
         st = state[c]
         b = bands[c]
@@ -368,8 +379,9 @@ def _gate(dec, pred, conf, out, bands, state, p):
                 best, best_edge = st[_SCORE], st[_EDGE]
                 # as many codec-made bins as damage_share of damage_wait_s: a higher share before that
                 needed = p[_P_DAMAGE_ON] * max(1.0, p[_P_DAMAGE_WAIT] / st[_ACTIVE_FRAMES])
-                unproven = best_edge >= damage_from and damage < needed
-                lost = best_edge >= damage_from and damage < 0.5 * p[_P_DAMAGE_ON]
+                needs = _needs_damage(best_edge, p)
+                unproven = needs and damage < needed
+                lost = needs and damage < 0.5 * p[_P_DAMAGE_ON]
                 detected = st[_DETECTED] > 0.0
                 if not detected and best >= p[_P_CLIFF] and not unproven:
                     if st[_RUN] > 0.0 and abs(best_edge - st[_RUN_EDGE]) <= EDGE_TOLERANCE_BANDS:
