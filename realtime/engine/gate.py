@@ -34,9 +34,10 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    that time (the model flags bins of clean audio in short bursts). A stream's channels share one codec,
    so the evidence is the least over the channels that show a cliff (a score of at least `cliff_db` -
    `release_db`): the side of a joint-stereo stream, which even 96-128 kbit/s codecs damage, does not
-   decide for the mid. Below `damage_from_hz` a cliff counts without it, and so does one from
-   `cliff_alone_from_hz` to `cliff_alone_to_hz`, where no common sample rate's band ends (16 kHz audio ends
-   under 8 kHz, 22.05 kHz audio from about 10 kHz up) and LAME puts its 32 kbit/s mono low-pass.
+   decide for the mid. Below `damage_from_hz` a cliff counts without it; from `lenient_from_hz` to
+   `lenient_to_hz`, where no common sample rate's band ends (16 kHz audio ends under 8 kHz, 22.05 kHz audio
+   from about 10 kHz up) and LAME puts its 32 kbit/s mono low-pass, it needs `lenient_damage_fraction` of
+   `damage_share`.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
@@ -96,7 +97,7 @@ _LEVEL_DB, _MEAN_DB, _MEAN_SQUARE_DB, _MADE_SHARE, _DAMAGE_SHARE, _BAND_ROWS = r
 (_P_ACTIVE, _P_ALPHA, _P_MIN_EDGE, _P_MAX_EDGE, _P_BELOW, _P_GAP, _P_ABOVE, _P_CLIFF, _P_RELEASE, _P_SLEW,
  _P_XFADE, _P_HOLE_LO, _P_HOLE_HI, _P_ATTACK, _P_FULL_SCALE, _P_CONF_LO, _P_CONF_HI, _P_SHARE_ON,
  _P_FLOOR_SPREAD, _P_FLOOR_BONUS, _P_DAMAGE_ON, _P_DAMAGE_MARGIN, _P_DAMAGE_FROM, _P_DAMAGE_ALPHA, _P_DAMAGE_WAIT,
- _P_SHARE_TOP, _P_ALONE_FROM, _P_ALONE_TO, _P_SIZE) = range(29)
+ _P_SHARE_TOP, _P_LENIENT_FROM, _P_LENIENT_TO, _P_LENIENT_ON, _P_SIZE) = range(30)
 
 
 class CodecGate:
@@ -142,8 +143,9 @@ class CodecGate:
         p[_P_DAMAGE_ON] = s["damage_share"]
         p[_P_DAMAGE_MARGIN] = round(s["damage_margin_hz"] * bands_per_hz)
         p[_P_DAMAGE_FROM] = round(s["damage_from_hz"] * bands_per_hz)                # edges below: no evidence
-        p[_P_ALONE_FROM] = math.ceil(s["cliff_alone_from_hz"] * bands_per_hz)        # edges in [from, to): none
-        p[_P_ALONE_TO] = math.ceil(s["cliff_alone_to_hz"] * bands_per_hz)
+        p[_P_LENIENT_FROM] = math.ceil(s["lenient_from_hz"] * bands_per_hz)          # edges in [from, to)
+        p[_P_LENIENT_TO] = math.ceil(s["lenient_to_hz"] * bands_per_hz)
+        p[_P_LENIENT_ON] = s["lenient_damage_fraction"] * s["damage_share"]
         p[_P_DAMAGE_ALPHA] = 1.0 / max(1.0, s["damage_time_s"] * frames_per_s)
         p[_P_DAMAGE_WAIT] = max(DECIDE_FRAMES, round(s["damage_wait_s"] * frames_per_s))   # active frames
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
@@ -293,9 +295,11 @@ def _made_share(bands, row, lo, hi):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _needs_damage(edge, p):
-    """Whether a cliff at band edge `edge` counts only with codec damage under it (module doc, 2.)."""
-    return edge >= p[_P_DAMAGE_FROM] and not p[_P_ALONE_FROM] <= edge < p[_P_ALONE_TO]
+def _damage_needed(edge, p):
+    """The long-term codec damage share a cliff at band edge `edge` needs under it (module doc, 2.)."""
+    if edge < p[_P_DAMAGE_FROM]:
+        return 0.0
+    return p[_P_LENIENT_ON] if p[_P_LENIENT_FROM] <= edge < p[_P_LENIENT_TO] else p[_P_DAMAGE_ON]
 
 
 @njit("void(float32[:, ::1], float32[:, ::1], float32[:, ::1], float32[:, ::1], float64[:, :, ::1], "
@@ -362,13 +366,13 @@ def _gate(dec, pred, conf, out, bands, state, p):
         # the codec damage under it, and the share of codec-made bins (below a cliff, else up to codec_share_top_hz)
         st[_DAMAGE] = _made_share(b, _DAMAGE_SHARE, 0, max(1, best_edge - margin))
         st[_SHARE] = _made_share(b, _MADE_SHARE, 0, best_edge if best >= p[_P_RELEASE] else share_top)
-    # one codec per stream: the least evidence over the channels that show a cliff, and whether one of those
-    # cliffs needs it
-    damage, stream_needs = 1.0, False
+    # one codec per stream: the least evidence over the channels that show a cliff, and the most one of those
+    # cliffs needs
+    damage, stream_need = 1.0, 0.0
     for c in range(channels):
         if state[c, _ACTIVE_FRAMES] >= DECIDE_FRAMES and state[c, _SCORE] >= p[_P_RELEASE]:
             damage = min(damage, state[c, _DAMAGE])
-            stream_needs = stream_needs or _needs_damage(state[c, _EDGE], p)
+            stream_need = max(stream_need, _damage_needed(state[c, _EDGE], p))
     for c in range(channels):
         st = state[c]
         b = bands[c]
@@ -378,10 +382,10 @@ def _gate(dec, pred, conf, out, bands, state, p):
                 # with codec damage under it (or below damage_from)
                 best, best_edge = st[_SCORE], st[_EDGE]
                 # as many codec-made bins as damage_share of damage_wait_s: a higher share before that
-                needed = p[_P_DAMAGE_ON] * max(1.0, p[_P_DAMAGE_WAIT] / st[_ACTIVE_FRAMES])
-                needs = _needs_damage(best_edge, p)
-                unproven = needs and damage < needed
-                lost = needs and damage < 0.5 * p[_P_DAMAGE_ON]
+                wait = max(1.0, p[_P_DAMAGE_WAIT] / st[_ACTIVE_FRAMES])
+                need = _damage_needed(best_edge, p)
+                unproven = damage < need * wait
+                lost = damage < 0.5 * need
                 detected = st[_DETECTED] > 0.0
                 if not detected and best >= p[_P_CLIFF] and not unproven:
                     if st[_RUN] > 0.0 and abs(best_edge - st[_RUN_EDGE]) <= EDGE_TOLERANCE_BANDS:
@@ -403,9 +407,9 @@ def _gate(dec, pred, conf, out, bands, state, p):
                         st[_CUTOFF] += min(p[_P_SLEW], max(-p[_P_SLEW], edge_bin - st[_CUTOFF]))
                 # 3. the share of codec-made bins decides too, unless the stream's cliff is a clean source's
                 # own (the side of a 96-128 kbit/s joint-stereo stream is codec-made, the source is not)
-                clean_cliff = stream_needs and damage < needed
+                clean_cliff = damage < stream_need * wait
                 if st[_MADE] > 0.0:
-                    let_go = st[_SHARE] < 0.5 * p[_P_SHARE_ON] or (stream_needs and damage < 0.5 * p[_P_DAMAGE_ON])
+                    let_go = st[_SHARE] < 0.5 * p[_P_SHARE_ON] or damage < 0.5 * stream_need
                     st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if let_go else 0.0
                 else:
                     st[_MADE_RUN] = st[_MADE_RUN] + 1.0 if st[_SHARE] >= p[_P_SHARE_ON] and not clean_cliff else 0.0
