@@ -1,7 +1,7 @@
 """CodecGate: finds a codec band limit relative to the signal (any gain, any floor), from damage_from_hz up
-only with codec damage under it (a clean source's own cliff passes; less where no sample rate's band ends), or
-codec damage the model is confident of; passes full-band input unchanged, fills only above the detected cutoff, in deep holes and in bins the
-model finds codec-made."""
+only with codec damage under it (a clean source's own cliff passes; less where no sample rate's band ends),
+or codec damage the model is confident of; passes full-band input unchanged, fills only above the detected
+cutoff, in deep holes and in bins the model finds codec-made."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ FULL_SCALE = 256.0                           # |rfft| of a full-scale sine, N = 
 CUT_BIN = 224                                # 10.5 kHz, a 22.05 kHz file's band edge: above damage_from_hz
 LENIENT_CUT_BIN = 178                        # 8.34 kHz, LAME 32 kbit/s mono: in the lenient range
 LOWPASS_8K_BIN = 171                         # 8.0 kHz: a clean source low-passed there, under that range
+LENIENT_SHARE = DEFAULTS["lenient_damage_fraction"] * DEFAULTS["damage_share"]
+"""The codec damage share a cliff in the lenient range needs (with these tests' calibration)."""
 LOW_CUT_BIN = 117                            # 5.5 kHz, LAME 32 kbit/s stereo: below it
 HOPS_PER_S = 48_000 / 256
 WAIT_FRAMES = max(DECIDE_FRAMES, round(DEFAULTS["damage_wait_s"] * HOPS_PER_S))
@@ -176,14 +178,13 @@ def test_a_cliff_where_no_sample_rate_s_band_ends_needs_less_evidence() -> None:
     sample rate's band ends between 8 kHz (16 kHz audio) and 10 kHz (22.05 kHz audio): there a fifth of the
     damage share counts; none, as a clean source low-passed there has, still does not."""
     assert DEFAULTS["lenient_from_hz"] <= LENIENT_CUT_BIN * 48_000 / 1024 < DEFAULTS["lenient_to_hz"]
-    lenient = DEFAULTS["lenient_damage_fraction"] * DEFAULTS["damage_share"]
-    share = 2 * lenient                                        # under damage_share, over the lenient share
+    share = 2 * LENIENT_SHARE                                  # under damage_share, over the lenient share
     assert share < DEFAULTS["damage_share"]
     for cut_bin, engages in ((LENIENT_CUT_BIN, True), (CUT_BIN, False)):
         gate = _gate()
         _run(gate, _frames(1200, cut_bin), confidence=_codec_damage(cut_bin=cut_bin, share=share))
         report = gate.report()
-        assert report["engaged"] is engages and lenient < report["damage_share"] < DEFAULTS["damage_share"]
+        assert report["engaged"] is engages and LENIENT_SHARE < report["damage_share"] < DEFAULTS["damage_share"]
         if engages:
             assert abs(report["cutoff_hz"] - cut_bin * 48_000 / 1024) <= 200.0
     gate = _gate()
@@ -196,10 +197,9 @@ def test_a_cliff_where_no_sample_rate_s_band_ends_needs_less_evidence() -> None:
 def test_a_clean_source_low_passed_at_8_khz_needs_the_full_evidence() -> None:
     """Its cliff lies under the lenient range: the lenient share of codec damage does not engage it."""
     assert LOWPASS_8K_BIN * 48_000 / 1024 < DEFAULTS["lenient_from_hz"]
-    share = 2 * DEFAULTS["lenient_damage_fraction"] * DEFAULTS["damage_share"]
     gate = _gate()
     frames = _frames(1200, LOWPASS_8K_BIN)
-    damage = _codec_damage(cut_bin=LOWPASS_8K_BIN, share=share)
+    damage = _codec_damage(cut_bin=LOWPASS_8K_BIN, share=2 * LENIENT_SHARE)
     out = _run(gate, frames, np.ascontiguousarray(frames[0] * 3.0 + 1.0), damage)
     assert gate.cliff_db[0] >= DEFAULTS["cliff_db"] and not gate.report()["engaged"]
     np.testing.assert_array_equal(out, frames)

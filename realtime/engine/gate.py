@@ -379,7 +379,7 @@ def _gate(dec, pred, conf, out, bands, state, p):
         if st[_ACTIVE_NOW] > 0.0:
             if st[_ACTIVE_FRAMES] >= DECIDE_FRAMES:
                 # a decision needs HOLD_FRAMES frames in a row that argue for it, a band limit at one edge
-                # with codec damage under it (or below damage_from)
+                # with the codec damage under it that its edge needs (_damage_needed)
                 best, best_edge = st[_SCORE], st[_EDGE]
                 # as many codec-made bins as damage_share of damage_wait_s: a higher share before that
                 wait = max(1.0, p[_P_DAMAGE_WAIT] / st[_ACTIVE_FRAMES])
