@@ -1,5 +1,6 @@
 """Data v2 build on a tiny synthetic source: it writes segments and a manifest, a rerun skips finished jobs,
-a job with a missing file is redone, and the output is the same every time (training/data/build.py)."""
+a job with a missing file is redone, and the output is the same every time (training/data/build.py); the
+digests tell which jobs of a rebuild differ (training/data/digest.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from training.corpus import Unit
-from training.data import build
+from training.data import build, digest
 
 RATE = 44_100
 
@@ -90,3 +91,28 @@ def test_prune_removes_only_jobs_no_longer_planned(tiny):
     build.prune(root, kept)
     assert not (root / "jobs" / "tiny_b.wav.json").exists() and not (root / "seg" / "tiny_b.wav").exists()
     assert all(build.finished(root, j) for j in kept)
+
+
+def test_digests_agree_for_a_rebuild_and_name_the_job_that_differs(tiny, tmp_path):
+    jobs, root = tiny
+    first = build.build(root, jobs=jobs)
+    build.build(tmp_path / "again", jobs=jobs)
+    ours, again = digest.build_digests(root), digest.build_digests(tmp_path / "again")
+    assert ours == again and set(ours) == set(first["jobs"])
+    table = digest.compare(again, ours)
+    assert all(row["different"] == row["only here"] == row["only in reference"] == 0 for row in table.values())
+
+    changed = next(s for s in first["segments"] if s["unit"] == "tiny/a.wav")
+    x, rate = sf.read(str(tmp_path / "again" / changed["file"]), dtype="int32", always_2d=True)
+    x[0, 0] += 256                                          # one 24-bit step in one sample
+    sf.write(str(tmp_path / "again" / changed["file"]), x, rate, format="FLAC", subtype="PCM_24")
+    again = digest.build_digests(tmp_path / "again")
+    del again["tinyvoice/pack"]
+    table = digest.compare(again, ours)
+    assert table["track"]["different"] == 1 and table["track"]["same"] == 1
+    assert table["speech"]["only in reference"] == 1
+    assert "| track | 1 | 1 | 0 | 0 |" in digest.table_text(table)
+
+    path = tmp_path / "digest.json"
+    digest.write_digests(ours, path)
+    assert digest.load_digests(path) == ours and digest.load_digests(tmp_path / "none.json") == {}

@@ -3,6 +3,7 @@
     nohup nice -n 15 python -m training.data build > data/v2/build.log 2>&1 &   # the whole build
     python -m training.data summary                                            # its tables again
     python -m training.data cutoffs                                            # re-measure LAME's cutoffs
+    python -m training.data digest                                             # jobs made unlike the reference
 
 See training/data/__init__.py for what is built and training/data/SOURCES.md for the sources.
 """
@@ -31,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("summary", help="hours per kind, split and source of a build")
     s.add_argument("--root", default="data/v2")
     sub.add_parser("cutoffs", help="measure the cutoff of every LAME and libmp3lame mode and rate")
+    d = sub.add_parser("digest", help="digest every job's audio; count the jobs that differ from a reference")
+    d.add_argument("--root", default="data/v2")
+    d.add_argument("--out", default=None, help="where to write the digests (default <root>/digest.json)")
+    d.add_argument("--against", default=None, help="reference digests (default training/data/digest_v2.json)")
     args = parser.parse_args(argv)
     if args.step == "build":
         from training.data.build import build, summary
@@ -44,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         from training.data.build import summary
 
         print(summary(args.root))
+    elif args.step == "digest":
+        from training.data import digest
+
+        ours = digest.build_digests(args.root)
+        digest.write_digests(ours, args.out or os.path.join(args.root, "digest.json"))
+        print(digest.table_text(digest.compare(ours, digest.load_digests(args.against or digest.DIGEST_FILE))))
     else:
         from training.data.conditions import cutoff_table
 

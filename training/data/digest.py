@@ -1,0 +1,82 @@
+"""Digests of a build's audio, to tell which jobs a rebuild made differently.
+
+Every job's digest is the SHA-256 (first DIGEST_HEX hex digits) of its segments' stored 24-bit samples (as
+integers, so FLAC's encoder version and metadata do not count) and scales, in segment order. The digests
+of the build the shipped model's data came from are kept in DIGEST_FILE; `python -m training.data digest`
+writes a build's digests and says which jobs differ from that file's (and from which action: speech,
+track, render, kit, synthkit, augment, mix), so a rebuild on another machine can be checked job by job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from realtime.atomic import atomic_write
+
+DIGEST_FILE = Path(__file__).with_name("digest_v2.json")
+DIGEST_HEX = 16
+
+
+def job_digest(root: Path, record: dict) -> str:
+    """The digest of one job's segments (its record under root/jobs)."""
+    h = hashlib.sha256()
+    for s in record["segments"]:
+        samples, _ = sf.read(str(root / s["file"]), dtype="int32", always_2d=True)
+        h.update(np.ascontiguousarray(samples).tobytes())
+        h.update(repr(float(s.get("scale", 1.0))).encode())
+    return h.hexdigest()[:DIGEST_HEX]
+
+
+def build_digests(root: str | os.PathLike = "data/v2") -> dict[str, dict]:
+    """job -> {"action", "digest"} for every job of root's manifest."""
+    root = Path(root)
+    from training.data.build import Job, record_path
+
+    manifest = json.loads((root / "manifest.json").read_text())
+    out = {}
+    for name in manifest["jobs"]:
+        record = json.loads(record_path(root, Job(name, "", "", "", "")).read_text())
+        out[name] = {"action": record["action"], "digest": job_digest(root, record)}
+    return out
+
+
+def compare(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """action -> {"same", "different", "only here", "only in reference"}: job counts."""
+    table: dict[str, dict[str, int]] = {}
+    for name in sorted(set(ours) | set(reference)):
+        action = (ours.get(name) or reference[name])["action"]
+        row = table.setdefault(action, {"same": 0, "different": 0, "only here": 0, "only in reference": 0})
+        if name not in reference:
+            row["only here"] += 1
+        elif name not in ours:
+            row["only in reference"] += 1
+        else:
+            row["same" if ours[name]["digest"] == reference[name]["digest"] else "different"] += 1
+    return table
+
+
+def table_text(table: dict[str, dict[str, int]]) -> str:
+    """compare()'s counts as a markdown table."""
+    columns = ("same", "different", "only here", "only in reference")
+    lines = ["| action | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for action, row in sorted(table.items()):
+        lines.append(f"| {action} | " + " | ".join(str(row[c]) for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def write_digests(digests: dict[str, dict], path: str | os.PathLike) -> None:
+    """Write digests as JSON (sorted by job), atomically."""
+    with atomic_write(Path(path)) as temp:
+        temp.write_text(json.dumps(dict(sorted(digests.items())), indent=0) + "\n")
+
+
+def load_digests(path: str | os.PathLike = DIGEST_FILE) -> dict[str, dict]:
+    """Digests written by write_digests (empty where the file does not exist)."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
