@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--root", default="data/v2")
     d.add_argument("--out", default=None, help="where to write the digests (default <root>/digest.json)")
     d.add_argument("--against", default=None, help="reference digests (default training/data/digest_v2.json)")
+    d.add_argument("--note", default="", help="where and how this build was made (kept in the written file)")
     args = parser.parse_args(argv)
     if args.step == "build":
         from training.data.build import build, summary
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         from training.data import digest
 
         ours = digest.build_digests(args.root)
-        digest.write_digests(ours, args.out or os.path.join(args.root, "digest.json"))
+        digest.write_digests(ours, args.out or os.path.join(args.root, "digest.json"), args.note)
         print(digest.table_text(digest.compare(ours, digest.load_digests(args.against or digest.DIGEST_FILE))))
     else:
         from training.data.conditions import cutoff_table

@@ -1,10 +1,10 @@
 """Digests of a build's audio, to tell which jobs a rebuild made differently.
 
 Every job's digest is the SHA-256 (first DIGEST_HEX hex digits) of its segments' stored 24-bit samples (as
-integers, so FLAC's encoder version and metadata do not count) and scales, in segment order. The digests
-of the build the shipped model's data came from are kept in DIGEST_FILE; `python -m training.data digest`
-writes a build's digests and says which jobs differ from that file's (and from which action: speech,
-track, render, kit, synthkit, augment, mix), so a rebuild on another machine can be checked job by job.
+integers, so FLAC's encoder version and metadata do not count) and scales, in segment order. A reference
+build's digests are kept in DIGEST_FILE, with a note of where it was built; `python -m training.data
+digest` writes a build's digests and counts, per action (speech, track, render, kit, synthkit, augment,
+mix), the jobs that differ from that file's, so a rebuild on another machine can be checked job by job.
 """
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ def table_text(table: dict[str, dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-def write_digests(digests: dict[str, dict], path: str | os.PathLike) -> None:
-    """Write digests as JSON (sorted by job), atomically."""
+def write_digests(digests: dict[str, dict], path: str | os.PathLike, note: str = "") -> None:
+    """Write {"note", "jobs": digests sorted by job} as JSON, a line per job, atomically."""
+    jobs = ",\n".join(f"{json.dumps(name)}: {json.dumps(row)}" for name, row in sorted(digests.items()))
     with atomic_write(Path(path)) as temp:
-        temp.write_text(json.dumps(dict(sorted(digests.items())), indent=0) + "\n")
+        temp.write_text(f'{{"note": {json.dumps(note)},\n"jobs": {{\n{jobs}\n}}}}\n')
 
 
 def load_digests(path: str | os.PathLike = DIGEST_FILE) -> dict[str, dict]:
-    """Digests written by write_digests (empty where the file does not exist)."""
+    """The digests of a file write_digests wrote (empty where the file does not exist)."""
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text())["jobs"] if path.exists() else {}
