@@ -116,3 +116,29 @@ def test_digests_agree_for_a_rebuild_and_name_the_job_that_differs(tiny, tmp_pat
     path = tmp_path / "digest.json"
     digest.write_digests(ours, path)
     assert digest.load_digests(path) == ours and digest.load_digests(tmp_path / "none.json") == {}
+
+
+def _pair_cache(root, decoded_offset: float = 0.0):
+    """A two-pair cache in paircache.py's layout: one validation pair, one training pair."""
+    rng = np.random.default_rng(5)
+    pairs = []
+    for k, split in enumerate(("val", "train")):
+        halves = rng.standard_normal((2, 1, 480)).astype(np.float32)
+        halves[1] += decoded_offset
+        file = f"lameenc_32k/{k:06d}.npy"
+        (root / "lameenc_32k").mkdir(parents=True, exist_ok=True)
+        np.save(root / file, halves)
+        pairs.append({"segment": f"s#{k:04d}", "split": split, "encoder": "lameenc", "chain": "codec", "file": file})
+    (root / "manifest.json").write_text(json.dumps({"pairs": pairs}))
+
+
+def test_pair_digests_tell_a_decoded_half_that_differs_from_a_clean_one(tmp_path):
+    _pair_cache(tmp_path / "a")
+    _pair_cache(tmp_path / "b", decoded_offset=1e-3)
+    reference = digest.pair_digests(tmp_path / "a")
+    assert set(digest.pair_digests(tmp_path / "a", "val")) == {"lameenc_32k/000000.npy"}
+    assert digest.compare_pairs(digest.pair_digests(tmp_path / "a"), reference)["lameenc"]["same"] == 2
+    table = digest.compare_pairs(digest.pair_digests(tmp_path / "b", "val"), reference)
+    assert table["lameenc"] == {"same": 0, "decoded differs": 1, "clean differs": 0, "only here": 0,
+                                "only in reference": 1}
+    assert "| lameenc | 0 | 1 | 0 | 0 | 1 |" in digest.table_text(table, "encoder")

@@ -4,6 +4,7 @@
     python -m training.data summary                                            # its tables again
     python -m training.data cutoffs                                            # re-measure LAME's cutoffs
     python -m training.data digest                                             # jobs made unlike the reference
+    python -m training.data digest --pairs data/v2pairs/r0 --split val         # pairs made unlike the reference
 
 See training/data/__init__.py for what is built and training/data/SOURCES.md for the sources.
 """
@@ -32,10 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("summary", help="hours per kind, split and source of a build")
     s.add_argument("--root", default="data/v2")
     sub.add_parser("cutoffs", help="measure the cutoff of every LAME and libmp3lame mode and rate")
-    d = sub.add_parser("digest", help="digest every job's audio; count the jobs that differ from a reference")
+    d = sub.add_parser("digest", help="digest every job's audio (or a pair cache's pairs); count those that differ "
+                                      "from a reference")
     d.add_argument("--root", default="data/v2")
-    d.add_argument("--out", default=None, help="where to write the digests (default <root>/digest.json)")
-    d.add_argument("--against", default=None, help="reference digests (default training/data/digest_v2.json)")
+    d.add_argument("--pairs", default=None, help="a pair cache to digest instead (training/v2/paircache.py)")
+    d.add_argument("--split", default=None, help="with --pairs: only the pairs of this split (train, val)")
+    d.add_argument("--out", default=None, help="where to write the digests (default <root or pairs>/digest.json)")
+    d.add_argument("--against", default=None, help="reference digests (default training/data/digest_v2.json, with "
+                                                   "--pairs digest_v2pairs_r0_val.json)")
     d.add_argument("--note", default="", help="where and how this build was made (kept in the written file)")
     args = parser.parse_args(argv)
     if args.step == "build":
@@ -53,9 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.step == "digest":
         from training.data import digest
 
-        ours = digest.build_digests(args.root)
-        digest.write_digests(ours, args.out or os.path.join(args.root, "digest.json"), args.note)
-        print(digest.table_text(digest.compare(ours, digest.load_digests(args.against or digest.DIGEST_FILE))))
+        if args.pairs:
+            ours = digest.pair_digests(args.pairs, args.split)
+            digest.write_digests(ours, args.out or os.path.join(args.pairs, "digest.json"), args.note)
+            reference = digest.load_digests(args.against or digest.PAIR_DIGEST_FILE)
+            print(digest.table_text(digest.compare_pairs(ours, reference), "encoder"))
+        else:
+            ours = digest.build_digests(args.root)
+            digest.write_digests(ours, args.out or os.path.join(args.root, "digest.json"), args.note)
+            print(digest.table_text(digest.compare(ours, digest.load_digests(args.against or digest.DIGEST_FILE))))
     else:
         from training.data.conditions import cutoff_table
 

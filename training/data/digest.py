@@ -5,6 +5,10 @@ integers, so FLAC's encoder version and metadata do not count) and scales, in se
 build's digests are kept in DIGEST_FILE, with a note of where it was built; `python -m training.data
 digest` writes a build's digests and counts, per action (speech, track, render, kit, synthkit, augment,
 mix), the jobs that differ from that file's, so a rebuild on another machine can be checked job by job.
+A pair cache (training/v2/paircache.py) is digested pair by pair, its clean and its decoded half apart,
+and counted per encoder: a decoded half that differs under a clean half that does not is the encoding or
+decoding tools' doing, not the build's (PAIR_DIGEST_FILE: the reference build's round 0 validation pairs,
+from which every validation crop is cut).
 """
 
 from __future__ import annotations
@@ -20,7 +24,17 @@ import soundfile as sf
 from realtime.atomic import atomic_write
 
 DIGEST_FILE = Path(__file__).with_name("digest_v2.json")
+PAIR_DIGEST_FILE = Path(__file__).with_name("digest_v2pairs_r0_val.json")
 DIGEST_HEX = 16
+JOB_COLUMNS = ("same", "different", "only here", "only in reference")
+PAIR_COLUMNS = ("same", "decoded differs", "clean differs", "only here", "only in reference")
+
+
+def _hex(*arrays: np.ndarray) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()[:DIGEST_HEX]
 
 
 def job_digest(root: Path, record: dict) -> str:
@@ -46,12 +60,42 @@ def build_digests(root: str | os.PathLike = "data/v2") -> dict[str, dict]:
     return out
 
 
+def pair_digests(root: str | os.PathLike, split: str | None = None) -> dict[str, dict]:
+    """file -> {"segment", "encoder", "chain", "clean", "decoded"} for every pair of a pair cache (of `split`
+    only, if given): the digests of the stored clean and decoded halves."""
+    root = Path(root)
+    out = {}
+    for pair in json.loads((root / "manifest.json").read_text())["pairs"]:
+        if split is not None and pair["split"] != split:
+            continue
+        halves = np.load(root / pair["file"])
+        out[pair["file"]] = {"segment": pair["segment"], "encoder": pair["encoder"], "chain": pair["chain"],
+                             "clean": _hex(halves[0]), "decoded": _hex(halves[1])}
+    return out
+
+
+def compare_pairs(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict[str, int]]:
+    """encoder -> {"same", "decoded differs", "clean differs", "only here", "only in reference"}: pair counts."""
+    table: dict[str, dict[str, int]] = {}
+    for name in sorted(set(ours) | set(reference)):
+        row = table.setdefault((ours.get(name) or reference[name])["encoder"], dict.fromkeys(PAIR_COLUMNS, 0))
+        if name not in reference:
+            row["only here"] += 1
+        elif name not in ours:
+            row["only in reference"] += 1
+        elif ours[name]["clean"] != reference[name]["clean"]:
+            row["clean differs"] += 1
+        else:
+            row["same" if ours[name]["decoded"] == reference[name]["decoded"] else "decoded differs"] += 1
+    return table
+
+
 def compare(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict[str, int]]:
     """action -> {"same", "different", "only here", "only in reference"}: job counts."""
     table: dict[str, dict[str, int]] = {}
     for name in sorted(set(ours) | set(reference)):
         action = (ours.get(name) or reference[name])["action"]
-        row = table.setdefault(action, {"same": 0, "different": 0, "only here": 0, "only in reference": 0})
+        row = table.setdefault(action, dict.fromkeys(JOB_COLUMNS, 0))
         if name not in reference:
             row["only here"] += 1
         elif name not in ours:
@@ -61,17 +105,17 @@ def compare(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict
     return table
 
 
-def table_text(table: dict[str, dict[str, int]]) -> str:
-    """compare()'s counts as a markdown table."""
-    columns = ("same", "different", "only here", "only in reference")
-    lines = ["| action | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    for action, row in sorted(table.items()):
-        lines.append(f"| {action} | " + " | ".join(str(row[c]) for c in columns) + " |")
+def table_text(table: dict[str, dict[str, int]], first: str = "action") -> str:
+    """compare()'s or compare_pairs()' counts as a markdown table, `first` naming the row key."""
+    columns = next(iter(table.values())).keys() if table else JOB_COLUMNS
+    lines = [f"| {first} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for key, row in sorted(table.items()):
+        lines.append(f"| {key} | " + " | ".join(str(row[c]) for c in columns) + " |")
     return "\n".join(lines)
 
 
 def write_digests(digests: dict[str, dict], path: str | os.PathLike, note: str = "") -> None:
-    """Write {"note", "jobs": digests sorted by job} as JSON, a line per job, atomically."""
+    """Write {"note", "jobs": digests sorted by key} as JSON, a line per job (or pair), atomically."""
     jobs = ",\n".join(f"{json.dumps(name)}: {json.dumps(row)}" for name, row in sorted(digests.items()))
     with atomic_write(Path(path)) as temp:
         temp.write_text(f'{{"note": {json.dumps(note)},\n"jobs": {{\n{jobs}\n}}}}\n')
