@@ -56,14 +56,22 @@ def atomic_write(target: str | Path) -> Iterator[Path]:
     """Yield a new, empty temporary file beside `target`; rename it over `target` when the block ends
     normally, remove it when the block (or the rename) raises.
 
-    OSError from creating the temporary file or renaming it propagates: callers word it for the user.
+    OSError from creating the temporary file or renaming it propagates: callers word it for the user. The
+    temporary file is created inside the cleanup's reach: an exception a signal handler raises the moment it
+    exists (a batch worker's SIGTERM) removes it too.
     """
     target = Path(target)
     temp = temporary_path(target)
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    ours = True
     try:
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            ours = False  # another writer's temporary file of the same name: not ours to remove
+            raise
         yield temp
         os.replace(temp, target)
     except BaseException:
-        temp.unlink(missing_ok=True)
+        if ours:
+            temp.unlink(missing_ok=True)
         raise

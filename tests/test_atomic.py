@@ -3,10 +3,12 @@ the leftovers of a killed writer are found for exactly that target."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
+from realtime import atomic
 from realtime.atomic import TEMPORARY_MARK, atomic_write, leftover_temporaries, temporary_path
 
 
@@ -39,6 +41,40 @@ def test_a_failed_rename_removes_the_temporary(tmp_path):
         with atomic_write(target) as temp:
             temp.write_text("picture")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.png"]
+
+
+class _SignalledAfterCreate:
+    """os as atomic_write sees it, but closing the new temporary file raises SystemExit after the close, as a
+    SIGTERM handler does when the signal arrives the moment the file exists."""
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    @staticmethod
+    def close(fd):
+        os.close(fd)
+        raise SystemExit(143)
+
+
+def test_a_signal_the_moment_the_temporary_exists_removes_it(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    target.write_text("old")
+    monkeypatch.setattr(atomic, "os", _SignalledAfterCreate())
+    with pytest.raises(SystemExit):
+        with atomic_write(target):
+            pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"] and target.read_text() == "old"
+
+
+def test_another_writers_temporary_of_the_same_name_is_left_alone(tmp_path, monkeypatch):
+    target = tmp_path / "x.json"
+    taken = temporary_path(target)
+    taken.write_text("theirs")
+    monkeypatch.setattr(atomic, "temporary_path", lambda _: taken)
+    with pytest.raises(FileExistsError):
+        with atomic_write(target):
+            pass
+    assert taken.read_text() == "theirs"
 
 
 def test_a_missing_folder_is_an_oserror_before_the_block_runs(tmp_path):
