@@ -13,5 +13,6 @@ reproducibly (seeds from names, never from time):
 Codec pairs are made by the training loop from the manifest, drawing conditions from conditions.py.
 
 Modules: sources (units), split, audio (decoding, filters, storage), dsp, augment, stems, mixes, build
-(jobs, manifest), conditions (the codec conditions). SOURCES.md surveys the sources.
+(jobs, manifest), conditions (the codec conditions), digest (which jobs or pairs a rebuild made
+differently). SOURCES.md surveys the sources.
 """
