@@ -163,6 +163,11 @@ def record_path(root: Path, job: Job) -> Path:
     return root / "jobs" / f"{job.slug}.json"
 
 
+def read_record(root: Path, name: str) -> dict:
+    """The record of the finished job called `name` under root (a manifest's `jobs` names them)."""
+    return json.loads(record_path(root, Job(name, "", "", "", "")).read_text())
+
+
 def finished(root: Path, job: Job) -> dict | None:
     """A job's record if the job is finished (its record and every file it lists exist), else None."""
     path = record_path(root, job)
@@ -463,7 +468,7 @@ def summary(root: str | os.PathLike) -> str:
     lines.append("| all | " + " | ".join(f"{h:.2f}" for h in totals) + f" | {sum(totals):.2f} |")
     by_source: dict[str, dict] = {}
     for name in manifest["jobs"]:
-        record = json.loads(record_path(root, Job(name, "", "", "", "")).read_text())
+        record = read_record(root, name)
         if record["action"] in ("augment", "mix"):
             continue
         row = by_source.setdefault(record["source"], {"files": 0, "kept": 0.0, "dropped": {}, "trimmed": 0.0})

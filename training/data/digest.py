@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -30,32 +31,33 @@ JOB_COLUMNS = ("same", "different", "only here", "only in reference")
 PAIR_COLUMNS = ("same", "decoded differs", "clean differs", "only here", "only in reference")
 
 
-def _hex(*arrays: np.ndarray) -> str:
+def _hex(chunks: Iterable[bytes]) -> str:
+    """The first DIGEST_HEX hex digits of the SHA-256 of the chunks, in order."""
     h = hashlib.sha256()
-    for a in arrays:
-        h.update(np.ascontiguousarray(a).tobytes())
+    for chunk in chunks:
+        h.update(chunk)
     return h.hexdigest()[:DIGEST_HEX]
 
 
 def job_digest(root: Path, record: dict) -> str:
     """The digest of one job's segments (its record under root/jobs)."""
-    h = hashlib.sha256()
-    for s in record["segments"]:
-        samples, _ = sf.read(str(root / s["file"]), dtype="int32", always_2d=True)
-        h.update(np.ascontiguousarray(samples).tobytes())
-        h.update(repr(float(s.get("scale", 1.0))).encode())
-    return h.hexdigest()[:DIGEST_HEX]
+    def chunks() -> Iterator[bytes]:
+        for s in record["segments"]:
+            samples, _ = sf.read(str(root / s["file"]), dtype="int32", always_2d=True)
+            yield np.ascontiguousarray(samples).tobytes()
+            yield repr(float(s.get("scale", 1.0))).encode()
+
+    return _hex(chunks())
 
 
 def build_digests(root: str | os.PathLike = "data/v2") -> dict[str, dict]:
     """job -> {"action", "digest"} for every job of root's manifest."""
-    root = Path(root)
-    from training.data.build import Job, record_path
+    from training.data.build import read_record
 
-    manifest = json.loads((root / "manifest.json").read_text())
+    root = Path(root)
     out = {}
-    for name in manifest["jobs"]:
-        record = json.loads(record_path(root, Job(name, "", "", "", "")).read_text())
+    for name in json.loads((root / "manifest.json").read_text())["jobs"]:
+        record = read_record(root, name)
         out[name] = {"action": record["action"], "digest": job_digest(root, record)}
     return out
 
@@ -70,39 +72,40 @@ def pair_digests(root: str | os.PathLike, split: str | None = None) -> dict[str,
             continue
         halves = np.load(root / pair["file"])
         out[pair["file"]] = {"segment": pair["segment"], "encoder": pair["encoder"], "chain": pair["chain"],
-                             "clean": _hex(halves[0]), "decoded": _hex(halves[1])}
+                             "clean": _hex([np.ascontiguousarray(halves[0]).tobytes()]),
+                             "decoded": _hex([np.ascontiguousarray(halves[1]).tobytes()])}
     return out
+
+
+def _counts(ours: dict[str, dict], reference: dict[str, dict], group: str, columns: tuple[str, ...],
+            verdict: Callable[[dict, dict], str]) -> dict[str, dict[str, int]]:
+    """row[group] -> counts of `columns`: "only here", "only in reference", else verdict(ours, reference)."""
+    table: dict[str, dict[str, int]] = {}
+    for name in sorted(set(ours) | set(reference)):
+        row = table.setdefault((ours.get(name) or reference[name])[group], dict.fromkeys(columns, 0))
+        if name not in reference:
+            row["only here"] += 1
+        elif name not in ours:
+            row["only in reference"] += 1
+        else:
+            row[verdict(ours[name], reference[name])] += 1
+    return table
 
 
 def compare_pairs(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict[str, int]]:
     """encoder -> {"same", "decoded differs", "clean differs", "only here", "only in reference"}: pair counts."""
-    table: dict[str, dict[str, int]] = {}
-    for name in sorted(set(ours) | set(reference)):
-        row = table.setdefault((ours.get(name) or reference[name])["encoder"], dict.fromkeys(PAIR_COLUMNS, 0))
-        if name not in reference:
-            row["only here"] += 1
-        elif name not in ours:
-            row["only in reference"] += 1
-        elif ours[name]["clean"] != reference[name]["clean"]:
-            row["clean differs"] += 1
-        else:
-            row["same" if ours[name]["decoded"] == reference[name]["decoded"] else "decoded differs"] += 1
-    return table
+    def verdict(a: dict, b: dict) -> str:
+        if a["clean"] != b["clean"]:
+            return "clean differs"
+        return "same" if a["decoded"] == b["decoded"] else "decoded differs"
+
+    return _counts(ours, reference, "encoder", PAIR_COLUMNS, verdict)
 
 
 def compare(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, dict[str, int]]:
     """action -> {"same", "different", "only here", "only in reference"}: job counts."""
-    table: dict[str, dict[str, int]] = {}
-    for name in sorted(set(ours) | set(reference)):
-        action = (ours.get(name) or reference[name])["action"]
-        row = table.setdefault(action, dict.fromkeys(JOB_COLUMNS, 0))
-        if name not in reference:
-            row["only here"] += 1
-        elif name not in ours:
-            row["only in reference"] += 1
-        else:
-            row["same" if ours[name]["digest"] == reference[name]["digest"] else "different"] += 1
-    return table
+    return _counts(ours, reference, "action", JOB_COLUMNS,
+                   lambda a, b: "same" if a["digest"] == b["digest"] else "different")
 
 
 def table_text(table: dict[str, dict[str, int]], first: str = "action") -> str:
