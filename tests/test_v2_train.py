@@ -78,6 +78,22 @@ def test_the_envelope_term_is_recorded_kept_on_resume_and_logged_both_ways(tmp_p
         main(_tiny_run(tmp_path / "other", data) + ["--steps", "1", "--band-term", "loud"])
 
 
+def test_the_patch_weight_is_recorded_kept_on_resume_and_in_the_total(tmp_path: Path) -> None:
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    args = _tiny_run(run, data)
+    args[args.index("--frames") + 1] = "48"                                  # longer than a ViSQOL window
+    assert main(args + ["--steps", "1", "--cpu-hours", "1", "--patch-weight", "2"]) == 0
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert state["patch_weight"] == 2.0 and state["step"] == 2
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert record["val_reference_patch"] > 0.0
+    assert record["val_reference_total"] == pytest.approx(
+        record["val_reference_band"] + 0.5 * record["val_reference_bin"] + 0.2 * record["val_reference_confidence"]
+        + 2.0 * record["val_reference_patch"], abs=3e-4)
+
+
 def test_a_resumed_run_takes_new_crops_and_a_restarted_schedule_and_validates_as_before(tmp_path: Path) -> None:
     data = _pair_cache(tmp_path)
     run = tmp_path / "run"
@@ -383,3 +399,35 @@ def test_low_rate_labels_are_the_changed_bins_of_restored_rates_only(tmp_path: P
     changed, low_rate = labels("changed"), labels("low_rate")
     assert changed.mean() > 0.05                                             # 8 kHz low-pass and holes
     assert torch.equal(low_rate, changed if kbps == 32 else torch.zeros_like(changed))
+
+
+def test_nsim_is_visqols_patch_similarity() -> None:
+    from visqol.nsim import measure_patch_similarity
+
+    from training.v2.loss import nsim_map
+
+    rng = np.random.default_rng(7)
+    clean = rng.uniform(0.0, 45.0, (32, 30))                 # a patch: 32 bands x 30 windows, dB over the floor
+    est = np.clip(clean + rng.normal(0.0, 6.0, clean.shape), 0.0, None)
+    ours = nsim_map(torch.from_numpy(est)[None], torch.from_numpy(clean)[None], structure_c=4.5e-4)
+    assert float(ours.mean()) == pytest.approx(measure_patch_similarity(clean, est).similarity, abs=1e-3)
+
+
+def test_the_patch_term_scores_where_the_envelope_rises_and_falls() -> None:
+    from training.v2.loss import PATCH_HOP_FRAMES, PATCH_WINDOW_FRAMES, patch_dissimilarity
+
+    frames, bands = PATCH_WINDOW_FRAMES + 40 * PATCH_HOP_FRAMES, 8
+    widths, mask = torch.full((bands,), 1.0 / bands), torch.ones(1, frames)
+    rng = np.random.default_rng(3)
+    course_db = np.repeat(rng.normal(0.0, 8.0, (frames // 16 + 1, bands)), 16, axis=0)[:frames]   # 43 ms steps
+    clean = torch.from_numpy(10 ** ((course_db - 40.0) / 10))[None]
+    mean = clean.log().mean(1, keepdim=True).exp().expand_as(clean)      # the same levels, no course
+    inverted = (2 * clean.log().mean(1, keepdim=True) - clean.log()).exp()   # rises where the clean falls
+    assert float(patch_dissimilarity(clean, clean, widths, mask)) < 1e-5
+    scores = [float(patch_dissimilarity(e, clean, widths, mask)) for e in (clean * 2.0, mean, inverted)]
+    assert scores[0] < 0.05 < scores[1] < scores[2]          # 3 dB louder < no course < the course inverted
+    band_errors = [float((e.log() - clean.log()).abs().mean()) for e in (mean, inverted)]
+    assert band_errors[0] < band_errors[1]
+    assert float(patch_dissimilarity(inverted, clean, widths, torch.zeros(1, frames))) == 0.0   # inactive: none
+    short = clean[:, : PATCH_WINDOW_FRAMES - 1]
+    assert float(patch_dissimilarity(short * 2.0, short, widths, mask[:, : PATCH_WINDOW_FRAMES - 1])) == 0.0

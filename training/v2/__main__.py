@@ -68,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="what the confidence learns is codec-made (loss.py; default changed, or a resumed run's own)")
     t.add_argument("--band-term", choices=BAND_TERMS, default=None,
                    help="the envelope's loss term (loss.py; default band, or a resumed run's own)")
+    t.add_argument("--patch-weight", type=float, default=None,
+                   help="weight of the ViSQOL-like patch term (loss.py; default 0, or a resumed run's own)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         record = train(args.run, data, hours, _config(args), max_steps=args.steps,
                        seed=args.seed, threads=args.threads, batch=args.batch, frames=args.frames,
                        switch_data=args.resume and args.data is not None, labels=args.labels,
-                       band_term=args.band_term, restart_lr=args.restart_lr)
+                       band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all

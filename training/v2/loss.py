@@ -18,6 +18,13 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 codec removed, which the loudest band-frames dominate. Weight 0: a measure in the validation
                 log; trained at 0.2 (an A/B, training/v2/campaign/README.md) it brought the levels above the
                 cutoff nearer the clean ones but not ViSQOL through the engine (speech lower)
+    patch       patch_weight * (1 - NSIM), the similarity ViSQOL scores (its audio mode: `patch_dissimilarity`) of
+                the estimated and clean band envelopes as summed band powers in dB over 80 ms Hann windows every
+                21.3 ms, floored PATCH_RANGE_DB under each window's loudest band: per cell the product of an
+                intensity term (local means) and a structure term (local correlation) in a 3 x 3 Gaussian
+                neighbourhood of bands and windows. The band term scores each band-frame alone, so it learns the
+                conditional median, a course smoother than the clean one; this term scores whether the envelope
+                rises and falls where the clean one does. Weight 0 by default (logged); `--patch-weight` trains it
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
@@ -60,6 +67,19 @@ issue's restored conditions (MP3 32-64k, AAC 32k, MP2 64k) and the rates between
 band energies and are never restored; VBR MP3 only at its lowest quality (9, about 65 kbit/s)."""
 RESTORED_VBR_QUALITY = {"libmp3lame": 9}
 BAND_TERMS = ("band", "audible")
+PATCH_WINDOW_FRAMES = 30
+"""ViSQOL's 80 ms analysis window, in frames of the v2 framing (hop 128 at 48 kHz)."""
+PATCH_HOP_FRAMES = 8
+"""Its 20 ms hop, rounded to frames (21.3 ms)."""
+PATCH_RANGE_DB = 45.0
+"""ViSQOL's per-window floor under the window's loudest band (of the two envelopes)."""
+NSIM_WINDOW = torch.outer(torch.tensor([0.1065, 0.7870, 0.1065]), torch.tensor([0.1065, 0.7870, 0.1065]))
+"""ViSQOL's 3 x 3 Gaussian neighbourhood (sigma 0.5 cells; its weights to 3 digits), normalised below."""
+NSIM_WINDOW = NSIM_WINDOW / NSIM_WINDOW.sum()
+INTENSITY_C = 1e-4
+STRUCTURE_C_DB2 = 1.0
+"""dB^2 added to the structure term's covariance and deviation product (ViSQOL's 4.5e-4): a locally flat
+envelope's correlation is noise, and its gradient would be unbounded."""
 HOLE_DB = 10.0
 AUDIBLE_RANGE_DB = 40.0
 
@@ -127,11 +147,58 @@ def audible_band_error(est_power: torch.Tensor, clean_power: torch.Tensor, width
     return (error * mask[..., None]).sum() / audible.sum().clamp(min=1.0)
 
 
+def _windowed_db(power: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Mean band powers (B, T, bands) and band widths (bands,) -> summed band power in dB over ViSQOL's windows
+    (B, bands, T'), T' = (T - PATCH_WINDOW_FRAMES) // PATCH_HOP_FRAMES + 1."""
+    window = torch.hann_window(PATCH_WINDOW_FRAMES + 2, periodic=False, dtype=power.dtype)[1:-1]
+    summed = (power * widths).transpose(1, 2)
+    b, bands, t = summed.shape
+    pooled = fn.conv1d(summed.reshape(b * bands, 1, t), (window / window.sum()).view(1, 1, -1),
+                       stride=PATCH_HOP_FRAMES)
+    return 10 * torch.log10(pooled.view(b, bands, -1) + 10 ** (FLOOR_DB / 10))
+
+
+def _local_mean(x: torch.Tensor) -> torch.Tensor:
+    """(B, bands, T') -> its NSIM_WINDOW-weighted local means, edges replicated (ViSQOL's boundary)."""
+    padded = fn.pad(x[:, None], (1, 1, 1, 1), mode="replicate")
+    return fn.conv2d(padded, NSIM_WINDOW.to(x.dtype)[None, None])[:, 0]
+
+
+def patch_dissimilarity(est_power: torch.Tensor, clean_power: torch.Tensor, widths: torch.Tensor,
+                        mask: torch.Tensor) -> torch.Tensor:
+    """The patch term (module doc), 1 - NSIM in 0..2, of estimated and clean mean band powers (B, T, bands),
+    full-scale units, band widths (bands,), over the windows whose frames (mask (B, T) of 1 / 0) are active
+    for the most part; crops shorter than a window score 0."""
+    if est_power.shape[1] < PATCH_WINDOW_FRAMES:
+        return est_power.new_zeros(())
+    est_db, clean_db = _windowed_db(est_power, widths), _windowed_db(clean_power, widths)
+    with torch.no_grad():
+        floor = torch.maximum(est_db.amax(1, keepdim=True), clean_db.amax(1, keepdim=True)) - PATCH_RANGE_DB
+        lowest = torch.minimum(est_db, clean_db).clamp(min=floor).amin((1, 2), keepdim=True)
+        window = torch.full((1, 1, PATCH_WINDOW_FRAMES), 1.0 / PATCH_WINDOW_FRAMES, dtype=mask.dtype)
+        active = (fn.conv1d(mask[:, None], window, stride=PATCH_HOP_FRAMES)[:, 0] > 0.5).float()
+    est_db, clean_db = torch.maximum(est_db, floor) - lowest, torch.maximum(clean_db, floor) - lowest
+    dissimilarity = (1.0 - nsim_map(est_db, clean_db)).mean(1)                # (B, T')
+    return (dissimilarity * active).sum() / active.sum().clamp(min=1.0)
+
+
+def nsim_map(est_db: torch.Tensor, clean_db: torch.Tensor, structure_c: float = STRUCTURE_C_DB2) -> torch.Tensor:
+    """ViSQOL's NSIM per cell (B, bands, T') of two spectrograms in dB (B, bands, T'): intensity times
+    structure in NSIM_WINDOW neighbourhoods, `structure_c` dB^2 in the structure term (ViSQOL's own: 4.5e-4)."""
+    mean_e, mean_c = _local_mean(est_db), _local_mean(clean_db)
+    var_e = (_local_mean(est_db * est_db) - mean_e * mean_e).clamp(min=0.0)
+    var_c = (_local_mean(clean_db * clean_db) - mean_c * mean_c).clamp(min=0.0)
+    covariance = _local_mean(est_db * clean_db) - mean_e * mean_c
+    intensity = (2 * mean_e * mean_c + INTENSITY_C) / (mean_e * mean_e + mean_c * mean_c + INTENSITY_C)
+    return intensity * (covariance + structure_c) / (torch.sqrt(var_e * var_c + 1e-6) + structure_c)
+
+
 def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor,
-               labels: torch.Tensor, band_term: str = BAND_TERMS[0]) -> dict[str, torch.Tensor]:
+               labels: torch.Tensor, band_term: str = BAND_TERMS[0],
+               patch_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
     labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum,
-    with the envelope scored by `band_term` (BAND_TERMS)."""
+    with the envelope scored by `band_term` (BAND_TERMS) and the patch term weighted by `patch_weight`."""
     if band_term not in BAND_TERMS:
         raise ValueError(f"band_term must be one of {BAND_TERMS}, got {band_term!r}")
     mask = active_frames(clean)
@@ -151,6 +218,9 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
     confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
                                                                   reduction="none"), mask[:, SPARSE])
+    patch = patch_dissimilarity(est_power, clean_power, net.band_widths[:, 0], mask)
     envelope = band if band_term == "band" else audible
-    total = envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
-    return {"total": total, "band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above}
+    total = (envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
+             + patch_weight * patch)
+    return {"total": total, "band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above,
+            "patch": patch}
