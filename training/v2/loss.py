@@ -22,9 +22,10 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 the estimated and clean band envelopes as summed band powers in dB over 80 ms Hann windows every
                 21.3 ms, floored PATCH_RANGE_DB under each window's loudest band: per cell the product of an
                 intensity term (local means) and a structure term (local correlation) in a 3 x 3 Gaussian
-                neighbourhood of bands and windows. The band term scores each band-frame alone, so it learns the
-                conditional median, a course smoother than the clean one; this term scores whether the envelope
-                rises and falls where the clean one does. Weight 0 by default (logged); `--patch-weight` trains it
+                neighbourhood of bands and windows: whether the envelope rises and falls where the clean one
+                does, which the band term, scoring each band-frame alone, does not ask. Weight 0 by default: a
+                measure in the validation log; trained at 3 and 10 (`--patch-weight`; an A/B at equal CPU,
+                training/v2/campaign/README.md) it lowered itself by 3 % and did not move ViSQOL through the engine
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
@@ -74,8 +75,7 @@ PATCH_HOP_FRAMES = 8
 PATCH_RANGE_DB = 45.0
 """ViSQOL's per-window floor under the window's loudest band (of the two envelopes)."""
 NSIM_WINDOW = torch.outer(torch.tensor([0.1065, 0.7870, 0.1065]), torch.tensor([0.1065, 0.7870, 0.1065]))
-"""ViSQOL's 3 x 3 Gaussian neighbourhood (sigma 0.5 cells; its weights to 3 digits), normalised below."""
-NSIM_WINDOW = NSIM_WINDOW / NSIM_WINDOW.sum()
+"""ViSQOL's 3 x 3 Gaussian neighbourhood (sigma 0.5 cells; its weights to 3 digits, summing to 1)."""
 INTENSITY_C = 1e-4
 STRUCTURE_C_DB2 = 1.0
 """dB^2 added to the structure term's covariance and deviation product (ViSQOL's 4.5e-4): a locally flat
