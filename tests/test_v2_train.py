@@ -78,20 +78,20 @@ def test_the_envelope_term_is_recorded_kept_on_resume_and_logged_both_ways(tmp_p
         main(_tiny_run(tmp_path / "other", data) + ["--steps", "1", "--band-term", "loud"])
 
 
-def test_the_patch_weight_is_recorded_kept_on_resume_and_in_the_total(tmp_path: Path) -> None:
+def test_the_patch_and_over_weights_are_recorded_kept_on_resume_and_in_the_total(tmp_path: Path) -> None:
     data = _pair_cache(tmp_path)
     run = tmp_path / "run"
     args = _tiny_run(run, data)
     args[args.index("--frames") + 1] = "48"                                  # longer than a ViSQOL window
-    assert main(args + ["--steps", "1", "--cpu-hours", "1", "--patch-weight", "2"]) == 0
+    assert main(args + ["--steps", "1", "--cpu-hours", "1", "--patch-weight", "2", "--over-weight", "1.5"]) == 0
     assert main(["train", "--run", str(run), "--resume", "--steps", "2"]) == 0
     state = torch.load(run / "last.pt", weights_only=False)["state"]
-    assert state["patch_weight"] == 2.0 and state["step"] == 2
+    assert state["patch_weight"] == 2.0 and state["over_weight"] == 1.5 and state["step"] == 2
     record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
-    assert record["val_reference_patch"] > 0.0
+    assert record["val_reference_patch"] > 0.0 and record["val_reference_over"] > 0.0
     assert record["val_reference_total"] == pytest.approx(
         record["val_reference_band"] + 0.5 * record["val_reference_bin"] + 0.2 * record["val_reference_confidence"]
-        + 2.0 * record["val_reference_patch"], abs=3e-4)
+        + 2.0 * record["val_reference_patch"] + 0.5 * record["val_reference_over"], abs=3e-4)
 
 
 def test_a_resumed_run_takes_new_crops_and_a_restarted_schedule_and_validates_as_before(tmp_path: Path) -> None:
@@ -431,3 +431,26 @@ def test_the_patch_term_scores_where_the_envelope_rises_and_falls() -> None:
     assert float(patch_dissimilarity(inverted, clean, widths, torch.zeros(1, frames))) == 0.0   # inactive: none
     short = clean[:, : PATCH_WINDOW_FRAMES - 1]
     assert float(patch_dissimilarity(short * 2.0, short, widths, mask[:, : PATCH_WINDOW_FRAMES - 1])) == 0.0
+
+
+def test_the_over_term_makes_band_levels_above_the_clean_ones_cost_more() -> None:
+    from training.v2.loss import SPARSE, loss_terms
+    from training.v2.model import Bands
+
+    rng = np.random.default_rng(5)
+    net = BandNet(BandNetConfig(hidden=16)).eval()
+    clean = torch.from_numpy(rng.rayleigh(1.0, (2, 16, 513)).astype(np.float32)) * 20.0
+    power = net.band_powers(clean)
+    labels = torch.zeros(2, len(range(16)[SPARSE]), net.config.bands)
+    no_fill = torch.zeros_like(power)
+
+    def terms(gain: float, over_weight: float = 1.0) -> dict:
+        gains = torch.full_like(power, gain)
+        return loss_terms(net, Bands(gains, no_fill, torch.zeros_like(power), power, None), clean, clean, labels,
+                          over_weight=over_weight)
+
+    louder, quieter = terms(2.0), terms(0.5)                   # every band 6 dB over / under the clean one
+    assert float(louder["band"]) == pytest.approx(np.log(4.0), rel=1e-4) == float(quieter["band"])
+    assert float(louder["over"]) == pytest.approx(np.log(4.0), rel=1e-4) and float(quieter["over"]) == 0.0
+    assert float(terms(0.5, 3.0)["total"]) == pytest.approx(float(quieter["total"]), rel=1e-6)
+    assert float(terms(2.0, 3.0)["total"]) == pytest.approx(float(louder["total"]) + 2 * np.log(4.0), rel=1e-4)

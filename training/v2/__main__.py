@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="the envelope's loss term (loss.py; default band, or a resumed run's own)")
     t.add_argument("--patch-weight", type=float, default=None,
                    help="weight of the ViSQOL-like patch term (loss.py; default 0, or a resumed run's own)")
+    t.add_argument("--over-weight", type=float, default=None,
+                   help="cost of a band level above the clean one against one below (loss.py; default 1, or a "
+                        "resumed run's own)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -142,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         record = train(args.run, data, hours, _config(args), max_steps=args.steps,
                        seed=args.seed, threads=args.threads, batch=args.batch, frames=args.frames,
                        switch_data=args.resume and args.data is not None, labels=args.labels,
-                       band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight)
+                       band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight,
+                       over_weight=args.over_weight)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import CPU_HOURS, rebuild_all

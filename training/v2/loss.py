@@ -26,6 +26,11 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 does, which the band term, scoring each band-frame alone, does not ask. Weight 0 by default: a
                 measure in the validation log; trained at 3 and 10 (`--patch-weight`; an A/B at equal CPU,
                 training/v2/campaign/README.md) it lowered itself by 3 % and did not move ViSQOL through the engine
+    over        (over_weight - 1) * the band term's over-estimates alone (max(ln P_est,b - ln P_clean,b, 0)): with
+                over_weight > 1 a band level above the clean one costs over_weight times one below it, so the
+                envelope learns a quantile under the median (a fill that errs quiet: the network over-fills dark,
+                sparse sources and makes them worse, campaign README). Weight 0 by default (logged);
+                `--over-weight` trains it
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
@@ -195,10 +200,11 @@ def nsim_map(est_db: torch.Tensor, clean_db: torch.Tensor, structure_c: float = 
 
 def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor,
                labels: torch.Tensor, band_term: str = BAND_TERMS[0],
-               patch_weight: float = 0.0) -> dict[str, torch.Tensor]:
+               patch_weight: float = 0.0, over_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
     labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum,
-    with the envelope scored by `band_term` (BAND_TERMS) and the patch term weighted by `patch_weight`."""
+    with the envelope scored by `band_term` (BAND_TERMS), the patch term weighted by `patch_weight` and the
+    band term's over-estimates by `over_weight` in all."""
     if band_term not in BAND_TERMS:
         raise ValueError(f"band_term must be one of {BAND_TERMS}, got {band_term!r}")
     mask = active_frames(clean)
@@ -208,7 +214,9 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
         clean_power = net.band_powers(clean)
         clean_log = torch.log(clean[:, SPARSE] * (1.0 / fs) + floor ** 0.5)
     est_power = net.band_power(out)
-    band = _masked_mean((torch.log(est_power + floor) - torch.log(clean_power + floor)).abs(), mask)
+    band_error = torch.log(est_power + floor) - torch.log(clean_power + floor)
+    band = _masked_mean(band_error.abs(), mask)
+    over = _masked_mean(band_error.clamp(min=0.0), mask)
     audible = audible_band_error(est_power, clean_power, net.band_widths[:, 0], mask)
     missing = ((out.power < clean_power * 10 ** (-MISSING_DB / 10)) & (clean_power > 10 ** (AUDIBLE_DB / 10))).float()
     lacking = mask * (missing.sum(-1) > 0).float()
@@ -221,6 +229,6 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     patch = patch_dissimilarity(est_power, clean_power, net.band_widths[:, 0], mask)
     envelope = band if band_term == "band" else audible
     total = (envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
-             + patch_weight * patch)
+             + patch_weight * patch + (over_weight - 1.0) * over)
     return {"total": total, "band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above,
-            "patch": patch}
+            "patch": patch, "over": over}

@@ -209,8 +209,9 @@ class WeightAverage:
 
 @torch.no_grad()
 def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: str = "val",
-             band_term: str = BAND_TERMS[0], patch_weight: float = 0.0) -> dict:
-    """Loss terms (the total's envelope scored by `band_term`, its patch term weighted by `patch_weight`) and LSD (dB, all bins) of the model and of its
+             band_term: str = BAND_TERMS[0], patch_weight: float = 0.0, over_weight: float = 1.0) -> dict:
+    """Loss terms (the total's envelope scored by `band_term`, its patch term and over-estimates weighted by
+    `patch_weight` and `over_weight`) and LSD (dB, all bins) of the model and of its
     input on each validation set, as `<prefix>_<set>_<term>`."""
     was_training = net.training
     net.eval()
@@ -221,7 +222,7 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
             out = net.bands(decoded[i: i + 8])
             est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
             for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8],
-                                          band_term, patch_weight).items():
+                                          band_term, patch_weight, over_weight).items():
                 terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
         record.update({f"{prefix}_{name}_{k}": round(v, 5) for k, v in terms.items()})
         record[f"{prefix}_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
@@ -234,7 +235,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
           max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int | None = None,
           frames: int | None = None, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
           quiet: bool = False, switch_data: bool = False, labels: str | None = None,
-          band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None) -> dict:
+          band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None,
+          over_weight: float | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
@@ -245,7 +247,9 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     the confidence's labels (loss.py LABELS; a new run's, or a resumed run's from now on, recorded in the
     checkpoint; by default a new run's are "changed" and a resumed run keeps its own); `band_term`: the
     envelope's loss term (loss.py BAND_TERMS; recorded, defaults and resumes as `labels`); `patch_weight`: the
-    patch term's weight (loss.py; recorded, 0 by default, a resumed run keeps its own unless given)."""
+    patch term's weight (loss.py; recorded, 0 by default, a resumed run keeps its own unless given);
+    `over_weight`: what a band level above the clean one costs against one below it (loss.py; recorded, 1 by
+    default, kept on resume as `patch_weight`)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -255,7 +259,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
              "batch": batch or BATCH, "frames": frames or CROP_FRAMES, "val_frames": frames or CROP_FRAMES,
              "labels": labels or LABELS[0], "band_term": band_term or BAND_TERMS[0],
-             "patch_weight": patch_weight or 0.0}
+             "patch_weight": patch_weight or 0.0, "over_weight": over_weight or 1.0}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
@@ -270,6 +274,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["labels"] = labels or state.get("labels", LABELS[0])   # before labels were a choice: "changed"
         state["band_term"] = band_term or state.get("band_term", BAND_TERMS[0])
         state["patch_weight"] = state.get("patch_weight", 0.0) if patch_weight is None else patch_weight
+        state["over_weight"] = state.get("over_weight", 1.0) if over_weight is None else over_weight
         state.setdefault("val_frames", state["frames"])          # before crops could change on resuming
         state["batch"], state["frames"] = batch or state["batch"], frames or state["frames"]
         if restart_lr is not None:
@@ -299,11 +304,13 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
                         "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
                         "macs_per_frame": net.count_macs()}, temp)
 
+    loss_settings = (state["band_term"], state["patch_weight"], state["over_weight"])
+
     def log_validation(**extra) -> dict:
         averaged = average.averaged(net)
         record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
-                  **extra, **validate(net, val, band_term=state["band_term"], patch_weight=state["patch_weight"]),
-                  **validate(averaged, val, "average", state["band_term"], state["patch_weight"]),
+                  **extra, **validate(net, val, "val", *loss_settings),
+                  **validate(averaged, val, "average", *loss_settings),
                   **cliff_record(averaged, cliff_set, "average")}
         log.write(json.dumps(record) + "\n")
         log.flush()
@@ -324,8 +331,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         for group in opt.param_groups:
             group["lr"] = lr
         decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
-        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, state["band_term"],
-                           state["patch_weight"])
+        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, *loss_settings)
         optimizer_step(net, opt, terms["total"])
         average.update()
         state["step"] += 1
