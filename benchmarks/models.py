@@ -153,13 +153,14 @@ def active_part(x: np.ndarray, seconds: float) -> tuple[np.ndarray, float]:
     return np.ascontiguousarray(x[:, start: start + n]), start / MODEL_RATE_HZ
 
 
-def corpus_clips(corpus: Path, test_clips: int | None, val_clips: int, seconds: float) -> list[ClipSet]:
-    """The test set (`test_clips` of split "test", None: all) and `val_clips` per VAL_KINDS of split "val",
+def corpus_clips(corpus: Path, test_clips: int | None, val_clips: int, seconds: float,
+                 val_kinds: tuple[str, ...] = VAL_KINDS) -> list[ClipSet]:
+    """The test set (`test_clips` of split "test", None: all) and `val_clips` per kind of `val_kinds` of split "val",
     spread over sources and units, unaugmented, each cut to its most active `seconds`."""
     from training.data.audio import load_segment
 
     segments = corpus_segments(corpus)
-    wanted = {"test": [("mix", test_clips)], "val": [(kind, val_clips) for kind in VAL_KINDS]}
+    wanted = {"test": [("mix", test_clips)], "val": [(kind, val_clips) for kind in val_kinds]}
     sets = []
     for split, kinds in wanted.items():
         chosen: list[tuple[str, dict]] = []
@@ -480,6 +481,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-clips", type=int, metavar="N", help="test mixes, spread over the set (default all)")
     parser.add_argument("--val-clips", type=int, default=4, metavar="N",
                         help=f"validation clips per kind, {', '.join(VAL_KINDS)} (4)")
+    parser.add_argument("--val-kinds", nargs="+", choices=VAL_KINDS, default=list(VAL_KINDS), metavar="KIND",
+                        help=f"only these validation kinds, of: {', '.join(VAL_KINDS)} (default all)")
     parser.add_argument("--seconds", type=float, default=6.0, help="most active part of each clip scored, s (6)")
     parser.add_argument("--conditions", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(BY_NAME)}")
     parser.add_argument("--visqol", choices=VISQOL_CHOICES, default="key",
@@ -526,7 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     names = chosen_conditions(args)
     configs, described = engines(args)
     sets = quick_clips(args.seconds) if args.quick else corpus_clips(Path(args.corpus), args.test_clips,
-                                                                      args.val_clips, args.seconds)
+                                                                      args.val_clips, args.seconds,
+                                                                      tuple(args.val_kinds))
     use_visqol, note = (False, "skipped (--visqol none)") if args.visqol == "none" else visqol_status()
     clips = sum(len(s.clips) for s in sets)
     if clips == 0:

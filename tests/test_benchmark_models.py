@@ -120,3 +120,21 @@ def test_estimate_counts_each_applying_condition():
     assert estimate_s(sets, ("lame_32k_mono", "lame_32k_stereo"), "none") == one  # stereo coding: no mono clip
     assert one["visqol"] == 0 and estimate_s(sets, ("lame_32k_mono",), "key")["visqol"] > 0
     assert one["total"] == pytest.approx(sum(v for k, v in one.items() if k != "total"), abs=2)
+
+
+def test_validation_kinds_can_be_chosen(monkeypatch, tmp_path):
+    import benchmarks.models as models
+    import training.data.audio as audio
+
+    segments = [{"id": f"{src}/{kind}{i}#0000", "split": "val", "kind": kind, "source": src, "unit": f"{kind}{i}"}
+                for src in ("a", "b") for kind in ("speech", "music", "mix") for i in range(3)]
+    monkeypatch.setattr(models, "corpus_segments", lambda corpus: segments)
+    monkeypatch.setattr(audio, "load_segment", lambda corpus, s: np.zeros((1, MODEL_RATE_HZ), np.float32))
+    sets = models.corpus_clips(tmp_path, 0, 5, 1.0, ("music",))
+    val = next(s for s in sets if s.name == "val")
+    assert [c.kind for c in val.clips] == ["music"] * 5 and len({c.id for c in val.clips}) == 5
+    every = next(s for s in models.corpus_clips(tmp_path, 0, 2, 1.0) if s.name == "val")
+    assert sorted(c.kind for c in every.clips) == ["mix", "mix", "music", "music", "speech", "speech"]
+    assert models.parse_args(["--val-kinds", "music", "speech"]).val_kinds == ["music", "speech"]
+    with pytest.raises(SystemExit):
+        models.parse_args(["--val-kinds", "noise"])
