@@ -454,3 +454,6 @@ def test_the_over_term_makes_band_levels_above_the_clean_ones_cost_more() -> Non
     assert float(louder["over"]) == pytest.approx(np.log(4.0), rel=1e-4) and float(quieter["over"]) == 0.0
     assert float(terms(0.5, 3.0)["total"]) == pytest.approx(float(quieter["total"]), rel=1e-6)
     assert float(terms(2.0, 3.0)["total"]) == pytest.approx(float(louder["total"]) + 2 * np.log(4.0), rel=1e-4)
+    assert "patch" not in louder                               # at weight 0 scored where nothing trains only
+    with torch.no_grad():
+        assert "patch" in terms(2.0)

@@ -202,7 +202,8 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
                labels: torch.Tensor, band_term: str = BAND_TERMS[0],
                patch_weight: float = 0.0, over_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
-    labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum,
+    labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum
+    (the patch term only where it is trained or nothing is: under torch.no_grad, as validation runs),
     with the envelope scored by `band_term` (BAND_TERMS), the patch term weighted by `patch_weight` and the
     band term's over-estimates by `over_weight` in all."""
     if band_term not in BAND_TERMS:
@@ -226,9 +227,11 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     bins = _masked_mean((torch.log(est * (1.0 / fs) + floor ** 0.5) - clean_log).abs(), mask[:, SPARSE])
     confidence = _masked_mean(fn.binary_cross_entropy_with_logits(out.confidence_logit[:, SPARSE], labels,
                                                                   reduction="none"), mask[:, SPARSE])
-    patch = patch_dissimilarity(est_power, clean_power, net.band_widths[:, 0], mask)
     envelope = band if band_term == "band" else audible
+    terms = {"band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above, "over": over}
     total = (envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
-             + patch_weight * patch + (over_weight - 1.0) * over)
-    return {"total": total, "band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above,
-            "patch": patch, "over": over}
+             + (over_weight - 1.0) * over)
+    if patch_weight or not torch.is_grad_enabled():     # at weight 0 a measure: not worth a training step's 5 %
+        terms["patch"] = patch_dissimilarity(est_power, clean_power, net.band_widths[:, 0], mask)
+        total = total + patch_weight * terms["patch"]
+    return {"total": total, **terms}

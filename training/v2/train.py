@@ -259,7 +259,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     state = {"step": 0, "audio_s": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "sessions": 0, "data": stored_data,
              "batch": batch or BATCH, "frames": frames or CROP_FRAMES, "val_frames": frames or CROP_FRAMES,
              "labels": labels or LABELS[0], "band_term": band_term or BAND_TERMS[0],
-             "patch_weight": patch_weight or 0.0, "over_weight": over_weight or 1.0}
+             "patch_weight": 0.0 if patch_weight is None else patch_weight,
+             "over_weight": 1.0 if over_weight is None else over_weight}
     if last.exists():
         ck = torch.load(last, map_location="cpu", weights_only=False)
         net = build(ck["config"])
