@@ -457,3 +457,35 @@ def test_the_over_term_makes_band_levels_above_the_clean_ones_cost_more() -> Non
     assert "patch" not in louder                               # at weight 0 scored where nothing trains only
     with torch.no_grad():
         assert "patch" in terms(2.0)
+
+
+def test_the_rebuild_trains_through_its_stages_and_resumes_in_the_one_it_stopped_in(tmp_path: Path) -> None:
+    from training.v2.rebuild import Stage, train_stages
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    second = 3e-4                                                        # CPU hours: about a CPU second each
+    stages = (Stage(second, second), Stage(4 * second, 2 * second, restart_lr=3e-4, batch=1, frames=48),
+              Stage(5 * second, 3 * second, over_weight=2.0))
+    config = BandNetConfig(hidden=16)
+    train_stages(run, str(data), stages[:2], config)
+    ck = torch.load(run / "last.pt", weights_only=False)
+    state = ck["state"]
+    assert state["cpu_s"] >= 2 * second * 3600 and ck["budget_cpu_s"] == pytest.approx(4 * second * 3600)
+    assert second * 3600 <= state["schedule"]["cpu_s"] < 2 * second * 3600 and state["schedule"]["lr"] == 3e-4
+    assert (state["batch"], state["frames"], state["over_weight"]) == (1, 48, 1.0)
+    train_stages(run, str(data), stages, config)                          # on into the third: no second restart
+    ck = torch.load(run / "last.pt", weights_only=False)
+    assert ck["state"]["schedule"] == state["schedule"] and ck["state"]["over_weight"] == 2.0
+    assert ck["state"]["cpu_s"] >= 3 * second * 3600 and ck["budget_cpu_s"] == pytest.approx(5 * second * 3600)
+    assert (ck["state"]["batch"], ck["state"]["frames"]) == (1, 48)
+    step = ck["state"]["step"]
+    assert train_stages(run, str(data), stages, config) is None           # every stage passed: nothing trains
+    assert torch.load(run / "last.pt", weights_only=False)["state"]["step"] == step
+
+
+def test_a_run_stops_where_told_before_its_budget(tmp_path: Path) -> None:
+    data = _pair_cache(tmp_path)
+    run = tmp_path / "run"
+    assert main(_tiny_run(run, data) + ["--cpu-hours", "1", "--stop-at-cpu-hours", "1e-5"]) == 0
+    ck = torch.load(run / "last.pt", weights_only=False)
+    assert 0.036 <= ck["state"]["cpu_s"] < 3600 and ck["budget_cpu_s"] == 3600.0

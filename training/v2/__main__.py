@@ -6,7 +6,7 @@
     python -m training.v2 train --cpu-hours 20      # trains into runs/v2 (resumes from runs/v2/last.pt)
     python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
     python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
-    python -m training.v2 all                       # data, pair rounds, 20 CPU h of training, export to models/
+    python -m training.v2 all                       # data, pair rounds, the training stages, export to models/
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
     python -m training.v2 widen --context 4 --block 256       # ... its GRU seeing 4 frames, residual blocks
@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"pair cache(s) (default {DEFAULT_PAIRS}; a resumed run keeps its own unless given)")
     t.add_argument("--cpu-hours", type=float, default=None,
                    help="CPU budget of the whole run, all sessions (default 20; --resume: the run's own)")
+    t.add_argument("--stop-at-cpu-hours", type=float, default=None,
+                   help="stop at this CPU time of the whole run, before the budget (where the schedule still ends)")
     t.add_argument("--resume", action="store_true", help="require <run>/last.pt and continue it")
     t.add_argument("--steps", type=int, default=None, help="stop after this many steps in all")
     t.add_argument("--threads", type=int, default=1)
@@ -78,7 +80,6 @@ def main(argv: list[str] | None = None) -> int:
     al.add_argument("--run", default=DEFAULT_RUN)
     al.add_argument("--out", default="models/gapfill-v2.onnx", help="the exported model (default: the shipped one)")
     al.add_argument("--workers", type=int, default=1, help="processes building data (default 1)")
-    al.add_argument("--cpu-hours", type=float, default=None, help="training budget (default 20)")
     w = sub.add_parser("widen", help="a checkpoint at more bands or hidden units, keeping what it learned "
                                      "(training/v2/widen.py)")
     w.add_argument("--bands", type=int, default=None)
@@ -146,11 +147,11 @@ def main(argv: list[str] | None = None) -> int:
                        seed=args.seed, threads=args.threads, batch=args.batch, frames=args.frames,
                        switch_data=args.resume and args.data is not None, labels=args.labels,
                        band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight,
-                       over_weight=args.over_weight)
+                       over_weight=args.over_weight, stop_cpu_hours=args.stop_at_cpu_hours)
         print(json.dumps(record))
     elif args.step == "all":
-        from training.v2.rebuild import CPU_HOURS, rebuild_all
-        print(f"v2 all: {rebuild_all(args.run, args.out, args.workers, args.cpu_hours or CPU_HOURS)}")
+        from training.v2.rebuild import rebuild_all
+        print(f"v2 all: {rebuild_all(args.run, args.out, args.workers)}")
     elif args.step == "widen":
         from training.v2.widen import widen_checkpoint
         state = widen_checkpoint(args.checkpoint, args.out or args.checkpoint, args.bands, args.hidden,

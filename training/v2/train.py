@@ -236,7 +236,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
           frames: int | None = None, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
           quiet: bool = False, switch_data: bool = False, labels: str | None = None,
           band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None,
-          over_weight: float | None = None) -> dict:
+          over_weight: float | None = None, stop_cpu_hours: float | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
@@ -249,7 +249,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     envelope's loss term (loss.py BAND_TERMS; recorded, defaults and resumes as `labels`); `patch_weight`: the
     patch term's weight (loss.py; recorded, 0 by default, a resumed run keeps its own unless given);
     `over_weight`: what a band level above the clean one costs against one below it (loss.py; recorded, 1 by
-    default, kept on resume as `patch_weight`)."""
+    default, kept on resume as `patch_weight`). `stop_cpu_hours`: stop at this much CPU time in all sessions,
+    before the budget, where the schedule still ends."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -280,7 +281,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["batch"], state["frames"] = batch or state["batch"], frames or state["frames"]
         if restart_lr is not None:
             state["schedule"] = {"cpu_s": state["cpu_s"], "lr": restart_lr}
-        data_root, batch, frames = state["data"], state["batch"], state["frames"]
+        data_root = state["data"]
         print(f"v2 train: resuming {last} at step {state['step']} ({state['cpu_s'] / 3600:.2f} of "
               f"{budget_s / 3600:.2f} CPU h)", flush=True)
     else:
@@ -290,6 +291,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         net = BandNet(config)
         average = WeightAverage(net)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
+    batch, frames = state["batch"], state["frames"]
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"])
     rng = np.random.default_rng(seed + state["step"])
@@ -327,7 +329,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     cpu0, wall0 = time.process_time(), time.time()
     last_checkpoint, last_validation, running = time.time(), state["cpu_s"], None
     net.train()
-    while state["cpu_s"] < budget_s and (max_steps is None or state["step"] < max_steps) and not stop:
+    stop_s = budget_s if stop_cpu_hours is None else min(budget_s, stop_cpu_hours * 3600.0)
+    while state["cpu_s"] < stop_s and (max_steps is None or state["step"] < max_steps) and not stop:
         lr = learning_rate(state["cpu_s"], budget_s, state.get("schedule"))
         for group in opt.param_groups:
             group["lr"] = lr
