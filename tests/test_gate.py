@@ -163,6 +163,26 @@ def test_with_damage_share_zero_a_cliff_alone_counts() -> None:
     assert report["engaged_after_s"] == pytest.approx((DECIDE_FRAMES + HOLD_FRAMES - 1) / HOPS_PER_S, abs=1e-3)
 
 
+@pytest.mark.parametrize("cut_bin", [LENIENT_CUT_BIN, CUT_BIN])
+def test_a_coded_stream_s_cliff_counts_without_codec_damage_and_only_while_coded(cut_bin: int) -> None:
+    """A low-rate lossy file (its header said so): its cliff is the codec's whatever lies under it; the same
+    stream not known as coded, after a reset, passes bit exact."""
+    frames = _frames(1200, cut_bin)
+    wrong = np.ascontiguousarray(frames[0] * 3.0 + 1.0)
+    gate = _gate()
+    gate.set_coded_input(True)
+    out = _run(gate, frames, wrong, _empty_band_above(cut_bin))
+    report = gate.report()
+    assert report["coded_input"] and report["engaged"] and report["damage_share"] == 0.0
+    assert abs(report["cutoff_hz"] - cut_bin * 48_000 / 1024) <= 200.0
+    assert not np.array_equal(out[-1, :, cut_bin:], frames[-1, :, cut_bin:])
+    gate.set_coded_input(False)
+    gate.reset()
+    np.testing.assert_array_equal(_run(gate, frames, wrong, _empty_band_above(cut_bin)), frames)
+    assert not gate.report()["coded_input"]
+    assert CodecGate({**DEFAULTS, "coded_input": True}, 48_000, 1024, 256).coded_input
+
+
 def test_a_cliff_below_damage_from_needs_no_evidence() -> None:
     """LAME 32 kbit/s stereo's 5.5 kHz low-pass leaves little damage under it; no clean format ends there."""
     assert LOW_CUT_BIN * 48_000 / 1024 < DEFAULTS["damage_from_hz"] < CUT_BIN * 48_000 / 1024
@@ -282,7 +302,8 @@ def test_quiet_frames_change_nothing() -> None:
     _run(gate, _frames(300, CUT_BIN, gain_db=-120.0), confidence=_codec_damage())   # near silence, band-limited
     assert gate.report() == {"engaged": False, "engaged_now": False, "cutoff_hz": None,
                              "engaged_after_s": None, "restored_share": 0.0, "band_limit_now": False,
-                             "codec_made_now": False, "codec_made_share": 0.0, "damage_share": 0.0}
+                             "codec_made_now": False, "codec_made_share": 0.0, "damage_share": 0.0,
+                             "coded_input": False}
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:

@@ -53,6 +53,19 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="engine settings (YAML) over the shipped defaults")
 
 
+def add_coded_option(parser: argparse.ArgumentParser, what: str) -> None:
+    """`--coded` of `restore` and `stream`: the input is decoded from a lossy codec at a low bit rate."""
+    parser.add_argument("--coded", action="store_true",
+                        help=f"{what} is decoded from a lossy codec at a low bit rate (MP3, AAC, ... at up to "
+                        "about 32 kbit/s per channel): the codec gate takes a cliff for the codec's without "
+                        "codec damage under it (gate.coded_input true)")
+
+
+def coded_override(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """The config override `--coded` asks for (section -> key -> value; empty without it)."""
+    return {"gate": {"coded_input": True}} if args.coded else {}
+
+
 def int_or_str(text: str) -> int | str:
     """A sound device (`gapfill live --input/--output`): an index if `text` is an integer, else a part of
     its name (python-sounddevice's convention)."""

@@ -12,7 +12,8 @@ import sys
 from typing import Any
 
 from realtime.batch.plan import BATCH_FORMATS
-from realtime.cli.arguments import add_config_option, positive_int, rate_choice, stats_path, write_stats
+from realtime.cli.arguments import (add_coded_option, add_config_option, coded_override, positive_int,
+                                    rate_choice, stats_path, write_stats)
 from realtime.cli.startup import use_compiled_kernels
 from realtime.errors import GapfillError
 
@@ -60,6 +61,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--strength", type=float, metavar="S",
                         help="how far each restored bin moves from the decoded magnitude toward the model's "
                         "estimate, 0 (IN, delayed: an exact copy) to 1 (default: the config's, 1)")
+    add_coded_option(parser, "IN (default: what IN's own header says)")
     parser.set_defaults(handler=restore_command)
 
 
@@ -80,7 +82,7 @@ def _restore_one_file(args: argparse.Namespace) -> int:
     use_compiled_kernels(args)
     from realtime.engine.restorer import Restorer
 
-    restorer = Restorer.from_config(args.config)
+    restorer = Restorer.from_config(args.config, coded_override(args))
     if args.strength is not None:
         restorer.set_strength(args.strength)
     result = restore_file(restorer, in_path, out_path, force=args.force, show_progress=sys.stderr.isatty(),
@@ -119,7 +121,8 @@ def _restore_batch(args: argparse.Namespace) -> int:
             from_list=args.from_list, jobs=args.jobs or available_cores(), scheduler=args.scheduler,
             config_path=args.config, force=args.force, report_path=args.report,
             options={} if args.rate is None else {"rate": args.rate},
-            overrides=None if args.strength is None else {"model": {"strength": args.strength}},
+            overrides={**({} if args.strength is None else {"model": {"strength": args.strength}}),
+                       **coded_override(args)} or None,
         )
     except BatchInterrupted as exc:
         return 128 + exc.signum

@@ -11,7 +11,7 @@ import os
 import sys
 from typing import Any
 
-from realtime.cli.arguments import add_config_option, positive_int
+from realtime.cli.arguments import add_coded_option, add_config_option, coded_override, positive_int
 from realtime.errors import GapfillError
 from realtime.frontends.pcm_formats import PCM_FORMATS
 
@@ -47,6 +47,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--strength", type=float, metavar="S",
                         help="how far each restored bin moves from the decoded magnitude toward the model's "
                         "estimate, 0 (the input, delayed) to 1 (default: the config's, 1)")
+    add_coded_option(parser, "the input")
     parser.set_defaults(handler=stream_command)
 
 
@@ -56,7 +57,7 @@ def stream_command(args: argparse.Namespace) -> int:
     from realtime.engine.restorer import Restorer, check_sample_rate
     from realtime.frontends.pipe import MAX_READ_FRAMES, run_stream
 
-    restorer = Restorer.from_config(args.config)
+    restorer = Restorer.from_config(args.config, coded_override(args))
     if args.strength is not None:
         restorer.set_strength(args.strength)
     if args.output_rate is not None:

@@ -136,6 +136,7 @@ SCHEMA: dict[str, dict[str, Callable[[Any], str | None]]] = {
         "codec_share": _or_from_model(_number(0.001, 1.0)),
         "codec_share_top_hz": _or_from_model(_number(2000.0, 24000.0)),
         "decide_ahead_s": _number(0.0, 60.0),
+        "coded_input": _choice("auto", True, False),
     },
 }
 

@@ -37,7 +37,9 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    decide for the mid. Below `damage_from_hz` a cliff counts without it; from `lenient_from_hz` to
    `lenient_to_hz`, where no common sample rate's band ends (16 kHz audio ends under 8 kHz, 22.05 kHz audio
    from about 10 kHz up) and LAME puts its 32 kbit/s mono low-pass, it needs `lenient_damage_fraction` of
-   `damage_share`.
+   `damage_share`. In a stream known to be decoded from a lossy codec at a low bit rate (`set_coded_input`:
+   a file's header said so, or `gate.coded_input`) a cliff counts without it at any frequency: there the
+   cliff is the codec's whatever lies under it.
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
@@ -140,17 +142,16 @@ class CodecGate:
         p[_P_SHARE_TOP] = min(self.bands, max(1, round(s["codec_share_top_hz"] * bands_per_hz)))
         p[_P_FLOOR_SPREAD] = s["floor_spread_db"]
         p[_P_FLOOR_BONUS] = s["floor_bonus_db"]
-        p[_P_DAMAGE_ON] = s["damage_share"]
         p[_P_DAMAGE_MARGIN] = round(s["damage_margin_hz"] * bands_per_hz)
         p[_P_DAMAGE_FROM] = round(s["damage_from_hz"] * bands_per_hz)                # edges below: no evidence
         p[_P_LENIENT_FROM] = math.ceil(s["lenient_from_hz"] * bands_per_hz)          # edges in [from, to)
         p[_P_LENIENT_TO] = math.ceil(s["lenient_to_hz"] * bands_per_hz)
-        p[_P_LENIENT_ON] = s["lenient_damage_fraction"] * s["damage_share"]
         p[_P_DAMAGE_ALPHA] = 1.0 / max(1.0, s["damage_time_s"] * frames_per_s)
         p[_P_DAMAGE_WAIT] = max(DECIDE_FRAMES, round(s["damage_wait_s"] * frames_per_s))   # active frames
         if p[_P_MAX_EDGE] + p[_P_GAP] + p[_P_ABOVE] > self.bands or p[_P_MIN_EDGE] < p[_P_BELOW]:
             raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
         self._params = p
+        self.set_coded_input(s["coded_input"] is True)
         self.prepare(1)
 
     def prepare(self, channels: int) -> None:
@@ -200,6 +201,15 @@ class CodecGate:
         """(C,) the best cliff score at the last active frame (dB)."""
         return self._state[:, _SCORE].copy()
 
+    def set_coded_input(self, coded: bool) -> None:
+        """Whether the stream is known to be decoded from a lossy codec at a low bit rate (module doc, 2.):
+        True, a cliff counts as the codec's band limit without codec damage under it; False, as configured.
+        For the stream to come (between streams, not while one is processed)."""
+        self.coded_input = bool(coded)
+        share = 0.0 if coded else self.settings["damage_share"]
+        self._params[_P_DAMAGE_ON] = share
+        self._params[_P_LENIENT_ON] = self.settings["lenient_damage_fraction"] * share
+
     @property
     def damage_share(self) -> np.ndarray:
         """(C,) the long-term share of bins under the best cliff (up to `damage_margin_hz` from it) that the
@@ -216,7 +226,8 @@ class CodecGate:
         channel shows one, else below `codec_share_top_hz` (mean over channels); damage_share: the same under
         the cliff, up to `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
-        restored_share: restored active frames / active frames (0..1).
+        restored_share: restored active frames / active frames (0..1); coded_input: whether the stream is
+        taken as decoded from a low-rate lossy codec (`set_coded_input`).
         """
         st = self._state
         cut = self.cutoff_hz
@@ -234,6 +245,7 @@ class CodecGate:
             "codec_made_now": bool(np.any(st[:, _MADE] > 0)),
             "codec_made_share": round(float(st[:, _SHARE].mean()), 4),
             "damage_share": round(float(st[:, _DAMAGE].mean()), 4),
+            "coded_input": self.coded_input,
         }
 
     def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, confidence: np.ndarray,

@@ -121,6 +121,18 @@ class Restorer:
         delayed by the latency, bit for bit) .. 1 (full restoration, the default; `model.strength`)."""
         return self.stages["strength"].strength
 
+    @property
+    def coded_input(self) -> bool:
+        """Whether the stream is taken as decoded from a lossy codec at a low bit rate, so that the gate counts a
+        codec cliff without codec damage under it (`gate.coded_input`; `auto`: False until a front end that
+        reads the file's coding says otherwise, `set_coded_input`)."""
+        return self.stages["gate"].coded_input
+
+    def set_coded_input(self, coded: bool) -> None:
+        """Take the stream to come as decoded from a lossy codec at a low bit rate (True) or not (False); call
+        it before the stream (before `restore`, or between `reset` and the first `process`)."""
+        self.stages["gate"].set_coded_input(coded)
+
     def set_strength(self, strength: float) -> None:
         """Set `strength` (0..1; GapfillError otherwise) at any time, from any thread: the next hop uses it."""
         self.stages["strength"].set_strength(strength)

@@ -42,6 +42,7 @@ import soundfile as sf
 from realtime.atomic import atomic_write
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ
 from realtime.errors import GapfillError
+from realtime.frontends.coding import file_coding
 from realtime.frontends.decoder import PYAV_HINT, open_decoded, pyav_available, timestamp
 
 if TYPE_CHECKING:  # the engine is imported when a file is restored, not when the command line is parsed
@@ -60,6 +61,9 @@ _KEPT_SUBTYPES = {"WAV": ("PCM_16", "PCM_24", "FLOAT"), "FLAC": ("PCM_16", "PCM_
 _DEFAULT_SUBTYPES = {"WAV": "FLOAT", "FLAC": "PCM_24"}
 _WAV_DATA_SIZE = re.compile(r"^data : (\d+) \(should be (\d+)\)", re.MULTILINE)
 _UNKNOWN_SIZES = (0, 0xFFFFFFFF)  # data sizes written by streaming encoders (e.g. ffmpeg to a pipe)
+_CODECS = {"MPEG_LAYER_I": "mp1", "MPEG_LAYER_II": "mp2", "MPEG_LAYER_III": "mp3", "VORBIS": "vorbis",
+           "OPUS": "opus"}
+"""FFmpeg's codec name for libsndfile's lossy subtypes (others: the format's name, lower case)."""
 _UNRECOGNISED = "not an audio file libsndfile can read (unknown format or corrupt data)"
 _UNREADABLE = "not an audio file libsndfile or FFmpeg can read (unknown format, or corrupt or truncated data)"
 
@@ -110,13 +114,17 @@ class Progress(Protocol):
 
 class AudioSource(Protocol):
     """An open input file: `samplerate` (Hz), `channels`, `frames` (the length its header announces, an
-    estimate for some formats), `subtype` (libsndfile's name of its sample format); `blocks` reads it all
-    as (channels, n <= BLOCK_FRAMES) float32 blocks, `tell` counts the frames read."""
+    estimate for some formats), `subtype` (libsndfile's name of its sample format), `codec` (FFmpeg's name
+    of its codec: mp3, aac, vorbis, flac, pcm_s16le, ...), `bit_rate` (bit/s of the audio where the file
+    announces it, else None); `blocks` reads it all as (channels, n <= BLOCK_FRAMES) float32 blocks, `tell`
+    counts the frames read."""
 
     samplerate: int
     channels: int
     frames: int
     subtype: str
+    codec: str
+    bit_rate: float | None
 
     def blocks(self, progress: Progress | None = None) -> Iterator[np.ndarray]: ...
     def tell(self) -> int: ...
@@ -212,6 +220,8 @@ class SoundFileSource:
         self.path, self.soundfile = path, soundfile
         self.samplerate, self.channels = soundfile.samplerate, soundfile.channels
         self.frames, self.subtype = soundfile.frames, soundfile.subtype
+        self.codec = _CODECS.get(soundfile.subtype, soundfile.format.lower())
+        self.bit_rate: float | None = None   # libsndfile does not say
 
     def blocks(self, progress: Progress | None = None) -> Iterator[np.ndarray]:
         """(channels, n) float32 blocks of the whole file, n <= BLOCK_FRAMES, each valid until the next step."""
@@ -282,8 +292,9 @@ class _TerminalProgress:
 @dataclass(frozen=True)
 class FileResult:
     """What one `restore_file` did: paths, rates (Hz), frames, latency (samples at the output rate),
-    the codec gate's report (`Restorer.codec_report()`), non-finite samples replaced, output samples
-    beyond full scale clipped by an integer sample format, wall time (s)."""
+    the codec gate's report (`Restorer.codec_report()`), the file's lossy coding (`coding.Coding.to_json`;
+    None for lossless and PCM audio), non-finite samples replaced, output samples beyond full scale clipped
+    by an integer sample format, wall time (s)."""
 
     input: str
     output: str
@@ -294,6 +305,7 @@ class FileResult:
     output_frames: int
     latency_samples: int
     codec: dict[str, Any]
+    coding: dict[str, Any] | None
     nonfinite_samples: int
     clipped_samples: int
     wall_s: float
@@ -309,7 +321,7 @@ class FileResult:
             "latency": {"samples": self.latency_samples,
                         "ms": round(1000.0 * self.latency_samples / self.output_rate_hz, 3),
                         "compensated": True},
-            "codec_report": self.codec, "nonfinite_samples": self.nonfinite_samples,
+            "codec_report": self.codec, "coding": self.coding, "nonfinite_samples": self.nonfinite_samples,
             "clipped_samples": self.clipped_samples, "wall_s": round(self.wall_s, 3),
         }
 
@@ -321,7 +333,9 @@ def restore_file(
     """Restore `in_path` into `out_path` (.wav or .flac): same channels and duration, aligned, at
     `output_rate(input rate, rate)` Hz (rate None: automatic, 'keep', or Hz). restorer None: the defaults.
 
-    Raises GapfillError for anything the user can fix; leaves no output file unless it succeeds.
+    With `gate.coded_input: auto` the gate takes the stream as decoded from a lossy codec at a low bit rate
+    where the file's coding says so (realtime.frontends.coding). Raises GapfillError for anything the user
+    can fix; leaves no output file unless it succeeds.
     """
     from realtime.engine.restorer import Restorer, check_sample_rate, compensated
 
@@ -331,6 +345,9 @@ def restore_file(
         raise GapfillError(f"'{out_path}' exists; use --force to overwrite it")
     restorer = Restorer() if restorer is None else restorer
     with open_audio(in_path) as source:
+        coding = file_coding(in_path, source)
+        if restorer.config.gate["coded_input"] == "auto":
+            restorer.set_coded_input(coding is not None and coding.low_rate)
         out_rate = output_rate(source.samplerate, rate)
         try:
             check_sample_rate(source.samplerate)
@@ -360,7 +377,8 @@ def restore_file(
             input=in_path, output=out_path, input_rate_hz=source.samplerate, output_rate_hz=out_rate,
             channels=source.channels, input_frames=source.tell(), output_frames=written,
             latency_samples=restorer.latency_samples, codec=restorer.codec_report(),
-            nonfinite_samples=restorer.nonfinite_count, clipped_samples=clipped,
+            coding=None if coding is None else coding.to_json(), nonfinite_samples=restorer.nonfinite_count,
+            clipped_samples=clipped,
             wall_s=time.perf_counter() - started,
         )
 

@@ -84,7 +84,8 @@ def open_decoded(path: str) -> DecodedFile | None:
 class DecodedFile:
     """An audio stream decoded by FFmpeg: `samplerate` (Hz), `channels`, `frames` (the container's length
     in frames, an estimate for raw streams; 0 when unknown), `subtype` (libsndfile's name for its sample
-    format); `blocks()` decodes it, `tell()` counts the frames decoded so far."""
+    format), `codec` (FFmpeg's codec name), `bit_rate` (bit/s as the stream or container announces it, or
+    None); `blocks()` decodes it, `tell()` counts the frames decoded so far."""
 
     def __init__(self, path: str, container: Any, stream: Any) -> None:
         import av
@@ -102,6 +103,8 @@ class DecodedFile:
         self.samplerate = int(first.sample_rate)
         self.channels = len(first.layout.channels)
         self.subtype = _SUBTYPES.get(first.format.name.rstrip("p"), "FLOAT")
+        self.codec = str(stream.codec_context.name)
+        self.bit_rate: float | None = float(stream.bit_rate or stream.codec_context.bit_rate or 0) or None
         announced_s = (float(stream.duration * stream.time_base) if stream.duration
                        else container.duration / 1e6 if container.duration else 0.0)
         self.frames = round(announced_s * self.samplerate)

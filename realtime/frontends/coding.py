@@ -1,0 +1,72 @@
+"""How a file's audio was coded, as the file tells: a lossy codec and its bit rate, so that the codec gate can
+take a cliff for the codec's band limit where the bit rate is low (`gate.coded_input: auto`).
+
+The bit rate is the audio stream's own where FFmpeg reads it from the container or the stream, else the
+file's size, less a leading ID3v2 tag (cover art), over its duration: for the MP3, Ogg Vorbis and Opus files
+libsndfile reads, whose frame headers and pages add under 2 %.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from realtime.frontends.audiofile import AudioSource
+
+LOSSY_CODECS = frozenset({"mp1", "mp2", "mp3", "aac", "vorbis", "opus", "wmav1", "wmav2", "ac3", "eac3"})
+"""Codec names (FFmpeg's; libsndfile's subtypes mapped to them) of the lossy codecs that band-limit at low rates."""
+LOW_RATE_KBPS_PER_CHANNEL = 32.0
+"""At most this many kbit/s per channel a lossy stream counts as low-rate: its encoder low-passes it under the
+gate's `max_cutoff_hz` (LAME: 7.5-14 kHz at 32 kbit/s mono to 64 kbit/s stereo, 15-17 kHz from 96 kbit/s
+stereo on, where a cliff under 12.5 kHz is the source's; README, Results, "Coded input")."""
+ESTIMATE_TOLERANCE = 1.15
+"""A bit rate estimated from the file's size may exceed the nominal one by this factor (frame headers, padding,
+the VBR header frame, an encoder's priming: 2-3 % measured), under the step from 32 to 40 kbit/s."""
+ID3V2_HEADER_BYTES = 10
+
+
+@dataclass(frozen=True)
+class Coding:
+    """A file's lossy coding: `codec` (FFmpeg's name), `kbps` (average bit rate of the audio, kbit/s) and
+    `channels`."""
+
+    codec: str
+    kbps: float
+    channels: int
+
+    @property
+    def low_rate(self) -> bool:
+        """Whether the bit rate is at most LOW_RATE_KBPS_PER_CHANNEL per channel (ESTIMATE_TOLERANCE over it)."""
+        return self.kbps <= LOW_RATE_KBPS_PER_CHANNEL * ESTIMATE_TOLERANCE * self.channels
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--stats-json` record."""
+        return {"codec": self.codec, "kbps": round(self.kbps, 1), "channels": self.channels, "low_rate": self.low_rate}
+
+
+def file_coding(path: str, source: AudioSource) -> Coding | None:
+    """The coding of the open `source` read from `path`, or None for lossless and PCM audio (and for a lossy
+    stream whose duration is unknown)."""
+    if source.codec not in LOSSY_CODECS:
+        return None
+    bit_rate = source.bit_rate
+    if not bit_rate:
+        seconds = source.frames / source.samplerate
+        if seconds <= 0:
+            return None
+        with open(path, "rb") as file:
+            tag = id3v2_size(file.read(ID3V2_HEADER_BYTES))
+        bit_rate = 8.0 * (os.path.getsize(path) - tag) / seconds
+    return Coding(source.codec, bit_rate / 1000.0, source.channels)
+
+
+def id3v2_size(header: bytes) -> int:
+    """Bytes of the ID3v2 tag that a file starting with `header` (its first 10 bytes) begins with, header and
+    footer included; 0 without one."""
+    if len(header) < ID3V2_HEADER_BYTES or header[:3] != b"ID3" or any(b & 0x80 for b in header[6:10]):
+        return 0
+    size = (header[6] << 21) | (header[7] << 14) | (header[8] << 7) | header[9]   # synchsafe
+    footer = ID3V2_HEADER_BYTES if header[5] & 0x10 else 0
+    return ID3V2_HEADER_BYTES + size + footer
