@@ -10,7 +10,7 @@ Steps, each resumable (a stopped command, run again, goes on where it stopped):
    every training segment once (about 1.6 CPU h for r0, 1.2 for each later one, which links r0's
    validation pairs);
 3. `train_stages`: `training.v2.train.train` on all rounds together through STAGES, the shipped model's
-   course (23.45 CPU h; resumes <run>/last.pt in whichever stage it stopped);
+   course (resumes <run>/last.pt in whichever stage it stopped);
 4. `training.v2.export.export_checkpoint` -> `out`, with the shipped model's gate calibration
    (export.SHIPPED_GATE_CALIBRATION): the shipped model, models/gapfill-v2.onnx, by default.
 """
@@ -44,10 +44,8 @@ class Stage:
 
 STAGES = (
     Stage(20.0, 20.0),                                                  # one cosine from LR, 1.02 s crops
-    Stage(23.0, 23.0, restart_lr=3e-4, batch=8, frames=1536),           # a new cosine, 4.1 s crops
-    Stage(24.0, 23.45, over_weight=2.0),                                # the cosine to 24 h, over-fill costs 2x
 )
-"""The shipped model's course (training/v2/campaign/README.md, "Adoption of the over line")."""
+"""The shipped model's course (models/gapfill-v2.md, Training)."""
 
 
 def pair_rounds(pairs_root: str | Path = PAIRS_ROOT, rounds: int = ROUNDS) -> list[str]:
