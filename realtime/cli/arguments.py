@@ -54,11 +54,11 @@ def add_config_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_coded_option(parser: argparse.ArgumentParser, what: str) -> None:
-    """`--coded` of `restore` and `stream`: the input is decoded from a lossy codec at a low bit rate."""
+    """`--coded` of `restore` and `stream`: the input is decoded from a low-rate lossy codec."""
     parser.add_argument("--coded", action="store_true",
-                        help=f"{what} is decoded from a lossy codec at a low bit rate (MP3, AAC, ... at up to "
-                        "about 32 kbit/s per channel): the codec gate takes a cliff for the codec's without "
-                        "codec damage under it (gate.coded_input true)")
+                        help=f"{what} is decoded from a low-rate lossy codec (an MP3 at 32 kbit/s or less): the "
+                        "codec gate takes a cliff for the codec's without codec damage under it "
+                        "(gate.coded_input true)")
 
 
 def coded_override(args: argparse.Namespace) -> dict[str, dict[str, Any]]:

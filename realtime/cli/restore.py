@@ -61,7 +61,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--strength", type=float, metavar="S",
                         help="how far each restored bin moves from the decoded magnitude toward the model's "
                         "estimate, 0 (IN, delayed: an exact copy) to 1 (default: the config's, 1)")
-    add_coded_option(parser, "IN (default: what IN's own header says)")
+    add_coded_option(parser, "IN (default: as IN's own coding says)")
     parser.set_defaults(handler=restore_command)
 
 
