@@ -489,3 +489,34 @@ def test_a_run_stops_where_told_before_its_budget(tmp_path: Path) -> None:
     assert main(_tiny_run(run, data) + ["--cpu-hours", "1", "--stop-at-cpu-hours", "1e-5"]) == 0
     ck = torch.load(run / "last.pt", weights_only=False)
     assert 0.036 <= ck["state"]["cpu_s"] < 3600 and ck["budget_cpu_s"] == 3600.0
+
+
+def test_the_hold_term_is_zero_against_itself_and_grows_as_the_confidence_moves() -> None:
+    from training.v2.loss import confidence_divergence
+    logit = torch.tensor([[[-2.0, 0.0, 3.0]]])
+    mask = torch.ones(1, 1)
+    assert float(confidence_divergence(logit, logit, mask)) == pytest.approx(0.0, abs=1e-7)
+    near = float(confidence_divergence(logit - 0.5, logit, mask))
+    far = float(confidence_divergence(logit - 2.0, logit, mask))
+    assert 0.0 < near < far
+
+
+def test_a_held_confidence_is_recorded_kept_on_resume_and_in_the_total(tmp_path: Path) -> None:
+    data = _pair_cache(tmp_path)
+    anchor_run, run = tmp_path / "anchor", tmp_path / "run"
+    assert main(_tiny_run(anchor_run, data) + ["--steps", "1", "--cpu-hours", "1"]) == 0
+    anchor = str(anchor_run / "last.pt")
+    ck = torch.load(anchor, weights_only=False)
+    for weights in (ck["model"], ck["average"]):                 # an anchor whose confidence is 0.5 everywhere
+        weights["local.bias"][2] += 4.0
+    torch.save(ck, anchor)
+    assert main(_tiny_run(run, data) + ["--steps", "2", "--cpu-hours", "1", "--hold-confidence", anchor,
+                                        "--hold-weight", "3"]) == 0
+    assert main(["train", "--run", str(run), "--resume", "--steps", "3"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert state["hold"] == {"checkpoint": anchor, "weight": 3.0} and state["step"] == 3
+    record = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert record["val_reference_hold"] > 0.0
+    assert record["val_reference_total"] == pytest.approx(
+        record["val_reference_band"] + 0.5 * record["val_reference_bin"] + 0.2 * record["val_reference_confidence"]
+        + 3.0 * record["val_reference_hold"], abs=3e-4)

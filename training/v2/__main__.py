@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--over-weight", type=float, default=None,
                    help="cost of a band level above the clean one against one below (loss.py; default 1, or a "
                         "resumed run's own)")
+    t.add_argument("--hold-confidence", metavar="CHECKPOINT", default=None,
+                   help="keep the confidence near this v2 checkpoint's (loss.py hold term; recorded, kept on resume)")
+    t.add_argument("--hold-weight", type=float, default=1.0, help="weight of the hold term (default 1)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -147,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                        seed=args.seed, threads=args.threads, batch=args.batch, frames=args.frames,
                        switch_data=args.resume and args.data is not None, labels=args.labels,
                        band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight,
-                       over_weight=args.over_weight, stop_cpu_hours=args.stop_at_cpu_hours)
+                       over_weight=args.over_weight, stop_cpu_hours=args.stop_at_cpu_hours,
+                       hold_confidence=args.hold_confidence, hold_weight=args.hold_weight)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import rebuild_all

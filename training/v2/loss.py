@@ -31,6 +31,10 @@ sine, evaluation/metrics.py's definition); levels are floored at FLOOR_DB re a f
                 envelope learns a quantile under the median (a fill that errs quiet: the network over-fills dark,
                 sparse sources and makes them worse, campaign README). Weight 0 by default (logged);
                 `--over-weight` trains it
+    hold        hold_weight * KL divergence of the band confidences (Bernoulli per band, sparse frames) from an
+                anchor network's on the same crops (`--hold-confidence`): keeps a calibrated confidence where it
+                was while the rest trains on (the gate's thresholds are calibrated to a model's confidence; training
+                past the schedule's end moved it, campaign README). Only with an anchor
     confidence  CONFIDENCE_WEIGHT * binary cross-entropy of the band logits of the sparse frames against
                 the share of the band's bins that are codec-made (`band_labels`), i.e. of the per-bin
                 sigmoid repeated over the band; labels are made for the sparse frames only, which saves
@@ -198,14 +202,25 @@ def nsim_map(est_db: torch.Tensor, clean_db: torch.Tensor, structure_c: float = 
     return intensity * (covariance + structure_c) / (torch.sqrt(var_e * var_c + 1e-6) + structure_c)
 
 
+def confidence_divergence(logit: torch.Tensor, anchor_logit: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean over band-frames of KL(anchor || estimate) between per-band Bernoulli confidences given as
+    logits (..., bands); frames weighted by `mask` (...). 0 where the two agree."""
+    target = torch.sigmoid(anchor_logit)
+    divergence = (fn.binary_cross_entropy_with_logits(logit, target, reduction="none")
+                  - fn.binary_cross_entropy_with_logits(anchor_logit, target, reduction="none"))
+    return _masked_mean(divergence, mask)
+
+
 def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Tensor,
                labels: torch.Tensor, band_term: str = BAND_TERMS[0],
-               patch_weight: float = 0.0, over_weight: float = 1.0) -> dict[str, torch.Tensor]:
+               patch_weight: float = 0.0, over_weight: float = 1.0, anchor: Bands | None = None,
+               hold_weight: float = 0.0) -> dict[str, torch.Tensor]:
     """Loss terms (module doc) of net's band outputs `out` for decoded and clean magnitudes (B, T, F) and band
     labels (B, T', bands) of the sparse frames (T' = len(range(T)[SPARSE])); `total` is their weighted sum
     (the patch term only where it is trained or nothing is: under torch.no_grad, as validation runs),
     with the envelope scored by `band_term` (BAND_TERMS), the patch term weighted by `patch_weight` and the
-    band term's over-estimates by `over_weight` in all."""
+    band term's over-estimates by `over_weight` in all, and with an `anchor` network's outputs on the same
+    crops its hold term by `hold_weight`."""
     if band_term not in BAND_TERMS:
         raise ValueError(f"band_term must be one of {BAND_TERMS}, got {band_term!r}")
     mask = active_frames(clean)
@@ -231,6 +246,10 @@ def loss_terms(net: BandNet, out: Bands, decoded: torch.Tensor, clean: torch.Ten
     terms = {"band": band, "audible": audible, "bin": bins, "confidence": confidence, "above": above, "over": over}
     total = (envelope + BIN_WEIGHT * bins + CONFIDENCE_WEIGHT * confidence + ABOVE_WEIGHT * above
              + (over_weight - 1.0) * over)
+    if anchor is not None:
+        terms["hold"] = confidence_divergence(out.confidence_logit[:, SPARSE], anchor.confidence_logit[:, SPARSE],
+                                              mask[:, SPARSE])
+        total = total + hold_weight * terms["hold"]
     if patch_weight or not torch.is_grad_enabled():     # at weight 0 a measure: not worth a training step's 5 %
         terms["patch"] = patch_dissimilarity(est_power, clean_power, net.band_widths[:, 0], mask)
         total = total + patch_weight * terms["patch"]

@@ -209,10 +209,11 @@ class WeightAverage:
 
 @torch.no_grad()
 def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: str = "val",
-             band_term: str = BAND_TERMS[0], patch_weight: float = 0.0, over_weight: float = 1.0) -> dict:
+             band_term: str = BAND_TERMS[0], patch_weight: float = 0.0, over_weight: float = 1.0,
+             anchor: BandNet | None = None, hold_weight: float = 0.0) -> dict:
     """Loss terms (the total's envelope scored by `band_term`, its patch term and over-estimates weighted by
-    `patch_weight` and `over_weight`) and LSD (dB, all bins) of the model and of its
-    input on each validation set, as `<prefix>_<set>_<term>`."""
+    `patch_weight` and `over_weight`, with an `anchor` network its hold term by `hold_weight`) and LSD (dB,
+    all bins) of the model and of its input on each validation set, as `<prefix>_<set>_<term>`."""
     was_training = net.training
     net.eval()
     record = {}
@@ -221,8 +222,9 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
         for i in range(0, len(decoded), 8):
             out = net.bands(decoded[i: i + 8])
             est.append(net.expand(out.gain, out.fill, decoded[i: i + 8]))
+            held = None if anchor is None else anchor.bands(decoded[i: i + 8])
             for key, value in loss_terms(net, out, decoded[i: i + 8], clean[i: i + 8], labels[i: i + 8],
-                                          band_term, patch_weight, over_weight).items():
+                                          band_term, patch_weight, over_weight, held, hold_weight).items():
                 terms[key] = terms.get(key, 0.0) + float(value) / math.ceil(len(decoded) / 8)
         record.update({f"{prefix}_{name}_{k}": round(v, 5) for k, v in terms.items()})
         record[f"{prefix}_{name}_lsd"] = round(lsd_db(torch.cat(est), clean), 4)
@@ -236,7 +238,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
           frames: int | None = None, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
           quiet: bool = False, switch_data: bool = False, labels: str | None = None,
           band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None,
-          over_weight: float | None = None, stop_cpu_hours: float | None = None) -> dict:
+          over_weight: float | None = None, stop_cpu_hours: float | None = None,
+          hold_confidence: str | None = None, hold_weight: float = 1.0) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
@@ -250,7 +253,9 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     patch term's weight (loss.py; recorded, 0 by default, a resumed run keeps its own unless given);
     `over_weight`: what a band level above the clean one costs against one below it (loss.py; recorded, 1 by
     default, kept on resume as `patch_weight`). `stop_cpu_hours`: stop at this much CPU time in all sessions,
-    before the budget, where the schedule still ends."""
+    before the budget, where the schedule still ends. `hold_confidence`: a v2 checkpoint whose weight-averaged
+    network's confidence the hold term (loss.py) keeps this one's near, weighted `hold_weight` (recorded,
+    kept on resume; a resumed run holds on unless given another)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -277,6 +282,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["band_term"] = band_term or state.get("band_term", BAND_TERMS[0])
         state["patch_weight"] = state.get("patch_weight", 0.0) if patch_weight is None else patch_weight
         state["over_weight"] = state.get("over_weight", 1.0) if over_weight is None else over_weight
+        if hold_confidence is not None:
+            state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
         state.setdefault("val_frames", state["frames"])          # before crops could change on resuming
         state["batch"], state["frames"] = batch or state["batch"], frames or state["frames"]
         if restart_lr is not None:
@@ -287,6 +294,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     else:
         if restart_lr is not None:
             raise SystemExit("gapfill: --restart-lr restarts a resumed run's schedule; a new run starts at LR")
+        if hold_confidence is not None:
+            state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
         torch.manual_seed(seed)
         net = BandNet(config)
         average = WeightAverage(net)
@@ -307,13 +316,19 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
                         "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
                         "macs_per_frame": net.count_macs()}, temp)
 
+    hold = state.get("hold")
+    anchor = None
+    if hold is not None:
+        from training.v2.export import load_checkpoint
+        anchor = load_checkpoint(hold["checkpoint"])[0].requires_grad_(False)
     loss_settings = (state["band_term"], state["patch_weight"], state["over_weight"])
+    hold_weight = hold["weight"] if hold else 0.0
 
     def log_validation(**extra) -> dict:
         averaged = average.averaged(net)
         record = {"step": state["step"], "cpu_s": round(state["cpu_s"], 1), "audio_s": round(state["audio_s"]),
-                  **extra, **validate(net, val, "val", *loss_settings),
-                  **validate(averaged, val, "average", *loss_settings),
+                  **extra, **validate(net, val, "val", *loss_settings, anchor, hold_weight),
+                  **validate(averaged, val, "average", *loss_settings, anchor, hold_weight),
                   **cliff_record(averaged, cliff_set, "average")}
         log.write(json.dumps(record) + "\n")
         log.flush()
@@ -335,7 +350,9 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         for group in opt.param_groups:
             group["lr"] = lr
         decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
-        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, *loss_settings)
+        with torch.no_grad():
+            held = None if anchor is None else anchor.bands(decoded)
+        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, *loss_settings, held, hold_weight)
         optimizer_step(net, opt, terms["total"])
         average.update()
         state["step"] += 1
