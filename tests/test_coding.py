@@ -125,3 +125,12 @@ def test_an_unknown_coded_input_setting_is_refused() -> None:
     from realtime.errors import GapfillError
     with pytest.raises(GapfillError, match="coded_input"):
         Restorer.from_config(None, {"gate": {"coded_input": "yes"}})
+
+
+def test_the_codec_summary_says_when_the_input_was_taken_as_coded() -> None:
+    from realtime.cli.messages import codec_summary
+    report = {"gate_enabled": True, "engaged": True, "cutoff_hz": 8400.0, "engaged_after_s": 0.0,
+              "restored_share": 0.97, "coded_input": False}
+    assert codec_summary(report) == "codec cutoff 8.4 kHz detected after 0.00 s, restored 97 % of frames"
+    assert codec_summary({**report, "coded_input": True}) == (
+        "codec cutoff 8.4 kHz of a coded input detected after 0.00 s, restored 97 % of frames")

@@ -8,12 +8,14 @@ from typing import Any
 
 def codec_summary(report: Mapping[str, Any]) -> str:
     """One line on what `Restorer.codec_report()` says, e.g. 'codec cutoff 8.4 kHz detected after 0.54 s,
-    restored 97 % of frames'."""
+    restored 97 % of frames' ('... of a coded input ...' where the stream was taken as a low-rate codec's)."""
     if not report["gate_enabled"]:
         return "codec gate off (pass-through model): passed through unchanged"
     if not report["engaged"]:
         return "no codec damage detected: passed through unchanged"
     found = "codec damage" if report["cutoff_hz"] is None else f"codec cutoff {report['cutoff_hz'] / 1000:.1f} kHz"
+    if report.get("coded_input"):
+        found += " of a coded input"
     after = "" if report["engaged_after_s"] is None else f" after {report['engaged_after_s']:.2f} s"
     return f"{found} detected{after}, restored {100 * report['restored_share']:.0f} % of frames"
 
