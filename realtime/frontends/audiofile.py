@@ -378,8 +378,7 @@ def restore_file(
             channels=source.channels, input_frames=source.tell(), output_frames=written,
             latency_samples=restorer.latency_samples, codec=restorer.codec_report(),
             coding=None if coding is None else coding.to_json(), nonfinite_samples=restorer.nonfinite_count,
-            clipped_samples=clipped,
-            wall_s=time.perf_counter() - started,
+            clipped_samples=clipped, wall_s=time.perf_counter() - started,
         )
 
 

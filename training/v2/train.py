@@ -282,8 +282,6 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["band_term"] = band_term or state.get("band_term", BAND_TERMS[0])
         state["patch_weight"] = state.get("patch_weight", 0.0) if patch_weight is None else patch_weight
         state["over_weight"] = state.get("over_weight", 1.0) if over_weight is None else over_weight
-        if hold_confidence is not None:
-            state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
         state.setdefault("val_frames", state["frames"])          # before crops could change on resuming
         state["batch"], state["frames"] = batch or state["batch"], frames or state["frames"]
         if restart_lr is not None:
@@ -294,12 +292,12 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     else:
         if restart_lr is not None:
             raise SystemExit("gapfill: --restart-lr restarts a resumed run's schedule; a new run starts at LR")
-        if hold_confidence is not None:
-            state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
         torch.manual_seed(seed)
         net = BandNet(config)
         average = WeightAverage(net)
         opt = torch.optim.Adam(net.parameters(), lr=LR)
+    if hold_confidence is not None:                          # a new run's, or a resumed run's from now on
+        state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
     batch, frames = state["batch"], state["frames"]
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"])
