@@ -15,6 +15,7 @@
     python -m training.v2 cliffs --checkpoint runs/v2/last.pt  # confidence: coded vs clean under a cliff
     python -m training.v2 damage --model runs/v2/gapfill-v2.onnx  # codec damage under an edge vs confidence
     python -m training.v2 export                    # runs/v2/last.pt -> runs/v2/gapfill-v2.onnx
+    python -m training.v2 export --detector runs/v2/detector.pt   # ... its magnitude, the detector's confidence
     python -m training.v2 throughput                # today's U-Net vs v2, training audio s per CPU s
     python -m training.v2 ablation --arm v2         # one arm of the equal-CPU-budget comparison
 """
@@ -115,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("export", help="checkpoint -> streaming ONNX (docs/CONTRACTS.md)")
     e.add_argument("--checkpoint", default=f"{DEFAULT_RUN}/last.pt")
     e.add_argument("--out", default=f"{DEFAULT_RUN}/gapfill-v2.onnx")
+    e.add_argument("--detector", metavar="CHECKPOINT", default=None,
+                   help="pair: the confidence from this checkpoint, the magnitude from --checkpoint (pair.py)")
     e.add_argument("--damage-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     e.add_argument("--codec-share", type=float, default=None, help="gate calibration (default.yaml gate)")
     e.add_argument("--codec-share-top-hz", type=float, default=None, help="gate calibration (default.yaml gate)")
@@ -181,11 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         from training.v2.damage import damage_rows, format_rows as format_damage
         print(format_damage(damage_rows(args.model, args.corpus, args.clips, args.seconds)))
     elif args.step == "export":
-        from training.v2.export import SHIPPED_GATE_CALIBRATION, export_checkpoint
+        from training.v2.export import SHIPPED_GATE_CALIBRATION, export_checkpoint, export_pair
         given = (("damage_share", args.damage_share), ("codec_share", args.codec_share),
                  ("codec_share_top_hz", args.codec_share_top_hz))
         gate = {**(SHIPPED_GATE_CALIBRATION if args.shipped_gate else {}), **{k: v for k, v in given if v is not None}}
-        print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
+        if args.detector:
+            print(f"export: {export_pair(args.checkpoint, args.detector, args.out, gate)}")
+        else:
+            print(f"export: {export_checkpoint(args.checkpoint, args.out, gate)}")
     elif args.step == "throughput":
         from training.v2.ablation import ARMS
         from training.v2.throughput import run

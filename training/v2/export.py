@@ -7,7 +7,8 @@ with a GRU stride or a look-ahead those of the held head and the frames not yet 
 batch = audio channels. The band pooling and expansion are constant matrix products inside the graph.
 Metadata: gapfill.sample_rate / fft_size / hop / lookahead_frames / window ("asymmetric") plus the model's
 config, size and training facts, and where given the gate calibration chosen for it (`gapfill.gate.<key>`,
-realtime/engine/model_files.py GATE_CALIBRATION). Opset 17.
+realtime/engine/model_files.py GATE_CALIBRATION). Opset 17. A pair (training/v2/pair.py: one network's
+magnitude, another's confidence) exports as one such graph, its states `envelope.*` and `detector.*`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ from training.export import write_streaming_onnx
 from training.unet import count_parameters
 from training.v2 import features
 from training.v2.model import BandNet, StreamingBandNet, build, config_dict
+from training.v2.pair import StreamingPair, state_shapes as pair_state_shapes
+
+OUTPUTS = ["magnitude_out", "confidence"]
+"""The graph's outputs besides its states (docs/CONTRACTS.md "Magnitude model")."""
 
 SHIPPED_GATE_CALIBRATION = {"codec_share_top_hz": 16000.0, "damage_share": 0.02, "codec_share": 0.3}
 """The gate calibration of the shipped v2 model (models/gapfill-v2.md, "Gate calibration": chosen with
@@ -40,12 +45,15 @@ def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, d
 def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) -> Path:
     """Write net's streaming graph to path (module doc) with the metadata plus extra_meta; returns path."""
     net = net.eval()
-    meta = {"gapfill.sample_rate": features.SAMPLE_RATE, "gapfill.fft_size": features.FFT_SIZE,
+    meta = {**_graph_metadata(net, count_parameters(net), net.count_macs(), config_dict(net)), **(extra_meta or {})}
+    return write_streaming_onnx(StreamingBandNet(net), net.state_shapes(), OUTPUTS, path, meta)
+
+
+def _graph_metadata(net: BandNet, parameters: int, macs: int, config: dict) -> dict:
+    return {"gapfill.sample_rate": features.SAMPLE_RATE, "gapfill.fft_size": features.FFT_SIZE,
             "gapfill.hop": features.HOP, "gapfill.lookahead_frames": net.config.lookahead,
-            "gapfill.window": features.WINDOW, "gapfill.parameters": count_parameters(net),
-            "gapfill.macs_per_frame": net.count_macs(), "gapfill.model_args": json.dumps(config_dict(net)),
-            **(extra_meta or {})}
-    return write_streaming_onnx(StreamingBandNet(net), net.state_shapes(), ["magnitude_out", "confidence"], path, meta)
+            "gapfill.window": features.WINDOW, "gapfill.parameters": parameters,
+            "gapfill.macs_per_frame": macs, "gapfill.model_args": json.dumps(config)}
 
 
 def gate_metadata(calibration: dict[str, float]) -> dict[str, str]:
@@ -60,8 +68,27 @@ def export_checkpoint(checkpoint: str | Path, path: str | Path, gate: dict[str, 
     """Export a training checkpoint (its weight average where it has one), with its steps, CPU hours and
     audio hours in the metadata, and the gate calibration `gate` where given."""
     net, ck = load_checkpoint(checkpoint)
+    return export_onnx(net, path, {**gate_metadata(gate or {}), **_training_metadata(ck)})
+
+
+def export_pair(envelope_checkpoint: str | Path, detector_checkpoint: str | Path, path: str | Path,
+                gate: dict[str, float] | None = None) -> Path:
+    """Export two training checkpoints as a pair (training/v2/pair.py): the magnitude of the first, the
+    confidence of the second, each its weight average; the metadata's training facts are the envelope's (and
+    the detector's steps and CPU hours), its size both networks'."""
+    (envelope, ck), (detector, dk) = load_checkpoint(envelope_checkpoint), load_checkpoint(detector_checkpoint)
+    meta = _graph_metadata(envelope, count_parameters(envelope) + count_parameters(detector),
+                           envelope.count_macs() + detector.count_macs(),
+                           {"envelope": config_dict(envelope), "detector": config_dict(detector)})
+    detector_facts = {f"gapfill.detector_{key[len('gapfill.'):]}": value for key, value in _training_metadata(dk).items()
+                      if key in ("gapfill.train_steps", "gapfill.train_cpu_hours")}
+    meta.update(gate_metadata(gate or {}), **_training_metadata(ck), **detector_facts)
+    stream = StreamingPair(envelope.eval(), detector.eval())
+    return write_streaming_onnx(stream, pair_state_shapes(envelope, detector), OUTPUTS, path, meta)
+
+
+def _training_metadata(ck: dict) -> dict:
     state = ck["state"]
-    return export_onnx(net, path, {**gate_metadata(gate or {}), "gapfill.train_steps": state["step"],
-                                   "gapfill.weights": "average" if "average" in ck else "last step",
-                                   "gapfill.train_cpu_hours": round(state["cpu_s"] / 3600, 2),
-                                   "gapfill.train_audio_hours": round(state["audio_s"] / 3600, 1)})
+    return {"gapfill.train_steps": state["step"], "gapfill.weights": "average" if "average" in ck else "last step",
+            "gapfill.train_cpu_hours": round(state["cpu_s"] / 3600, 2),
+            "gapfill.train_audio_hours": round(state["audio_s"] / 3600, 1)}
