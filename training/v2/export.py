@@ -45,13 +45,14 @@ def load_checkpoint(path: str | Path, averaged: bool = True) -> tuple[BandNet, d
 def export_onnx(net: BandNet, path: str | Path, extra_meta: dict | None = None) -> Path:
     """Write net's streaming graph to path (module doc) with the metadata plus extra_meta; returns path."""
     net = net.eval()
-    meta = {**_graph_metadata(net, count_parameters(net), net.count_macs(), config_dict(net)), **(extra_meta or {})}
+    meta = {**_graph_metadata(net.config.lookahead, count_parameters(net), net.count_macs(), config_dict(net)),
+            **(extra_meta or {})}
     return write_streaming_onnx(StreamingBandNet(net), net.state_shapes(), OUTPUTS, path, meta)
 
 
-def _graph_metadata(net: BandNet, parameters: int, macs: int, config: dict) -> dict:
+def _graph_metadata(lookahead: int, parameters: int, macs: int, config: dict) -> dict:
     return {"gapfill.sample_rate": features.SAMPLE_RATE, "gapfill.fft_size": features.FFT_SIZE,
-            "gapfill.hop": features.HOP, "gapfill.lookahead_frames": net.config.lookahead,
+            "gapfill.hop": features.HOP, "gapfill.lookahead_frames": lookahead,
             "gapfill.window": features.WINDOW, "gapfill.parameters": parameters,
             "gapfill.macs_per_frame": macs, "gapfill.model_args": json.dumps(config)}
 
@@ -77,12 +78,13 @@ def export_pair(envelope_checkpoint: str | Path, detector_checkpoint: str | Path
     confidence of the second, each its weight average; the metadata's training facts are the envelope's (and
     the detector's steps and CPU hours), its size both networks'."""
     (envelope, ck), (detector, dk) = load_checkpoint(envelope_checkpoint), load_checkpoint(detector_checkpoint)
-    meta = _graph_metadata(envelope, count_parameters(envelope) + count_parameters(detector),
+    meta = _graph_metadata(envelope.config.lookahead, count_parameters(envelope) + count_parameters(detector),
                            envelope.count_macs() + detector.count_macs(),
                            {"envelope": config_dict(envelope), "detector": config_dict(detector)})
-    detector_facts = {f"gapfill.detector_{key[len('gapfill.'):]}": value for key, value in _training_metadata(dk).items()
-                      if key in ("gapfill.train_steps", "gapfill.train_cpu_hours")}
-    meta.update(gate_metadata(gate or {}), **_training_metadata(ck), **detector_facts)
+    detector_facts = _training_metadata(dk)
+    meta.update(gate_metadata(gate or {}), **_training_metadata(ck),
+                **{"gapfill.detector_train_steps": detector_facts["gapfill.train_steps"],
+                   "gapfill.detector_train_cpu_hours": detector_facts["gapfill.train_cpu_hours"]})
     stream = StreamingPair(envelope.eval(), detector.eval())
     return write_streaming_onnx(stream, pair_state_shapes(envelope, detector), OUTPUTS, path, meta)
 
