@@ -9,7 +9,7 @@ import platform
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import yaml
@@ -17,6 +17,11 @@ import yaml
 from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.engine.model_files import model_file, shipped_model_path
+from realtime.frontends.coding import Coding
+
+if TYPE_CHECKING:
+    from evaluation.chains import Encoding
+    from realtime.engine.restorer import Restorer
 
 MODEL_CHOICES = "auto, default, passthrough or a path to an .onnx file"
 
@@ -76,6 +81,16 @@ def environment() -> dict[str, Any]:
         "onnxruntime": onnxruntime.__version__, "platform": platform.platform(), "cpu": cpu,
         "cpu_count": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def read_as_file(restorer: Restorer, encoding: Encoding | None, channels: int) -> None:
+    """Tell `restorer` what `gapfill restore` reads from the header of a file of `encoding` (`gate.coded_input:
+    auto`, realtime/frontends/coding.py): low-rate, high-rate or neither; a VBR setting (no nominal rate) and
+    stored audio (None) neither."""
+    coding = None if encoding is None or encoding.bitrate_kbps is None else (
+        Coding(encoding.codec, float(encoding.bitrate_kbps), channels))
+    restorer.set_coded_input(coding is not None and coding.low_rate)
+    restorer.set_high_rate_input(coding is not None and coding.high_rate)
 
 
 def mean_present(values: list[float | None]) -> float | None:

@@ -1,7 +1,7 @@
 """Codec gate no-harm benchmark (#23): clean sources whose own band ends in a cliff, at every bitrate.
 
     python -m benchmarks.gate_noharm [--clips 4] [--children 2] [--seconds 6] [--workers 1] [--config YAML]
-        [--model PATH]
+        [--model PATH] [--as-files]
         [--variants NAME...] [--conditions NAME...] [--json PATH]
     python -m benchmarks.gate_noharm --quick     # CI smoke run: two synthetic 2 s clips, QUICK_VARIANTS x conditions
 
@@ -32,7 +32,9 @@ or stereo), in three groups:
   gate is for.
 
 System: the default engine (`Restorer`, the shipped model and settings; `--config` and `--model` change
-them: a candidate model runs at the framing its metadata names), delay compensated.
+them: a candidate model runs at the framing its metadata names), delay compensated; with `--as-files` its gate
+is told, run by run, what a file of the condition's coding says in its header, as `gapfill restore` tells it
+(benchmarks/common.py's `read_as_file`: low-rate MP3s' cliffs are the codec's, high-rate MP3s' the source's).
 Per run: the gate's report (`Restorer.codec_report()`: engaged, cutoff, restored share, the model's
 codec-made share and its damage share under the cliff, the evidence a band limit above `damage_from_hz`
 needs), the LSD over the full band (evaluation/metrics.py, active frames) of the decoded input and of the
@@ -41,7 +43,7 @@ WORSE_DB), the largest sample change. Summary per condition and variant: clips, 
 
 Prints Markdown tables (README-ready); writes JSON (`--json`, default benchmarks/results/gate_noharm.json,
 gate_noharm-quick.json with --quick): `benchmark`, `schema`, `quick`, `environment`, `engine` {model,
-gate}, `corpus`, `clips` [{id, set, kind, source, channels, start_s, seconds, semitones}], `variants`,
+config, gate, as_files}, `corpus`, `clips` [{id, set, kind, source, channels, start_s, seconds, semitones}], `variants`,
 `conditions` [quality.py's `Condition.describe`], `per_run` [{clip, set, kind, channels, variant,
 condition, group, engaged, gate_cutoff_hz, restored_share, codec_made_share, damage_share, lsd_decoded,
 lsd_restored, worse, max_abs_change}], `summary` {set: {condition: {variant: {clips, engaged, worse, lsd_decoded,
@@ -65,10 +67,10 @@ import numpy as np
 from benchmarks import codec
 from benchmarks.clips import DEFAULT_CORPUS, REPO, Clip, corpus_segments, spread, synthetic_clips
 from benchmarks.common import (
-    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name, run_main,
-    write_json,
+    MODEL_CHOICES, engine_config, environment, markdown_table, max_abs_change, mean_present, model_name,
+    read_as_file, run_main, write_json,
 )
-from benchmarks.models import active_part, applies, degraded
+from benchmarks.models import active_part, applies, degraded, encoding_for
 from benchmarks.models import BY_NAME as MODEL_CONDITIONS
 from benchmarks.quality import BY_NAME as QUALITY_CONDITIONS
 from benchmarks.quality import CODEC_EXTRA_HINT, USUAL_CHAIN, WORSE_DB, Condition, names_chosen
@@ -197,10 +199,11 @@ def runs_of(set_name: str, variants: tuple[str, ...], conditions: tuple[str, ...
 
 
 # -- scoring --------------------------------------------------------------------------------------------
-def _init_worker(config: EngineConfig) -> None:
+def _init_worker(config: EngineConfig, as_files: bool) -> None:
     from realtime.engine.restorer import Restorer
 
     _worker["restorer"] = Restorer(config)
+    _worker["as_files"] = as_files
 
 
 def _lsd(reference: np.ndarray, signal: np.ndarray) -> float:
@@ -214,6 +217,9 @@ def _lsd(reference: np.ndarray, signal: np.ndarray) -> float:
 def run_one(clip: Clip, variant: Variant, condition: Condition, seed: int) -> dict[str, Any]:
     """One clip's source in `variant` under `condition`, through the engine: the JSON row (module doc)."""
     restorer = _worker["restorer"]
+    if _worker["as_files"]:
+        read_as_file(restorer, None if variant.native else encoding_for(condition, clip.samples.shape[0]),
+                     clip.samples.shape[0])
     source = band_limited(clip.samples, variant)
     if variant.native:
         stored = store(_soxr(clip.samples, MODEL_RATE_HZ, variant.rate), condition.chain, np.random.default_rng(seed))
@@ -245,13 +251,14 @@ def evaluate_clip(task: tuple[int, str, Clip, tuple[str, ...], tuple[str, ...]])
     return {"clip": clip.id, "rows": rows, "seconds": round(time.perf_counter() - began, 1)}
 
 
-def run_clips(tasks: list[tuple], config: EngineConfig, workers: int) -> list[dict[str, Any]]:
-    """evaluate_clip for every task, in `workers` processes (1: in this process)."""
+def run_clips(tasks: list[tuple], config: EngineConfig, workers: int, as_files: bool = False) -> list[dict[str, Any]]:
+    """evaluate_clip for every task, in `workers` processes (1: in this process); `as_files`: the gate told
+    what each coding's file header says (`read_as_file`)."""
     if workers <= 1:
-        _init_worker(config)
+        _init_worker(config, as_files)
         results = map(evaluate_clip, tasks)
     else:
-        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (config,))
+        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (config, as_files))
         results = pool.imap(evaluate_clip, tasks, chunksize=1)
     began, done = time.perf_counter(), []
     for result in results:
@@ -348,6 +355,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="default", help=f"model: {MODEL_CHOICES} (default: the shipped one)")
     parser.add_argument("--variants", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(VARIANT_BY_NAME)}")
     parser.add_argument("--conditions", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(BY_NAME)}")
+    parser.add_argument("--as-files", action="store_true", help="tell the gate what each coding's file header "
+                        "says, as `gapfill restore` does (gate.coded_input: auto)")
     parser.add_argument("--workers", type=int, default=1, help="processes (1)")
     parser.add_argument("--json", metavar="PATH", help="results (default benchmarks/results/gate_noharm.json, "
                         "gate_noharm-quick.json with --quick)")
@@ -375,12 +384,13 @@ def main(argv: list[str] | None = None) -> int:
     clips = quick_clips(args.seconds) if args.quick else corpus_clips(Path(args.corpus), args.clips, args.children,
                                                                        args.seconds)
     tasks = [(i, set_name, clip, variants, conditions) for i, (set_name, clip, _, _) in enumerate(clips)]
-    results = run_clips(tasks, config, max(1, args.workers))
+    results = run_clips(tasks, config, max(1, args.workers), args.as_files)
     rows = [row for result in results for row in result["rows"]]
     summary = summarise(rows)
     result = {
         "benchmark": "gate_noharm", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": environment(),
-        "engine": {"model": model_name(config), "config": args.config, "gate": dict(config.gate)},
+        "engine": {"model": model_name(config), "config": args.config, "gate": dict(config.gate),
+                   "as_files": args.as_files},
         "corpus": None if args.quick else str(args.corpus),
         "clips": [{"id": c.id, "set": s, "kind": c.kind, "source": c.source, "channels": int(c.samples.shape[0]),
                    "start_s": round(start, 3), "seconds": round(c.samples.shape[1] / MODEL_RATE_HZ, 3),

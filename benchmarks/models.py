@@ -1,7 +1,7 @@
 """Model benchmark (#23, item 5): a candidate model against the shipped one and the decoded input, in one run.
 
     python -m benchmarks.models --candidate runs/v2/ablation/v2.onnx [--candidate-config FILE]
-        [--test-clips 48] [--val-clips 4] [--seconds 6] [--visqol key] [--workers 1] [--json PATH]
+        [--test-clips 48] [--val-clips 4] [--seconds 6] [--visqol key] [--as-files] [--workers 1] [--json PATH]
     python -m benchmarks.models --quick      # CI smoke run: two synthetic 2 s clips, QUICK_CONDITIONS, no ViSQOL
 
 Clips of data v2 (`python -m training.data build`, data/v2/manifest.json) that no model trained on:
@@ -20,7 +20,9 @@ clean clip stored as 16-bit and as float must come out unchanged (the largest sa
 Systems: `codec` (the decoded input), `shipped` (the shipped model with the shipped settings, today's
 default engine) and `candidate` (`--candidate` ONNX file; its framing, stft fft_size / hop / window, from
 the model's metadata, or every setting from `--candidate-config` YAML over the defaults). Stereo runs
-through the engine as stereo (its mid/side path). Metrics per clip, per channel and averaged over channels
+through the engine as stereo (its mid/side path); with `--as-files` both models' gates are told, run by run,
+what a file of the condition's coding says in its header, as `gapfill restore` tells them (benchmarks/common.py's
+`read_as_file`). Metrics per clip, per channel and averaged over channels
 (evaluation/metrics.py; the cutoff from each channel's decoded and clean long-term spectra): LSD full,
 below and above the cutoff (dB), holes (share), level error above the cutoff (dB, < 0: too quiet) and
 ViSQOL v3 audio mode (quality.py's `visqol_score`, per channel; `--visqol key`: KEY_CONDITIONS, `all`:
@@ -35,7 +37,7 @@ are about half of it, ViSQOL a third.
 
 Prints Markdown tables (README-ready); writes JSON (`--json`, default benchmarks/results/models.json):
 `benchmark`, `schema`, `quick`, `environment`, `engines` {shipped, candidate: {model, path, stft, settings}},
-`corpus`, `clips` [{id, set, kind, source, unit, channels, start_s, seconds}], `conditions` [quality.py's
+`as_files`, `corpus`, `clips` [{id, set, kind, source, unit, channels, start_s, seconds}], `conditions` [quality.py's
 `Condition.describe`, plus `visqol`], `groups`, `visqol` {used, status, selection, conformance},
 `per_clip` [{clip, set, kind, group, channels, condition, encoding, system, cutoff_hz, lag_samples,
 residual_lag_samples, lsd_full, lsd_below, lsd_above, holes, level_above_db, crest_above_db, peak (evaluation/
@@ -63,7 +65,7 @@ from benchmarks import codec, quality
 from benchmarks.clips import DEFAULT_CORPUS, REPO, Clip, corpus_segments, spread, synthetic_clips
 from benchmarks.common import (
     engine_config, environment, map_clips, markdown_table, max_abs_change, mean_present, model_name, model_setting,
-    percent_change, run_main, write_json,
+    percent_change, read_as_file, run_main, write_json,
 )
 from benchmarks.quality import (
     BY_NAME as QUALITY_CONDITIONS, CODEC_EXTRA_HINT, USUAL_CHAIN, VISQOL_CHOICES, WORSE_DB, Condition, names_chosen,
@@ -247,10 +249,11 @@ def estimate_s(sets: list[ClipSet], names: tuple[str, ...], selection: str) -> d
 
 
 # -- scoring --------------------------------------------------------------------------------------------
-def _init_worker(configs: dict[str, EngineConfig], use_visqol: bool) -> None:
+def _init_worker(configs: dict[str, EngineConfig], use_visqol: bool, as_files: bool) -> None:
     from realtime.engine.restorer import Restorer
 
     _worker["restorers"] = {system: Restorer(config) for system, config in configs.items()}
+    _worker["as_files"] = as_files
     if use_visqol:
         start_visqol()
 
@@ -304,6 +307,8 @@ def evaluate_clip(task: tuple[int, str, Clip, tuple[str, ...], str]) -> dict[str
         start = time.perf_counter()
         outputs, engaged = {"codec": decoded}, {}
         for system, restorer in _worker["restorers"].items():
+            if _worker["as_files"]:
+                read_as_file(restorer, encoding_for(condition, clip.samples.shape[0]), clip.samples.shape[0])
             outputs[system] = restorer.restore(decoded, MODEL_RATE_HZ)
             engaged[system] = bool(restorer.codec_report()["engaged"])
         seconds["models"] += time.perf_counter() - start
@@ -326,11 +331,12 @@ def evaluate_clip(task: tuple[int, str, Clip, tuple[str, ...], str]) -> dict[str
 
 
 def run_clips(sets: list[ClipSet], names: tuple[str, ...], configs: dict[str, EngineConfig], selection: str,
-              use_visqol: bool, workers: int) -> list[dict[str, Any]]:
-    """evaluate_clip for every clip, in `workers` processes (1: in this process, one numba thread each)."""
+              use_visqol: bool, workers: int, as_files: bool = False) -> list[dict[str, Any]]:
+    """evaluate_clip for every clip, in `workers` processes (1: in this process, one numba thread each);
+    `as_files`: each system's gate told what each coding's file header says (`read_as_file`)."""
     tasks = [(i, clip_set.name, clip, names, selection)
              for i, (clip_set, clip) in enumerate((s, c) for s in sets for c in s.clips)]
-    return map_clips("models", evaluate_clip, tasks, workers, _init_worker, (configs, use_visqol))
+    return map_clips("models", evaluate_clip, tasks, workers, _init_worker, (configs, use_visqol, as_files))
 
 
 # -- summary --------------------------------------------------------------------------------------------
@@ -487,6 +493,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--conditions", nargs="+", metavar="NAME", help=f"only these, of: {', '.join(BY_NAME)}")
     parser.add_argument("--visqol", choices=VISQOL_CHOICES, default="key",
                         help=f"ViSQOL on every coded condition, on {', '.join(KEY_CONDITIONS)} (default), or none")
+    parser.add_argument("--as-files", action="store_true", help="tell both systems' gates what each coding's file "
+                        "header says, as `gapfill restore` does (gate.coded_input: auto)")
     parser.add_argument("--workers", type=int, default=1, help="processes (1)")
     parser.add_argument("--json", metavar="PATH", help="results (default benchmarks/results/models.json, "
                         "models-quick.json with --quick)")
@@ -540,14 +548,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"models: {clips} clips, {len(names)} conditions; estimated {estimate['total'] / 60:.0f} CPU min on one "
           f"free core (ViSQOL {estimate['visqol'] / 60:.0f}), about {estimate['total'] / 60 / workers:.0f} min with "
           f"{workers} worker(s) on free cores", file=sys.stderr, flush=True)
-    results = run_clips(sets, names, configs, args.visqol, use_visqol, workers)
+    results = run_clips(sets, names, configs, args.visqol, use_visqol, workers, args.as_files)
     rows = [row for clip_result in results for row in clip_result["rows"]]
     identity = next((r["facts"]["visqol_identity"] for r in results if "visqol_identity" in r["facts"]), None)
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     summary = summarise(rows, names)
     result = {
         "benchmark": "models", "schema": SCHEMA_VERSION, "quick": bool(args.quick), "environment": environment(),
-        "engines": described, "corpus": None if args.quick else str(args.corpus),
+        "engines": described, "as_files": args.as_files, "corpus": None if args.quick else str(args.corpus),
         "clips": [{"id": c.id, "set": s.name, "kind": c.kind, "source": c.source, "unit": unit,
                    "channels": int(c.samples.shape[0]), "start_s": round(start, 3),
                    "seconds": round(c.samples.shape[1] / MODEL_RATE_HZ, 3)}

@@ -35,6 +35,8 @@ FFMPEG_ENCODERS = ("libmp3lame", "libshine", "aac", "libvorbis", "libopus", "lib
 ENCODERS = ("lameenc",) + FFMPEG_ENCODERS
 _CONTAINERS = {"lameenc": "mp3", "libmp3lame": "mp3", "libshine": "mp3", "aac": "adts", "libvorbis": "ogg",
                "libopus": "ogg", "libtwolame": "mp2"}
+_CODECS = {"lameenc": "mp3", "libmp3lame": "mp3", "libshine": "mp3", "aac": "aac", "libvorbis": "vorbis",
+           "libopus": "opus", "libtwolame": "mp2"}
 DECODERS = ("minimp3", "soundfile", "ffmpeg")
 TRAINING_RESAMPLERS = ("soxr_vhq", "soxr_hq", "soxr_mq", "soxr_lq", "swr", "scipy")
 RESAMPLERS = TRAINING_RESAMPLERS + ("src_fastest",)
@@ -62,6 +64,11 @@ class Encoding:
     def container(self) -> str:
         """The stream format the encoder writes: mp3, adts (AAC), ogg (Vorbis, Opus) or mp2."""
         return _CONTAINERS[self.encoder]
+
+    @property
+    def codec(self) -> str:
+        """FFmpeg's name of the codec (what a file of it reports): mp3, aac, vorbis, opus or mp2."""
+        return _CODECS[self.encoder]
 
     @property
     def name(self) -> str:

@@ -76,3 +76,19 @@ def test_the_children_table_holds_runs_without_the_clean_conditions():
            "max_abs_change": 0.1, "codec_made_share": 0.3}
     table = children_table([row])
     assert "| child#0 | 0/0, w0 | 0/0, w0 | 1/1, w0 | - | - |" in table
+
+
+def test_as_files_the_gate_is_told_what_each_coding_s_header_says() -> None:
+    """--as-files: an MP3 at 32 kbit/s or less is low-rate, at 96 or more high-rate; other codecs, VBR settings
+    (no nominal rate) and stored audio neither; each run says it anew."""
+    from benchmarks.common import read_as_file
+    from evaluation.chains import Encoding
+    from realtime.engine.restorer import Restorer
+
+    restorer = Restorer()
+    for encoding, expected in ((Encoding("lameenc", 32), (True, False)), (Encoding("libmp3lame", 128, channels=2),
+                               (False, True)), (Encoding("libmp3lame", 64, channels=2), (False, False)),
+                               (Encoding("aac", 32), (False, False)), (Encoding("aac", 128), (False, False)),
+                               (Encoding("libmp3lame", quality=9), (False, False)), (None, (False, False))):
+        read_as_file(restorer, encoding, 2)
+        assert (restorer.coded_input, restorer.high_rate_input) == expected, encoding

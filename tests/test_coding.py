@@ -1,6 +1,7 @@
 """A file's lossy coding, as its header tells (realtime/frontends/coding.py), and what it tells the codec gate:
-a low-rate lossy file's cliff is the codec's without codec damage under it (`gate.coded_input: auto`);
-`--coded` says so for a stream; a clean source's own cliff otherwise passes unchanged."""
+a low-rate lossy file's cliff is the codec's without codec damage under it, a high-rate one's the source's
+own (`gate.coded_input: auto`); `--coded` says so for a stream; a clean source's own cliff otherwise passes
+unchanged."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ import soundfile as sf
 from realtime.cli.main import main
 from realtime.engine.restorer import Restorer
 from realtime.frontends.audiofile import open_audio
-from realtime.frontends.coding import LOW_RATE_CODECS, LOW_RATE_KBPS, file_coding, id3v2_size
+from realtime.frontends.coding import (HIGH_RATE_CODECS, HIGH_RATE_KBPS, LOW_RATE_CODECS, LOW_RATE_KBPS, Coding,
+                                       file_coding, id3v2_size)
 
 RATE = 48_000
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
@@ -56,23 +58,35 @@ def test_an_id3v2_tag_is_measured_from_its_synchsafe_size() -> None:
 
 
 @needs_ffmpeg
-@pytest.mark.parametrize("suffix, options, codec, low_rate", [
-    (".mp3", ("-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k"), "mp3", True),
-    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "32k"), "mp3", True),
-    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "48k"), "mp3", False),
-    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "128k"), "mp3", False),
-    (".m4a", ("-ac", "1", "-c:a", "aac", "-b:a", "32k"), "aac", False),
-    (".m4a", ("-ac", "2", "-c:a", "aac", "-b:a", "128k"), "aac", False),
-    (".mp2", ("-ac", "2", "-c:a", "mp2", "-b:a", "192k"), "mp2", False),
+@pytest.mark.parametrize("suffix, options, codec, low_rate, high_rate", [
+    (".mp3", ("-ac", "1", "-c:a", "libmp3lame", "-b:a", "32k"), "mp3", True, False),
+    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "32k"), "mp3", True, False),
+    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "48k"), "mp3", False, False),
+    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "80k"), "mp3", False, False),
+    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "96k"), "mp3", False, True),
+    (".mp3", ("-ac", "2", "-c:a", "libmp3lame", "-b:a", "128k"), "mp3", False, True),
+    (".m4a", ("-ac", "1", "-c:a", "aac", "-b:a", "32k"), "aac", False, False),
+    (".m4a", ("-ac", "2", "-c:a", "aac", "-b:a", "128k"), "aac", False, False),
+    (".mp2", ("-ac", "2", "-c:a", "mp2", "-b:a", "192k"), "mp2", False, False),
 ])
-def test_a_lossy_file_s_codec_and_bit_rate_are_read(source_wav, tmp_path, suffix, options, codec, low_rate) -> None:
+def test_a_lossy_file_s_codec_and_bit_rate_are_read(source_wav, tmp_path, suffix, options, codec, low_rate,
+                                                    high_rate) -> None:
     path = ffmpeg_encode(source_wav, tmp_path / f"coded{suffix}", *options)
     nominal = int(options[-1].rstrip("k"))
     with open_audio(str(path)) as source:
         coding = file_coding(str(path), source)
-    assert coding is not None and coding.codec == codec and coding.low_rate is low_rate
+    assert coding is not None and coding.codec == codec
+    assert (coding.low_rate, coding.high_rate) == (low_rate, high_rate)
     assert coding.kbps == pytest.approx(nominal, rel=0.1)                  # frame headers and padding
     assert (codec in LOW_RATE_CODECS and nominal <= LOW_RATE_KBPS) is low_rate
+    assert (codec in HIGH_RATE_CODECS and nominal >= HIGH_RATE_KBPS) is high_rate
+
+
+def test_a_size_estimate_keeps_each_mp3_rate_on_its_side() -> None:
+    """A bit rate from the file's size runs a few per cent over the nominal one: 80 kbit/s stays under the
+    high rates and 96 over them, 32 in the low rates and 40 out of them."""
+    assert not Coding("mp3", 80 * 1.1, 2).high_rate and Coding("mp3", 96.0, 2).high_rate
+    assert Coding("mp3", 32 * 1.1, 1).low_rate and not Coding("mp3", 40.0, 1).low_rate
 
 
 @needs_ffmpeg
@@ -111,14 +125,34 @@ def test_restore_tells_the_gate_what_the_file_says_and_records_it(source_wav, tm
                      "--stats-json", str(stats)]) == 0
         record = json.loads(stats.read_text())
         assert record["coding"]["codec"] == "mp3" and record["coding"]["low_rate"] is coded
+        assert record["coding"]["high_rate"] is not coded
         assert record["codec_report"]["coded_input"] is coded
+        assert record["codec_report"]["high_rate_input"] is not coded
     assert main(["restore", str(source_wav), str(tmp_path / "clean.wav"), "--config", passthrough_config,
                  "--stats-json", str(stats)]) == 0
     record = json.loads(stats.read_text())
     assert record["coding"] is None and record["codec_report"]["coded_input"] is False
+    assert record["codec_report"]["high_rate_input"] is False
     assert main(["restore", str(source_wav), str(tmp_path / "told.wav"), "--config", passthrough_config, "--coded",
                  "--stats-json", str(stats)]) == 0
     assert json.loads(stats.read_text())["codec_report"]["coded_input"] is True
+
+
+@needs_ffmpeg
+def test_a_high_rate_mp3_comes_out_as_decoded_sample_for_sample(tmp_path) -> None:
+    """The shipped model: an MP3 at 128 kbit/s of a source band-limited at 10 kHz, read as high-rate (its cliff
+    the source's own), is written out as its decoder gives it."""
+    source = tmp_path / "source.wav"
+    sf.write(source, band_limited_music(6.0, seed=3)[:, None], RATE, subtype="PCM_16")
+    high = ffmpeg_encode(source, tmp_path / "high.mp3", "-c:a", "libmp3lame", "-b:a", "128k")
+    out, stats = tmp_path / "out.wav", tmp_path / "stats.json"
+    assert main(["restore", str(high), str(out), "--stats-json", str(stats)]) == 0
+    assert json.loads(stats.read_text())["codec_report"]["high_rate_input"] is True
+    with open_audio(str(high)) as decoded:
+        expected = np.concatenate([block.copy() for block in decoded.blocks()], axis=1).T   # (frames, channels)
+    restored, rate = sf.read(out, dtype="float32", always_2d=True)
+    assert rate == RATE
+    np.testing.assert_array_equal(restored, expected)
 
 
 def test_an_unknown_coded_input_setting_is_refused() -> None:
@@ -134,3 +168,4 @@ def test_the_codec_summary_says_when_the_input_was_taken_as_coded() -> None:
     assert codec_summary(report) == "codec cutoff 8.4 kHz detected after 0.00 s, restored 97 % of frames"
     assert codec_summary({**report, "coded_input": True}) == (
         "codec cutoff 8.4 kHz of a coded input detected after 0.00 s, restored 97 % of frames")
+

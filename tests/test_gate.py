@@ -183,6 +183,27 @@ def test_a_coded_stream_s_cliff_counts_without_codec_damage_and_only_while_coded
     assert CodecGate({**DEFAULTS, "coded_input": True}, 48_000, 1024, 256).coded_input
 
 
+@pytest.mark.parametrize("cut_bin", [LOW_CUT_BIN, CUT_BIN])
+def test_a_high_rate_stream_s_cliff_is_the_source_s_own(cut_bin: int) -> None:
+    """A high-rate lossy file (its header said so): a cliff with codec damage under it, which otherwise
+    engages, passes bit for bit; the codec-made share of a stream without a cliff still counts."""
+    frames = _frames(1200, cut_bin)
+    wrong = np.ascontiguousarray(frames[0] * 3.0 + 1.0)
+    gate = _gate()
+    gate.set_high_rate_input(True)
+    np.testing.assert_array_equal(_run(gate, frames, wrong, _codec_damage(cut_bin=cut_bin)), frames)
+    report = gate.report()
+    assert report["high_rate_input"] and not report["engaged"] and report["cutoff_hz"] is None
+    gate.reset()
+    assert not np.array_equal(_run(gate, _frames(600), wrong, np.ones((1, F), np.float32)), _frames(600))
+    assert gate.report()["codec_made_now"] and not gate.report()["band_limit_now"]
+    gate.set_high_rate_input(False)
+    gate.reset()
+    assert not np.array_equal(_run(gate, frames, wrong, _codec_damage(cut_bin=cut_bin)), frames)
+    report = gate.report()
+    assert not report["high_rate_input"] and report["band_limit_now"]
+
+
 def test_a_cliff_below_damage_from_needs_no_evidence() -> None:
     """LAME 32 kbit/s stereo's 5.5 kHz low-pass leaves little damage under it; no clean format ends there."""
     assert LOW_CUT_BIN * 48_000 / 1024 < DEFAULTS["damage_from_hz"] < CUT_BIN * 48_000 / 1024
@@ -303,7 +324,7 @@ def test_quiet_frames_change_nothing() -> None:
     assert gate.report() == {"engaged": False, "engaged_now": False, "cutoff_hz": None,
                              "engaged_after_s": None, "restored_share": 0.0, "band_limit_now": False,
                              "codec_made_now": False, "codec_made_share": 0.0, "damage_share": 0.0,
-                             "coded_input": False}
+                             "coded_input": False, "high_rate_input": False}
 
 
 def test_a_stray_full_band_frame_does_not_switch_the_gate_off() -> None:

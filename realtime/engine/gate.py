@@ -39,7 +39,10 @@ full-scale sine, `full_scale_magnitude`: N/4 for the Hann framing):
    from about 10 kHz up) and LAME puts its 32 kbit/s mono low-pass, it needs `lenient_damage_fraction` of
    `damage_share`. In a stream known to be decoded from a lossy codec at a low bit rate (`set_coded_input`:
    a file's header said so, or `gate.coded_input`) a cliff counts without it at any frequency: there the
-   cliff is the codec's whatever lies under it.
+   cliff is the codec's whatever lies under it. In one known to be decoded from a codec at a high bit rate
+   (`set_high_rate_input`: a file's header said so), whose own low-pass lies above `max_cutoff_hz`, no cliff
+   counts as a band limit: any cliff found is the source's own (it still bounds where the codec-made share
+   is measured, and still blocks that share where it lacks codec damage, as in 3.).
 3. Codec-made bins. A model with a confidence head says per bin how sure it is (0..1) that the decoded
    bin is codec-made (noise filling, folded or intensity-coded bands, holes, the band above a cutoff).
    The long-term share of bins it is at least `confidence_from` sure of (per band, same averaging as
@@ -128,7 +131,6 @@ class CodecGate:
         p[_P_BELOW] = max(1, round(s["below_hz"] * bands_per_hz))
         p[_P_GAP] = max(0, round(s["gap_hz"] * bands_per_hz))
         p[_P_ABOVE] = max(1, round(s["above_hz"] * bands_per_hz))
-        p[_P_CLIFF] = s["cliff_db"]
         p[_P_RELEASE] = s["cliff_db"] - s["release_db"]
         p[_P_SLEW] = s["cutoff_slew_hz_per_s"] * self.fft_size / self.sample_rate / frames_per_s   # bins/hop
         p[_P_XFADE] = max(1.0, s["crossfade_hz"] * self.fft_size / self.sample_rate)
@@ -152,6 +154,7 @@ class CodecGate:
             raise ValueError("gate: the cutoff search range and its windows do not fit in the spectrum")
         self._params = p
         self.set_coded_input(s["coded_input"] is True)
+        self.set_high_rate_input(False)
         self.prepare(1)
 
     def prepare(self, channels: int) -> None:
@@ -210,6 +213,13 @@ class CodecGate:
         self._params[_P_DAMAGE_ON] = share
         self._params[_P_LENIENT_ON] = self.settings["lenient_damage_fraction"] * share
 
+    def set_high_rate_input(self, high: bool) -> None:
+        """Whether the stream is known to be decoded from a lossy codec at a high bit rate (module doc, 2.):
+        True, no cliff counts as a band limit (the codec-made share still does); False, as configured. For
+        the stream to come (between streams, not while one is processed)."""
+        self.high_rate_input = bool(high)
+        self._params[_P_CLIFF] = math.inf if high else self.settings["cliff_db"]
+
     @property
     def damage_share(self) -> np.ndarray:
         """(C,) the long-term share of bins under the best cliff (up to `damage_margin_hz` from it) that the
@@ -227,7 +237,8 @@ class CodecGate:
         the cliff, up to `damage_margin_hz` from it (mean over channels), the evidence a band limit needs;
         engaged_after_s: time from the stream start to the first restored frame (s) or None;
         restored_share: restored active frames / active frames (0..1); coded_input: whether the stream is
-        taken as decoded from a low-rate lossy codec (`set_coded_input`).
+        taken as decoded from a low-rate lossy codec (`set_coded_input`); high_rate_input: from a high-rate
+        one, whose cliffs do not count (`set_high_rate_input`).
         """
         st = self._state
         cut = self.cutoff_hz
@@ -246,6 +257,7 @@ class CodecGate:
             "codec_made_share": round(float(st[:, _SHARE].mean()), 4),
             "damage_share": round(float(st[:, _DAMAGE].mean()), 4),
             "coded_input": self.coded_input,
+            "high_rate_input": self.high_rate_input,
         }
 
     def process(self, decoded_mag: np.ndarray, predicted_mag: np.ndarray, confidence: np.ndarray,

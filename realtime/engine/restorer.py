@@ -133,6 +133,17 @@ class Restorer:
         it before the stream (before `restore`, or between `reset` and the first `process`)."""
         self.stages["gate"].set_coded_input(coded)
 
+    @property
+    def high_rate_input(self) -> bool:
+        """Whether the stream is taken as decoded from a lossy codec at a high bit rate, which the gate passes
+        through (False until a front end that reads the file's coding says otherwise, `set_high_rate_input`)."""
+        return self.stages["gate"].high_rate_input
+
+    def set_high_rate_input(self, high: bool) -> None:
+        """Take the stream to come as decoded from a lossy codec at a high bit rate (True: passed through bit for
+        bit) or not (False); call it before the stream, as `set_coded_input`."""
+        self.stages["gate"].set_high_rate_input(high)
+
     def set_strength(self, strength: float) -> None:
         """Set `strength` (0..1; GapfillError otherwise) at any time, from any thread: the next hop uses it."""
         self.stages["strength"].set_strength(strength)

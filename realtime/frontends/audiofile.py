@@ -333,9 +333,10 @@ def restore_file(
     """Restore `in_path` into `out_path` (.wav or .flac): same channels and duration, aligned, at
     `output_rate(input rate, rate)` Hz (rate None: automatic, 'keep', or Hz). restorer None: the defaults.
 
-    With `gate.coded_input: auto` the gate takes the stream as decoded from a lossy codec at a low bit rate
-    where the file's coding says so (realtime.frontends.coding). Raises GapfillError for anything the user
-    can fix; leaves no output file unless it succeeds.
+    With `gate.coded_input: auto` the gate takes the stream as decoded from a lossy codec at a low bit rate,
+    or passes it through as one from a high bit rate, where the file's coding says so
+    (realtime.frontends.coding). Raises GapfillError for anything the user can fix; leaves no output file
+    unless it succeeds.
     """
     from realtime.engine.restorer import Restorer, check_sample_rate, compensated
 
@@ -348,6 +349,7 @@ def restore_file(
         coding = file_coding(in_path, source)
         if restorer.config.gate["coded_input"] == "auto":
             restorer.set_coded_input(coding is not None and coding.low_rate)
+            restorer.set_high_rate_input(coding is not None and coding.high_rate)
         out_rate = output_rate(source.samplerate, rate)
         try:
             check_sample_rate(source.samplerate)

@@ -1,5 +1,6 @@
 """How a file's audio was coded, as the file tells: a lossy codec and its bit rate, so that the codec gate can
-take a cliff for the codec's band limit where the coding leaves no doubt (`gate.coded_input: auto`).
+take a cliff for the codec's band limit where the coding leaves no doubt, and for a source's own where the
+codec's lies higher (`gate.coded_input: auto`).
 
 The bit rate is the audio stream's own where FFmpeg reads it from the container or the stream, else the
 file's size, less a leading ID3v2 tag (cover art), over its duration: for the MP3, Ogg Vorbis and Opus files
@@ -25,6 +26,13 @@ Measured with the evidence waived (README, Results, "Coded input"): at LAME 32k 
 validation music clips restored, ViSQOL +0.83 on them; at 48-64 kbit/s, AAC 32k and MP2 64k more clean
 band-limited sources made worse (8-16 of 60) for 0-5 more full-band ones restored, and at 96-128 kbit/s nearly
 all of them."""
+HIGH_RATE_CODECS = frozenset({"mp3"})
+HIGH_RATE_KBPS = 96.0
+"""A file of a HIGH_RATE_CODECS codec at this many kbit/s or more is high-rate: its encoder's low-pass lies at
+15 kHz or above, over every cliff the gate looks for, so a cliff it finds is the source's own and counts as no
+band limit. With the shipped model at LAME 96 and 128 kbit/s such cliffs (10.5-12.3 kHz) engaged the gate on 5
+of 120 band-limited sources, each made worse, and on no full-band one (README, Results, "Coded input"). The
+MP3 rate under it, 80 kbit/s, stays under it with ESTIMATE_TOLERANCE."""
 ESTIMATE_TOLERANCE = 1.15
 """A bit rate estimated from the file's size may exceed the nominal one by this factor (frame headers, padding,
 the VBR header frame, an encoder's priming: 2-3 % measured), under the MP3 step from 32 to 40 kbit/s."""
@@ -45,9 +53,15 @@ class Coding:
         """Whether it is of a LOW_RATE_CODECS codec at no more than LOW_RATE_KBPS (ESTIMATE_TOLERANCE over it)."""
         return self.codec in LOW_RATE_CODECS and self.kbps <= LOW_RATE_KBPS * ESTIMATE_TOLERANCE
 
+    @property
+    def high_rate(self) -> bool:
+        """Whether it is of a HIGH_RATE_CODECS codec at HIGH_RATE_KBPS or more."""
+        return self.codec in HIGH_RATE_CODECS and self.kbps >= HIGH_RATE_KBPS
+
     def to_json(self) -> dict[str, Any]:
         """The `--stats-json` record."""
-        return {"codec": self.codec, "kbps": round(self.kbps, 1), "channels": self.channels, "low_rate": self.low_rate}
+        return {"codec": self.codec, "kbps": round(self.kbps, 1), "channels": self.channels,
+                "low_rate": self.low_rate, "high_rate": self.high_rate}
 
 
 def file_coding(path: str, source: AudioSource) -> Coding | None:
