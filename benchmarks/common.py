@@ -17,7 +17,7 @@ import yaml
 from realtime.engine.config import EngineConfig, load_config
 from realtime.errors import GapfillError
 from realtime.engine.model_files import model_file, shipped_model_path
-from realtime.frontends.coding import Coding
+from realtime.frontends.coding import Coding, tell_restorer
 
 if TYPE_CHECKING:
     from evaluation.chains import Encoding
@@ -87,10 +87,8 @@ def read_as_file(restorer: Restorer, encoding: Encoding | None, channels: int) -
     """Tell `restorer` what `gapfill restore` reads from the header of a file of `encoding` (`gate.coded_input:
     auto`, realtime/frontends/coding.py): low-rate, high-rate or neither; a VBR setting (no nominal rate) and
     stored audio (None) neither."""
-    coding = None if encoding is None or encoding.bitrate_kbps is None else (
-        Coding(encoding.codec, float(encoding.bitrate_kbps), channels))
-    restorer.set_coded_input(coding is not None and coding.low_rate)
-    restorer.set_high_rate_input(coding is not None and coding.high_rate)
+    tell_restorer(restorer, None if encoding is None or encoding.bitrate_kbps is None else
+                  Coding(encoding.codec, float(encoding.bitrate_kbps), channels))
 
 
 def mean_present(values: list[float | None]) -> float | None:

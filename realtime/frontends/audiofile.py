@@ -42,7 +42,7 @@ import soundfile as sf
 from realtime.atomic import atomic_write
 from realtime.engine.config import BLOCK_SAMPLES, MODEL_RATE_HZ
 from realtime.errors import GapfillError
-from realtime.frontends.coding import file_coding
+from realtime.frontends.coding import file_coding, tell_restorer
 from realtime.frontends.decoder import PYAV_HINT, open_decoded, pyav_available, timestamp
 
 if TYPE_CHECKING:  # the engine is imported when a file is restored, not when the command line is parsed
@@ -348,8 +348,7 @@ def restore_file(
     with open_audio(in_path) as source:
         coding = file_coding(in_path, source)
         if restorer.config.gate["coded_input"] == "auto":
-            restorer.set_coded_input(coding is not None and coding.low_rate)
-            restorer.set_high_rate_input(coding is not None and coding.high_rate)
+            tell_restorer(restorer, coding)
         out_rate = output_rate(source.samplerate, rate)
         try:
             check_sample_rate(source.samplerate)

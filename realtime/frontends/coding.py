@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from realtime.engine.restorer import Restorer
     from realtime.frontends.audiofile import AudioSource
 
 LOSSY_CODECS = frozenset({"mp1", "mp2", "mp3", "aac", "vorbis", "opus", "wmav1", "wmav2", "ac3", "eac3"})
@@ -78,6 +79,13 @@ def file_coding(path: str, source: AudioSource) -> Coding | None:
             tag = id3v2_size(file.read(ID3V2_HEADER_BYTES))
         bit_rate = 8.0 * (os.path.getsize(path) - tag) / seconds
     return Coding(source.codec, bit_rate / 1000.0, source.channels)
+
+
+def tell_restorer(restorer: Restorer, coding: Coding | None) -> None:
+    """Tell `restorer`'s gate, for the stream to come, what a file of `coding` (None: not lossy, or unknown)
+    says: low-rate (its cliff is the codec's), high-rate (its cliff is the source's own) or neither."""
+    restorer.set_coded_input(coding is not None and coding.low_rate)
+    restorer.set_high_rate_input(coding is not None and coding.high_rate)
 
 
 def id3v2_size(header: bytes) -> int:
