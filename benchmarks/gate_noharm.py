@@ -218,8 +218,7 @@ def run_one(clip: Clip, variant: Variant, condition: Condition, seed: int) -> di
     """One clip's source in `variant` under `condition`, through the engine: the JSON row (module doc)."""
     restorer = _worker["restorer"]
     if _worker["as_files"]:
-        read_as_file(restorer, None if variant.native else encoding_for(condition, clip.samples.shape[0]),
-                     clip.samples.shape[0])
+        read_as_file(restorer, encoding_for(condition, clip.samples.shape[0]), clip.samples.shape[0])
     source = band_limited(clip.samples, variant)
     if variant.native:
         stored = store(_soxr(clip.samples, MODEL_RATE_HZ, variant.rate), condition.chain, np.random.default_rng(seed))

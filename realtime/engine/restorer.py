@@ -135,13 +135,15 @@ class Restorer:
 
     @property
     def high_rate_input(self) -> bool:
-        """Whether the stream is taken as decoded from a lossy codec at a high bit rate, which the gate passes
-        through (False until a front end that reads the file's coding says otherwise, `set_high_rate_input`)."""
+        """Whether the stream is taken as decoded from a lossy codec at a high bit rate, whose cliffs the gate
+        takes for the source's own (False until a front end that reads the file's coding says otherwise,
+        `set_high_rate_input`)."""
         return self.stages["gate"].high_rate_input
 
     def set_high_rate_input(self, high: bool) -> None:
-        """Take the stream to come as decoded from a lossy codec at a high bit rate (True: passed through bit for
-        bit) or not (False); call it before the stream, as `set_coded_input`."""
+        """Take the stream to come as decoded from a lossy codec at a high bit rate (True: no cliff counts as a
+        band limit, the codec-made share still does) or not (False); call it before the stream, as
+        `set_coded_input`."""
         self.stages["gate"].set_high_rate_input(high)
 
     def set_strength(self, strength: float) -> None:

@@ -333,8 +333,8 @@ def restore_file(
     """Restore `in_path` into `out_path` (.wav or .flac): same channels and duration, aligned, at
     `output_rate(input rate, rate)` Hz (rate None: automatic, 'keep', or Hz). restorer None: the defaults.
 
-    With `gate.coded_input: auto` the gate takes the stream as decoded from a lossy codec at a low bit rate,
-    or passes it through as one from a high bit rate, where the file's coding says so
+    With `gate.coded_input: auto` the gate takes the stream as decoded from a lossy codec at a low bit rate
+    (its cliff the codec's) or at a high one (its cliff the source's own) where the file's coding says so
     (realtime.frontends.coding). Raises GapfillError for anything the user can fix; leaves no output file
     unless it succeeds.
     """
