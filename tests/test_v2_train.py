@@ -520,3 +520,35 @@ def test_a_held_confidence_is_recorded_kept_on_resume_and_in_the_total(tmp_path:
     assert record["val_reference_total"] == pytest.approx(
         record["val_reference_band"] + 0.5 * record["val_reference_bin"] + 0.2 * record["val_reference_confidence"]
         + 3.0 * record["val_reference_hold"], abs=3e-4)
+
+
+def _with_source(root: Path, source: str) -> Path:
+    """A pair cache whose rows all name `source`."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["pairs"] = [{**r, "source": source} for r in manifest["pairs"]]
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_source_weights_scale_how_often_a_source_is_drawn_and_are_kept_on_resume(tmp_path: Path) -> None:
+    first = _with_source(_pair_cache(tmp_path / "r0"), "renders")
+    second = _with_source(_pair_cache(tmp_path / "r1", seed=1), "mixes")
+    weighted = PairCache([first, second], "train", 0, source_weights={"mixes": 3.0})
+    assert weighted.p.tolist() == [0.25, 0.75]
+    drawn = [weighted.crop(24)[1]["source"] for _ in range(400)]
+    assert 0.68 < drawn.count("mixes") / 400 < 0.82
+    for refused in ({"mix": 3.0}, {"renders": 0.0, "mixes": 0.0}, {"mixes": -1.0}):
+        with pytest.raises(SystemExit):
+            PairCache([first, second], "train", 0, source_weights=refused)
+    run = tmp_path / "run"
+    args = ["train", "--run", str(run), "--batch", "2", "--frames", "24", "--hidden", "16", "--data", str(first),
+            str(second), "--steps", "1", "--cpu-hours", "1", "--source-weight", "mixes=3", "--source-weight",
+            "renders=0.5"]
+    assert main(args) == 0
+    assert main(["train", "--run", str(run), "--resume", "--steps", "2"]) == 0
+    state = torch.load(run / "last.pt", weights_only=False)["state"]
+    assert state["source_weights"] == {"mixes": 3.0, "renders": 0.5} and state["step"] == 2
+    sessions = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines() if "session" in line]
+    assert [s["source_weights"] for s in sessions] == [{"mixes": 3.0, "renders": 0.5}] * 2
+    with pytest.raises(SystemExit):
+        main(["train", "--run", str(run), "--resume", "--steps", "3", "--source-weight", "mixes"])

@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--hold-confidence", metavar="CHECKPOINT", default=None,
                    help="keep the confidence near this v2 checkpoint's (loss.py hold term; recorded, kept on resume)")
     t.add_argument("--hold-weight", type=float, default=1.0, help="weight of the hold term (default 1)")
+    t.add_argument("--source-weight", metavar="SOURCE=WEIGHT", action="append", type=_source_weight, default=None,
+                   help="draw training pairs of this manifest source WEIGHT times as often as their length says "
+                        "(repeatable; recorded, kept on resume unless given)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -154,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
                        switch_data=args.resume and args.data is not None, labels=args.labels,
                        band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight,
                        over_weight=args.over_weight, stop_cpu_hours=args.stop_at_cpu_hours,
-                       hold_confidence=args.hold_confidence, hold_weight=args.hold_weight)
+                       hold_confidence=args.hold_confidence, hold_weight=args.hold_weight,
+                       source_weights=None if args.source_weight is None else dict(args.source_weight))
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import rebuild_all
@@ -204,6 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(json.dumps(run_arm(args.arm, args.data, args.cpu_minutes * 60, args.out), indent=1))
     return 0
+
+
+def _source_weight(text: str) -> tuple[str, float]:
+    """SOURCE=WEIGHT as (source, weight)."""
+    source, sep, weight = text.rpartition("=")
+    try:
+        if sep and source:
+            return source, float(weight)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected SOURCE=WEIGHT, got {text!r}")
 
 
 def _config_args(t: argparse.ArgumentParser) -> None:

@@ -73,10 +73,13 @@ def data_roots(roots: DataRoots) -> list[Path]:
 
 class PairCache:
     """Random crops of the pairs of one split of one or more pair caches, memory-mapped (module doc); only
-    those of one codec, of some mixes or of one kind of audio where given."""
+    those of one codec, of some mixes or of one kind of audio where given. A pair is drawn with a probability
+    proportional to its samples times channels, times `source_weights[source]` where its manifest row's
+    `source` is named there (a name no pair of the split has is refused: a misspelt weight would go unseen)."""
 
     def __init__(self, roots: DataRoots, split: str, seed: int, codec: str | None = None,
-                 mixes: tuple[str, ...] | None = None, kind: str | None = None):
+                 mixes: tuple[str, ...] | None = None, kind: str | None = None,
+                 source_weights: dict[str, float] | None = None):
         self.roots = data_roots(roots)
         self.rows, self.files = [], []
         for root in self.roots:
@@ -89,7 +92,14 @@ class PairCache:
             names = ", ".join(map(str, self.roots))
             which = "".join(f" of {v}" for v in (codec, kind) if v)
             raise SystemExit(f"gapfill: no {split} pairs{which} in {names}")
-        weights = np.array([r["samples"] * r["channels"] for r in self.rows], float)
+        source_weights = source_weights or {}
+        unknown = sorted(set(source_weights) - {r.get("source") for r in self.rows})
+        if unknown:
+            raise SystemExit(f"gapfill: no {split} pairs of source {', '.join(unknown)} to weight")
+        weights = np.array([r["samples"] * r["channels"] * source_weights.get(r.get("source"), 1.0)
+                            for r in self.rows], float)
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise SystemExit("gapfill: source weights must be >= 0 and leave some pairs to draw")
         self.p = weights / weights.sum()
         self.rng = np.random.default_rng(seed)
         self.arrays: dict[int, np.ndarray] = {}
@@ -239,7 +249,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
           quiet: bool = False, switch_data: bool = False, labels: str | None = None,
           band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None,
           over_weight: float | None = None, stop_cpu_hours: float | None = None,
-          hold_confidence: str | None = None, hold_weight: float = 1.0) -> dict:
+          hold_confidence: str | None = None, hold_weight: float = 1.0,
+          source_weights: dict[str, float] | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
@@ -255,7 +266,9 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     default, kept on resume as `patch_weight`). `stop_cpu_hours`: stop at this much CPU time in all sessions,
     before the budget, where the schedule still ends. `hold_confidence`: a v2 checkpoint whose weight-averaged
     network's confidence the hold term (loss.py) keeps this one's near, weighted `hold_weight` (recorded,
-    kept on resume; a resumed run holds on unless given another)."""
+    kept on resume; a resumed run holds on unless given another). `source_weights`: how much more or less
+    often than its length says a training pair of each named source is drawn (`PairCache`; recorded, kept on
+    resume unless given; validation is never weighted)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -298,9 +311,11 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         opt = torch.optim.Adam(net.parameters(), lr=LR)
     if hold_confidence is not None:                          # a new run's, or a resumed run's from now on
         state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
+    if source_weights is not None:                           # likewise
+        state["source_weights"] = dict(source_weights)
     batch, frames = state["batch"], state["frames"]
     state["sessions"] += 1
-    source = PairCache(data_root, "train", seed + state["step"])
+    source = PairCache(data_root, "train", seed + state["step"], source_weights=state.get("source_weights"))
     rng = np.random.default_rng(seed + state["step"])
     val = validation_sets(data_root, net.config.bands, state["val_frames"], labels=state["labels"])
     from training.v2.cliffs import cliff_crops, cliff_record    # cliffs.py builds on this module
@@ -333,7 +348,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         return record
 
     session = {"session": state["sessions"], "step": state["step"], "cpu_s": round(state["cpu_s"], 1),
-               "budget_cpu_s": budget_s, "data": state["data"], "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+               "budget_cpu_s": budget_s, "data": state["data"], "source_weights": state.get("source_weights", {}),
+               "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     log.write(json.dumps(session) + "\n")
     log.flush()
     stop = []
