@@ -6,6 +6,7 @@
     python -m training.v2 train --cpu-hours 20      # trains into runs/v2 (resumes from runs/v2/last.pt)
     python -m training.v2 train --resume            # continue runs/v2/last.pt with its own budget and data
     python -m training.v2 train --resume --data data/v2pairs/r0 data/v2pairs/r1   # ... on these caches now
+    python -m training.v2 train --resume --adversarial-weight 0.05 --feature-weight 0.1   # ... with a critic
     python -m training.v2 all                       # data, pair rounds, the training stages, export to models/
     python -m training.v2 widen --bands 64          # runs/v2/last.pt at a finer band resolution, in place
     python -m training.v2 widen --hidden 256 --gru-stride 2   # ... with more hidden units, a GRU every 2 frames
@@ -82,6 +83,10 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--source-weight", metavar="SOURCE=WEIGHT", action="append", type=_source_weight, default=None,
                    help="draw training pairs of this manifest source WEIGHT times as often as their length says "
                         "(repeatable; recorded, kept on resume unless given)")
+    t.add_argument("--adversarial-weight", type=float, default=None,
+                   help="weight of the critic's adversarial term (critic.py; default 0, or a resumed run's own)")
+    t.add_argument("--feature-weight", type=float, default=None,
+                   help="weight of the critic's feature-matching term (critic.py; default 0, or a resumed run's own)")
     _config_args(t)
     al = sub.add_parser("all", help="model v2 from nothing: data, pair rounds, training, export (resumable)")
     al.add_argument("--run", default=DEFAULT_RUN)
@@ -158,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                        band_term=args.band_term, restart_lr=args.restart_lr, patch_weight=args.patch_weight,
                        over_weight=args.over_weight, stop_cpu_hours=args.stop_at_cpu_hours,
                        hold_confidence=args.hold_confidence, hold_weight=args.hold_weight,
-                       source_weights=None if args.source_weight is None else dict(args.source_weight))
+                       source_weights=None if args.source_weight is None else dict(args.source_weight),
+                       adversarial_weight=args.adversarial_weight, feature_weight=args.feature_weight)
         print(json.dumps(record))
     elif args.step == "all":
         from training.v2.rebuild import rebuild_all

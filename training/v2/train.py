@@ -28,6 +28,11 @@ validation split (`validation_sets`) every VALIDATE_CPU_S CPU seconds and at the
 which also gets a line per session start; with it, for the weight average, whether its confidence tells
 codec damage under a cliff from the cliff (training/v2/cliffs.py, VAL_CLIFF_CROPS crops:
 `average_cliffs_auc_<statistic>`).
+
+Critic (`adversarial_weight` or `feature_weight` > 0): training/v2/critic.py's critic of the band envelopes
+over time steps beside the network, once per step on the same crops (Adam at CRITIC_LR, its gradient norm
+clipped at GRAD_CLIP), and the network's loss adds its adversarial and feature-matching terms so weighted;
+its weights and optimizer are in the checkpoint (`critic`, `critic_optim`), its weights in `state["critic"]`.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from training.train import GAIN_DB_RANGE, LR, augment_crop, learning_rate
 from training.unet import count_parameters
 from training.v2 import features
 from training.v2.bandlimit import P_BAND_LIMITED, band_limit, codec_cliff_hz
+from training.v2.critic import CRITIC_BETAS, CRITIC_LR, CourseCritic, critic_loss, generator_terms
 from training.v2.testsignals import P_TEST_SIGNAL, test_signal
 from training.v2.loss import (BAND_TERMS, LABELS, SPARSE, SPARSE_FRAME_STRIDE, active_frames, band_labels,
                              loss_terms, restored_rate)
@@ -162,11 +168,42 @@ def make_batch(source: PairCache, batch: int, frames: int, rng: np.random.Genera
 
 
 def optimizer_step(net: torch.nn.Module, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-    """Backward, clip the gradient norm at GRAD_CLIP, one optimizer step."""
+    """Backward, clip the gradient norm of net's parameters at GRAD_CLIP, one optimizer step of them."""
     opt.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(net.parameters(), GRAD_CLIP)
     opt.step()
+
+
+class Critic:
+    """The critic, its optimizer and the weights of its terms in the network's loss (module doc)."""
+
+    def __init__(self, bands: int, weights: dict[str, float], stored: dict | None = None):
+        self.weights = weights
+        self.net = CourseCritic(bands)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=CRITIC_LR, betas=CRITIC_BETAS)
+        if stored is not None:
+            self.net.load_state_dict(stored["critic"])
+            self.opt.load_state_dict(stored["critic_optim"])
+
+    def network_terms(self, est_power: torch.Tensor, clean_power: torch.Tensor, decoded_power: torch.Tensor
+                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted sum of the network's critic terms and the terms (critic.generator_terms); the critic's
+        own weights get no gradient from them."""
+        self.net.requires_grad_(False)
+        terms = generator_terms(self.net, est_power, clean_power, decoded_power)
+        return (self.weights["adversarial"] * terms["adversarial"] + self.weights["features"] * terms["features"],
+                terms)
+
+    def step(self, est_power: torch.Tensor, clean_power: torch.Tensor, decoded_power: torch.Tensor) -> float:
+        """One step of the critic on a batch (the estimate detached); its loss."""
+        self.net.requires_grad_(True)
+        loss = critic_loss(self.net, est_power, clean_power, decoded_power)
+        optimizer_step(self.net, self.opt, loss)
+        return float(loss.detach())
+
+    def state_dict(self) -> dict:
+        return {"critic": self.net.state_dict(), "critic_optim": self.opt.state_dict()}
 
 
 def validation_sets(data: DataRoots, bands: int, frames: int = CROP_FRAMES, crops: int = VAL_CROPS,
@@ -250,7 +287,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
           band_term: str | None = None, restart_lr: float | None = None, patch_weight: float | None = None,
           over_weight: float | None = None, stop_cpu_hours: float | None = None,
           hold_confidence: str | None = None, hold_weight: float = 1.0,
-          source_weights: dict[str, float] | None = None) -> dict:
+          source_weights: dict[str, float] | None = None, adversarial_weight: float | None = None,
+          feature_weight: float | None = None) -> dict:
     """Train (or resume from <run>/last.pt, whose model config, data, batch and frames then win) until
     `cpu_hours` of CPU time in all sessions together (a resume may raise the run's budget, not lower it), or
     `max_steps` steps in all; the last validation record. `switch_data`: a resumed run trains on data_root
@@ -268,7 +306,9 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     network's confidence the hold term (loss.py) keeps this one's near, weighted `hold_weight` (recorded,
     kept on resume; a resumed run holds on unless given another). `source_weights`: how much more or less
     often than its length says a training pair of each named source is drawn (`PairCache`; recorded, kept on
-    resume unless given; validation is never weighted)."""
+    resume unless given; validation is never weighted). `adversarial_weight`, `feature_weight`: the critic's
+    terms' weights (module doc; either > 0 trains a critic, a new one where the checkpoint has none;
+    recorded, kept on resume unless given)."""
     torch.set_num_threads(threads)
     run = Path(run)
     run.mkdir(parents=True, exist_ok=True)
@@ -313,6 +353,13 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["hold"] = {"checkpoint": str(hold_confidence), "weight": hold_weight}
     if source_weights is not None:                           # likewise
         state["source_weights"] = dict(source_weights)
+    if adversarial_weight is not None or feature_weight is not None:   # likewise
+        kept = state.get("critic", {"adversarial": 0.0, "features": 0.0})
+        state["critic"] = {"adversarial": kept["adversarial"] if adversarial_weight is None else adversarial_weight,
+                           "features": kept["features"] if feature_weight is None else feature_weight}
+    critic = None
+    if any(state.get("critic", {}).values()):
+        critic = Critic(net.config.bands, state["critic"], ck if last.exists() and "critic" in ck else None)
     batch, frames = state["batch"], state["frames"]
     state["sessions"] += 1
     source = PairCache(data_root, "train", seed + state["step"], source_weights=state.get("source_weights"))
@@ -325,7 +372,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     def save() -> None:
         with atomic_write(last) as temp:
             torch.save({"model": net.state_dict(), "average": average.state_dict(), "optim": opt.state_dict(),
-                        "config": config_dict(net),
+                        "config": config_dict(net), **({} if critic is None else critic.state_dict()),
                         "state": state, "budget_cpu_s": budget_s, "parameters": count_parameters(net),
                         "macs_per_frame": net.count_macs()}, temp)
 
@@ -357,6 +404,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     cpu0, wall0 = time.process_time(), time.time()
     last_checkpoint, last_validation, running = time.time(), state["cpu_s"], None
+    running_critic: dict[str, float] = {}
     net.train()
     stop_s = budget_s if stop_cpu_hours is None else min(budget_s, stop_cpu_hours * 3600.0)
     while state["cpu_s"] < stop_s and (max_steps is None or state["step"] < max_steps) and not stop:
@@ -366,8 +414,21 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         decoded, clean, band_targets = make_batch(source, batch, frames, rng, net.config.bands, labels=state["labels"])
         with torch.no_grad():
             held = None if anchor is None else anchor.bands(decoded)
-        terms = loss_terms(net, net.bands(decoded), decoded, clean, band_targets, *loss_settings, held, hold_weight)
-        optimizer_step(net, opt, terms["total"])
+        out = net.bands(decoded)
+        terms = loss_terms(net, out, decoded, clean, band_targets, *loss_settings, held, hold_weight)
+        total = terms["total"]
+        if critic is not None:
+            est_power = net.band_power(out)
+            with torch.no_grad():
+                clean_power = net.band_powers(clean)
+            weighted, critic_terms = critic.network_terms(est_power, clean_power, out.power)
+            total = total + weighted
+        optimizer_step(net, opt, total)
+        if critic is not None:                  # after the network's step: its graph holds the critic's weights
+            values = {"critic": critic.step(est_power, clean_power, out.power),
+                      **{key: float(value.detach()) for key, value in critic_terms.items()}}
+            for key, value in values.items():
+                running_critic[key] = 0.98 * running_critic.get(key, value) + 0.02 * value
         average.update()
         state["step"] += 1
         state["audio_s"] += batch * frames * features.HOP / features.SAMPLE_RATE
@@ -381,7 +442,8 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
             print(f"v2 train: step {state['step']} loss {running:.4f} lr {lr:.1e} cpu {state['cpu_s'] / 3600:.2f} h "
                   f"audio {state['audio_s'] / 3600:.1f} h", flush=True)
         if state["cpu_s"] - last_validation > validate_cpu_s:
-            log_validation(train_loss=running, lr=lr)
+            critic_record = {f"train_{k}": round(v, 5) for k, v in running_critic.items()}
+            log_validation(train_loss=running, lr=lr, **critic_record)
             last_validation = state["cpu_s"]
         if time.time() - last_checkpoint > checkpoint_s:
             save()
