@@ -97,6 +97,7 @@ def test_a_critic_trains_beside_the_network_is_recorded_and_resumes(tmp_path: Pa
     assert "critic" not in torch.load(plain / "last.pt", weights_only=False)
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert np.isfinite(log[-1]["val_reference_lsd"])
+    assert {"train_critic", "train_adversarial", "train_features"} <= set(log[-1])   # the critic's terms logged
 
 
 def test_the_course_is_a_level_minus_its_half_second_mean_and_its_agreement_reads_shape_and_spread() -> None:

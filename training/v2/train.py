@@ -280,6 +280,11 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
     return record
 
 
+def critic_record(running: dict[str, float]) -> dict[str, float]:
+    """The critic's running terms (critic loss, adversarial, features) as the log's `train_<term>`."""
+    return {f"train_{k}": round(v, 5) for k, v in running.items()}
+
+
 def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandNetConfig = BandNetConfig(),
           max_steps: int | None = None, seed: int = 0, threads: int = 1, batch: int | None = None,
           frames: int | None = None, checkpoint_s: float = CHECKPOINT_S, validate_cpu_s: float = VALIDATE_CPU_S,
@@ -442,8 +447,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
             print(f"v2 train: step {state['step']} loss {running:.4f} lr {lr:.1e} cpu {state['cpu_s'] / 3600:.2f} h "
                   f"audio {state['audio_s'] / 3600:.1f} h", flush=True)
         if state["cpu_s"] - last_validation > validate_cpu_s:
-            critic_record = {f"train_{k}": round(v, 5) for k, v in running_critic.items()}
-            log_validation(train_loss=running, lr=lr, **critic_record)
+            log_validation(train_loss=running, lr=lr, **critic_record(running_critic))
             last_validation = state["cpu_s"]
         if time.time() - last_checkpoint > checkpoint_s:
             save()
@@ -454,7 +458,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
     if stop:
         save()
         print(f"v2 train: stopped by signal {stop[0]} at step {state['step']}; {last} saved", flush=True)
-    record = log_validation(train_loss=running, final=True)
+    record = log_validation(train_loss=running, final=True, **critic_record(running_critic))
     log.close()
     save()
     return record
