@@ -54,7 +54,6 @@ class CourseCritic(nn.Module):
 
     def __init__(self, bands: int = 32, width: int = WIDTH):
         super().__init__()
-        self.bands = bands
         layers = [nn.Conv1d(2 * bands, width, KERNEL, padding=KERNEL // 2)]
         layers += [nn.Conv1d(width, width, KERNEL, stride=2, padding=KERNEL // 2) for _ in range(STRIDED_LAYERS)]
         self.hidden = nn.ModuleList(layers)

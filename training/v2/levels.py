@@ -85,11 +85,11 @@ def level_rows(net: BandNet, data: DataRoots, codec: str = REFERENCE.name, crops
             estimate = torch.cat([net(decoded[i: i + 8]).magnitude for i in range(0, crops, 8)])
             level = {name: features.db(net.band_powers(m) + 1e-12)
                      for name, m in (("clean", clean), ("decoded", decoded), ("estimate", estimate))}
-            active = (active_frames(clean) > 0)[..., None].expand_as(level["clean"])
-            missing = active & (level["decoded"] < level["clean"] - MISSING_DB) & (level["clean"] > AUDIBLE_DB)
+            active = active_frames(clean) > 0
+            missing = (active[..., None] & (level["decoded"] < level["clean"] - MISSING_DB)
+                       & (level["clean"] > AUDIBLE_DB))
             error = (level["estimate"] - level["clean"])[missing]
-            correlation, spread, series = course_agreement(level["estimate"], level["clean"], missing,
-                                                           active_frames(clean) > 0)
+            correlation, spread, series = course_agreement(level["estimate"], level["clean"], missing, active)
             rows.append({"kind": kind, "split": split, "band_frames": int(missing.sum()),
                          "median_db": float(error.median()) if len(error) else None,
                          "mean_db": float(error.mean()) if len(error) else None,

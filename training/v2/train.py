@@ -67,6 +67,7 @@ VAL_CLIFF_CROPS = 100
 GRAD_CLIP = 1.0
 AVERAGE_DECAY = 0.999
 LOG_EVERY_STEPS = 50
+RUNNING_DECAY = 0.98              # per step: the printed and logged training terms' moving average
 
 DataRoots = str | Path | list[str] | list[Path]
 """A pair cache's folder, or several (a list; a checkpoint of one cache stores a string)."""
@@ -280,6 +281,11 @@ def validate(net: BandNet, sets: dict[str, tuple[torch.Tensor, ...]], prefix: st
     return record
 
 
+def running_mean(previous: float | None, value: float) -> float:
+    """The moving average (RUNNING_DECAY per step) of a training term after one more step's `value`."""
+    return value if previous is None else RUNNING_DECAY * previous + (1.0 - RUNNING_DECAY) * value
+
+
 def critic_record(running: dict[str, float]) -> dict[str, float]:
     """The critic's running terms (critic loss, adversarial, features) as the log's `train_<term>`."""
     return {f"train_{k}": round(v, 5) for k, v in running.items()}
@@ -433,7 +439,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
             values = {"critic": critic.step(est_power, clean_power, out.power),
                       **{key: float(value.detach()) for key, value in critic_terms.items()}}
             for key, value in values.items():
-                running_critic[key] = 0.98 * running_critic.get(key, value) + 0.02 * value
+                running_critic[key] = running_mean(running_critic.get(key), value)
         average.update()
         state["step"] += 1
         state["audio_s"] += batch * frames * features.HOP / features.SAMPLE_RATE
@@ -442,7 +448,7 @@ def train(run: str | Path, data_root: DataRoots, cpu_hours: float, config: BandN
         state["wall_s"] += wall1 - wall0
         cpu0, wall0 = cpu1, wall1
         value = float(terms["total"].detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
+        running = running_mean(running, value)
         if not quiet and state["step"] % LOG_EVERY_STEPS == 0:
             print(f"v2 train: step {state['step']} loss {running:.4f} lr {lr:.1e} cpu {state['cpu_s'] / 3600:.2f} h "
                   f"audio {state['audio_s'] / 3600:.1f} h", flush=True)
