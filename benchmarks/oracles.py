@@ -6,10 +6,12 @@ with the clean ones.
     python -m benchmarks.oracles --quick      # CI smoke run: benchmarks/models.py's two synthetic clips, 2 s
 
 Clips: benchmarks/models.py's (data v2 test mixes and validation speech, music and mixes, their most active
-`--seconds`; the first channel of each), coded by `--condition` (a benchmarks/models.py condition) and
-restored by the engine (`--model`, at the framing its metadata names). The output, the decoded and the
-clean clip are analysed with a Hann STFT (FFT_SIZE, HOP); each variant below keeps the output's phase,
-changes its magnitudes and is resynthesised; ViSQOL (audio mode) against the clean clip. The cutoff is the
+`--seconds`), coded by `--condition` (a benchmarks/models.py condition, with its channels: a stereo mix stays
+stereo, jointly coded, where the condition codes it so; mono clips skip the stereo-only one) and restored by
+the engine (`--model`, at the framing its metadata names), every channel; the first channel is scored. The
+output, the decoded and the clean clip are analysed with a Hann STFT (FFT_SIZE, HOP); each variant below
+keeps the output's phase, changes its magnitudes and is resynthesised; ViSQOL (audio mode) against the clean
+clip. The cutoff is the
 metrics' codec cutoff of the decoded clip against the clean one (evaluation/metrics.py); "band powers" are
 the mean powers over the bins above the cutoff of each of model v2's BANDS bands, flat inside the band:
 - `decoded`, `output`: as they are (`output` resynthesised: `resynthesis_error` checks the round trip);
@@ -21,14 +23,27 @@ the mean powers over the bins above the cutoff of each of model v2's BANDS bands
 - `band_powers_smoothed`: the clean band powers smoothed over SMOOTH_FRAMES frames (Hann);
 - `band_powers_held`: the clean band powers of every HOLD_FRAMES-th frame held for the frames after it;
 - `band_powers_3db`, `band_powers_6db`: the clean band powers with that much random error (normal, dB,
-  per band and frame, fixed seed).
+  per band and frame, fixed seed);
+- `clean_level_per_band_above`: above the cutoff the output's band powers, each band scaled by one gain over
+  the clip to the clean band's level (mean dB over the frames where both have power): the output's course at
+  the clean per-band level of the clip;
+- `holes_clean`: the clean magnitudes in the decoded clip's holes under the cutoff only (bins HOLE_DB or more
+  under the clean, the clean at least HOLE_DB above the metrics' floor), the output elsewhere;
+- `clean_band_powers_under`: under the cutoff the output's bins scaled per band and frame to the clean power
+  of the band's bins there (the output's fine structure), the output's above;
+- `clean_magnitudes`: the clean magnitudes everywhere, the output's phase: what any magnitude restorer with
+  this phase can reach.
+The metrics' cutoff is where the long-term decoded power comes within 30 dB of the clean; where a codec
+leaves sparse content above its low-pass about that far down (joint stereo at 32 kbit/s, 48 kHz) it can land
+far above the low-pass the gate finds, and "under the cutoff" then holds the emptied band: each row carries
+the gate's cutoff (`gate_cutoff_hz`, None where the gate engaged without a band limit) beside it.
 Summary per set and kind: mean ViSQOL of each variant over the clips the gate engaged on (the output
 differs from the decoded clip), and the clips it did not.
 
 Prints a Markdown table; writes JSON (`--json`, default benchmarks/results/oracles.json, oracles-quick.json
 with --quick): `benchmark`, `schema`, `quick`, `environment`, `engine`, `condition`, `variants`, `per_clip`
-[{set, kind, clip, engaged, cutoff_hz, resynthesis_error, <variant>: ViSQOL}], `summary` {set/kind: {clips,
-not_engaged, <variant>: mean}}, `wall_s`.
+[{set, kind, clip, engaged, cutoff_hz, gate_cutoff_hz, resynthesis_error, <variant>: ViSQOL}], `summary`
+{set/kind: {clips, not_engaged, <variant>: mean}}, `wall_s`.
 """
 
 from __future__ import annotations
@@ -44,15 +59,15 @@ from benchmarks.clips import DEFAULT_CORPUS, REPO
 from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, model_name, run_main, write_json,
 )
-from benchmarks.models import BY_NAME, corpus_clips, degraded, quick_clips
+from benchmarks.models import BY_NAME, applies, corpus_clips, degraded, quick_clips
 from benchmarks.quality import start_visqol, visqol_score, visqol_status
-from evaluation.metrics import FFT_SIZE, HOP, codec_cutoff_bin, power_db
+from evaluation.metrics import FFT_SIZE, FLOOR_DB, HOLE_DB, HOP, codec_cutoff_bin, magnitude_db, power_db
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
 from realtime.engine.stft import istft_offline, stft_offline
 from realtime.errors import GapfillError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "oracles.json"
 QUICK_JSON = REPO / "benchmarks" / "results" / "oracles-quick.json"
 BANDS = 32
@@ -100,10 +115,35 @@ def _with_error(envelope: np.ndarray, db: float, member: np.ndarray, rng: np.ran
     return envelope * (10 ** (rng.normal(0.0, db, (len(envelope), member.shape[1])) / 20) @ member.T)
 
 
+def band_powers_matched(mag: np.ndarray, to: np.ndarray, region: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """(frames, F) magnitudes `mag`, inside `region` ((F,) 0/1) scaled per band and frame so that the power of
+    each band's bins in the region is that of `to` there; 0 outside the region."""
+    ratio = (((to * region) ** 2) @ member + 1e-30) / (((mag * region) ** 2) @ member + 1e-30)
+    return mag * region * np.sqrt(ratio @ member.T)
+
+
+def clip_level_matched(envelope: np.ndarray, to: np.ndarray, member: np.ndarray) -> np.ndarray:
+    """(frames, F) band-flat `envelope` scaled per band by one gain: the mean over frames where both have power
+    of the band's log power ratio `to` / `envelope` (both band-flat, (frames, F))."""
+    counts = np.maximum(member.sum(0), 1.0)
+    power, target = (envelope ** 2) @ member / counts, (to ** 2) @ member / counts
+    both = (power > 1e-30) & (target > 1e-30)
+    log_ratio = np.where(both, np.log(np.where(both, target, 1.0) / np.where(both, power, 1.0)), 0.0)
+    gain = np.exp(0.5 * log_ratio.sum(0) / np.maximum(both.sum(0), 1))
+    return envelope * (gain @ member.T)
+
+
+def decoded_holes(clean: np.ndarray, decoded: np.ndarray, below: np.ndarray) -> np.ndarray:
+    """(frames, F) 0/1: the bins under the cutoff (`below`) where the decoded magnitude is HOLE_DB or more
+    under the clean one, the clean at least HOLE_DB above the metrics' floor (evaluation/metrics.py)."""
+    clean_db, decoded_db = magnitude_db(clean), magnitude_db(decoded)
+    return ((clean_db >= FLOOR_DB + HOLE_DB) & (clean_db - decoded_db >= HOLE_DB)) * below
+
+
 def variants(member: np.ndarray, rng: np.random.Generator) -> dict[str, Magnitudes]:
     """Variant name -> its magnitudes (frames, F) from a dict of the clip's `clean`, `decoded`, `output`
-    magnitudes, `above`/`below` (F,) 0/1 and `env` / `env_out` (the clean / output band powers above the
-    cutoff)."""
+    magnitudes, `above`/`below` (F,) 0/1, `env` / `env_out` (the clean / output band powers above the
+    cutoff) and `holes` (frames, F) 0/1 (`decoded_holes`)."""
     def above_from(key: str) -> Magnitudes:
         return lambda m: m["output"] * m["below"] + m[key] * m["above"]
 
@@ -120,6 +160,12 @@ def variants(member: np.ndarray, rng: np.random.Generator) -> dict[str, Magnitud
         "band_powers_held": lambda m: m["output"] * m["below"] + _held(m["env"], HOLD_FRAMES),
         "band_powers_3db": lambda m: m["output"] * m["below"] + _with_error(m["env"], 3.0, member, rng),
         "band_powers_6db": lambda m: m["output"] * m["below"] + _with_error(m["env"], 6.0, member, rng),
+        "clean_level_per_band_above": lambda m: m["output"] * m["below"] + clip_level_matched(m["env_out"],
+                                                                                             m["env"], member),
+        "holes_clean": lambda m: m["clean"] * m["holes"] + m["output"] * (1.0 - m["holes"]),
+        "clean_band_powers_under": lambda m: band_powers_matched(m["output"], m["clean"], m["below"], member)
+        + m["output"] * m["above"],
+        "clean_magnitudes": lambda m: m["clean"],
     }
 
 
@@ -136,10 +182,15 @@ def resynthesised(spectra: np.ndarray, samples: int) -> np.ndarray:
 
 
 def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, seed: int,
-                  member: np.ndarray) -> dict[str, Any]:
-    """One clip's row (module doc) for its first channel."""
-    reference, decoded, _ = degraded(BY_NAME[condition], clip_samples[:1], seed)
+                  member: np.ndarray) -> dict[str, Any] | None:
+    """One clip's row (module doc): coded and restored as benchmarks/models.py does (every channel, the
+    condition's own channel count), scored on the first channel; None where the condition does not apply to
+    the clip (stereo coding of a mono clip)."""
+    if not applies(BY_NAME[condition], clip_samples.shape[0]):
+        return None
+    reference, decoded, _ = degraded(BY_NAME[condition], clip_samples, seed)
     output = restorer.restore(decoded, MODEL_RATE_HZ)
+    reference, decoded, output = reference[:1], decoded[:1], output[:1]
     n = reference.shape[1]
     spectra = {name: analysed(x[0]) for name, x in (("clean", reference), ("decoded", decoded), ("output", output))}
     cutoff = codec_cutoff_bin(power_db(reference[0]), power_db(decoded[0]))
@@ -147,9 +198,11 @@ def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, 
     m = {name: np.abs(s) for name, s in spectra.items()}
     m.update(above=above, below=1.0 - above, env=band_powers_above(m["clean"], above, member),
              env_out=band_powers_above(m["output"], above, member))
+    m["holes"] = decoded_holes(m["clean"], m["decoded"], m["below"])
     phase = np.exp(1j * np.angle(spectra["output"]))
     row: dict[str, Any] = {"engaged": bool(np.max(np.abs(output - decoded)) > 0.0),
-                           "cutoff_hz": cutoff * MODEL_RATE_HZ / FFT_SIZE}
+                           "cutoff_hz": cutoff * MODEL_RATE_HZ / FFT_SIZE,
+                           "gate_cutoff_hz": restorer.codec_report()["cutoff_hz"]}
     rng = np.random.default_rng(SEED + seed)
     for name, magnitudes in variants(member, rng).items():
         signal = decoded[0] if name == "decoded" else resynthesised(magnitudes(m) * phase, n)
@@ -206,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for clip_set in sets:
         for i, clip in enumerate(clip_set.clips):
-            row = {"set": clip_set.name, "kind": clip.kind, "clip": clip.id,
-                   **evaluate_clip(restorer, args.condition, clip.samples, i, member)}
-            rows.append(row)
+            row = evaluate_clip(restorer, args.condition, clip.samples, i, member)
+            if row is not None:
+                rows.append({"set": clip_set.name, "kind": clip.kind, "clip": clip.id, **row})
             print(f"oracles: {clip.id} done after {time.perf_counter() - began:.0f} s", flush=True)
     names = list(variants(member, np.random.default_rng(0)))
     summary = summarise(rows, names)

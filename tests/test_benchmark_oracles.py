@@ -1,5 +1,5 @@
 """The oracle benchmark (benchmarks/oracles.py): its --quick run's JSON, the exact round trip its variants
-are built on, and the band powers it puts above a cutoff."""
+are built on, the band powers it puts above and under a cutoff, its clip-level match and its holes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,11 @@ import json
 
 import numpy as np
 
-from benchmarks.oracles import BANDS, SCHEMA_VERSION, band_membership, band_powers_above, variants
+from benchmarks.oracles import (
+    BANDS, SCHEMA_VERSION, band_membership, band_powers_above, band_powers_matched, clip_level_matched,
+    decoded_holes, variants,
+)
+from evaluation.metrics import HOLE_DB
 from conftest import run_benchmark
 
 
@@ -23,6 +27,7 @@ def test_oracles_benchmark_quick_run(tmp_path):
         assert row["resynthesis_error"] < 1e-4          # the output rebuilt from its own STFT is the output
         assert all(1.0 <= row[name] <= 5.0 for name in names)
         assert 4_000 < row["cutoff_hz"] < 12_000        # LAME 32 kbit/s mono
+        assert row["gate_cutoff_hz"] is None or 4_000 < row["gate_cutoff_hz"] < 12_000
     for key, block in result["summary"].items():
         assert block["clips"] + block["not_engaged"] == sum(f"{r['set']}/{r['kind']}" == key
                                                             for r in result["per_clip"])
@@ -42,10 +47,54 @@ def test_band_powers_above_the_cutoff_are_flat_at_each_bands_mean_power():
         np.testing.assert_allclose(env[:, bins], np.sqrt((mag[:, bins] ** 2).mean(1, keepdims=True)).repeat(
             len(bins), 1))
     m = {"clean": mag, "decoded": mag * (1 - above), "output": mag * 0.5, "above": above, "below": 1 - above,
-         "env": env, "env_out": band_powers_above(mag * 0.5, above, member)}
+         "env": env, "env_out": band_powers_above(mag * 0.5, above, member), "holes": np.zeros_like(mag)}
     made = {name: f(m) for name, f in variants(member, np.random.default_rng(1)).items()}
     power_above = {name: ((x * above) ** 2).sum(1) for name, x in made.items()}
     np.testing.assert_allclose(power_above["clean_band_powers_above"], power_above["clean_magnitudes_above"])
     np.testing.assert_allclose(power_above["clean_level_output_shape"], power_above["clean_magnitudes_above"])
     np.testing.assert_allclose(power_above["clean_shape_output_level"], (mag * 0.5 * above) ** 2 @ np.ones(513))
     np.testing.assert_allclose(made["clean_under_cutoff"] * (1 - above), mag * (1 - above))
+
+
+def test_band_powers_matched_under_a_cutoff_keep_the_fine_structure_at_the_target_band_power():
+    member = band_membership()
+    rng = np.random.default_rng(2)
+    mag, to = rng.rayleigh(1.0, (30, 513)), rng.rayleigh(3.0, (30, 513))
+    below = (np.arange(513) < 150).astype(float)
+    made = band_powers_matched(mag, to, below, member)
+    assert np.all(made[:, 150:] == 0.0)
+    np.testing.assert_allclose(((made * below) ** 2) @ member, ((to * below) ** 2) @ member, rtol=1e-9)
+    for b in np.flatnonzero((member * below[:, None]).sum(0)):   # within a band and frame: one gain
+        bins = np.flatnonzero(member[:, b] * below)
+        ratio = made[:, bins] / mag[:, bins]
+        np.testing.assert_allclose(ratio, ratio[:, :1].repeat(len(bins), 1))
+
+
+def test_clip_level_matched_moves_each_band_by_one_gain_to_the_targets_mean_log_level():
+    member = band_membership()
+    above = (np.arange(513) >= 200).astype(float)
+    rng = np.random.default_rng(3)
+    course = band_powers_above(rng.rayleigh(1.0, (50, 513)), above, member)
+    offset_db = rng.uniform(-12.0, 12.0, BANDS)
+    target = course * (10 ** (offset_db / 20) @ member.T)
+    np.testing.assert_allclose(clip_level_matched(course, target, member), target, rtol=1e-9)
+    shaken = target * (10 ** (rng.normal(0.0, 4.0, (50, BANDS)) / 20) @ member.T)   # another course, same clip
+    made = clip_level_matched(course, shaken, member)
+    ratio = made[:, 200:] / course[:, 200:]
+    np.testing.assert_allclose(ratio, ratio[:1].repeat(50, 0))                  # one gain per bin over time
+    bands = np.flatnonzero(member[200:].sum(0))                                 # the bands above the cutoff
+    log_gap = np.log(((made ** 2) @ member)[:, bands] / ((shaken ** 2) @ member)[:, bands])
+    np.testing.assert_allclose(log_gap.mean(0), 0.0, atol=1e-9)                 # at the target's mean level
+
+
+def test_decoded_holes_are_bins_the_codec_left_hole_db_under_the_clean_under_the_cutoff():
+    clean = np.full((4, 513), 100.0)
+    decoded = clean.copy()
+    decoded[:, 10] = clean[:, 10] * 10 ** (-(HOLE_DB + 1) / 20)        # a hole
+    decoded[:, 11] = clean[:, 11] * 10 ** (-(HOLE_DB - 1) / 20)        # quieter, not a hole
+    decoded[:, 300] = 0.0                                               # above the cutoff: not counted
+    clean[:, 12], decoded[:, 12] = 1e-6, 0.0                            # at the floor: not counted
+    below = (np.arange(513) < 200).astype(float)
+    holes = decoded_holes(clean, decoded, below)
+    assert holes.shape == (4, 513) and np.all(holes[:, 10] == 1)
+    assert holes.sum() == 4
