@@ -253,6 +253,24 @@ def test_level_error_above_has_the_sign_of_the_output_minus_the_reference():
     assert level_error_above(reference, louder, 500) is None
 
 
+def test_codec_cutoff_is_the_top_of_the_band_the_codec_kept():
+    """A low-pass at bin 180: found to the bin; above it a codec's sparse leftovers (15 dB down in every third
+    bin) and, at the top, a decode's floor 28 dB under a quiet clean band do not move it; a band kept up to
+    the top (a codec without a low-pass) gives TOP_BIN, and nothing kept gives 0."""
+    from evaluation.metrics import FLOOR_DB, TOP_BIN, codec_cutoff_bin
+
+    clean = np.full((30, 513), -40.0)
+    clean[:, 380:] = -60.0                                     # a quiet top, 17.8 kHz up
+    decoded = clean.copy()
+    decoded[:, 180:] = FLOOR_DB
+    assert codec_cutoff_bin(clean, decoded) == 180
+    decoded[:, 200:300:3] = -55.0                              # sparse leftovers over the low-pass
+    decoded[:, 380:] = -88.0                                   # a dithered decode's floor
+    assert codec_cutoff_bin(clean, decoded) == 180
+    assert codec_cutoff_bin(clean, clean - 3.0) == TOP_BIN
+    assert codec_cutoff_bin(clean, np.full_like(clean, FLOOR_DB)) == 0
+
+
 def test_crest_excess_above_compares_the_peakiness_of_the_band_above_the_cutoff():
     """Noise above the cutoff against the same band as one click per 256 samples at the same rms: a click
     band-limited to 8-24 kHz has a crest factor of 10 log10(256 x 2 / 3) = 22.3 dB, Gaussian noise over 1 s
