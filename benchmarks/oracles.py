@@ -11,9 +11,10 @@ stereo, jointly coded, where the condition codes it so; mono clips skip the ster
 the engine (`--model`, at the framing its metadata names), every channel; the first channel is scored. The
 output, the decoded and the clean clip are analysed with a Hann STFT (FFT_SIZE, HOP); each variant below
 keeps the output's phase, changes its magnitudes and is resynthesised; ViSQOL (audio mode) against the clean
-clip. The cutoff is the
-metrics' codec cutoff of the decoded clip against the clean one (evaluation/metrics.py); "band powers" are
-the mean powers over the bins above the cutoff of each of model v2's BANDS bands, flat inside the band:
+clip. The cutoff is the metrics' codec cutoff of the decoded clip against the clean one (evaluation/metrics.py:
+the top of the band the codec kept; each row carries the gate's own, `gate_cutoff_hz`, None where the gate
+engaged without a band limit, beside it); "band powers" are the mean powers over the bins above the cutoff of
+each of model v2's BANDS bands, flat inside the band:
 - `decoded`, `output`: as they are (`output` resynthesised: `resynthesis_error` checks the round trip);
 - `clean_under_cutoff`: the clean magnitudes under the cutoff, the output's above;
 - `clean_band_powers_above`: above the cutoff the clean band powers;
@@ -33,10 +34,6 @@ the mean powers over the bins above the cutoff of each of model v2's BANDS bands
   of the band's bins there (the output's fine structure), the output's above;
 - `clean_magnitudes`: the clean magnitudes everywhere, the output's phase: what any magnitude restorer with
   this phase can reach.
-The metrics' cutoff is where the long-term decoded power comes within 30 dB of the clean; where a codec
-leaves sparse content above its low-pass about that far down (joint stereo at 32 kbit/s, 48 kHz) it can land
-far above the low-pass the gate finds, and "under the cutoff" then holds the emptied band: each row carries
-the gate's cutoff (`gate_cutoff_hz`, None where the gate engaged without a band limit) beside it.
 Summary per set and kind: mean ViSQOL of each variant over the clips the gate engaged on (the output
 differs from the decoded clip), and the clips it did not.
 
