@@ -31,7 +31,8 @@ each of model v2's BANDS bands, flat inside the band:
 - `holes_clean`: the clean magnitudes in the decoded clip's holes under the cutoff only (bins HOLE_DB or more
   under the clean, the clean at least HOLE_DB above the metrics' floor), the output elsewhere;
 - `clean_band_powers_under`: under the cutoff the output's bins scaled per band and frame to the clean power
-  of the band's bins there (the output's fine structure), the output's above;
+  of the band's bins there (the output's fine structure), the output's above; `band_powers_under_3db` the same
+  with 3 dB of random error per band and frame, as `band_powers_3db` above the cutoff;
 - `clean_magnitudes`: the clean magnitudes everywhere, the output's phase: what any magnitude restorer with
   this phase can reach.
 Summary per set and kind: mean ViSQOL of each variant over the clips the gate engaged on (the output
@@ -162,6 +163,8 @@ def variants(member: np.ndarray, rng: np.random.Generator) -> dict[str, Magnitud
         "holes_clean": lambda m: m["clean"] * m["holes"] + m["output"] * (1.0 - m["holes"]),
         "clean_band_powers_under": lambda m: band_powers_matched(m["output"], m["clean"], m["below"], member)
         + m["output"] * m["above"],
+        "band_powers_under_3db": lambda m: band_powers_matched(m["output"], _with_error(m["clean"], 3.0, member, rng),
+                                                               m["below"], member) + m["output"] * m["above"],
         "clean_magnitudes": lambda m: m["clean"],
     }
 

@@ -54,6 +54,10 @@ def test_band_powers_above_the_cutoff_are_flat_at_each_bands_mean_power():
     np.testing.assert_allclose(power_above["clean_level_output_shape"], power_above["clean_magnitudes_above"])
     np.testing.assert_allclose(power_above["clean_shape_output_level"], (mag * 0.5 * above) ** 2 @ np.ones(513))
     np.testing.assert_allclose(made["clean_under_cutoff"] * (1 - above), mag * (1 - above))
+    np.testing.assert_allclose(made["band_powers_under_3db"] * above, mag * 0.5 * above)   # the band above as output
+    shift_db = 10 * np.log10((((made["band_powers_under_3db"] * (1 - above)) ** 2) @ member)[:, :10]
+                             / (((mag * (1 - above)) ** 2) @ member)[:, :10])
+    assert 1.5 < shift_db.std() < 4.5                           # the clean band powers, 3 dB of random error
 
 
 def test_band_powers_matched_under_a_cutoff_keep_the_fine_structure_at_the_target_band_power():
