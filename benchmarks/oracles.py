@@ -59,7 +59,7 @@ from benchmarks.common import (
 )
 from benchmarks.models import BY_NAME, applies, corpus_clips, degraded, quick_clips
 from benchmarks.quality import start_visqol, visqol_score, visqol_status
-from evaluation.metrics import FFT_SIZE, FLOOR_DB, HOLE_DB, HOP, codec_cutoff_bin, magnitude_db, power_db
+from evaluation.metrics import FFT_SIZE, HOP, codec_cutoff_bin, hole_bins, magnitude_db, power_db
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
 from realtime.engine.stft import istft_offline, stft_offline
@@ -132,10 +132,9 @@ def clip_level_matched(envelope: np.ndarray, to: np.ndarray, member: np.ndarray)
 
 
 def decoded_holes(clean: np.ndarray, decoded: np.ndarray, below: np.ndarray) -> np.ndarray:
-    """(frames, F) 0/1: the bins under the cutoff (`below`) where the decoded magnitude is HOLE_DB or more
-    under the clean one, the clean at least HOLE_DB above the metrics' floor (evaluation/metrics.py)."""
-    clean_db, decoded_db = magnitude_db(clean), magnitude_db(decoded)
-    return ((clean_db >= FLOOR_DB + HOLE_DB) & (clean_db - decoded_db >= HOLE_DB)) * below
+    """(frames, F) 0/1: the metrics' holes (`evaluation.metrics.hole_bins`) of the decoded magnitudes against
+    the clean ones, under the cutoff (`below`)."""
+    return hole_bins(magnitude_db(clean), magnitude_db(decoded)) * below
 
 
 def variants(member: np.ndarray, rng: np.random.Generator) -> dict[str, Magnitudes]:

@@ -106,6 +106,12 @@ def crest_excess_above(reference: np.ndarray, output: np.ndarray, cutoff: int) -
     return None if ref is None or out is None else out - ref
 
 
+def hole_bins(reference_db: np.ndarray, output_db: np.ndarray) -> np.ndarray:
+    """Bool, the shape of both: the bins of reference power (dB) at least HOLE_DB above the floor whose output
+    power (dB) is HOLE_DB or more under it (module doc: holes)."""
+    return (reference_db >= FLOOR_DB + HOLE_DB) & (reference_db - output_db >= HOLE_DB)
+
+
 def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict[str, float]:
     """LSD full / below / above (dB; NaN where a band is empty) and holes (share, module doc) of output power
     o against reference power r, both (frames, 513) dB from `power_db` or `magnitude_db`."""
@@ -118,7 +124,7 @@ def spectrum_metrics(r: np.ndarray, o: np.ndarray, cutoff: int) -> dict[str, flo
         return float(np.mean(np.sqrt(np.mean((o[:, lo:hi] - r[:, lo:hi]) ** 2, axis=1))))
 
     cand = r[:, :cutoff] >= FLOOR_DB + HOLE_DB
-    holes = (r[:, :cutoff] - o[:, :cutoff] >= HOLE_DB) & cand
+    holes = hole_bins(r[:, :cutoff], o[:, :cutoff])
     return {"lsd_full": lsd(0, r.shape[1]), "lsd_below": lsd(0, cutoff), "lsd_above": lsd(cutoff, TOP_BIN),
             "holes": float(holes.sum() / max(1, cand.sum()))}
 
