@@ -34,13 +34,18 @@ each of model v2's BANDS bands, flat inside the band:
   of the band's bins there (the output's fine structure), the output's above; `band_powers_under_3db` the same
   with 3 dB of random error per band and frame, as `band_powers_3db` above the cutoff;
 - `clean_magnitudes`: the clean magnitudes everywhere, the output's phase: what any magnitude restorer with
-  this phase can reach.
+  this phase can reach;
+- stereo clips only (None on mono ones), the first channel rebuilt as mid + side (M = (L + R) / 2, S = (L - R)
+  / 2, each analysed alike): `clean_side_envelope_above` / `clean_mid_envelope_above`, above the cutoff the
+  output's side / mid at the clean one's band powers (flat inside each band, the output's phase), the other
+  as output: how much of the exact envelope above the cutoff lies in the side and how much in the mid.
 Summary per set and kind: mean ViSQOL of each variant over the clips the gate engaged on (the output
-differs from the decoded clip), and the clips it did not.
+differs from the decoded clip; the stereo variants over the stereo ones among them), and the clips it did not.
 
 Prints a Markdown table; writes JSON (`--json`, default benchmarks/results/oracles.json, oracles-quick.json
 with --quick): `benchmark`, `schema`, `quick`, `environment`, `engine`, `condition`, `variants`, `per_clip`
-[{set, kind, clip, engaged, cutoff_hz, gate_cutoff_hz, resynthesis_error, <variant>: ViSQOL}], `summary`
+[{set, kind, clip, channels (as coded), engaged, cutoff_hz, gate_cutoff_hz, resynthesis_error, <variant>:
+ViSQOL}], `summary`
 {set/kind: {clips, not_engaged, <variant>: mean}}, `wall_s`.
 """
 
@@ -65,7 +70,7 @@ from realtime.engine.restorer import Restorer
 from realtime.engine.stft import istft_offline, stft_offline
 from realtime.errors import GapfillError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "oracles.json"
 QUICK_JSON = REPO / "benchmarks" / "results" / "oracles-quick.json"
 BANDS = 32
@@ -73,6 +78,7 @@ SMOOTH_FRAMES = 19                 # about 100 ms at HOP
 HOLD_FRAMES = 2                    # about 10.7 ms at HOP: model v2's GRU update interval
 SEED = 3
 Magnitudes = Callable[[dict[str, np.ndarray]], np.ndarray]
+STEREO_VARIANTS = ("clean_side_envelope_above", "clean_mid_envelope_above")
 
 
 def band_membership(bands: int = BANDS) -> np.ndarray:
@@ -180,6 +186,28 @@ def resynthesised(spectra: np.ndarray, samples: int) -> np.ndarray:
     return istft_offline(padded, FFT_SIZE, HOP)[FFT_SIZE - 1: FFT_SIZE - 1 + samples].astype(np.float32)
 
 
+def stereo_variants(clean: np.ndarray, output: np.ndarray, above: np.ndarray,
+                    member: np.ndarray) -> dict[str, np.ndarray]:
+    """Stereo clean and output clips (2, samples) -> each of STEREO_VARIANTS (module doc) as its first channel
+    (samples,) f32: mid + side, one of the output's two with the clean one's band powers above the cutoff
+    (`above`, (F,) 0/1)."""
+    samples = clean.shape[1]
+    halves = {"mid": 0.5, "side": -0.5}
+    spectra = {(part, name): analysed(0.5 * x[0] + sign * x[1])
+               for part, sign in halves.items() for name, x in (("clean", clean), ("output", output))}
+
+    def enveloped(part: str) -> np.ndarray:
+        out = spectra[part, "output"]
+        envelope = band_powers_above(np.abs(spectra[part, "clean"]), above, member)
+        return out * (1.0 - above) + envelope * np.exp(1j * np.angle(out))
+
+    made = {}
+    for name, part in zip(STEREO_VARIANTS, ("side", "mid")):
+        other = "mid" if part == "side" else "side"
+        made[name] = resynthesised(enveloped(part) + spectra[other, "output"], samples)
+    return made
+
+
 def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, seed: int,
                   member: np.ndarray) -> dict[str, Any] | None:
     """One clip's row (module doc): coded and restored as benchmarks/models.py does (every channel, the
@@ -189,6 +217,7 @@ def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, 
         return None
     reference, decoded, _ = degraded(BY_NAME[condition], clip_samples, seed)
     output = restorer.restore(decoded, MODEL_RATE_HZ)
+    stereo = (reference, output) if reference.shape[0] == 2 else None
     reference, decoded, output = reference[:1], decoded[:1], output[:1]
     n = reference.shape[1]
     spectra = {name: analysed(x[0]) for name, x in (("clean", reference), ("decoded", decoded), ("output", output))}
@@ -199,7 +228,8 @@ def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, 
              env_out=band_powers_above(m["output"], above, member))
     m["holes"] = decoded_holes(m["clean"], m["decoded"], m["below"])
     phase = np.exp(1j * np.angle(spectra["output"]))
-    row: dict[str, Any] = {"engaged": bool(np.max(np.abs(output - decoded)) > 0.0),
+    row: dict[str, Any] = {"channels": 1 if stereo is None else 2,
+                           "engaged": bool(np.max(np.abs(output - decoded)) > 0.0),
                            "cutoff_hz": cutoff * MODEL_RATE_HZ / FFT_SIZE,
                            "gate_cutoff_hz": restorer.codec_report()["cutoff_hz"]}
     rng = np.random.default_rng(SEED + seed)
@@ -208,6 +238,9 @@ def evaluate_clip(restorer: Restorer, condition: str, clip_samples: np.ndarray, 
         if name == "output":
             row["resynthesis_error"] = float(np.max(np.abs(signal - output[0])))
         row[name] = round(visqol_score(reference[0], signal), 4)
+    made = {} if stereo is None else stereo_variants(*stereo, above, member)
+    for name in STEREO_VARIANTS:
+        row[name] = round(visqol_score(reference[0], made[name]), 4) if name in made else None
     return row
 
 
@@ -216,9 +249,10 @@ def summarise(rows: list[dict[str, Any]], names: list[str]) -> dict[str, Any]:
     for key in sorted({f"{r['set']}/{r['kind']}" for r in rows}):
         mine = [r for r in rows if f"{r['set']}/{r['kind']}" == key]
         engaged = [r for r in mine if r["engaged"]]
-        summary[key] = {"clips": len(engaged), "not_engaged": len(mine) - len(engaged),
-                        **{name: round(float(np.mean([r[name] for r in engaged])), 3) if engaged else None
-                           for name in names}}
+        summary[key] = {"clips": len(engaged), "not_engaged": len(mine) - len(engaged)}
+        for name in names:
+            scores = [r[name] for r in engaged if r[name] is not None]
+            summary[key][name] = round(float(np.mean(scores)), 3) if scores else None
     return summary
 
 
@@ -262,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             if row is not None:
                 rows.append({"set": clip_set.name, "kind": clip.kind, "clip": clip.id, **row})
             print(f"oracles: {clip.id} done after {time.perf_counter() - began:.0f} s", flush=True)
-    names = list(variants(member, np.random.default_rng(0)))
+    names = [*variants(member, np.random.default_rng(0)), *STEREO_VARIANTS]
     summary = summarise(rows, names)
     result = {"benchmark": "oracles", "schema": SCHEMA_VERSION, "quick": bool(args.quick),
               "environment": environment(), "engine": {"model": model_name(config), "stft": dict(config.stft)},

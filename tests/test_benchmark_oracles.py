@@ -1,32 +1,38 @@
 """The oracle benchmark (benchmarks/oracles.py): its --quick run's JSON, the exact round trip its variants
-are built on, the band powers it puts above and under a cutoff, its clip-level match and its holes."""
+are built on, the band powers it puts above and under a cutoff, its clip-level match, its holes and its
+stereo variants."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import pytest
 
 from benchmarks.oracles import (
-    BANDS, SCHEMA_VERSION, band_membership, band_powers_above, band_powers_matched, clip_level_matched,
-    decoded_holes, variants,
+    BANDS, SCHEMA_VERSION, STEREO_VARIANTS, analysed, band_membership, band_powers_above, band_powers_matched,
+    clip_level_matched, decoded_holes, resynthesised, stereo_variants, variants,
 )
 from evaluation.metrics import HOLE_DB
 from conftest import run_benchmark
 
 
-def test_oracles_benchmark_quick_run(tmp_path):
+@pytest.mark.parametrize("condition, channels", [("lame_32k_mono", (1, 1)), ("libmp3lame_32k", (2, 1))])
+def test_oracles_benchmark_quick_run(tmp_path, condition, channels):
     out = tmp_path / "oracles.json"
-    done = run_benchmark("benchmarks.oracles", "--quick", "--json", str(out))
+    done = run_benchmark("benchmarks.oracles", "--quick", "--condition", condition, "--json", str(out))
     result = json.loads(out.read_text())
     assert result["benchmark"] == "oracles" and result["quick"] is True and result["schema"] == SCHEMA_VERSION
     names = result["variants"]
     assert names[:2] == ["decoded", "output"] and len(names) == len(set(names))
-    assert len(result["per_clip"]) == 2
+    assert names[-len(STEREO_VARIANTS):] == list(STEREO_VARIANTS)
+    assert tuple(row["channels"] for row in result["per_clip"]) == channels   # a stereo mix, a mono voice
     for row in result["per_clip"]:
         assert row["resynthesis_error"] < 1e-4          # the output rebuilt from its own STFT is the output
-        assert all(1.0 <= row[name] <= 5.0 for name in names)
-        assert 4_000 < row["cutoff_hz"] < 12_000        # LAME 32 kbit/s mono
+        stereo = row["channels"] == 2
+        assert all(1.0 <= row[name] <= 5.0 for name in names if stereo or name not in STEREO_VARIANTS)
+        assert all((row[name] is None) != stereo for name in STEREO_VARIANTS)
+        assert 4_000 < row["cutoff_hz"] < 12_000        # 32 kbit/s
         assert row["gate_cutoff_hz"] is None or 4_000 < row["gate_cutoff_hz"] < 12_000
     for key, block in result["summary"].items():
         assert block["clips"] + block["not_engaged"] == sum(f"{r['set']}/{r['kind']}" == key
@@ -102,3 +108,27 @@ def test_decoded_holes_are_bins_the_codec_left_hole_db_under_the_clean_under_the
     holes = decoded_holes(clean, decoded, below)
     assert holes.shape == (4, 513) and np.all(holes[:, 10] == 1)
     assert holes.sum() == 4
+
+
+def test_stereo_variants_put_the_clean_band_powers_above_the_cutoff_into_the_side_or_the_mid_alone():
+    rng = np.random.default_rng(4)
+    clean = rng.normal(0.0, 0.1, (2, 48_000)).astype(np.float32)   # independent left and right: S as loud as M
+    cutoff = 200
+    above = (np.arange(513) >= cutoff).astype(float)
+    mid, side = analysed(0.5 * (clean[0] + clean[1])), analysed(0.5 * (clean[0] - clean[1]))
+    side_left = resynthesised(side * (1.0 - above) + 1e-3 * side * above, clean.shape[1])   # the side lost above
+    mid_kept = resynthesised(mid, clean.shape[1])
+    output = np.stack([mid_kept + side_left, mid_kept - side_left])
+    made = stereo_variants(clean, output, above, band_membership())
+    assert set(made) == set(STEREO_VARIANTS) and all(x.shape == (48_000,) for x in made.values())
+
+    def power_db(x, region):
+        return 10 * np.log10(((np.abs(analysed(x)) ** 2) * region).sum())
+
+    gap = {name: power_db(x, above) - power_db(output[0], above) for name, x in made.items()}
+    assert abs(power_db(clean[0], above) - power_db(output[0], above) - 3.0) < 0.3   # the side's half is gone
+    # a band-flat half resynthesised with a noise phase loses up to 1 dB (its STFT is not consistent)
+    assert abs(gap["clean_mid_envelope_above"]) < 1.0                                # the mid was right already
+    assert 2.0 < gap["clean_side_envelope_above"] < 3.5                              # the side's brought back
+    for x in made.values():                                                          # under the cutoff: output
+        assert abs(power_db(x, 1.0 - above) - power_db(output[0], 1.0 - above)) < 0.05
