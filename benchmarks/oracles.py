@@ -63,12 +63,11 @@ from benchmarks.common import (
     MODEL_CHOICES, engine_config, environment, markdown_table, model_name, run_main, write_json,
 )
 from benchmarks.models import BY_NAME, applies, corpus_clips, degraded, quick_clips
-from benchmarks.quality import start_visqol, visqol_score, visqol_status
+from benchmarks.quality import start_required_visqol, visqol_score
 from evaluation.metrics import FFT_SIZE, HOP, codec_cutoff_bin, hole_bins, magnitude_db, power_db
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
 from realtime.engine.stft import istft_offline, stft_offline
-from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 3
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "oracles.json"
@@ -280,10 +279,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
-    usable, why = visqol_status()
-    if not usable:
-        raise GapfillError(f"the oracle benchmark needs ViSQOL: {why}")
-    start_visqol()
+    start_required_visqol("oracle")
     config = engine_config(None, args.model)
     restorer = Restorer(config)
     sets = (quick_clips(min(args.seconds, 2.0)) if args.quick

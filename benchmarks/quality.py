@@ -259,6 +259,14 @@ def start_visqol() -> None:
     _worker["visqol"] = api
 
 
+def start_required_visqol(benchmark: str) -> None:
+    """`start_visqol` for a benchmark that cannot run without ViSQOL; GapfillError naming it where unusable."""
+    usable, why = visqol_status()
+    if not usable:
+        raise GapfillError(f"the {benchmark} benchmark needs ViSQOL: {why}")
+    start_visqol()
+
+
 def visqol_started() -> bool:
     """Whether `start_visqol` ran in this process."""
     return "visqol" in _worker

@@ -40,14 +40,13 @@ from benchmarks.clips import DEFAULT_CORPUS, REPO
 from benchmarks.common import engine_config, environment, markdown_table, model_name, run_main, write_json
 from benchmarks.models import BY_NAME, KEY_CONDITIONS, corpus_clips, degraded, encoding_for
 from benchmarks.oracles import analysed, resynthesised
-from benchmarks.quality import start_visqol, visqol_score, visqol_status
+from benchmarks.quality import start_required_visqol, visqol_score
 from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import encode
 from evaluation.metrics import FFT_SIZE, HOP
 from evaluation.mp3_side_info import GRANULE_SAMPLES, side_info
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
-from realtime.errors import GapfillError
 
 SCHEMA_VERSION = 1
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "stream_course.json"
@@ -187,10 +186,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     began = time.perf_counter()
-    usable, why = visqol_status()
-    if not usable:
-        raise GapfillError(f"the stream course benchmark needs ViSQOL: {why}")
-    start_visqol()
+    start_required_visqol("stream course")
     config = engine_config(None, "default")
     restorer = Restorer(config)
     chosen = (synthetic_stereo_clips(min(args.seconds, 2.0)) if args.quick
