@@ -44,7 +44,7 @@ from benchmarks.quality import start_required_visqol, visqol_score
 from benchmarks.stereo import synthetic_stereo_clips
 from evaluation.chains import encode
 from evaluation.metrics import FFT_SIZE, HOP
-from evaluation.mp3_side_info import GRANULE_SAMPLES, side_info
+from evaluation.mp3_side_info import GRANULE_SAMPLES, SideInfo, side_info
 from realtime.engine.config import MODEL_RATE_HZ
 from realtime.engine.restorer import Restorer
 
@@ -74,10 +74,9 @@ def granule_levels_db(x: np.ndarray, granule: int, low_hz: float, high_hz: float
     return 10.0 * np.log10(power[:, (freqs >= low_hz) & (freqs < high_hz)].sum(1) + 1e-12)
 
 
-def stream_features(data: bytes, granules: int, window: int) -> np.ndarray:
+def stream_features(info: SideInfo, granules: int, window: int) -> np.ndarray:
     """(granules, 4 C (BACK + AHEAD + 1)): the courses of each channel's bits and global gain, at granules
     -BACK to +AHEAD around each (clamped at the stream's ends)."""
-    info = side_info(data)
     series = np.concatenate([info.part2_3_bits, info.global_gain], axis=1).astype(np.float64)
     courses = np.stack([course(column, window) for column in series.T], axis=1)
     shifted = [courses[np.clip(np.arange(granules) + shift, 0, len(courses) - 1)]
@@ -88,19 +87,18 @@ def stream_features(data: bytes, granules: int, window: int) -> np.ndarray:
 def clip_courses(restorer: Restorer, condition: str, samples: np.ndarray, seed: int) -> dict[str, Any]:
     """One clip coded and restored: its clean and output courses, stream features and what ViSQOL needs."""
     reference, decoded, _ = degraded(BY_NAME[condition], samples, seed)
-    data = encode(reference, encoding_for(BY_NAME[condition], samples.shape[0]))
+    info = side_info(encode(reference, encoding_for(BY_NAME[condition], samples.shape[0])))
     output = restorer.restore(decoded, MODEL_RATE_HZ)
     cutoff_hz = restorer.codec_report()["cutoff_hz"] or CUTOFF_FALLBACK_HZ
-    rate = side_info(data).sample_rate
-    granule = GRANULE_SAMPLES * MODEL_RATE_HZ // rate
+    granule = GRANULE_SAMPLES * MODEL_RATE_HZ // info.sample_rate
     window = max(3, round(COURSE_WINDOW_S * MODEL_RATE_HZ / granule))
     count = reference.shape[1] // granule
     levels = {name: granule_levels_db(x.mean(0), granule, cutoff_hz, COURSE_TOP_HZ)
               for name, x in (("clean", reference), ("output", output))}
-    return {"reference": reference, "output": output, "cutoff_hz": cutoff_hz, "sample_rate": rate,
+    return {"reference": reference, "output": output, "cutoff_hz": cutoff_hz, "sample_rate": info.sample_rate,
             "granule": granule, "clean": course(levels["clean"], window),
             "inputs": {"output": course(levels["output"], window)[:, None],
-                       "stream": stream_features(data, count, window)}}
+                       "stream": stream_features(info, count, window)}}
 
 
 def leave_one_out(clips: list[dict[str, Any]], parts: tuple[str, ...]) -> list[np.ndarray]:
