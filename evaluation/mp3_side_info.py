@@ -8,9 +8,9 @@ frame headers and side info alone (no Huffman decoding): MPEG-1 (two granules pe
 VBRI frame (an encoder's summary, no audio) are skipped.
 
 Granule g of the stream (summary frames left out) holds the encoder's decisions about granule g of its input,
-that is of the decoded audio aligned to the clean: benchmarks/stream_course.py finds the bits' course
-correlating best with the clean course above the cutoff at that lag on most test mixes, for LAME and for
-ffmpeg's libmp3lame alike.
+that is of the decoded audio aligned to the clean: the bits' course correlates best with the clean course above
+the cutoff at that lag on most test mixes, for LAME and for ffmpeg's libmp3lame alike (measured in session 24,
+training/v2/campaign/README.md, "What the MP3 stream itself says about the course").
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from realtime.frontends.coding import ID3V2_HEADER_BYTES, id3v2_size
 
 GRANULE_SAMPLES = 576
 _BITRATES_KBPS = {False: (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
@@ -119,17 +121,10 @@ def _granules(data: bytes, at: int, header: _Header) -> list[list[tuple[int, int
     return granules
 
 
-def _id3v2_size(data: bytes) -> int:
-    if data[:3] != b"ID3" or len(data) < 10:
-        return 0
-    size = (data[6] << 21) | (data[7] << 14) | (data[8] << 7) | data[9]
-    return 10 + size + (10 if data[5] & 0x10 else 0)
-
-
 def side_info(data: bytes) -> SideInfo:
     """Every audio frame's side info of an MP3 stream's bytes (module doc). Raises ValueError when the bytes
     hold no Layer III frame, or frames of more than one sample rate or channel count."""
-    at, rows, mid_side, first = _id3v2_size(data), [], [], None
+    at, rows, mid_side, first = id3v2_size(data[:ID3V2_HEADER_BYTES]), [], [], None
     while at + 4 <= len(data):
         header = _header(data, at)
         follows = header is not None and (at + header.size + 4 > len(data) or _header(data, at + header.size))
